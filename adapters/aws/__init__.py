@@ -1,0 +1,1 @@
+"""AWS backends (aiobotocore), template synthesis and deploy."""

@@ -1,0 +1,1 @@
+"""Embedded backends: the defaults of a local run."""

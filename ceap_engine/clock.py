@@ -1,0 +1,288 @@
+"""Clocks: real time, and virtual time that skips idle waits.
+
+The engine never calls :func:`asyncio.sleep` or :func:`time.time` itself; it
+asks its :class:`Clock`. With :class:`VirtualClock` a 300 s Glue retry interval
+passes instantly while the history still shows the 300 s gap.
+
+How virtual time decides it may jump: every unit of work the engine runs (an
+execution, a Parallel branch, a Map iteration) is an :class:`Activity`. An
+activity counts as *busy* unless it is inside :meth:`Clock.sleep`. Time jumps to
+the next timer only when no activity is busy. Work that a task runner does in a
+thread, a subprocess or over a socket happens while its activity is busy, so
+virtual time never skips past it.
+
+Example::
+
+    clock = VirtualClock(start=0)
+    async def main():
+        with clock.activity():
+            await clock.sleep(300)
+        assert clock.time() == 300
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import itertools
+import time as _time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "to_datetime"]
+
+
+def to_datetime(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Activity:
+    """A unit of engine work that virtual time must not skip past while busy.
+
+    Create it with :meth:`Clock.activity` *before* scheduling the coroutine that
+    runs it (so the clock counts it at once) and enter it inside that coroutine.
+    """
+
+    __slots__ = ("_clock", "_token", "busy", "closed")
+
+    def __init__(self, clock: _ActivityAccounting | None) -> None:
+        self._clock = clock
+        self._token: contextvars.Token | None = None
+        self.busy = True
+        self.closed = False
+        if clock is not None:
+            clock._busy += 1
+
+    def __enter__(self) -> Activity:
+        self._token = _current_activity.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _current_activity.reset(self._token)
+            self._token = None
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.busy and self._clock is not None:
+            self.busy = False
+            self._clock._set_idle()
+
+    def idle(self) -> _Idle:
+        """Count this activity as idle while it waits for its children.
+
+        A Map or Parallel state waits for its iterations, which are activities
+        of their own; while it waits it must not keep time from moving.
+        """
+        return _Idle(self)
+
+    def _release(self) -> None:
+        if self.busy and not self.closed:
+            self.busy = False
+            if self._clock is not None:
+                self._clock._set_idle()
+
+    def _acquire(self) -> None:
+        if not self.busy and not self.closed:
+            self.busy = True
+            if self._clock is not None:
+                self._clock._busy += 1
+
+
+class _Idle:
+    __slots__ = ("_activity",)
+
+    def __init__(self, activity: Activity) -> None:
+        self._activity = activity
+
+    def __enter__(self) -> None:
+        self._activity._release()
+
+    def __exit__(self, *exc: object) -> None:
+        self._activity._acquire()
+
+
+_current_activity: contextvars.ContextVar[Activity | None] = contextvars.ContextVar(
+    "ceap_current_activity", default=None
+)
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What the engine needs of time. ``time()`` is epoch seconds."""
+
+    def time(self) -> float: ...
+
+    def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle: ...
+
+    def activity(self) -> Activity: ...
+
+
+class _ActivityAccounting:
+    _busy: int = 0
+
+    def _set_idle(self) -> None:
+        self._busy -= 1
+
+
+class RealClock(_ActivityAccounting):
+    """Wall-clock time; sleeps really sleep."""
+
+    def time(self) -> float:
+        return _time.time()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(max(0.0, delay), callback)
+
+    def activity(self) -> Activity:
+        return Activity(None)
+
+
+class _Timer:
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class VirtualClock(_ActivityAccounting):
+    """Time that stands still while work runs and jumps when all work waits.
+
+    ``start`` is the initial time as a datetime or epoch seconds (default:
+    the real time now). Time only moves at jumps, so every event recorded
+    between two jumps carries the same timestamp.
+    """
+
+    def __init__(self, start: datetime | float | None = None) -> None:
+        if start is None:
+            start = _time.time()
+        elif isinstance(start, datetime):
+            if start.tzinfo is None:
+                start = start.replace(tzinfo=UTC)
+            start = start.timestamp()
+        self._now = float(start)
+        self._busy = 0
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._seq = itertools.count()
+        self._advance_scheduled = False
+
+    # -- reading time -------------------------------------------------
+    def time(self) -> float:
+        return self._now
+
+    def now(self) -> datetime:
+        return to_datetime(self._now)
+
+    @property
+    def busy_activities(self) -> int:
+        return self._busy
+
+    # -- timers -------------------------------------------------------
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        timer = _Timer(self._now + max(0.0, delay), callback)
+        heapq.heappush(self._heap, (timer.deadline, next(self._seq), timer))
+        self._maybe_schedule_advance()
+        return timer
+
+    async def sleep(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        activity = _current_activity.get()
+        if activity is None or activity.closed or activity._clock is not self:
+            # A caller outside any engine activity (a test awaiting the clock
+            # directly): it is only waiting, so it does not hold time back.
+            activity = None
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not fut.done():
+                if activity is not None:
+                    activity._acquire()  # busy again before anything else runs
+                fut.set_result(None)
+
+        timer = self.call_later(seconds, wake)
+        if activity is not None:
+            activity._release()
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            if activity is not None:
+                activity._acquire()
+
+    def activity(self) -> Activity:
+        return Activity(self)
+
+    # -- time skipping ------------------------------------------------
+    def _set_idle(self) -> None:
+        self._busy -= 1
+        if self._busy == 0:
+            self._maybe_schedule_advance()
+
+    def _maybe_schedule_advance(self) -> None:
+        if self._busy == 0 and self._heap and not self._advance_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._advance_scheduled = True
+            # One loop iteration later: callbacks already queued (a task woken
+            # by a cancellation, a child just created) run first and may make
+            # work busy again.
+            loop.call_soon(self._advance)
+
+    def _advance(self) -> None:
+        self._advance_scheduled = False
+        if self._busy:
+            return
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+        if not heap:
+            return
+        deadline = heap[0][0]
+        if deadline > self._now:
+            self._now = deadline
+        while heap and heap[0][0] <= self._now:
+            _, _, timer = heapq.heappop(heap)
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
+        self._maybe_schedule_advance()
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by hand (tests), firing every timer that comes due."""
+        target = self._now + seconds
+        while self._heap and self._heap[0][0] <= target:
+            deadline, _, timer = heapq.heappop(self._heap)
+            self._now = max(self._now, deadline)
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
+        self._now = target

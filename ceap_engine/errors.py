@@ -1,0 +1,98 @@
+"""The one exception hierarchy of the engine.
+
+Everything a user can cause ends in a :class:`CeapError` subclass whose message
+says what was wrong and what to do. Backend errors (botocore, sqlite3, OS
+errors) are converted to these at the adapter boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CeapError(Exception):
+    """Base of every error the engine and its adapters raise on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a definition, an input or an argument.
+
+    ``path`` is a JSON pointer into the document (``/States/Score/Retry/0``),
+    ``message`` says what is wrong and, where it helps, what to do.
+    """
+
+    path: str
+    message: str
+    code: str = "SCHEMA_VALIDATION_FAILED"
+
+    def __str__(self) -> str:
+        where = self.path or "/"
+        return f"{self.code}: {self.message} at {where}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path or "/", "message": self.message, "code": self.code}
+
+
+class ValidationFailed(CeapError):
+    """A document (definition, input, spec, payload) has one or more problems.
+
+    All problems are collected before raising, so a user fixes them in one go.
+    """
+
+    def __init__(self, problems: list[Problem], what: str = "definition") -> None:
+        self.problems = list(problems)
+        self.what = what
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"invalid {what}: {len(self.problems)} problem(s)\n{lines}")
+
+
+class DefinitionError(ValidationFailed):
+    """An ASL definition that AWS would reject at CreateStateMachine."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(problems, "state machine definition")
+
+
+class InputError(ValidationFailed):
+    """Bad execution input, payload or argument: nothing was started."""
+
+    def __init__(self, problems: list[Problem], what: str = "input") -> None:
+        super().__init__(problems, what)
+
+
+class StatesError(CeapError):
+    """An error raised while a state runs, named as Step Functions names it.
+
+    ``error`` is the name matched by Retry/Catch ``ErrorEquals`` (for example
+    ``States.Timeout`` or ``Lambda.ServiceException``), ``cause`` the text that
+    lands in the error output's ``Cause``.
+    """
+
+    def __init__(self, error: str, cause: str | None = "") -> None:
+        self.error = error
+        self.cause = cause
+        super().__init__(f"{error}: {cause}" if cause else error)
+
+    def to_output(self) -> dict[str, str | None]:
+        return {"Error": self.error, "Cause": self.cause}
+
+
+class StorageError(CeapError):
+    """A storage backend failed; the message names the backend and the key."""
+
+
+class ObjectNotFound(StorageError, KeyError):
+    """No object at this bucket and key."""
+
+    def __init__(self, bucket: str, key: str) -> None:
+        self.bucket = bucket
+        self.key = key
+        StorageError.__init__(self, f"no object at s3://{bucket}/{key}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return f"no object at s3://{self.bucket}/{self.key}"
+
+
+class InvalidKey(StorageError, ValueError):
+    """A key that could escape its bucket or is not a valid object key."""

@@ -1,0 +1,1 @@
+"""The ceap pytest plugin: fixtures of the stage test kit."""

@@ -1,0 +1,1 @@
+"""Business code of the CEAP stages and the domain model."""
