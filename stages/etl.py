@@ -1,0 +1,458 @@
+"""ETL: read customer order events and turn them into candidates.
+
+Input (the execution payload)::
+
+    {"programId": "review-solicitation", "marketplace": "US",
+     "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
+     "source": "examples/data/orders.jsonl"}
+
+``source`` is a local path or ``s3://bucket/key``; its extension picks the
+format: ``.jsonl`` (JSON Lines), ``.json`` (JSON Lines, or one JSON array) or
+``.csv`` (a header row; nested fields as dotted columns such as
+``channelOptIns.email``; empty cells count as absent). One record is one
+:class:`OrderEvent`.
+
+How each record is counted (the three metrics stay exact)::
+
+    processedCount   = transformedCount + errorCount
+    recordsRead      = processedCount + skipped.otherMarketplace + skipped.outsideDateRange
+
+* a record that is not valid JSON/CSV or fails :class:`OrderEvent` validation
+  is an **error**: counted in ``errorCount`` and listed in ``errors`` with its
+  line number and reason (we cannot tell its scope, so it counts as processed);
+* a valid record of another marketplace, or whose ``orderDate`` lies outside
+  ``dateRange``, is **skipped**: it belongs to another execution, so it is not
+  processed here; it is counted beside the metrics under ``skipped``;
+* every other record is **transformed**: it went into exactly one candidate.
+  Blank lines are not records.
+
+Merging: there is one candidate per (customer, product). A record whose
+``eventId`` was already seen is a redelivery: it is transformed (counted) but
+adds nothing (first occurrence wins; see ``duplicateEventCount``). Of the
+remaining events of a candidate, ordered by ``orderDate``:
+
+* ``eventDate`` is the latest order date, ``deliveryDate`` the latest delivery
+  date (none if nothing was delivered yet), the timing window follows from it;
+* ``orderValue`` is the sum over the events in the latest event's currency
+  (events in another currency are not added: sums across currencies mean
+  nothing); ``orderIds`` and ``sourceEventIds`` list what went in;
+* channel opt-ins, trust score and review quality are the latest known values
+  (preferences change; the newest wins); ``fraudSuspected`` and
+  ``mediaEligible`` are true if any event says so; ``priorReviewCount`` is the
+  largest seen.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Any, Self
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from ceap_engine.errors import InvalidKey, ObjectNotFound
+from ceap_engine.stage import PermanentError, StageContext
+
+from .domain import (
+    DEFAULT_TIMING_WINDOW_END_DAYS,
+    DEFAULT_TIMING_WINDOW_START_DAYS,
+    CamelModel,
+    Candidate,
+    CandidateAttributes,
+    CandidateMetadata,
+    ContextEntry,
+    DateRange,
+    Subject,
+    UtcDatetime,
+    describe_validation_error,
+    experiment_arm,
+    is_finite,
+    load_config,
+    timing_window_after,
+)
+
+__all__ = ["EtlConfig", "EtlInput", "EtlMetrics", "EtlOutput", "OrderEvent", "RecordError", "SkippedRecords", "run"]
+
+
+class EtlInput(CamelModel):
+    """The execution payload: which program, marketplace and dates to read from which source."""
+
+    program_id: str = Field(min_length=1)
+    marketplace: str = Field(min_length=1)
+    date_range: DateRange
+    source: str = Field(min_length=1)
+
+
+class EtlConfig(CamelModel):
+    """ETL settings (all optional).
+
+    ``timingWindowStartDays``/``timingWindowEndDays`` (3/30): the engagement
+    window after delivery; ``candidateTtlDays`` (30): ``expiresAt`` is
+    creation + this; ``treatmentPercent`` (50): share of customers in the
+    ``treatment`` arm (the rest are ``control``), assigned by a stable hash of
+    program and customer; ``sourceConnectorId`` ("order-events");
+    ``maxReportedErrors`` (1000): how many malformed records are listed
+    (``errorCount`` always counts them all).
+    """
+
+    timing_window_start_days: float = Field(DEFAULT_TIMING_WINDOW_START_DAYS, ge=0)
+    timing_window_end_days: float = Field(DEFAULT_TIMING_WINDOW_END_DAYS, ge=0)
+    candidate_ttl_days: float = Field(30, gt=0)
+    treatment_percent: float = Field(50, ge=0, le=100)
+    source_connector_id: str = "order-events"
+    max_reported_errors: int = Field(1000, ge=0)
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.timing_window_end_days < self.timing_window_start_days:
+            raise ValueError("timingWindowEndDays must not be smaller than timingWindowStartDays")
+        return self
+
+
+class OrderEvent(CamelModel):
+    """One customer order event (one product of one order), as exported by the order system.
+
+    >>> OrderEvent.model_validate({"eventId": "e1", "customerId": "C1", "orderId": "O1",
+    ...     "marketplace": "US", "productId": "B01", "orderDate": "2025-03-02T10:00:00Z",
+    ...     "orderValue": 25.5, "currency": "USD"}).quantity
+    1
+    """
+
+    event_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    order_id: str = Field(min_length=1)
+    marketplace: str = Field(min_length=1)
+    product_id: str = Field(min_length=1)
+    category: str | None = None
+    order_date: UtcDatetime
+    delivery_date: UtcDatetime | None = None
+    order_value: float = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    quantity: int = Field(1, ge=1)
+    channel_opt_ins: dict[str, bool] = Field(default_factory=dict)
+    customer_trust_score: float | None = Field(None, ge=0, le=1)
+    fraud_flag: bool = False
+    review_quality_score: float | None = Field(None, ge=0, le=1)
+    prior_review_count: int = Field(0, ge=0)
+    media_eligible: bool = False
+
+    @field_validator("event_id", "customer_id", "order_id", "marketplace", "product_id")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("order_value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not is_finite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _delivered_after_ordered(self) -> Self:
+        if self.delivery_date is not None and self.delivery_date < self.order_date:
+            raise ValueError(
+                f"deliveryDate {self.delivery_date.isoformat()} is before orderDate {self.order_date.isoformat()}"
+            )
+        return self
+
+
+class RecordError(CamelModel):
+    """A malformed source record: where it is (line, or position in a JSON array) and what is wrong."""
+
+    line: int
+    reason: str
+    event_id: str | None = None
+
+
+class SkippedRecords(CamelModel):
+    """Valid records that belong to another execution's scope."""
+
+    other_marketplace: int = 0
+    outside_date_range: int = 0
+
+
+class EtlMetrics(CamelModel):
+    processed_count: int
+    transformed_count: int
+    error_count: int
+
+
+class EtlOutput(CamelModel):
+    program_id: str
+    marketplace: str
+    date_range: DateRange
+    source: str
+    candidates: list[Candidate]
+    errors: list[RecordError] = Field(default_factory=list)
+    errors_truncated: bool = False
+    skipped: SkippedRecords = Field(default_factory=SkippedRecords)
+    records_read: int = 0
+    duplicate_event_count: int = 0
+    metrics: EtlMetrics
+
+
+@dataclass
+class _ParsedRecord:
+    line: int
+    value: Any = None
+    error: str | None = None
+
+
+def _source_format(uri: str) -> str:
+    path = uri[5:].partition("/")[2] if uri.startswith("s3://") else uri
+    suffix = PurePosixPath(path.replace("\\", "/")).suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    if suffix == ".csv":
+        return "csv"
+    raise PermanentError(
+        f"cannot tell the format of source {uri!r} from its extension {suffix or '(none)'!r}: "
+        "name the file .jsonl (JSON Lines), .json or .csv"
+    )
+
+
+async def _read(uri: str, context: StageContext) -> str:
+    if uri.startswith("s3://") and not uri[5:].partition("/")[2]:
+        raise PermanentError(f"source {uri!r} names a bucket but no object key: use s3://bucket/path/orders.jsonl")
+    try:
+        raw = await context.read_source(uri)
+    except (FileNotFoundError, ObjectNotFound):
+        raise PermanentError(
+            f"source {uri!r} does not exist: check the payload's source (a relative path is resolved "
+            "against the payload file by the CLI)"
+        ) from None
+    except (IsADirectoryError, NotADirectoryError, PermissionError, InvalidKey) as err:
+        raise PermanentError(f"source {uri!r} cannot be read: {err}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise PermanentError(
+            f"source {uri!r} is not UTF-8 text (byte {err.start}): export it as UTF-8 JSON Lines or CSV"
+        ) from None
+
+
+def _json_lines(text: str) -> Iterator[_ParsedRecord]:
+    # split("\n"), not splitlines(): U+2028 may appear unescaped inside JSON strings.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield _ParsedRecord(number, value=json.loads(line))
+        except json.JSONDecodeError as err:
+            yield _ParsedRecord(number, error=f"not valid JSON: {err.msg} (column {err.colno})")
+
+
+def _json_array(text: str, uri: str) -> Iterator[_ParsedRecord]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PermanentError(
+            f"source {uri!r} starts like a JSON array but is not valid JSON ({err.msg} at line {err.lineno}, "
+            f"column {err.colno}): fix it or export it as JSON Lines (.jsonl)"
+        ) from None
+    if not isinstance(items, list):
+        raise PermanentError(f"source {uri!r} must be JSON Lines or one JSON array of records")
+    for position, item in enumerate(items, start=1):
+        yield _ParsedRecord(position, value=item)
+
+
+def _unflatten(row: dict[str, str]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for column, cell in row.items():
+        if cell is None or cell == "":
+            continue  # an empty cell is an absent field, so defaults and "Field required" apply
+        target = record
+        *parents, leaf = column.strip().split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                break
+        else:
+            target[leaf] = cell
+    return record
+
+
+def _csv_rows(text: str, uri: str) -> Iterator[_ParsedRecord]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            if None in row:  # DictReader puts surplus cells under the key None
+                yield _ParsedRecord(
+                    reader.line_num,
+                    error=f"row has {len(reader.fieldnames or []) + len(row[None])} cells but the header "
+                    f"has {len(reader.fieldnames or [])} columns",
+                )
+                continue
+            if all(cell in (None, "") for cell in row.values()):
+                continue
+            yield _ParsedRecord(reader.line_num, value=_unflatten(row))
+    except csv.Error as err:
+        raise PermanentError(f"source {uri!r} is not readable as CSV at line {reader.line_num}: {err}") from None
+
+
+def _records(text: str, fmt: str, uri: str) -> Iterator[_ParsedRecord]:
+    if fmt == "csv":
+        return _csv_rows(text, uri)
+    if fmt == "json" and text.lstrip().startswith("["):
+        return _json_array(text, uri)
+    return _json_lines(text)
+
+
+def _validate(record: _ParsedRecord) -> tuple[OrderEvent | None, RecordError | None]:
+    if record.error is not None:
+        return None, RecordError(line=record.line, reason=record.error)
+    value = record.value
+    if not isinstance(value, dict):
+        return None, RecordError(line=record.line, reason=f"expected a JSON object, got {type(value).__name__}")
+    event_id = value.get("eventId")
+    event_id = event_id if isinstance(event_id, str) and event_id.strip() else None
+    try:
+        return OrderEvent.model_validate(value), None
+    except ValidationError as err:
+        return None, RecordError(line=record.line, reason=describe_validation_error(err), event_id=event_id)
+
+
+@dataclass
+class _CandidateDraft:
+    first_line: int
+    events: list[tuple[int, OrderEvent]] = field(default_factory=list)
+
+
+def _merge(
+    draft: _CandidateDraft, payload: EtlInput, config: EtlConfig, now: datetime, execution_id: str
+) -> Candidate:
+    events = [event for _, event in sorted(draft.events, key=lambda pair: (pair[1].order_date, pair[0]))]
+    latest = events[-1]
+    deliveries = [e.delivery_date for e in events if e.delivery_date is not None]
+    delivery = max(deliveries) if deliveries else None
+    same_currency = [e for e in events if e.currency == latest.currency]
+
+    def latest_known(attribute: str) -> Any:
+        return next((getattr(e, attribute) for e in reversed(events) if getattr(e, attribute) is not None), None)
+
+    attributes = CandidateAttributes(
+        event_date=latest.order_date,
+        delivery_date=delivery,
+        timing_window=(
+            timing_window_after(delivery, config.timing_window_start_days, config.timing_window_end_days)
+            if delivery is not None
+            else None
+        ),
+        order_value=round(sum(e.order_value for e in same_currency), 2),
+        currency=latest.currency,
+        media_eligible=any(e.media_eligible for e in events),
+        channel_eligibility=dict(latest.channel_opt_ins),
+        customer_trust_score=latest_known("customer_trust_score"),
+        fraud_suspected=any(e.fraud_flag for e in events),
+        review_quality_score=latest_known("review_quality_score"),
+        prior_review_count=max(e.prior_review_count for e in events),
+        order_count=len({e.order_id for e in events}),
+        order_ids=list(dict.fromkeys(e.order_id for e in events)),
+        source_event_ids=[e.event_id for e in events],
+    )
+    return Candidate(
+        customer_id=latest.customer_id,
+        context=[
+            ContextEntry(type="program", id=payload.program_id),
+            ContextEntry(type="marketplace", id=payload.marketplace),
+        ],
+        subject=Subject(
+            type="PRODUCT",
+            id=latest.product_id,
+            metadata={"category": category} if (category := latest_known("category")) else {},
+        ),
+        attributes=attributes,
+        metadata=CandidateMetadata(
+            created_at=now,
+            updated_at=now,
+            expires_at=now + timedelta(days=config.candidate_ttl_days),
+            version=1,
+            source_connector_id=config.source_connector_id,
+            workflow_execution_id=execution_id,
+            experiment_treatment=experiment_arm(payload.program_id, latest.customer_id, config.treatment_percent),
+        ),
+    )
+
+
+async def run(input: EtlInput, context: StageContext) -> EtlOutput:
+    """Read ``input.source`` and build one candidate per (customer, product) in scope.
+
+    Raises :class:`PermanentError` when the source is missing or cannot be
+    read in its format; malformed records never raise (see the module doc).
+
+    Example::
+
+        out = await run(EtlInput.model_validate(payload), context)
+        out.metrics.processed_count == out.metrics.transformed_count + out.metrics.error_count
+    """
+    config: EtlConfig = load_config(EtlConfig, context.config, "ETL")
+    fmt = _source_format(input.source)
+    text = await _read(input.source, context)
+
+    errors: list[RecordError] = []
+    error_count = 0
+    transformed = 0
+    duplicates = 0
+    records_read = 0
+    skipped = SkippedRecords()
+    seen_event_ids: set[str] = set()
+    drafts: dict[tuple[str, str], _CandidateDraft] = {}
+    marketplace = input.marketplace.strip()
+
+    for record in _records(text, fmt, input.source):
+        records_read += 1
+        event, error = _validate(record)
+        if error is not None:
+            error_count += 1
+            if len(errors) < config.max_reported_errors:
+                errors.append(error)
+            continue
+        assert event is not None
+        if event.marketplace != marketplace:
+            skipped.other_marketplace += 1
+            continue
+        if not input.date_range.contains(event.order_date):
+            skipped.outside_date_range += 1
+            continue
+        transformed += 1
+        if event.event_id in seen_event_ids:
+            duplicates += 1
+            continue
+        seen_event_ids.add(event.event_id)
+        draft = drafts.setdefault((event.customer_id, event.product_id), _CandidateDraft(first_line=record.line))
+        draft.events.append((record.line, event))
+
+    now = context.clock.now()
+    candidates = [_merge(draft, input, config, now, context.execution_id) for draft in drafts.values()]
+    context.log.info(
+        "ETL read %d records from %s: %d transformed into %d candidates, %d malformed, %d skipped",
+        records_read,
+        input.source,
+        transformed,
+        len(candidates),
+        error_count,
+        skipped.other_marketplace + skipped.outside_date_range,
+    )
+    return EtlOutput(
+        program_id=input.program_id,
+        marketplace=input.marketplace,
+        date_range=input.date_range,
+        source=input.source,
+        candidates=candidates,
+        errors=errors,
+        errors_truncated=error_count > len(errors),
+        skipped=skipped,
+        records_read=records_read,
+        duplicate_event_count=duplicates,
+        metrics=EtlMetrics(processed_count=transformed + error_count, transformed_count=transformed, error_count=error_count),
+    )

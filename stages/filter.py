@@ -1,0 +1,217 @@
+"""Filter: keep the candidates the platform may engage, and say why the others may not.
+
+Every candidate goes through the whole chain (so a rejected candidate carries
+*all* its reasons, not just the first); each failed check appends a
+``{filterId, reason, reasonCode, timestamp}`` entry to its
+``rejectionHistory``. Only data known before scoring is used.
+
+=============  ========================  ===================================================
+filterId       reasonCode                rejects when
+=============  ========================  ===================================================
+eligibility    ALREADY_CONSUMED          the candidate was already engaged
+eligibility    CHANNEL_INELIGIBLE        no allowed channel (``channels``) is opted in
+eligibility    TIMING_WINDOW_MISSING     no timing window (nothing delivered yet)
+trust          FRAUD_DETECTED            an order of the candidate was flagged as fraud
+trust          TRUST_SCORE_LOW           trust score missing or below ``minTrustScore``
+quality        QUALITY_SCORE_LOW         review quality known and below ``minQualityScore``
+business       ORDER_VALUE_LOW           order value missing or below ``minOrderValue``
+business       EVENT_TOO_OLD             latest order older than ``maxEventAgeDays``
+=============  ========================  ===================================================
+
+Config defaults: ``minTrustScore`` 0.3, ``minQualityScore`` 0.4 (a customer
+without reviews has no quality score and passes), ``minOrderValue`` 5.0 (in
+the candidate's currency), ``maxEventAgeDays`` 30 counted back from the
+reference time (``asOf``, else the end of the date range, else now; see
+:func:`stages.domain.reference_time`), ``channels`` = all known channels.
+
+``rejectionReasons`` counts rejected candidates per code; a candidate with two
+reasons counts under both, so the counts may add up to more than
+``rejectedCount``. ``inputCount = passedCount + rejectedCount`` always.
+"""
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import Field
+
+from ceap_engine.stage import StageContext
+
+from .domain import (
+    CHANNELS,
+    CamelModel,
+    Candidate,
+    DateRange,
+    Rejection,
+    eligible_channels,
+    load_config,
+    reference_time,
+)
+
+__all__ = ["CHECKS", "FilterCheck", "FilterConfig", "FilterInput", "FilterMetrics", "FilterOutput", "run"]
+
+
+class FilterConfig(CamelModel):
+    """Thresholds of the filter chain; see the module doc for what each one does."""
+
+    min_trust_score: float = Field(0.3, ge=0, le=1)
+    min_quality_score: float = Field(0.4, ge=0, le=1)
+    min_order_value: float = Field(5.0, ge=0)
+    max_event_age_days: float = Field(30, gt=0)
+    channels: list[str] = Field(default_factory=lambda: list(CHANNELS), min_length=1)
+    as_of: str | None = None
+
+
+class FilterInput(CamelModel):
+    """ETL's output (or anything with ``candidates``); other fields are ignored."""
+
+    program_id: str | None = None
+    marketplace: str | None = None
+    date_range: DateRange | None = None
+    candidates: list[Candidate]
+
+
+class FilterMetrics(CamelModel):
+    input_count: int
+    passed_count: int
+    rejected_count: int
+    rejection_reasons: dict[str, int] = Field(default_factory=dict)
+
+
+class FilterOutput(CamelModel):
+    program_id: str | None = None
+    marketplace: str | None = None
+    date_range: DateRange | None = None
+    candidates: list[Candidate]
+    rejected: list[Candidate]
+    metrics: FilterMetrics
+
+
+@dataclass(frozen=True)
+class _Settings:
+    config: FilterConfig
+    as_of: datetime
+
+
+@dataclass(frozen=True)
+class FilterCheck:
+    """One rule of the chain: ``explain`` returns why it rejects a candidate, or ``None``."""
+
+    filter_id: str
+    reason_code: str
+    explain: Callable[[Candidate, _Settings], str | None]
+
+
+def _already_consumed(c: Candidate, s: _Settings) -> str | None:
+    if not c.attributes.consumed:
+        return None
+    via = f" via {c.attributes.consumed_channel}" if c.attributes.consumed_channel else ""
+    return f"already engaged{via}"
+
+
+def _channel_ineligible(c: Candidate, s: _Settings) -> str | None:
+    if eligible_channels(c, s.config.channels):
+        return None
+    return f"opted in to none of the allowed channels ({', '.join(s.config.channels)})"
+
+
+def _timing_window_missing(c: Candidate, s: _Settings) -> str | None:
+    return None if c.attributes.timing_window is not None else "no timing window: the order is not delivered yet"
+
+
+def _fraud(c: Candidate, s: _Settings) -> str | None:
+    return "an order of this customer and product is flagged as fraud" if c.attributes.fraud_suspected else None
+
+
+def _trust_low(c: Candidate, s: _Settings) -> str | None:
+    trust = c.attributes.customer_trust_score
+    if trust is None:
+        return "no customer trust score"
+    if trust < s.config.min_trust_score:
+        return f"customer trust score {trust:.2f} is below {s.config.min_trust_score:.2f}"
+    return None
+
+
+def _quality_low(c: Candidate, s: _Settings) -> str | None:
+    quality = c.attributes.review_quality_score
+    if quality is not None and quality < s.config.min_quality_score:
+        return f"review quality score {quality:.2f} is below {s.config.min_quality_score:.2f}"
+    return None
+
+
+def _order_value_low(c: Candidate, s: _Settings) -> str | None:
+    value = c.attributes.order_value
+    if value is None:
+        return "no order value"
+    if value < s.config.min_order_value:
+        currency = f" {c.attributes.currency}" if c.attributes.currency else ""
+        return f"order value {value:.2f}{currency} is below {s.config.min_order_value:.2f}"
+    return None
+
+
+def _event_too_old(c: Candidate, s: _Settings) -> str | None:
+    event_date = c.attributes.event_date
+    if event_date is None:
+        return "no event date"
+    oldest = s.as_of - timedelta(days=s.config.max_event_age_days)
+    if event_date < oldest:
+        age = (s.as_of - event_date).total_seconds() / 86400
+        return f"latest order is {age:.1f} days old (limit {s.config.max_event_age_days:g} days)"
+    return None
+
+
+#: The chain, in order: eligibility, trust, quality, business rules.
+CHECKS: tuple[FilterCheck, ...] = (
+    FilterCheck("eligibility", "ALREADY_CONSUMED", _already_consumed),
+    FilterCheck("eligibility", "CHANNEL_INELIGIBLE", _channel_ineligible),
+    FilterCheck("eligibility", "TIMING_WINDOW_MISSING", _timing_window_missing),
+    FilterCheck("trust", "FRAUD_DETECTED", _fraud),
+    FilterCheck("trust", "TRUST_SCORE_LOW", _trust_low),
+    FilterCheck("quality", "QUALITY_SCORE_LOW", _quality_low),
+    FilterCheck("business", "ORDER_VALUE_LOW", _order_value_low),
+    FilterCheck("business", "EVENT_TOO_OLD", _event_too_old),
+)
+
+
+def run(input: FilterInput, context: StageContext) -> FilterOutput:
+    """Split ``input.candidates`` into passed and rejected (with reasons).
+
+    Example::
+
+        out = run(FilterInput.model_validate(etl_output_json), context)
+        out.metrics.input_count == out.metrics.passed_count + out.metrics.rejected_count
+    """
+    config: FilterConfig = load_config(FilterConfig, context.config, "Filter")
+    settings = _Settings(config=config, as_of=reference_time(context.config, input.date_range, context.clock))
+    now = context.clock.now()
+    passed: list[Candidate] = []
+    rejected: list[Candidate] = []
+    reasons: Counter[str] = Counter()
+
+    for candidate in input.candidates:
+        found = [
+            Rejection(filter_id=check.filter_id, reason=why, reason_code=check.reason_code, timestamp=now)
+            for check in CHECKS
+            if (why := check.explain(candidate, settings)) is not None
+        ]
+        if not found:
+            passed.append(candidate)
+            continue
+        reasons.update({rejection.reason_code for rejection in found})
+        rejected.append(candidate.model_copy(update={"rejection_history": [*candidate.rejection_history, *found]}))
+
+    context.log.info("Filter passed %d of %d candidates; rejections: %s", len(passed), len(input.candidates), dict(reasons))
+    return FilterOutput(
+        program_id=input.program_id,
+        marketplace=input.marketplace,
+        date_range=input.date_range,
+        candidates=passed,
+        rejected=rejected,
+        metrics=FilterMetrics(
+            input_count=len(input.candidates),
+            passed_count=len(passed),
+            rejected_count=len(rejected),
+            rejection_reasons=dict(sorted(reasons.items())),
+        ),
+    )

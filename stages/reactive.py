@@ -1,0 +1,433 @@
+"""Reactive: turn stored candidates into engagement actions, and react to single customer events.
+
+**Batch** (:func:`run`): for each stored candidate, pick the first channel of
+``channelPriority`` that the candidate is eligible for and whose threshold its
+primary score meets (``channelMinScores[channel]``, else ``minScore``). The
+actions are written as JSON Lines to
+``executions/{executionId}/Reactive/actions.jsonl`` in the workflow bucket
+(the file is written even when empty, so ``actionsKey`` always names an
+object). An action's ``actionId`` is a hash of execution, candidate key and
+channel, so a re-run of the same execution writes the same actions and a
+delivery system can drop repeats. Candidates without an action are counted
+under ``skipped`` by reason::
+
+    inputCount = actionCount + sum(skipped.values())
+    skipped reasons: ALREADY_CONSUMED, NO_SCORE, NO_ELIGIBLE_CHANNEL, SCORE_BELOW_THRESHOLD
+
+The batch does not mark candidates consumed: an action is a request, and the
+delivery system reports the engagement back as an ``ENGAGEMENT_CONSUMED`` event.
+
+**Single events** (:func:`handle_event`): an order or engagement event
+creates or updates one candidate in the candidate store, unless it is a
+duplicate:
+
+* same ``eventId`` seen less than ``dedupWindowSeconds`` (300) ago
+  -> ``DUPLICATE_EVENT_ID``;
+* same customer + subject + event type seen less than that ago (a client that
+  fires twice with new ids) -> ``DUPLICATE_WITHIN_WINDOW``;
+* the candidate already lists the ``eventId`` among its ``sourceEventIds``
+  (a redelivery after the window) -> ``ALREADY_APPLIED``.
+
+A duplicate writes nothing. "Seen" is recorded by two marker objects in the
+workflow bucket, ``events/dedup/<sha256>.json`` (one for the event id, one for
+customer + subject + event type), each holding ``seenAt``; they are written
+only after the candidate was stored, so an event whose write failed is not
+marked and its retry goes through. Markers older than the window are simply
+overwritten; an S3 lifecycle rule on ``events/dedup/`` may expire them. Two
+identical events arriving at the very same moment may both pass (the object
+store has no conditional write); the ``sourceEventIds`` check still keeps a
+redelivered id from being counted twice in the candidate's order value.
+"""
+
+import hashlib
+import json
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import Field
+
+from ceap_engine.errors import ObjectNotFound, StorageError
+from ceap_engine.ports import CandidateRecord
+from ceap_engine.stage import StageContext
+
+from .domain import (
+    DEFAULT_TIMING_WINDOW_END_DAYS,
+    DEFAULT_TIMING_WINDOW_START_DAYS,
+    CamelModel,
+    Candidate,
+    CandidateAttributes,
+    CandidateMetadata,
+    ContextEntry,
+    DateRange,
+    Subject,
+    UtcDatetime,
+    eligible_channels,
+    experiment_arm,
+    load_config,
+    timing_window_after,
+)
+from .store import primary_model_of, primary_score, require_candidate_store
+
+__all__ = [
+    "CustomerEvent",
+    "EngagementAction",
+    "EventResult",
+    "ReactiveConfig",
+    "ReactiveInput",
+    "ReactiveMetrics",
+    "ReactiveOutput",
+    "dedup_marker_keys",
+    "handle_event",
+    "run",
+]
+
+#: Candidates keep at most this many source event ids (newest last).
+MAX_SOURCE_EVENT_IDS = 50
+
+
+class ReactiveConfig(CamelModel):
+    """Settings of both entry points (all optional).
+
+    ``minScore`` (0.5) and ``channelMinScores`` (per channel, overriding
+    ``minScore``); ``channelPriority`` (push, email, inApp, sms): the first
+    eligible channel that meets its threshold wins; ``templates``: template id
+    per channel (default ``{programId}.{channel}``); ``primaryModel``: whose
+    score counts (default: the input's, else ``score_models.json``'s);
+    ``dedupWindowSeconds`` (300); ``timingWindowStartDays``/``EndDays`` (3/30),
+    ``candidateTtlDays`` (30) and ``treatmentPercent`` (50) for candidates
+    created from events.
+    """
+
+    min_score: float = Field(0.5, ge=0, le=1)
+    channel_min_scores: dict[str, float] = Field(default_factory=dict)
+    channel_priority: list[str] = Field(default_factory=lambda: ["push", "email", "inApp", "sms"], min_length=1)
+    templates: dict[str, str] = Field(default_factory=dict)
+    primary_model: str | None = None
+    dedup_window_seconds: float = Field(300, ge=0)
+    timing_window_start_days: float = Field(DEFAULT_TIMING_WINDOW_START_DAYS, ge=0)
+    timing_window_end_days: float = Field(DEFAULT_TIMING_WINDOW_END_DAYS, ge=0)
+    candidate_ttl_days: float = Field(30, gt=0)
+    treatment_percent: float = Field(50, ge=0, le=100)
+
+
+class ReactiveInput(CamelModel):
+    """Store's output: the stored ``candidates``; other fields are ignored."""
+
+    program_id: str | None = None
+    marketplace: str | None = None
+    date_range: DateRange | None = None
+    primary_model: str | None = None
+    candidates: list[Candidate]
+
+
+class EngagementAction(CamelModel):
+    """One request to engage a customer on a channel (one line of ``actions.jsonl``)."""
+
+    action_id: str
+    execution_id: str
+    program_id: str
+    marketplace: str
+    customer_id: str
+    subject: Subject
+    channel: str
+    template_id: str
+    score: float
+    model_id: str
+    not_before: UtcDatetime | None = None
+    not_after: UtcDatetime | None = None
+    experiment_treatment: str | None = None
+    created_at: UtcDatetime
+
+
+class ReactiveMetrics(CamelModel):
+    input_count: int
+    action_count: int
+    actions_by_channel: dict[str, int] = Field(default_factory=dict)
+
+
+class ReactiveOutput(CamelModel):
+    program_id: str | None = None
+    marketplace: str | None = None
+    actions_bucket: str
+    actions_key: str
+    skipped: dict[str, int] = Field(default_factory=dict)
+    metrics: ReactiveMetrics
+
+
+def _action_id(execution_id: str, key: tuple[str, str], channel: str) -> str:
+    return hashlib.sha256(f"{execution_id}|{key[0]}|{key[1]}|{channel}".encode()).hexdigest()[:32]
+
+
+def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -> tuple[str | None, str | None]:
+    """``(channel, None)`` or ``(None, skip reason)``."""
+    if candidate.attributes.consumed:
+        return None, "ALREADY_CONSUMED"
+    if score is None:
+        return None, "NO_SCORE"
+    eligible = set(eligible_channels(candidate, config.channel_priority))
+    if not eligible:
+        return None, "NO_ELIGIBLE_CHANNEL"
+    for channel in config.channel_priority:
+        if channel in eligible and score >= config.channel_min_scores.get(channel, config.min_score):
+            return channel, None
+    return None, "SCORE_BELOW_THRESHOLD"
+
+
+async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
+    """Write one engagement action per qualifying candidate to ``actions.jsonl``.
+
+    Example::
+
+        out = await run(ReactiveInput.model_validate(store_output_json), context)
+        lines = (await context.objects.get(out.actions_bucket, out.actions_key)).splitlines()
+        len(lines) == out.metrics.action_count
+    """
+    config: ReactiveConfig = load_config(ReactiveConfig, context.config, "Reactive")
+    primary_model = config.primary_model or input.primary_model or primary_model_of(context)
+    now = context.clock.now()
+    actions: list[EngagementAction] = []
+    skipped: Counter[str] = Counter()
+
+    for candidate in input.candidates:
+        score = primary_score(candidate, primary_model)
+        channel, skip_reason = _choose(candidate, score, config)
+        if channel is None:
+            skipped[skip_reason or "UNKNOWN"] += 1
+            continue
+        assert score is not None
+        program_id = candidate.program_id or input.program_id or ""
+        window = candidate.attributes.timing_window
+        actions.append(
+            EngagementAction(
+                action_id=_action_id(context.execution_id, candidate.key, channel),
+                execution_id=context.execution_id,
+                program_id=program_id,
+                marketplace=candidate.marketplace or input.marketplace or "",
+                customer_id=candidate.customer_id,
+                subject=Subject(type=candidate.subject.type, id=candidate.subject.id),
+                channel=channel,
+                template_id=config.templates.get(channel, f"{program_id}.{channel}"),
+                score=score,
+                model_id=primary_model,
+                not_before=window.start if window else None,
+                not_after=window.end if window else None,
+                experiment_treatment=candidate.metadata.experiment_treatment,
+                created_at=now,
+            )
+        )
+
+    key = context.output_key("actions.jsonl")
+    body = "".join(json.dumps(a.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n" for a in actions)
+    await context.objects.put(context.bucket, key, body.encode("utf-8"), content_type="application/x-ndjson")
+    by_channel = Counter(a.channel for a in actions)
+    context.log.info("Reactive wrote %d actions to s3://%s/%s", len(actions), context.bucket, key)
+    return ReactiveOutput(
+        program_id=input.program_id,
+        marketplace=input.marketplace,
+        actions_bucket=context.bucket,
+        actions_key=key,
+        skipped=dict(sorted(skipped.items())),
+        metrics=ReactiveMetrics(
+            input_count=len(input.candidates),
+            action_count=len(actions),
+            actions_by_channel=dict(sorted(by_channel.items())),
+        ),
+    )
+
+
+# -- single customer events ---------------------------------------------------
+
+
+class CustomerEvent(CamelModel):
+    """One event about a customer and a subject, arriving outside the batch.
+
+    ``ORDER_PLACED`` / ``ORDER_DELIVERED`` create or update the candidate
+    (an order's value is added once per ``orderId``; delivery sets the
+    timing window); ``ENGAGEMENT_CONSUMED`` marks it engaged on ``channel``.
+    Optional fields left out leave the candidate's values as they were.
+
+    >>> CustomerEvent.model_validate({"eventId": "ev-1", "eventType": "ORDER_DELIVERED",
+    ...     "customerId": "C-1", "programId": "reviews", "marketplace": "US",
+    ...     "subject": {"type": "PRODUCT", "id": "B0X1"}}).event_type
+    'ORDER_DELIVERED'
+    """
+
+    event_id: str = Field(min_length=1)
+    event_type: Literal["ORDER_PLACED", "ORDER_DELIVERED", "ENGAGEMENT_CONSUMED"]
+    customer_id: str = Field(min_length=1)
+    program_id: str = Field(min_length=1)
+    marketplace: str = Field(min_length=1)
+    subject: Subject
+    occurred_at: UtcDatetime | None = None
+    order_id: str | None = None
+    order_value: float | None = Field(None, ge=0)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    delivery_date: UtcDatetime | None = None
+    channel_eligibility: dict[str, bool] | None = None
+    channel: str | None = None
+    customer_trust_score: float | None = Field(None, ge=0, le=1)
+    review_quality_score: float | None = Field(None, ge=0, le=1)
+    fraud_flag: bool | None = None
+    media_eligible: bool | None = None
+
+
+class EventResult(CamelModel):
+    """What :func:`handle_event` did: ``CREATED``, ``UPDATED`` or ``DEDUPLICATED`` (with ``reason``)."""
+
+    event_id: str
+    status: Literal["CREATED", "UPDATED", "DEDUPLICATED"]
+    reason: str | None = None
+    pk: str
+    sk: str
+    version: int | None = None
+
+
+def dedup_marker_keys(event: CustomerEvent) -> dict[str, str]:
+    """The two marker keys of an event: ``{"DUPLICATE_EVENT_ID": key, "DUPLICATE_WITHIN_WINDOW": key}``.
+
+    Hashes keep arbitrary ids out of object keys (no '/', no length limit).
+    """
+
+    def key(text: str) -> str:
+        return f"events/dedup/{hashlib.sha256(text.encode('utf-8')).hexdigest()}.json"
+
+    return {
+        "DUPLICATE_EVENT_ID": key(f"event-id|{event.event_id}"),
+        "DUPLICATE_WITHIN_WINDOW": key(
+            f"customer-subject-type|{event.customer_id}|{event.subject.type}|{event.subject.id}|{event.event_type}"
+        ),
+    }
+
+
+async def _seen_at(context: StageContext, key: str) -> datetime | None:
+    try:
+        marker = json.loads(await context.objects.get(context.bucket, key))
+        return datetime.fromisoformat(marker["seenAt"])
+    except ObjectNotFound:
+        return None
+    except (ValueError, KeyError, TypeError):
+        context.log.warning("ignoring unreadable dedup marker s3://%s/%s", context.bucket, key)
+        return None
+
+
+def _apply_event(before: Candidate | None, event: CustomerEvent, config: ReactiveConfig, now: datetime, execution_id: str) -> Candidate:
+    occurred = event.occurred_at or now
+    if before is None:
+        candidate = Candidate(
+            customer_id=event.customer_id,
+            context=[ContextEntry(type="program", id=event.program_id), ContextEntry(type="marketplace", id=event.marketplace)],
+            subject=event.subject,
+            metadata=CandidateMetadata(
+                created_at=now,
+                version=1,
+                source_connector_id="customer-events",
+                experiment_treatment=experiment_arm(event.program_id, event.customer_id, config.treatment_percent),
+            ),
+        )
+        version = 1
+    else:
+        candidate = before
+        version = before.metadata.version + 1
+
+    a = candidate.attributes
+    changes: dict[str, object] = {
+        "source_event_ids": [*a.source_event_ids, event.event_id][-MAX_SOURCE_EVENT_IDS:],
+    }
+    if event.event_type in ("ORDER_PLACED", "ORDER_DELIVERED"):
+        changes["event_date"] = max(a.event_date, occurred) if a.event_date else occurred
+        new_order = event.order_id is None or event.order_id not in a.order_ids
+        if new_order and event.order_value is not None:
+            changes["order_value"] = round((a.order_value or 0.0) + event.order_value, 2)
+        if event.order_id is not None and new_order:
+            changes["order_ids"] = [*a.order_ids, event.order_id]
+            changes["order_count"] = a.order_count + 1
+        if event.currency is not None:
+            changes["currency"] = event.currency
+    if event.event_type == "ORDER_DELIVERED":
+        delivered = event.delivery_date or occurred
+        changes["delivery_date"] = delivered
+        changes["timing_window"] = timing_window_after(delivered, config.timing_window_start_days, config.timing_window_end_days)
+    if event.event_type == "ENGAGEMENT_CONSUMED":
+        changes.update(consumed=True, consumed_at=occurred, consumed_channel=event.channel)
+    if event.channel_eligibility is not None:
+        changes["channel_eligibility"] = {**a.channel_eligibility, **event.channel_eligibility}
+    if event.customer_trust_score is not None:
+        changes["customer_trust_score"] = event.customer_trust_score
+    if event.review_quality_score is not None:
+        changes["review_quality_score"] = event.review_quality_score
+    if event.fraud_flag is not None:
+        changes["fraud_suspected"] = a.fraud_suspected or event.fraud_flag
+    if event.media_eligible is not None:
+        changes["media_eligible"] = event.media_eligible
+
+    expires = now + timedelta(days=config.candidate_ttl_days)
+    metadata = candidate.metadata.model_copy(
+        update={
+            "updated_at": now,
+            "version": version,
+            "workflow_execution_id": execution_id,
+            "expires_at": max(candidate.metadata.expires_at, expires) if candidate.metadata.expires_at else expires,
+        }
+    )
+    return candidate.model_copy(update={"attributes": a.model_copy(update=changes), "metadata": metadata})
+
+
+def _readable(existing: CandidateRecord | None, context: StageContext) -> Candidate | None:
+    if existing is None or not existing.data:
+        return None
+    try:
+        return Candidate.model_validate(existing.data)
+    except ValueError:
+        # An unreadable stored document would otherwise block every event of this key.
+        context.log.warning("replacing unreadable candidate %s/%s", existing.pk, existing.sk)
+        return None
+
+
+async def handle_event(event: CustomerEvent, context: StageContext) -> EventResult:
+    """Create or update the event's candidate, unless the event is a duplicate (see the module doc).
+
+    Example::
+
+        result = await handle_event(CustomerEvent.model_validate(event_json), context)
+        result.status  # "CREATED", "UPDATED" or "DEDUPLICATED"
+    """
+    config: ReactiveConfig = load_config(ReactiveConfig, context.config, "Reactive")
+    store = require_candidate_store(context)
+    now = context.clock.now()
+    window = timedelta(seconds=config.dedup_window_seconds)
+    pk, sk = Candidate(
+        customer_id=event.customer_id,
+        context=[ContextEntry(type="program", id=event.program_id), ContextEntry(type="marketplace", id=event.marketplace)],
+        subject=event.subject,
+    ).key
+
+    markers = dedup_marker_keys(event)
+    for reason, key in markers.items():
+        seen = await _seen_at(context, key)
+        if seen is not None and now - seen < window:
+            return EventResult(event_id=event.event_id, status="DEDUPLICATED", reason=reason, pk=pk, sk=sk)
+
+    before = _readable(await store.get(pk, sk), context)
+    if before is not None and event.event_id in before.attributes.source_event_ids:
+        return EventResult(
+            event_id=event.event_id, status="DEDUPLICATED", reason="ALREADY_APPLIED", pk=pk, sk=sk, version=before.metadata.version
+        )
+
+    candidate = _apply_event(before, event, config, now, context.execution_id)
+    primary_model = config.primary_model or primary_model_of(context)
+    result = await store.put_batch([candidate.to_record(primary_score(candidate, primary_model))])
+    if result.failed or (pk, sk) not in set(result.stored):
+        reason = result.failed[0][1] if result.failed else "not reported as stored"
+        raise StorageError(f"could not store candidate {pk}/{sk} for event {event.event_id}: {reason}; retry the event")
+
+    marker = json.dumps({"eventId": event.event_id, "eventType": event.event_type, "seenAt": now.isoformat()}).encode()
+    for key in markers.values():
+        await context.objects.put(context.bucket, key, marker, content_type="application/json")
+    return EventResult(
+        event_id=event.event_id,
+        status="CREATED" if before is None else "UPDATED",
+        pk=pk,
+        sk=sk,
+        version=candidate.metadata.version,
+    )

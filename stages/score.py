@@ -1,0 +1,312 @@
+"""Score: every model gives every candidate a score, and failures are counted, not hidden.
+
+Models come from ``stages/config/score_models.json`` (a workflow may replace
+``primaryModel`` or ``models`` through the stage config):
+
+* ``logistic`` - a propensity model ``sigmoid(intercept + sum(coef * feature))``.
+  Its ``base`` variant uses what ETL knows; its ``enriched`` variant also uses
+  the HeavyETL aggregates in ``candidate.features`` and is chosen when every
+  aggregate it names is present. A missing review quality is imputed (and
+  lowers the confidence); any other missing input is a model failure.
+* ``recencyValue`` - a heuristic mixing how recently the order was delivered
+  with how much it was worth.
+
+Each writes ``scores[modelId] = {modelId, value, confidence, timestamp,
+metadata}`` with ``timestamp = context.clock.now()``. When a model fails on a
+candidate it falls back to its configured ``fallback`` value and confidence,
+with ``metadata.fallback = true`` and the reason. Counting (all in candidates)::
+
+    inputCount    = scoredCount + errorCount
+    scoredCount   candidates that at least one model scored (these go to Store)
+    fallbackCount scored candidates on which at least one model fell back
+    errorCount    candidates every model failed on: kept under ``unscored``
+                  (with their fallback scores, for inspection), not stored
+
+``fallbacksByModel`` gives the number of fallbacks per model over all candidates.
+"""
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, model_validator
+
+from ceap_engine.stage import StageContext
+
+from .config import load_default
+from .domain import CamelModel, Candidate, DateRange, ModelScore, is_finite, load_config, reference_time
+
+__all__ = [
+    "FEATURES",
+    "LogisticModel",
+    "ModelFailure",
+    "RecencyValueModel",
+    "ScoreConfig",
+    "ScoreInput",
+    "ScoreMetrics",
+    "ScoreOutput",
+    "run",
+    "score_config",
+]
+
+
+class ModelFailure(Exception):
+    """A model cannot score this candidate (for example a required input is missing)."""
+
+
+def _days_between(earlier: datetime | None, later: datetime) -> float | None:
+    if earlier is None:
+        return None
+    return max(0.0, (later - earlier).total_seconds() / 86400)
+
+
+def _log1p(value: float | None) -> float | None:
+    return None if value is None else math.log1p(max(0.0, value))
+
+
+def _feature(key: str, transform: Callable[[float], float] = lambda x: x) -> Callable[[Candidate, datetime], float | None]:
+    def read(candidate: Candidate, as_of: datetime) -> float | None:
+        value = candidate.features.get(key)
+        return None if value is None else transform(value)
+
+    return read
+
+
+#: Features a model may name: (candidate, reference time) -> value, or None when unknown.
+#: The first group comes from ETL attributes, the second from HeavyETL ``features``.
+FEATURES: dict[str, Callable[[Candidate, datetime], float | None]] = {
+    "logOrderValue": lambda c, t: _log1p(c.attributes.order_value),
+    "trustScore": lambda c, t: c.attributes.customer_trust_score,
+    "reviewQuality": lambda c, t: c.attributes.review_quality_score,
+    "daysSinceDelivery": lambda c, t: _days_between(c.attributes.delivery_date, t),
+    "daysSinceEvent": lambda c, t: _days_between(c.attributes.event_date, t),
+    "mediaEligible": lambda c, t: 1.0 if c.attributes.media_eligible else 0.0,
+    "logPriorReviewCount": lambda c, t: math.log1p(c.attributes.prior_review_count),
+    "orderCount": lambda c, t: float(c.attributes.order_count),
+    "logLifetimeOrderCount": _feature("orderCount", lambda x: math.log1p(max(0.0, x))),
+    "logTotalOrderValue": _feature("totalOrderValue", lambda x: math.log1p(max(0.0, x))),
+    "logAvgOrderValue": _feature("avgOrderValue", lambda x: math.log1p(max(0.0, x))),
+    "daysSinceLastOrder": _feature("daysSinceLastOrder"),
+    "logDistinctSubjects": _feature("distinctSubjects", lambda x: math.log1p(max(0.0, x))),
+}
+
+#: The features that exist only once HeavyETL ran (an ``enriched`` variant needs them).
+HEAVY_ETL_FEATURES = frozenset(
+    {"logLifetimeOrderCount", "logTotalOrderValue", "logAvgOrderValue", "daysSinceLastOrder", "logDistinctSubjects"}
+)
+
+
+class Fallback(CamelModel):
+    value: float
+    confidence: float = Field(ge=0, le=1)
+
+
+class LogisticVariant(CamelModel):
+    intercept: float
+    coefficients: dict[str, float]
+    confidence: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _known_features(self) -> Self:
+        unknown = sorted(set(self.coefficients) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {', '.join(unknown)}; known: {', '.join(sorted(FEATURES))}")
+        return self
+
+
+class LogisticModel(CamelModel):
+    """A logistic propensity model with a base and an optional HeavyETL-enriched variant."""
+
+    kind: Literal["logistic"]
+    description: str = ""
+    base: LogisticVariant
+    enriched: LogisticVariant | None = None
+    imputation: dict[str, float] = Field(default_factory=dict)
+    imputation_confidence_penalty: float = Field(0.1, ge=0, le=1)
+    fallback: Fallback
+
+    def score(self, candidate: Candidate, as_of: datetime) -> tuple[float, float, dict[str, Any]]:
+        """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing."""
+        variant_name, variant = "base", self.base
+        if self.enriched is not None:
+            needed = {f for f in self.enriched.coefficients if f in HEAVY_ETL_FEATURES}
+            if all(FEATURES[f](candidate, as_of) is not None for f in needed):
+                variant_name, variant = "enriched", self.enriched
+        z = variant.intercept
+        imputed = []
+        for name, coefficient in variant.coefficients.items():
+            value = FEATURES[name](candidate, as_of)
+            if value is None and name in self.imputation:
+                value = self.imputation[name]
+                imputed.append(name)
+            if value is None:
+                raise ModelFailure(f"missing input {name}")
+            if not is_finite(value):
+                raise ModelFailure(f"input {name} is not a finite number")
+            z += coefficient * value
+        value = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        confidence = max(0.05, variant.confidence - self.imputation_confidence_penalty * len(imputed))
+        return value, confidence, {"variant": variant_name, "logit": round(z, 6), "imputed": imputed}
+
+
+class RecencyValueModel(CamelModel):
+    """A heuristic: ``recencyWeight * recency + valueWeight * value``, both in [0, 1]."""
+
+    kind: Literal["recencyValue"]
+    description: str = ""
+    half_life_days: float = Field(gt=0)
+    value_cap: float = Field(gt=0)
+    recency_weight: float = Field(ge=0)
+    value_weight: float = Field(ge=0)
+    confidence: float = Field(ge=0, le=1)
+    fallback: Fallback
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Self:
+        if self.recency_weight + self.value_weight <= 0:
+            raise ValueError("recencyWeight + valueWeight must be positive")
+        return self
+
+    def score(self, candidate: Candidate, as_of: datetime) -> tuple[float, float, dict[str, Any]]:
+        """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing."""
+        attributes = candidate.attributes
+        days = _days_between(attributes.delivery_date or attributes.event_date, as_of)
+        if days is None:
+            raise ModelFailure("missing input: neither deliveryDate nor eventDate")
+        if attributes.order_value is None:
+            raise ModelFailure("missing input: orderValue")
+        recency = 0.5 ** (days / self.half_life_days)
+        worth = min(1.0, math.log1p(max(0.0, attributes.order_value)) / math.log1p(self.value_cap))
+        total = self.recency_weight + self.value_weight
+        value = (self.recency_weight * recency + self.value_weight * worth) / total
+        return value, self.confidence, {"recency": round(recency, 6), "value": round(worth, 6)}
+
+
+ScoringModel = Annotated[LogisticModel | RecencyValueModel, Field(discriminator="kind")]
+
+
+class ScoreConfig(CamelModel):
+    """``primaryModel`` (whose value Store and Reactive use), ``models`` by id, optional ``asOf``."""
+
+    primary_model: str
+    models: dict[str, ScoringModel] = Field(min_length=1)
+    as_of: str | None = None
+
+    @model_validator(mode="after")
+    def _primary_exists(self) -> Self:
+        if self.primary_model not in self.models:
+            raise ValueError(f"primaryModel {self.primary_model!r} is not one of the models ({', '.join(self.models)})")
+        return self
+
+
+def score_config(overrides: Mapping[str, Any], stage: str = "Score") -> ScoreConfig:
+    """The shipped ``score_models.json`` with top-level keys replaced by ``overrides``."""
+    return load_config(ScoreConfig, {**load_default("score_models.json"), **overrides}, stage)
+
+
+class ScoreInput(CamelModel):
+    """Filter's (or HeavyETL's) output: ``candidates``; other fields are ignored."""
+
+    program_id: str | None = None
+    marketplace: str | None = None
+    date_range: DateRange | None = None
+    candidates: list[Candidate]
+
+
+class ScoreMetrics(CamelModel):
+    input_count: int
+    scored_count: int
+    fallback_count: int
+    error_count: int
+
+
+class ScoreOutput(CamelModel):
+    program_id: str | None = None
+    marketplace: str | None = None
+    date_range: DateRange | None = None
+    primary_model: str
+    candidates: list[Candidate]
+    unscored: list[Candidate] = Field(default_factory=list)
+    fallbacks_by_model: dict[str, int] = Field(default_factory=dict)
+    metrics: ScoreMetrics
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    score: ModelScore
+    fell_back: bool
+
+
+def _apply(model_id: str, model: LogisticModel | RecencyValueModel, candidate: Candidate, as_of: datetime, now: datetime) -> _Verdict:
+    try:
+        value, confidence, metadata = model.score(candidate, as_of)
+        if not is_finite(value):
+            raise ModelFailure(f"model produced {value}")
+        return _Verdict(
+            ModelScore(model_id=model_id, value=value, confidence=confidence, timestamp=now, metadata={"fallback": False, **metadata}),
+            fell_back=False,
+        )
+    except Exception as err:  # any failure of one model on one candidate falls back; it is counted below
+        reason = str(err) if isinstance(err, ModelFailure) else f"{type(err).__name__}: {err}"
+        return _Verdict(
+            ModelScore(
+                model_id=model_id,
+                value=model.fallback.value,
+                confidence=model.fallback.confidence,
+                timestamp=now,
+                metadata={"fallback": True, "reason": reason},
+            ),
+            fell_back=True,
+        )
+
+
+def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
+    """Score every candidate with every configured model.
+
+    Example::
+
+        out = run(ScoreInput.model_validate(filter_output_json), context)
+        out.candidates[0].scores["review-propensity-v1"].value   # 0.0 .. 1.0
+    """
+    config = score_config(context.config)
+    as_of = reference_time(context.config, input.date_range, context.clock)
+    now = context.clock.now()
+    scored: list[Candidate] = []
+    unscored: list[Candidate] = []
+    fallbacks: Counter[str] = Counter()
+    with_fallback = 0
+
+    for candidate in input.candidates:
+        verdicts = {model_id: _apply(model_id, model, candidate, as_of, now) for model_id, model in config.models.items()}
+        failed = [model_id for model_id, verdict in verdicts.items() if verdict.fell_back]
+        fallbacks.update(failed)
+        updated = candidate.model_copy(
+            update={"scores": {**candidate.scores, **{model_id: v.score for model_id, v in verdicts.items()}}}
+        )
+        if len(failed) == len(verdicts):
+            unscored.append(updated)
+            continue
+        scored.append(updated)
+        if failed:
+            with_fallback += 1
+
+    if fallbacks:
+        context.log.warning("Score fell back %s times (by model); %d candidates unscored", dict(fallbacks), len(unscored))
+    return ScoreOutput(
+        program_id=input.program_id,
+        marketplace=input.marketplace,
+        date_range=input.date_range,
+        primary_model=config.primary_model,
+        candidates=scored,
+        unscored=unscored,
+        fallbacks_by_model=dict(sorted(fallbacks.items())),
+        metrics=ScoreMetrics(
+            input_count=len(input.candidates),
+            scored_count=len(scored),
+            fallback_count=with_fallback,
+            error_count=len(unscored),
+        ),
+    )
