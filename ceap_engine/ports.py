@@ -11,21 +11,24 @@ Object keys follow S3's rules plus the layout contract of the platform:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import InvalidKey
+from .errors import InputError, InvalidKey, Problem
 
 __all__ = [
     "CandidateRecord",
     "CandidateStore",
     "ObjectStore",
     "PutResult",
+    "encode_candidate_data",
     "execution_key",
     "read_json",
     "validate_bucket",
     "validate_key",
+    "validate_query_limit",
     "write_json",
 ]
 
@@ -35,16 +38,22 @@ MAX_KEY_BYTES = 1024
 def validate_key(key: str) -> str:
     """Return ``key`` if it is a safe object key, else raise :class:`InvalidKey`.
 
-    Refused: empty keys, keys over 1,024 UTF-8 bytes, absolute paths, ``..``
-    or ``.`` segments, backslashes, empty segments and NUL or other control
-    characters - anything that could leave its bucket on a file system.
+    Refused: empty keys, keys over 1,024 UTF-8 bytes or not valid UTF-8,
+    absolute paths, ``..`` or ``.`` segments, backslashes, empty segments
+    (``a//b``, ``a/``) and NUL or other control characters - anything that
+    could leave its bucket on a file system or that S3 would store under a
+    different name.
 
     >>> validate_key("executions/e-1/ETL/output.json")
     'executions/e-1/ETL/output.json'
     """
     if not isinstance(key, str) or not key:
         raise InvalidKey("object key must be a non-empty string")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    try:
+        encoded = key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKey(f"object key is not valid UTF-8 (it holds a lone surrogate): {key!r}") from None
+    if len(encoded) > MAX_KEY_BYTES:
         raise InvalidKey(f"object key is longer than {MAX_KEY_BYTES} bytes: {key[:60]!r}...")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
         raise InvalidKey(f"object key contains a NUL or control character: {key!r}")
@@ -53,8 +62,8 @@ def validate_key(key: str) -> str:
     for segment in key.split("/"):
         if segment in ("..", "."):
             raise InvalidKey(f"object key must not contain '.' or '..' segments: {key!r}")
-    if "//" in key:
-        raise InvalidKey(f"object key must not contain empty segments ('//'): {key!r}")
+    if "//" in key or key.endswith("/"):
+        raise InvalidKey(f"object key must not contain empty segments ('//' or a trailing '/'): {key!r}")
     return key
 
 
@@ -144,15 +153,100 @@ class PutResult:
     failed: tuple[tuple[tuple[str, str], str], ...] = ()
 
 
+_CANDIDATE_KEY_FIELDS = ("customer_id", "program_id", "marketplace", "subject_type", "subject_id")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def encode_candidate_data(record: CandidateRecord) -> str:
+    """Check that ``record`` can be stored and return its ``data`` as compact JSON.
+
+    Every :class:`CandidateStore` calls this before writing, so all backends
+    refuse the same records and report them in :attr:`PutResult.failed` with
+    the same reason. Refused: empty or non-string key parts, a score that is
+    not a finite number, channels that are not non-empty strings, ``data``
+    that is not a JSON object of JSON values (``NaN``, ``datetime``, ``set``
+    ...). All problems of the record are collected into one :class:`InputError`;
+    backends report ``"; ".join(p.message for p in error.problems)`` as the
+    record's failure reason.
+
+    >>> encode_candidate_data(CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", data={"x": 1}))
+    '{"x":1}'
+    """
+    problems: list[Problem] = []
+    for name in _CANDIDATE_KEY_FIELDS:
+        value = getattr(record, name)
+        if not isinstance(value, str) or not value or not _is_utf8(value):
+            problems.append(Problem(f"/{name}", f"{name} must be a non-empty UTF-8 string, got {value!r}"))
+    score = record.score
+    if score is not None and (
+        isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score)
+    ):
+        problems.append(Problem("/score", f"score must be a finite number or None, got {score!r}"))
+    channels = record.channels
+    if (
+        isinstance(channels, str | bytes)
+        or not isinstance(channels, Iterable)
+        or not all(isinstance(c, str) and c and _is_utf8(c) for c in channels)
+    ):
+        problems.append(
+            Problem("/channels", f"channels must be a set of non-empty channel names, got {channels!r}")
+        )
+    text = ""
+    if not isinstance(record.data, Mapping):
+        problems.append(Problem("/data", f"data must be a JSON object (a mapping), got {type(record.data).__name__}"))
+    else:
+        try:
+            text = json.dumps(dict(record.data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            problems.append(
+                Problem("/data", f"data is not JSON-serialisable ({exc}); convert it first, e.g. model_dump(mode='json')")
+            )
+        else:
+            if not _is_utf8(text):
+                problems.append(Problem("/data", "data holds a string that is not valid UTF-8 (a lone surrogate)"))
+    if problems:
+        raise InputError(problems, f"candidate {record.pk} {record.sk}")
+    return text
+
+
+def validate_query_limit(limit: int | None) -> int | None:
+    """Return ``limit`` if it is ``None`` or a whole number >= 1, else raise :class:`InputError`.
+
+    >>> validate_query_limit(10)
+    10
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InputError(
+            [Problem("/limit", f"limit must be a whole number >= 1, or None for no limit; got {limit!r}")],
+            "candidate query",
+        )
+    return limit
+
+
 @runtime_checkable
 class CandidateStore(Protocol):
     """Candidates keyed by (pk, sk); writes are idempotent upserts."""
 
     async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
-        """Upsert records (the store splits them into batches of 25)."""
+        """Upsert records (the store splits them into batches of 25).
+
+        Every record lands in ``stored`` or in ``failed`` with its reason (see
+        :func:`encode_candidate_data`), in input order; a record that fails
+        does not stop the others. Of two records with the same key in one
+        call, the later wins.
+        """
         ...
 
-    async def get(self, pk: str, sk: str) -> CandidateRecord | None: ...
+    async def get(self, pk: str, sk: str) -> CandidateRecord | None:
+        """The record at (pk, sk), or ``None``. ``data`` comes back as parsed JSON (a fresh dict)."""
+        ...
 
     async def query(
         self,
@@ -162,7 +256,12 @@ class CandidateStore(Protocol):
         marketplace: str | None = None,
         limit: int | None = None,
     ) -> list[CandidateRecord]:
-        """Candidates of a program (optionally eligible for ``channel``), best score first."""
+        """Candidates of a program (optionally eligible for ``channel``), best score first.
+
+        Records without a score come last; ``limit`` (>= 1) caps the count.
+        """
         ...
 
-    async def delete(self, pk: str, sk: str) -> None: ...
+    async def delete(self, pk: str, sk: str) -> None:
+        """Remove the record at (pk, sk); removing an absent record is not an error."""
+        ...

@@ -1,0 +1,251 @@
+"""In-memory storage backends: the defaults of the test kit and the benchmarks.
+
+They follow the same contract as the file, SQLite, S3 and DynamoDB backends
+(``tests/contract`` runs one suite over all of them), so a test that passes in
+memory means the same thing on disk and on AWS. Nothing a caller holds can
+change what is stored: objects are kept as immutable ``bytes`` and candidate
+documents as JSON text, parsed afresh on every read.
+
+Example::
+
+    objects = MemoryObjectStore()
+    await objects.put("ceap-local", "executions/e-1/ETL/output.json", b"{}")
+    assert await objects.list("ceap-local", "executions/e-1/") == ["executions/e-1/ETL/output.json"]
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import threading
+from bisect import bisect_left, insort
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import InputError, ObjectNotFound
+from .ports import (
+    CandidateRecord,
+    PutResult,
+    encode_candidate_data,
+    validate_bucket,
+    validate_key,
+    validate_query_limit,
+)
+
+__all__ = ["MemoryCandidateStore", "MemoryObjectStore"]
+
+
+def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    # bytes(...) of a bytes object is the object itself (no copy); a bytearray
+    # or memoryview is copied, so a caller mutating its buffer later cannot
+    # change the stored object.
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"object data must be bytes, got {type(data).__name__}; "
+            "encode text first, or use ceap_engine.ports.write_json for JSON values"
+        )
+    return bytes(data)
+
+
+class _Bucket:
+    """Objects of one bucket plus their keys kept sorted, so prefix listing is a range scan."""
+
+    __slots__ = ("keys", "objects")
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.keys: list[str] = []
+
+
+class MemoryObjectStore:
+    """An :class:`~ceap_engine.ports.ObjectStore` in a dict, with S3 semantics.
+
+    Buckets come into being on first write; keys are validated like on every
+    backend; ``list`` is a range scan over sorted keys (code-point order, which
+    is S3's UTF-8 byte order). Safe to share between threads.
+
+    >>> import asyncio
+    >>> store = MemoryObjectStore()
+    >>> asyncio.run(store.put("ceap-local", "a/b.json", b"{}"))
+    >>> asyncio.run(store.get("ceap-local", "a/b.json"))
+    b'{}'
+    """
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+        # The stores are used from one event loop in the common case, but the
+        # local Glue runner and sync stages may reach them from worker threads;
+        # an uncontended lock costs far less than the coroutine call around it.
+        self._lock = threading.Lock()
+
+    async def get(self, bucket: str, key: str) -> bytes:
+        validate_bucket(bucket)
+        validate_key(key)
+        with self._lock:
+            found = self._buckets.get(bucket)
+            data = found.objects.get(key) if found is not None else None
+        if data is None:
+            raise ObjectNotFound(bucket, key)
+        return data
+
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        validate_bucket(bucket)
+        validate_key(key)
+        data = _as_bytes(data)
+        with self._lock:
+            found = self._buckets.get(bucket)
+            if found is None:
+                found = self._buckets[bucket] = _Bucket()
+            if key not in found.objects:
+                insort(found.keys, key)
+            found.objects[key] = data
+
+    async def list(self, bucket: str, prefix: str = "") -> list[str]:
+        validate_bucket(bucket)
+        with self._lock:
+            found = self._buckets.get(bucket)
+            if found is None:
+                return []
+            keys = found.keys
+            start = bisect_left(keys, prefix)
+            end = start
+            while end < len(keys) and keys[end].startswith(prefix):
+                end += 1
+            return keys[start:end]
+
+    async def delete(self, bucket: str, key: str) -> None:
+        validate_bucket(bucket)
+        validate_key(key)
+        with self._lock:
+            found = self._buckets.get(bucket)
+            if found is None or found.objects.pop(key, None) is None:
+                return
+            del found.keys[bisect_left(found.keys, key)]
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredCandidate:
+    """A candidate as kept in memory: the query columns, and the document as JSON text."""
+
+    customer_id: str
+    program_id: str
+    marketplace: str
+    subject_type: str
+    subject_id: str
+    score: float | None
+    channels: frozenset[str]
+    data_json: str
+
+    def to_record(self) -> CandidateRecord:
+        return CandidateRecord(
+            customer_id=self.customer_id,
+            program_id=self.program_id,
+            marketplace=self.marketplace,
+            subject_type=self.subject_type,
+            subject_id=self.subject_id,
+            score=self.score,
+            channels=self.channels,
+            data=json.loads(self.data_json),
+        )
+
+
+def _best_first(entry: tuple[tuple[str, str], _StoredCandidate]) -> tuple[bool, float, str, str]:
+    # Highest score first, no score last, then by key so that ties come out in
+    # the same order as from the SQLite store.
+    (pk, sk), stored = entry
+    score = stored.score
+    return (score is None, -score if score is not None else 0.0, pk, sk)
+
+
+class MemoryCandidateStore:
+    """A :class:`~ceap_engine.ports.CandidateStore` in a dict, indexed by program.
+
+    Records are checked with :func:`~ceap_engine.ports.encode_candidate_data`
+    (the ones that cannot be stored land in ``PutResult.failed``), kept as
+    JSON text and parsed afresh on every read, so a caller that mutates a
+    record's ``data`` changes neither the store nor other readers. Query
+    order: score descending, no score last, ties by (pk, sk).
+
+    >>> import asyncio
+    >>> store = MemoryCandidateStore()
+    >>> record = CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", score=0.9, channels=frozenset({"email"}))
+    >>> asyncio.run(store.put_batch([record])).stored
+    (('CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US', 'SUBJECT#ORDER#o-1'),)
+    """
+
+    def __init__(self) -> None:
+        self._records: dict[tuple[str, str], _StoredCandidate] = {}
+        # program_id -> keys of that program: queries never scan other programs.
+        self._by_program: dict[str, set[tuple[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
+        stored: list[tuple[str, str]] = []
+        failed: list[tuple[tuple[str, str], str]] = []
+        for record in records:
+            key = (record.pk, record.sk)
+            try:
+                data_json = encode_candidate_data(record)
+            except InputError as error:
+                failed.append((key, "; ".join(p.message for p in error.problems)))
+                continue
+            entry = _StoredCandidate(
+                customer_id=record.customer_id,
+                program_id=record.program_id,
+                marketplace=record.marketplace,
+                subject_type=record.subject_type,
+                subject_id=record.subject_id,
+                score=None if record.score is None else float(record.score),
+                channels=frozenset(record.channels),
+                data_json=data_json,
+            )
+            with self._lock:
+                self._remove(key)
+                self._records[key] = entry
+                self._by_program.setdefault(entry.program_id, set()).add(key)
+            stored.append(key)
+        return PutResult(stored=tuple(stored), failed=tuple(failed))
+
+    async def get(self, pk: str, sk: str) -> CandidateRecord | None:
+        with self._lock:
+            entry = self._records.get((pk, sk))
+        return entry.to_record() if entry is not None else None
+
+    async def query(
+        self,
+        program_id: str,
+        channel: str | None = None,
+        *,
+        marketplace: str | None = None,
+        limit: int | None = None,
+    ) -> list[CandidateRecord]:
+        validate_query_limit(limit)
+        matches: list[tuple[tuple[str, str], _StoredCandidate]] = []
+        with self._lock:
+            for key in self._by_program.get(program_id, ()):
+                entry = self._records[key]
+                if (marketplace is None or entry.marketplace == marketplace) and (
+                    channel is None or channel in entry.channels
+                ):
+                    matches.append((key, entry))
+        if limit is not None and limit < len(matches) // 8:
+            # A top-k selection beats sorting everything when k is small.
+            matches = heapq.nsmallest(limit, matches, key=_best_first)
+        else:
+            matches.sort(key=_best_first)
+            matches = matches[:limit]
+        return [entry.to_record() for _, entry in matches]
+
+    async def delete(self, pk: str, sk: str) -> None:
+        with self._lock:
+            self._remove((pk, sk))
+
+    def _remove(self, key: tuple[str, str]) -> None:
+        """Forget ``key`` and its program index entry; the caller holds the lock."""
+        entry = self._records.pop(key, None)
+        if entry is None:
+            return
+        keys = self._by_program[entry.program_id]
+        keys.discard(key)
+        if not keys:
+            del self._by_program[entry.program_id]
