@@ -82,8 +82,12 @@ class _Literal:
     value: Any
     # For a string: its pieces between unescaped "{}" pairs (States.Format placeholders).
     template: tuple[str, ...] | None = None
+    # Set for a string with an open escape: AWS documents that as a run-time error.
+    problem: str | None = None
 
     def evaluate(self, resolve: Callable[[str], Any], rng: random.Random) -> Any:
+        if self.problem:
+            raise StatesError("States.IntrinsicFailure", self.problem)
         return self.value
 
     def paths(self) -> Iterator[str]:
@@ -268,7 +272,7 @@ class _Parser:
         if count_problem:
             raise self.error(count_problem, start)
         for position, argument in enumerate(call.arguments):
-            if isinstance(argument, _Literal):
+            if isinstance(argument, _Literal) and argument.problem is None:
                 try:
                     spec.check(position, argument.value)
                 except ArgumentProblem as problem:
@@ -324,6 +328,7 @@ class _Parser:
         # Indexes into chars of the unescaped '{' of each "{}" placeholder.
         placeholders: list[int] = []
         previous_open_brace = False
+        problem = None
         while True:
             if self.pos >= len(self.text):
                 raise self.error("string literal is not closed; add the closing '", start)
@@ -334,12 +339,16 @@ class _Parser:
             if char == "\\":
                 escaped = self.text[self.pos + 1 : self.pos + 2]
                 if not escaped or escaped not in _ESCAPABLE:
-                    raise self.error(
-                        "a backslash in a string literal must be followed by ', {, } or \\"
+                    # The AWS guide: an open escape backslash is a run-time error, so the
+                    # definition loads and evaluating the call fails.
+                    problem = problem or (
+                        f"open escape at character {self.pos + 1} of {self.text}:"
+                        " in a string literal a backslash must be followed by ', {, } or \\"
                         " (write \\\\\\\\ in the definition JSON for a literal backslash)"
                     )
-                chars.append(escaped)
-                self.pos += 2
+                    escaped = ""
+                chars.append(escaped or char)
+                self.pos += 1 + len(escaped)
                 previous_open_brace = False
                 continue
             if char == "}" and previous_open_brace:
@@ -354,7 +363,7 @@ class _Parser:
             pieces.append(value[cut:index])
             cut = index + 2
         pieces.append(value[cut:])
-        return _Literal(value, tuple(pieces))
+        return _Literal(value, tuple(pieces), problem)
 
     def number(self) -> _Literal:
         match = _NUMBER.match(self.text, self.pos)

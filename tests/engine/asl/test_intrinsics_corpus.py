@@ -187,9 +187,10 @@ def mismatches(expected: Any, actual: Any, where: str = "$") -> list[str]:
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(expected) != len(actual):
             return [f"{where}: expected {expected!r}, got {actual!r}"]
-        return [d for i, (e, a) in enumerate(zip(expected, actual)) for d in mismatches(e, a, f"{where}[{i}]")]
-    same_kind = isinstance(expected, bool) == isinstance(actual, bool)
-    if not same_kind or expected != actual or type(actual) not in (type(expected), int, float):
+        pairs = enumerate(zip(expected, actual))
+        return [d for i, (e, a) in pairs for d in mismatches(e, a, f"{where}[{i}]")]
+    # Python's True == 1, JSON's true is not 1.
+    if isinstance(expected, bool) != isinstance(actual, bool) or expected != actual:
         return [f"{where}: expected {expected!r}, got {actual!r}"]
     return []
 
@@ -261,7 +262,8 @@ def test_intrinsics_over_variables() -> None:
 
 
 def test_format_template_from_a_variable_per_map_item() -> None:
-    case = load(CORPUS / "assign" / "test_reference_in_map_state_MAP_STATE_REFERENCE_IN_INTRINSIC_FUNCTION.json")
+    name = "test_reference_in_map_state_MAP_STATE_REFERENCE_IN_INTRINSIC_FUNCTION.json"
+    case = load(CORPUS / "assign" / name)
     states = case["definition"]["States"]
     variables = states["Start"]["Assign"]
     selector = states["MapIterateState"]["ItemSelector"]
