@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import heapq
 import json
 import threading
 from bisect import bisect_left, insort
@@ -73,13 +72,20 @@ class MemoryObjectStore:
 
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
+        self._valid_buckets: set[str] = set()
         # The stores are used from one event loop in the common case, but the
         # local Glue runner and sync stages may reach them from worker threads;
         # an uncontended lock costs far less than the coroutine call around it.
         self._lock = threading.Lock()
 
+    def _check_bucket(self, bucket: str) -> None:
+        # The regex costs about as much as the whole get; a bucket name seen once is fine for good.
+        if bucket not in self._valid_buckets:
+            validate_bucket(bucket)
+            self._valid_buckets.add(bucket)
+
     async def get(self, bucket: str, key: str) -> bytes:
-        validate_bucket(bucket)
+        self._check_bucket(bucket)
         validate_key(key)
         with self._lock:
             found = self._buckets.get(bucket)
@@ -89,7 +95,7 @@ class MemoryObjectStore:
         return data
 
     async def put(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        validate_bucket(bucket)
+        self._check_bucket(bucket)
         validate_key(key)
         data = _as_bytes(data)
         with self._lock:
@@ -101,7 +107,7 @@ class MemoryObjectStore:
             found.objects[key] = data
 
     async def list(self, bucket: str, prefix: str = "") -> list[str]:
-        validate_bucket(bucket)
+        self._check_bucket(bucket)
         with self._lock:
             found = self._buckets.get(bucket)
             if found is None:
@@ -114,7 +120,7 @@ class MemoryObjectStore:
             return keys[start:end]
 
     async def delete(self, bucket: str, key: str) -> None:
-        validate_bucket(bucket)
+        self._check_bucket(bucket)
         validate_key(key)
         with self._lock:
             found = self._buckets.get(bucket)
@@ -135,6 +141,9 @@ class _StoredCandidate:
     score: float | None
     channels: frozenset[str]
     data_json: str
+    # Highest score first, no score last, then by key, so that ties come out in
+    # the same order as from the SQLite store.
+    rank: tuple[bool, float, str, str]
 
     def to_record(self) -> CandidateRecord:
         return CandidateRecord(
@@ -149,12 +158,20 @@ class _StoredCandidate:
         )
 
 
-def _best_first(entry: tuple[tuple[str, str], _StoredCandidate]) -> tuple[bool, float, str, str]:
-    # Highest score first, no score last, then by key so that ties come out in
-    # the same order as from the SQLite store.
-    (pk, sk), stored = entry
-    score = stored.score
-    return (score is None, -score if score is not None else 0.0, pk, sk)
+def _rank(entry: _StoredCandidate) -> tuple[bool, float, str, str]:
+    return entry.rank
+
+
+class _Program:
+    """The keys of one program, and (until the next write) its candidates best first."""
+
+    __slots__ = ("keys", "ranked")
+
+    def __init__(self) -> None:
+        self.keys: set[tuple[str, str]] = set()
+        # Built by the first query after a write and never mutated, only
+        # replaced: a query may walk it outside the lock.
+        self.ranked: list[_StoredCandidate] | None = None
 
 
 class MemoryCandidateStore:
@@ -164,7 +181,9 @@ class MemoryCandidateStore:
     (the ones that cannot be stored land in ``PutResult.failed``), kept as
     JSON text and parsed afresh on every read, so a caller that mutates a
     record's ``data`` changes neither the store nor other readers. Query
-    order: score descending, no score last, ties by (pk, sk).
+    order: score descending, no score last, ties by (pk, sk). A program's
+    ranking is sorted once and reused until its next write, so a run of
+    queries (one per channel, say) costs one sort.
 
     >>> import asyncio
     >>> store = MemoryCandidateStore()
@@ -175,8 +194,7 @@ class MemoryCandidateStore:
 
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], _StoredCandidate] = {}
-        # program_id -> keys of that program: queries never scan other programs.
-        self._by_program: dict[str, set[tuple[str, str]]] = {}
+        self._programs: dict[str, _Program] = {}
         self._lock = threading.Lock()
 
     async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
@@ -189,20 +207,26 @@ class MemoryCandidateStore:
             except InputError as error:
                 failed.append((key, "; ".join(p.message for p in error.problems)))
                 continue
+            score = None if record.score is None else float(record.score)
             entry = _StoredCandidate(
                 customer_id=record.customer_id,
                 program_id=record.program_id,
                 marketplace=record.marketplace,
                 subject_type=record.subject_type,
                 subject_id=record.subject_id,
-                score=None if record.score is None else float(record.score),
+                score=score,
                 channels=frozenset(record.channels),
                 data_json=data_json,
+                rank=(score is None, -score if score is not None else 0.0, key[0], key[1]),
             )
             with self._lock:
                 self._remove(key)
                 self._records[key] = entry
-                self._by_program.setdefault(entry.program_id, set()).add(key)
+                program = self._programs.get(entry.program_id)
+                if program is None:
+                    program = self._programs[entry.program_id] = _Program()
+                program.keys.add(key)
+                program.ranked = None
             stored.append(key)
         return PutResult(stored=tuple(stored), failed=tuple(failed))
 
@@ -220,21 +244,22 @@ class MemoryCandidateStore:
         limit: int | None = None,
     ) -> list[CandidateRecord]:
         validate_query_limit(limit)
-        matches: list[tuple[tuple[str, str], _StoredCandidate]] = []
         with self._lock:
-            for key in self._by_program.get(program_id, ()):
-                entry = self._records[key]
-                if (marketplace is None or entry.marketplace == marketplace) and (
-                    channel is None or channel in entry.channels
-                ):
-                    matches.append((key, entry))
-        if limit is not None and limit < len(matches) // 8:
-            # A top-k selection beats sorting everything when k is small.
-            matches = heapq.nsmallest(limit, matches, key=_best_first)
-        else:
-            matches.sort(key=_best_first)
-            matches = matches[:limit]
-        return [entry.to_record() for _, entry in matches]
+            program = self._programs.get(program_id)
+            if program is None:
+                return []
+            ranked = program.ranked
+            if ranked is None:
+                ranked = program.ranked = sorted((self._records[key] for key in program.keys), key=_rank)
+        matches: list[CandidateRecord] = []
+        for entry in ranked:
+            if (marketplace is None or entry.marketplace == marketplace) and (
+                channel is None or channel in entry.channels
+            ):
+                matches.append(entry.to_record())
+                if len(matches) == limit:
+                    break
+        return matches
 
     async def delete(self, pk: str, sk: str) -> None:
         with self._lock:
@@ -245,7 +270,8 @@ class MemoryCandidateStore:
         entry = self._records.pop(key, None)
         if entry is None:
             return
-        keys = self._by_program[entry.program_id]
-        keys.discard(key)
-        if not keys:
-            del self._by_program[entry.program_id]
+        program = self._programs[entry.program_id]
+        program.keys.discard(key)
+        program.ranked = None
+        if not program.keys:
+            del self._programs[entry.program_id]

@@ -206,7 +206,10 @@ def encode_candidate_data(record: CandidateRecord) -> str:
             text = json.dumps(dict(record.data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             problems.append(
-                Problem("/data", f"data is not JSON-serialisable ({exc}); convert it first, e.g. model_dump(mode='json')")
+                Problem(
+                    "/data",
+                    f"data is not JSON-serialisable ({exc}); convert it first, e.g. with model_dump(mode='json')",
+                )
             )
         else:
             if not _is_utf8(text):
