@@ -1,0 +1,172 @@
+"""What only the SQLite candidate store has: the file, its schema and indexes, locks, timestamps."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.local import SQLiteCandidateStore
+from adapters.local.candidates import SCHEMA_VERSION, query_statement
+from ceap_engine.clock import VirtualClock
+from ceap_engine.errors import StorageError
+from ceap_engine.ports import CandidateRecord
+
+
+def candidate(
+    customer: str, score: float | None = 0.5, channels: tuple[str, ...] = ("push", "email"), **data: object
+) -> CandidateRecord:
+    return CandidateRecord(customer, "p-1", "US", "ORDER", f"o-{customer}", score, frozenset(channels), dict(data))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "candidates.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[SQLiteCandidateStore]:
+    with SQLiteCandidateStore(db_path) as store:
+        yield store
+
+
+def read_rows(db_path: Path) -> list[sqlite3.Row]:
+    with sqlite3.connect(db_path) as db:
+        db.row_factory = sqlite3.Row
+        return db.execute("SELECT * FROM candidates ORDER BY pk, sk").fetchall()
+
+
+async def test_the_folder_is_made_and_the_database_runs_in_wal_mode(store: SQLiteCandidateStore, db_path: Path) -> None:
+    assert db_path.is_file()
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+async def test_rows_hold_the_key_layout_the_query_columns_and_the_json_document(
+    store: SQLiteCandidateStore, db_path: Path
+) -> None:
+    await store.put_batch([candidate("c-1", 0.25, ("push", "email"), orderValue=42.5)])
+
+    [row] = read_rows(db_path)
+    assert dict(row) | {"updated_at": None} == {
+        "pk": "CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US",
+        "sk": "SUBJECT#ORDER#o-c-1",
+        "program_id": "p-1",
+        "marketplace": "US",
+        "customer_id": "c-1",
+        "subject_type": "ORDER",
+        "subject_id": "o-c-1",
+        "score": 0.25,
+        "channels": '["email", "push"]',
+        "data": '{"orderValue":42.5}',
+        "updated_at": None,
+    }
+    assert json.loads(row["data"]) == {"orderValue": 42.5}
+
+
+async def test_records_survive_closing_and_reopening(db_path: Path) -> None:
+    record = candidate("c-1", note="kept")
+    with SQLiteCandidateStore(db_path) as first:
+        await first.put_batch([record])
+
+    with SQLiteCandidateStore(db_path) as reopened:
+        assert await reopened.get(record.pk, record.sk) == record
+
+
+async def test_in_memory_databases_are_separate() -> None:
+    with SQLiteCandidateStore(":memory:") as one, SQLiteCandidateStore(":memory:") as other:
+        await one.put_batch([candidate("c-1")])
+
+        assert len(await one.query("p-1")) == 1
+        assert await other.query("p-1") == []
+
+
+@pytest.mark.parametrize(
+    ("marketplace", "channel", "index"),
+    [
+        (None, None, "candidates_by_program"),
+        (None, "email", "candidates_by_program"),
+        ("US", None, "candidates_by_program_marketplace"),
+        ("US", "email", "candidates_by_program_marketplace"),
+    ],
+)
+async def test_queries_walk_an_index_in_score_order_without_sorting(
+    store: SQLiteCandidateStore, db_path: Path, marketplace: str | None, channel: str | None, index: str
+) -> None:
+    await store.put_batch([candidate(f"c-{n}", n / 10) for n in range(50)])
+    sql, params = query_statement("p-1", channel, marketplace=marketplace, limit=10)
+
+    with sqlite3.connect(db_path) as db:
+        plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+
+    assert f"USING INDEX {index}" in plan
+    assert "TEMP B-TREE" not in plan
+
+
+async def test_rewriting_an_unchanged_record_keeps_its_timestamp(db_path: Path) -> None:
+    clock = VirtualClock(start=1_700_000_000)
+    with SQLiteCandidateStore(db_path, clock=clock) as store:
+        await store.put_batch([candidate("c-1", 0.5), candidate("c-2", 0.5)])
+        clock.advance(60)
+        await store.put_batch([candidate("c-1", 0.5), candidate("c-2", 0.9)])
+
+    stamps = {row["customer_id"]: row["updated_at"] for row in read_rows(db_path)}
+    assert stamps == {"c-1": "2023-11-14T22:13:20+00:00", "c-2": "2023-11-14T22:14:20+00:00"}
+
+
+async def test_a_write_lock_held_by_another_process_is_reported(db_path: Path) -> None:
+    with SQLiteCandidateStore(db_path, timeout=0) as store:
+        other = sqlite3.connect(db_path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StorageError) as caught:
+                await store.put_batch([candidate(f"c-{n}") for n in range(30)])
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+
+        message = str(caught.value)
+        assert str(db_path) in message
+        assert "another process is writing to this database" in message
+        assert "0 of the 30 valid records of this call were stored" in message
+        assert "retrying the whole call is safe" in message
+        assert await store.query("p-1") == []
+        assert len((await store.put_batch([candidate(f"c-{n}") for n in range(30)])).stored) == 30
+
+
+async def test_a_file_that_is_not_a_database_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "candidates.sqlite3"
+    path.write_bytes(b"this is a text file, not SQLite" * 100)
+
+    with pytest.raises(StorageError, match="is not a usable SQLite database; move it away"):
+        SQLiteCandidateStore(path)
+
+
+async def test_a_database_from_a_newer_ceap_is_refused(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+    with pytest.raises(StorageError, match="newer than this ceap understands"):
+        SQLiteCandidateStore(db_path)
+
+
+async def test_a_path_that_cannot_be_opened_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "a-folder.sqlite3").mkdir()
+
+    with pytest.raises(StorageError, match="could not open candidates"):
+        SQLiteCandidateStore(tmp_path / "a-folder.sqlite3")
+
+
+async def test_a_closed_store_says_so(db_path: Path) -> None:
+    store = SQLiteCandidateStore(db_path)
+    store.close()
+
+    with pytest.raises(StorageError, match="the store was closed"):
+        await store.query("p-1")
+    with pytest.raises(StorageError, match="the store was closed"):
+        await store.put_batch([candidate("c-1")])

@@ -1,0 +1,337 @@
+"""The CandidateStore contract: idempotent batched upserts and ranked queries, on every backend."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from ceap_engine.errors import InputError
+from ceap_engine.ports import CandidateRecord, CandidateStore, PutResult
+
+
+def candidate(
+    customer: str,
+    subject: str,
+    score: float | None = None,
+    channels: tuple[str, ...] = ("email",),
+    *,
+    program: str = "p-1",
+    marketplace: str = "US",
+    data: dict | None = None,
+) -> CandidateRecord:
+    return CandidateRecord(
+        customer_id=customer,
+        program_id=program,
+        marketplace=marketplace,
+        subject_type="ORDER",
+        subject_id=subject,
+        score=score,
+        channels=frozenset(channels),
+        data=data if data is not None else {"customerId": customer, "subject": {"type": "ORDER", "id": subject}},
+    )
+
+
+def keys(records: list[CandidateRecord]) -> list[tuple[str, str]]:
+    return [(r.pk, r.sk) for r in records]
+
+
+def test_every_backend_is_a_candidate_store(candidate_store: CandidateStore) -> None:
+    assert isinstance(candidate_store, CandidateStore)
+
+
+async def test_get_returns_the_stored_record(candidate_store: CandidateStore) -> None:
+    record = candidate(
+        "c-1",
+        "o-1",
+        0.75,
+        ("email", "push"),
+        data={"customerId": "c-1", "scores": {"m-1": {"value": 0.75}}, "attributes": {"orderValue": 42.5}},
+    )
+
+    result = await candidate_store.put_batch([record])
+
+    assert result == PutResult(stored=(("CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1"),))
+    assert await candidate_store.get(record.pk, record.sk) == record
+
+
+async def test_get_of_absent_record_is_none(candidate_store: CandidateStore) -> None:
+    assert await candidate_store.get("CUSTOMER#nobody#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1") is None
+
+
+async def test_put_batch_of_nothing_stores_nothing(candidate_store: CandidateStore) -> None:
+    assert await candidate_store.put_batch([]) == PutResult()
+    assert await candidate_store.query("p-1") == []
+
+
+async def test_the_same_batch_twice_leaves_the_same_records(candidate_store: CandidateStore) -> None:
+    batch = [candidate(f"c-{n}", f"o-{n}", n / 10, ("email",) if n % 2 else ("push",)) for n in range(30)]
+
+    first = await candidate_store.put_batch(batch)
+    after_first = await candidate_store.query("p-1")
+    second = await candidate_store.put_batch(batch)
+    after_second = await candidate_store.query("p-1")
+
+    assert first == second
+    assert len(first.stored) == 30 and first.failed == ()
+    assert after_second == after_first
+    assert len(after_second) == 30
+
+
+async def test_an_upsert_replaces_the_record(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch([candidate("c-1", "o-1", 0.2, ("email",)), candidate("c-2", "o-2", 0.5)])
+    updated = candidate("c-1", "o-1", 0.9, ("push",), data={"customerId": "c-1", "version": 2})
+
+    await candidate_store.put_batch([updated])
+
+    assert await candidate_store.get(updated.pk, updated.sk) == updated
+    assert [r.customer_id for r in await candidate_store.query("p-1")] == ["c-1", "c-2"]
+    assert await candidate_store.query("p-1", "email") == [candidate("c-2", "o-2", 0.5)]
+
+
+async def test_batches_larger_than_25_are_stored_whole_in_input_order(candidate_store: CandidateStore) -> None:
+    batch = [candidate(f"c-{n:03}", f"o-{n}", float(n)) for n in range(83)]
+
+    result = await candidate_store.put_batch(batch)
+
+    assert result.stored == tuple(keys(batch))
+    assert result.failed == ()
+    stored = await candidate_store.query("p-1")
+    assert len(stored) == 83
+    assert stored == sorted(batch, key=lambda r: -r.score)
+
+
+async def test_of_two_records_with_one_key_in_a_call_the_later_wins(candidate_store: CandidateStore) -> None:
+    early = candidate("c-1", "o-1", 0.1, data={"v": 1})
+    late = candidate("c-1", "o-1", 0.2, data={"v": 2})
+
+    result = await candidate_store.put_batch([early, late])
+
+    assert result.stored == (early_key := (early.pk, early.sk), early_key)
+    assert await candidate_store.get(*early_key) == late
+    assert await candidate_store.query("p-1") == [late]
+
+
+async def test_query_orders_by_score_highest_first_and_unscored_last(candidate_store: CandidateStore) -> None:
+    scores = [0.5, None, 0.99, -1.0, 0.0, None, 0.25, 1e-9, 7.0]
+    batch = [candidate(f"c-{n}", f"o-{n}", score) for n, score in enumerate(scores)]
+    random.Random(3).shuffle(batch)
+
+    await candidate_store.put_batch(batch)
+    ranked = await candidate_store.query("p-1")
+
+    assert [r.score for r in ranked] == [7.0, 0.99, 0.5, 0.25, 1e-9, 0.0, -1.0, None, None]
+
+
+async def test_query_returns_only_the_program_asked_for(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch(
+        [
+            candidate("c-1", "o-1", 0.9, program="p-1"),
+            candidate("c-1", "o-1", 0.8, program="p-2"),
+            candidate("c-2", "o-2", 0.7, program="p-1"),
+        ]
+    )
+
+    in_p1 = await candidate_store.query("p-1")
+    assert [(r.program_id, r.customer_id) for r in in_p1] == [("p-1", "c-1"), ("p-1", "c-2")]
+    assert [(r.program_id, r.customer_id) for r in await candidate_store.query("p-2")] == [("p-2", "c-1")]
+    assert await candidate_store.query("p-3") == []
+
+
+async def test_query_filters_by_marketplace(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch(
+        [
+            candidate("c-1", "o-1", 0.9, marketplace="US"),
+            candidate("c-2", "o-2", 0.8, marketplace="DE"),
+            candidate("c-3", "o-3", 0.7, marketplace="US"),
+        ]
+    )
+
+    assert [r.customer_id for r in await candidate_store.query("p-1", marketplace="US")] == ["c-1", "c-3"]
+    assert [r.customer_id for r in await candidate_store.query("p-1", marketplace="DE")] == ["c-2"]
+    assert await candidate_store.query("p-1", marketplace="JP") == []
+
+
+async def test_query_filters_by_channel_eligibility(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch(
+        [
+            candidate("c-1", "o-1", 0.9, ("email", "push")),
+            candidate("c-2", "o-2", 0.8, ("push",)),
+            candidate("c-3", "o-3", 0.7, ("email",)),
+            candidate("c-4", "o-4", 0.6, ()),
+            candidate("c-5", "o-5", 0.5, ("emails", "in-app")),
+        ]
+    )
+
+    assert [r.customer_id for r in await candidate_store.query("p-1", "email")] == ["c-1", "c-3"]
+    assert [r.customer_id for r in await candidate_store.query("p-1", "push")] == ["c-1", "c-2"]
+    assert [r.customer_id for r in await candidate_store.query("p-1", "in-app")] == ["c-5"]
+    assert await candidate_store.query("p-1", "sms") == []
+    assert len(await candidate_store.query("p-1")) == 5
+
+
+async def test_query_combines_channel_marketplace_and_limit(candidate_store: CandidateStore) -> None:
+    batch = [
+        candidate(f"c-{n}", f"o-{n}", n / 100, ("email",) if n % 3 else ("push",), marketplace="US" if n % 2 else "DE")
+        for n in range(100)
+    ]
+    await candidate_store.put_batch(batch)
+
+    best = await candidate_store.query("p-1", "email", marketplace="US", limit=5)
+
+    expected = sorted(
+        (r for r in batch if "email" in r.channels and r.marketplace == "US"), key=lambda r: -r.score
+    )[:5]
+    assert best == expected
+    assert [r.score for r in best] == [0.97, 0.95, 0.91, 0.89, 0.85]  # 0.99 and 0.93: push only
+
+
+async def test_query_limit_caps_the_count_and_keeps_the_best(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch([candidate(f"c-{n}", f"o-{n}", float(n)) for n in range(40)])
+
+    assert [r.score for r in await candidate_store.query("p-1", limit=3)] == [39.0, 38.0, 37.0]
+    assert len(await candidate_store.query("p-1", limit=1)) == 1
+    assert len(await candidate_store.query("p-1", limit=1000)) == 40
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, 2.5, "10"])
+async def test_query_refuses_a_limit_that_is_not_a_positive_whole_number(
+    candidate_store: CandidateStore, limit: object
+) -> None:
+    with pytest.raises(InputError, match="limit must be a whole number >= 1"):
+        await candidate_store.query("p-1", limit=limit)  # type: ignore[arg-type]
+
+
+async def test_delete_removes_the_record_from_get_and_query(candidate_store: CandidateStore) -> None:
+    kept, gone = candidate("c-1", "o-1", 0.9), candidate("c-2", "o-2", 0.8)
+    await candidate_store.put_batch([kept, gone])
+
+    await candidate_store.delete(gone.pk, gone.sk)
+
+    assert await candidate_store.get(gone.pk, gone.sk) is None
+    assert await candidate_store.query("p-1") == [kept]
+
+
+async def test_delete_of_absent_record_is_not_an_error(candidate_store: CandidateStore) -> None:
+    record = candidate("c-1", "o-1", 0.9)
+    await candidate_store.delete(record.pk, record.sk)
+    await candidate_store.put_batch([record])
+    await candidate_store.delete(record.pk, record.sk)
+    await candidate_store.delete(record.pk, record.sk)
+
+    assert await candidate_store.query("p-1") == []
+
+
+async def test_records_that_cannot_be_stored_are_reported_and_the_rest_stored(
+    candidate_store: CandidateStore,
+) -> None:
+    good = [candidate(f"c-{n}", f"o-{n}", n / 10) for n in range(30)]
+    not_json = candidate("c-bad", "o-set", 0.5, data={"tags": {"a", "b"}})
+    a_datetime = candidate("c-bad", "o-time", 0.5, data={"eventDate": datetime(2024, 5, 1, tzinfo=UTC)})
+    nan_in_data = candidate("c-bad", "o-nan", 0.5, data={"orderValue": math.nan})
+    nan_score = candidate("c-bad", "o-nan-score", math.nan)
+    no_customer = candidate("", "o-empty", 0.5)
+    batch = good[:10] + [not_json, a_datetime] + good[10:20] + [nan_in_data, nan_score, no_customer] + good[20:]
+
+    result = await candidate_store.put_batch(batch)
+
+    assert result.stored == tuple(keys(good))
+    failed = dict(result.failed)
+    assert list(failed) == keys([not_json, a_datetime, nan_in_data, nan_score, no_customer])
+    assert "data is not JSON-serialisable" in failed[(not_json.pk, not_json.sk)]
+    assert "set" in failed[(not_json.pk, not_json.sk)]
+    assert "datetime" in failed[(a_datetime.pk, a_datetime.sk)]
+    assert "data is not JSON-serialisable" in failed[(nan_in_data.pk, nan_in_data.sk)]
+    assert "score must be a finite number" in failed[(nan_score.pk, nan_score.sk)]
+    assert "customer_id must be a non-empty" in failed[(no_customer.pk, no_customer.sk)]
+    for record in [not_json, a_datetime, nan_in_data, nan_score, no_customer]:
+        assert await candidate_store.get(record.pk, record.sk) is None
+    assert len(await candidate_store.query("p-1")) == 30
+
+
+async def test_a_failed_record_reports_every_problem_it_has(candidate_store: CandidateStore) -> None:
+    record = CandidateRecord("", "p-1", "US", "ORDER", "", score=math.inf, channels=frozenset({""}), data={"x": {1, 2}})
+
+    result = await candidate_store.put_batch([record])
+
+    assert result.stored == ()
+    [(key, reason)] = result.failed
+    assert key == (record.pk, record.sk)
+    for problem in ["customer_id", "subject_id", "score", "channels", "data"]:
+        assert problem in reason
+
+
+async def test_a_failing_update_keeps_the_stored_version(candidate_store: CandidateStore) -> None:
+    stored = candidate("c-1", "o-1", 0.5, data={"v": 1})
+    await candidate_store.put_batch([stored])
+
+    result = await candidate_store.put_batch([candidate("c-1", "o-1", 0.9, data={"v": object()})])
+
+    assert result.stored == () and len(result.failed) == 1
+    assert await candidate_store.get(stored.pk, stored.sk) == stored
+
+
+async def test_stored_data_cannot_be_changed_through_the_callers_objects(candidate_store: CandidateStore) -> None:
+    data = {"attributes": {"channelEligibility": {"email": True}}, "rejectionHistory": []}
+    record = candidate("c-1", "o-1", 0.5, data=data)
+    await candidate_store.put_batch([record])
+
+    data["attributes"]["channelEligibility"]["email"] = False
+    read = await candidate_store.get(record.pk, record.sk)
+    assert read is not None
+    read.data["rejectionHistory"].append({"filterId": "f"})  # type: ignore[index]
+
+    again = await candidate_store.get(record.pk, record.sk)
+    assert again is not None
+    assert again.data == {"attributes": {"channelEligibility": {"email": True}}, "rejectionHistory": []}
+    assert (await candidate_store.query("p-1"))[0].data == again.data
+
+
+async def test_values_come_back_normalised_as_json_would(candidate_store: CandidateStore) -> None:
+    record = CandidateRecord(
+        "c-1",
+        "p-1",
+        "US",
+        "ORDER",
+        "o-1",
+        score=3,
+        channels={"push", "email"},  # type: ignore[arg-type]
+        data={"pair": (1, 2), "nested": {"ok": None}},
+    )
+
+    await candidate_store.put_batch([record])
+    read = await candidate_store.get(record.pk, record.sk)
+
+    assert read is not None
+    assert read.score == 3.0 and isinstance(read.score, float)
+    assert read.channels == frozenset({"email", "push"}) and isinstance(read.channels, frozenset)
+    assert read.data == {"pair": [1, 2], "nested": {"ok": None}}
+
+
+async def test_unicode_ids_and_data_round_trip(candidate_store: CandidateStore) -> None:
+    record = CandidateRecord(
+        "kunde-ä", "programm-ü", "DE", "PRODUKT", "商品-1", score=0.1, channels=frozenset({"e-mail"}),
+        data={"title": "Größe 🚀", "note": "日本"},
+    )
+
+    await candidate_store.put_batch([record])
+
+    assert await candidate_store.get(record.pk, record.sk) == record
+    assert await candidate_store.query("programm-ü", "e-mail", marketplace="DE") == [record]
+
+
+async def test_a_query_sees_every_write_and_delete_made_after_an_earlier_query(
+    candidate_store: CandidateStore,
+) -> None:
+    first, second, third = candidate("c-1", "o-1", 0.5), candidate("c-2", "o-2", 0.4), candidate("c-3", "o-3", 0.9)
+    await candidate_store.put_batch([first, second])
+    assert await candidate_store.query("p-1") == [first, second]
+
+    await candidate_store.put_batch([third, candidate("c-2", "o-2", 0.1, ("push",))])
+    assert [r.customer_id for r in await candidate_store.query("p-1")] == ["c-3", "c-1", "c-2"]
+    assert [r.customer_id for r in await candidate_store.query("p-1", "email")] == ["c-3", "c-1"]
+
+    await candidate_store.delete(third.pk, third.sk)
+    assert [r.customer_id for r in await candidate_store.query("p-1", limit=2)] == ["c-1", "c-2"]
