@@ -6,8 +6,7 @@ JSON form is camelCase (``customerId``, ``rejectionHistory``) because that is
 what the stages exchange through the object store and what the candidate store
 keeps::
 
-    >>> c = Candidate(customer_id="C-1", context=[ContextEntry(type="program", id="reviews"),
-    ...                                            ContextEntry(type="marketplace", id="US")],
+    >>> c = Candidate(customer_id="C-1", context=candidate_context("reviews", "US"),
     ...               subject=Subject(type="PRODUCT", id="B0X1"))
     >>> c.key
     ('CUSTOMER#C-1#PROGRAM#reviews#MARKETPLACE#US', 'SUBJECT#PRODUCT#B0X1')
@@ -48,6 +47,7 @@ __all__ = [
     "Subject",
     "TimingWindow",
     "UtcDatetime",
+    "candidate_context",
     "describe_validation_error",
     "eligible_channels",
     "experiment_arm",
@@ -257,6 +257,15 @@ def experiment_arm(program_id: str, customer_id: str, treatment_percent: float =
     digest = hashlib.sha256(f"{program_id}|{customer_id}".encode()).digest()
     bucket = int.from_bytes(digest[:4], "big") % 10_000 / 100  # 0.00 .. 99.99
     return "treatment" if bucket < treatment_percent else "control"
+
+
+def candidate_context(program_id: str, marketplace: str) -> list[ContextEntry]:
+    """The context entries that place a candidate in a program and a marketplace.
+
+    >>> [e.type for e in candidate_context("reviews", "US")]
+    ['program', 'marketplace']
+    """
+    return [ContextEntry(type="program", id=program_id), ContextEntry(type="marketplace", id=marketplace)]
 
 
 def eligible_channels(candidate: Candidate, allowed: tuple[str, ...] | list[str] | None = None) -> list[str]:

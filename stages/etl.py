@@ -7,7 +7,7 @@ Input (the execution payload)::
      "source": "examples/data/orders.jsonl"}
 
 ``source`` is a local path or ``s3://bucket/key``; its extension picks the
-format: ``.jsonl`` (JSON Lines), ``.json`` (JSON Lines, or one JSON array) or
+format: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (JSON Lines, or one JSON array) or
 ``.csv`` (a header row; nested fields as dotted columns such as
 ``channelOptIns.email``; empty cells count as absent). One record is one
 :class:`OrderEvent`.
@@ -46,7 +46,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, Self
@@ -63,10 +63,10 @@ from .domain import (
     Candidate,
     CandidateAttributes,
     CandidateMetadata,
-    ContextEntry,
     DateRange,
     Subject,
     UtcDatetime,
+    candidate_context,
     describe_validation_error,
     experiment_arm,
     is_finite,
@@ -206,6 +206,8 @@ class _ParsedRecord:
 
 
 def _source_format(uri: str) -> str:
+    if uri.startswith("s3://") and not uri[5:].partition("/")[2]:
+        raise PermanentError(f"source {uri!r} names a bucket but no object key: use s3://bucket/path/orders.jsonl")
     path = uri[5:].partition("/")[2] if uri.startswith("s3://") else uri
     suffix = PurePosixPath(path.replace("\\", "/")).suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -221,15 +223,15 @@ def _source_format(uri: str) -> str:
 
 
 async def _read(uri: str, context: StageContext) -> str:
-    if uri.startswith("s3://") and not uri[5:].partition("/")[2]:
-        raise PermanentError(f"source {uri!r} names a bucket but no object key: use s3://bucket/path/orders.jsonl")
     try:
         raw = await context.read_source(uri)
     except (FileNotFoundError, ObjectNotFound):
-        raise PermanentError(
-            f"source {uri!r} does not exist: check the payload's source (a relative path is resolved "
-            "against the payload file by the CLI)"
-        ) from None
+        hint = (
+            "check the bucket and key"
+            if uri.startswith("s3://")
+            else "check the path (the CLI resolves a relative path against the payload file)"
+        )
+        raise PermanentError(f"source {uri!r} does not exist: {hint}") from None
     except (IsADirectoryError, NotADirectoryError, PermissionError, InvalidKey) as err:
         raise PermanentError(f"source {uri!r} cannot be read: {err}") from None
     try:
@@ -283,7 +285,8 @@ def _unflatten(row: dict[str, str]) -> dict[str, Any]:
 
 
 def _csv_rows(text: str, uri: str) -> Iterator[_ParsedRecord]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # strict: a stray or unterminated quote would otherwise swallow the rest of the file silently.
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
     try:
         for row in reader:
             if None in row:  # DictReader puts surplus cells under the key None
@@ -322,16 +325,11 @@ def _validate(record: _ParsedRecord) -> tuple[OrderEvent | None, RecordError | N
         return None, RecordError(line=record.line, reason=describe_validation_error(err), event_id=event_id)
 
 
-@dataclass
-class _CandidateDraft:
-    first_line: int
-    events: list[tuple[int, OrderEvent]] = field(default_factory=list)
-
-
 def _merge(
-    draft: _CandidateDraft, payload: EtlInput, config: EtlConfig, now: datetime, execution_id: str
+    lined_events: list[tuple[int, OrderEvent]], payload: EtlInput, config: EtlConfig, now: datetime, execution_id: str
 ) -> Candidate:
-    events = [event for _, event in sorted(draft.events, key=lambda pair: (pair[1].order_date, pair[0]))]
+    # Oldest first; on equal order dates the later line counts as the newer event.
+    events = [event for _, event in sorted(lined_events, key=lambda pair: (pair[1].order_date, pair[0]))]
     latest = events[-1]
     deliveries = [e.delivery_date for e in events if e.delivery_date is not None]
     delivery = max(deliveries) if deliveries else None
@@ -362,10 +360,7 @@ def _merge(
     )
     return Candidate(
         customer_id=latest.customer_id,
-        context=[
-            ContextEntry(type="program", id=payload.program_id),
-            ContextEntry(type="marketplace", id=payload.marketplace),
-        ],
+        context=candidate_context(payload.program_id, payload.marketplace),
         subject=Subject(
             type="PRODUCT",
             id=latest.product_id,
@@ -406,8 +401,7 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
     records_read = 0
     skipped = SkippedRecords()
     seen_event_ids: set[str] = set()
-    drafts: dict[tuple[str, str], _CandidateDraft] = {}
-    marketplace = input.marketplace.strip()
+    by_candidate: dict[tuple[str, str], list[tuple[int, OrderEvent]]] = {}
 
     for record in _records(text, fmt, input.source):
         records_read += 1
@@ -418,7 +412,7 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
                 errors.append(error)
             continue
         assert event is not None
-        if event.marketplace != marketplace:
+        if event.marketplace != input.marketplace:
             skipped.other_marketplace += 1
             continue
         if not input.date_range.contains(event.order_date):
@@ -429,11 +423,10 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
             duplicates += 1
             continue
         seen_event_ids.add(event.event_id)
-        draft = drafts.setdefault((event.customer_id, event.product_id), _CandidateDraft(first_line=record.line))
-        draft.events.append((record.line, event))
+        by_candidate.setdefault((event.customer_id, event.product_id), []).append((record.line, event))
 
     now = context.clock.now()
-    candidates = [_merge(draft, input, config, now, context.execution_id) for draft in drafts.values()]
+    candidates = [_merge(events, input, config, now, context.execution_id) for events in by_candidate.values()]
     context.log.info(
         "ETL read %d records from %s: %d transformed into %d candidates, %d malformed, %d skipped",
         records_read,
@@ -454,5 +447,7 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
         skipped=skipped,
         records_read=records_read,
         duplicate_event_count=duplicates,
-        metrics=EtlMetrics(processed_count=transformed + error_count, transformed_count=transformed, error_count=error_count),
+        metrics=EtlMetrics(
+            processed_count=transformed + error_count, transformed_count=transformed, error_count=error_count
+        ),
     )

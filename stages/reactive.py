@@ -56,12 +56,11 @@ from .domain import (
     DEFAULT_TIMING_WINDOW_START_DAYS,
     CamelModel,
     Candidate,
-    CandidateAttributes,
     CandidateMetadata,
-    ContextEntry,
     DateRange,
     Subject,
     UtcDatetime,
+    candidate_context,
     eligible_channels,
     experiment_arm,
     load_config,
@@ -93,7 +92,8 @@ class ReactiveConfig(CamelModel):
     ``minScore``); ``channelPriority`` (push, email, inApp, sms): the first
     eligible channel that meets its threshold wins; ``templates``: template id
     per channel (default ``{programId}.{channel}``); ``primaryModel``: whose
-    score counts (default: the input's, else ``score_models.json``'s);
+    score counts when the input does not name one (as Store's output does;
+    default: ``score_models.json``'s);
     ``dedupWindowSeconds`` (300); ``timingWindowStartDays``/``EndDays`` (3/30),
     ``candidateTtlDays`` (30) and ``treatmentPercent`` (50) for candidates
     created from events.
@@ -184,7 +184,7 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
         len(lines) == out.metrics.action_count
     """
     config: ReactiveConfig = load_config(ReactiveConfig, context.config, "Reactive")
-    primary_model = config.primary_model or input.primary_model or primary_model_of(context)
+    primary_model = input.primary_model or primary_model_of(context)
     now = context.clock.now()
     actions: list[EngagementAction] = []
     skipped: Counter[str] = Counter()
@@ -311,12 +311,14 @@ async def _seen_at(context: StageContext, key: str) -> datetime | None:
         return None
 
 
-def _apply_event(before: Candidate | None, event: CustomerEvent, config: ReactiveConfig, now: datetime, execution_id: str) -> Candidate:
+def _apply_event(
+    before: Candidate | None, event: CustomerEvent, config: ReactiveConfig, now: datetime, execution_id: str
+) -> Candidate:
     occurred = event.occurred_at or now
     if before is None:
         candidate = Candidate(
             customer_id=event.customer_id,
-            context=[ContextEntry(type="program", id=event.program_id), ContextEntry(type="marketplace", id=event.marketplace)],
+            context=candidate_context(event.program_id, event.marketplace),
             subject=event.subject,
             metadata=CandidateMetadata(
                 created_at=now,
@@ -347,7 +349,9 @@ def _apply_event(before: Candidate | None, event: CustomerEvent, config: Reactiv
     if event.event_type == "ORDER_DELIVERED":
         delivered = event.delivery_date or occurred
         changes["delivery_date"] = delivered
-        changes["timing_window"] = timing_window_after(delivered, config.timing_window_start_days, config.timing_window_end_days)
+        changes["timing_window"] = timing_window_after(
+            delivered, config.timing_window_start_days, config.timing_window_end_days
+        )
     if event.event_type == "ENGAGEMENT_CONSUMED":
         changes.update(consumed=True, consumed_at=occurred, consumed_channel=event.channel)
     if event.channel_eligibility is not None:
@@ -397,9 +401,7 @@ async def handle_event(event: CustomerEvent, context: StageContext) -> EventResu
     now = context.clock.now()
     window = timedelta(seconds=config.dedup_window_seconds)
     pk, sk = Candidate(
-        customer_id=event.customer_id,
-        context=[ContextEntry(type="program", id=event.program_id), ContextEntry(type="marketplace", id=event.marketplace)],
-        subject=event.subject,
+        customer_id=event.customer_id, context=candidate_context(event.program_id, event.marketplace), subject=event.subject
     ).key
 
     markers = dedup_marker_keys(event)
@@ -411,11 +413,16 @@ async def handle_event(event: CustomerEvent, context: StageContext) -> EventResu
     before = _readable(await store.get(pk, sk), context)
     if before is not None and event.event_id in before.attributes.source_event_ids:
         return EventResult(
-            event_id=event.event_id, status="DEDUPLICATED", reason="ALREADY_APPLIED", pk=pk, sk=sk, version=before.metadata.version
+            event_id=event.event_id,
+            status="DEDUPLICATED",
+            reason="ALREADY_APPLIED",
+            pk=pk,
+            sk=sk,
+            version=before.metadata.version,
         )
 
     candidate = _apply_event(before, event, config, now, context.execution_id)
-    primary_model = config.primary_model or primary_model_of(context)
+    primary_model = primary_model_of(context)
     result = await store.put_batch([candidate.to_record(primary_score(candidate, primary_model))])
     if result.failed or (pk, sk) not in set(result.stored):
         reason = result.failed[0][1] if result.failed else "not reported as stored"

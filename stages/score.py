@@ -240,13 +240,21 @@ class _Verdict:
     fell_back: bool
 
 
-def _apply(model_id: str, model: LogisticModel | RecencyValueModel, candidate: Candidate, as_of: datetime, now: datetime) -> _Verdict:
+def _apply(
+    model_id: str, model: LogisticModel | RecencyValueModel, candidate: Candidate, as_of: datetime, now: datetime
+) -> _Verdict:
     try:
         value, confidence, metadata = model.score(candidate, as_of)
         if not is_finite(value):
             raise ModelFailure(f"model produced {value}")
         return _Verdict(
-            ModelScore(model_id=model_id, value=value, confidence=confidence, timestamp=now, metadata={"fallback": False, **metadata}),
+            ModelScore(
+                model_id=model_id,
+                value=value,
+                confidence=confidence,
+                timestamp=now,
+                metadata={"fallback": False, **metadata},
+            ),
             fell_back=False,
         )
     except Exception as err:  # any failure of one model on one candidate falls back; it is counted below

@@ -33,7 +33,16 @@ from ceap_engine.stage import PermanentError, StageContext
 from .config import load_default
 from .domain import CamelModel, Candidate, DateRange
 
-__all__ = ["FailedWrite", "StoreInput", "StoreMetrics", "StoreOutput", "primary_model_of", "primary_score", "require_candidate_store", "run"]
+__all__ = [
+    "FailedWrite",
+    "StoreInput",
+    "StoreMetrics",
+    "StoreOutput",
+    "primary_model_of",
+    "primary_score",
+    "require_candidate_store",
+    "run",
+]
 
 #: How many existing records are read at once before writing.
 READ_CONCURRENCY = 16

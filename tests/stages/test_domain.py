@@ -1,0 +1,159 @@
+import logging
+from datetime import UTC, date, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from ceap_engine.clock import VirtualClock
+from ceap_engine.stage import PermanentError
+from stages.domain import (
+    CamelModel,
+    Candidate,
+    DateRange,
+    ModelScore,
+    describe_validation_error,
+    eligible_channels,
+    experiment_arm,
+    load_config,
+    reference_time,
+    timing_window_after,
+)
+
+from .conftest import NOW, make_candidate
+
+
+class TestDateRange:
+    def test_a_date_end_covers_that_whole_day(self):
+        r = DateRange.model_validate({"start": "2025-03-01", "end": "2025-03-31"})
+        assert r.contains(datetime(2025, 3, 1, 0, 0, tzinfo=UTC))
+        assert r.contains(datetime(2025, 3, 31, 23, 59, 59, tzinfo=UTC))
+        assert not r.contains(datetime(2025, 4, 1, 0, 0, tzinfo=UTC))
+        assert not r.contains(datetime(2025, 2, 28, 23, 59, tzinfo=UTC))
+        assert r.end_time == datetime(2025, 4, 1, tzinfo=UTC)
+
+    def test_a_datetime_end_is_inclusive_to_the_instant(self):
+        r = DateRange.model_validate({"start": "2025-03-01T00:00:00Z", "end": "2025-03-02T12:00:00+02:00"})
+        assert r.end == datetime(2025, 3, 2, 10, tzinfo=UTC)
+        assert r.contains(datetime(2025, 3, 2, 10, tzinfo=UTC))
+        assert not r.contains(datetime(2025, 3, 2, 10, 0, 1, tzinfo=UTC))
+
+    def test_naive_datetimes_are_utc(self):
+        r = DateRange.model_validate({"start": "2025-03-01T06:00:00", "end": "2025-03-01T07:00:00"})
+        assert r.start == datetime(2025, 3, 1, 6, tzinfo=UTC)
+
+    def test_single_day_range_is_valid(self):
+        r = DateRange.model_validate({"start": "2025-03-01", "end": "2025-03-01"})
+        assert r.contains(datetime(2025, 3, 1, 12, tzinfo=UTC))
+
+    def test_end_before_start_is_refused_with_both_dates_named(self):
+        with pytest.raises(ValidationError) as caught:
+            DateRange.model_validate({"start": "2025-03-10", "end": "2025-03-01"})
+        assert "2025-03-01" in str(caught.value) and "before dateRange.start" in str(caught.value)
+
+    def test_not_a_date_is_refused_with_the_expected_format(self):
+        with pytest.raises(ValidationError) as caught:
+            DateRange.model_validate({"start": "March 1st", "end": "2025-03-01"})
+        assert "ISO 8601" in str(caught.value)
+
+    def test_json_form_keeps_dates_as_dates(self):
+        r = DateRange.model_validate({"start": "2025-03-01", "end": "2025-03-31T12:00:00Z"})
+        assert r.to_json() == {"start": "2025-03-01", "end": "2025-03-31T12:00:00Z"}
+        assert isinstance(r.start, date) and not isinstance(r.start, datetime)
+
+
+class TestCandidate:
+    def test_json_is_camel_case_and_round_trips(self):
+        c = make_candidate()
+        data = c.to_json()
+        assert {"customerId", "context", "subject", "scores", "attributes", "metadata", "rejectionHistory", "features"} <= set(data)
+        assert {"eventDate", "deliveryDate", "timingWindow", "orderValue", "mediaEligible", "channelEligibility",
+                "consumed", "consumedAt", "consumedChannel"} <= set(data["attributes"])
+        assert {"createdAt", "updatedAt", "expiresAt", "version", "sourceConnectorId", "workflowExecutionId",
+                "experimentTreatment"} <= set(data["metadata"])
+        assert Candidate.model_validate(data) == c
+
+    def test_accepts_snake_case_names_and_ignores_unknown_fields(self):
+        c = Candidate.model_validate(
+            {"customer_id": "C9", "subject": {"type": "PRODUCT", "id": "X"}, "somethingNew": 1}
+        )
+        assert c.customer_id == "C9" and c.features == {} and c.scores == {}
+
+    def test_key_follows_the_platform_layout(self):
+        c = make_candidate("C7", "B99", program_id="reviews", marketplace="UK")
+        assert c.key == ("CUSTOMER#C7#PROGRAM#reviews#MARKETPLACE#UK", "SUBJECT#PRODUCT#B99")
+
+    def test_record_carries_score_channels_and_document(self):
+        c = make_candidate(channel_eligibility={"email": True, "push": True, "sms": False})
+        record = c.to_record(0.42)
+        assert (record.pk, record.sk) == c.key
+        assert record.score == 0.42
+        assert record.channels == frozenset({"email", "push"})
+        assert record.data == c.to_json()
+
+    def test_features_hold_numbers(self):
+        c = Candidate.model_validate({"customerId": "C", "subject": {"type": "P", "id": "1"}, "features": {"orderCount": 3}})
+        assert c.features == {"orderCount": 3.0}
+
+    def test_score_confidence_must_be_a_probability(self):
+        with pytest.raises(ValidationError):
+            ModelScore(model_id="m", value=0.5, confidence=1.5, timestamp=NOW)
+
+
+def test_eligible_channels_are_the_opted_in_ones_within_the_allowed_set():
+    c = make_candidate(channel_eligibility={"email": True, "push": True, "sms": False})
+    assert eligible_channels(c) == ["email", "push"]
+    assert eligible_channels(c, ["push", "sms"]) == ["push"]
+
+
+def test_timing_window_opens_and_closes_after_delivery():
+    window = timing_window_after(datetime(2025, 3, 1, tzinfo=UTC), 2, 10)
+    assert (window.start, window.end) == (datetime(2025, 3, 3, tzinfo=UTC), datetime(2025, 3, 11, tzinfo=UTC))
+
+
+class TestReferenceTime:
+    def test_config_as_of_wins(self):
+        r = DateRange.model_validate({"start": "2025-03-01", "end": "2025-03-31"})
+        assert reference_time({"asOf": "2025-03-10"}, r, VirtualClock(NOW)) == datetime(2025, 3, 10, tzinfo=UTC)
+
+    def test_then_the_end_of_the_date_range(self):
+        r = DateRange.model_validate({"start": "2025-03-01", "end": "2025-03-31"})
+        assert reference_time({}, r, VirtualClock(NOW)) == datetime(2025, 4, 1, tzinfo=UTC)
+
+    def test_then_the_clock(self):
+        assert reference_time({}, None, VirtualClock(NOW)) == NOW
+
+    def test_a_bad_as_of_is_a_permanent_error(self):
+        with pytest.raises(PermanentError, match="asOf"):
+            reference_time({"asOf": "yesterday"}, None, VirtualClock(NOW))
+
+
+def test_experiment_arm_is_stable_and_follows_the_share():
+    arms = [experiment_arm("reviews", f"C{i}", 30) for i in range(2000)]
+    assert arms == [experiment_arm("reviews", f"C{i}", 30) for i in range(2000)]
+    assert 0.25 < arms.count("treatment") / len(arms) < 0.35
+
+
+class _Settings(CamelModel):
+    min_score: float = 0.5
+
+
+def test_load_config_reads_camel_case_keys():
+    assert load_config(_Settings, {"minScore": 0.7}, "Reactive").min_score == 0.7
+
+
+def test_load_config_refuses_bad_values_naming_stage_and_field():
+    with pytest.raises(PermanentError, match=r"invalid Reactive stage config: minScore"):
+        load_config(_Settings, {"minScore": "high"}, "Reactive")
+
+
+def test_load_config_warns_about_unknown_keys(caplog):
+    with caplog.at_level(logging.WARNING, logger="ceap.stage"):
+        load_config(_Settings, {"minScor": 0.7}, "Reactive")
+    assert "minScor" in caplog.text and "minScore" in caplog.text
+
+
+def test_describe_validation_error_names_fields_by_their_json_name():
+    with pytest.raises(ValidationError) as caught:
+        ModelScore.model_validate({"modelId": "m", "value": "x", "confidence": 0.5})
+    text = describe_validation_error(caught.value)
+    assert "value: Input should be a valid number" in text and "timestamp: Field required" in text
