@@ -42,7 +42,7 @@ redelivered id from being counted twice in the candidate's order value.
 import hashlib
 import json
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
@@ -303,7 +303,8 @@ def dedup_marker_keys(event: CustomerEvent) -> dict[str, str]:
 async def _seen_at(context: StageContext, key: str) -> datetime | None:
     try:
         marker = json.loads(await context.objects.get(context.bucket, key))
-        return datetime.fromisoformat(marker["seenAt"])
+        seen = datetime.fromisoformat(marker["seenAt"])
+        return seen if seen.tzinfo is not None else seen.replace(tzinfo=UTC)
     except ObjectNotFound:
         return None
     except (ValueError, KeyError, TypeError):

@@ -279,6 +279,11 @@ class TestEvents:
         await objects.put(BUCKET, dedup_marker_keys(event())["DUPLICATE_EVENT_ID"], b"not json")
         assert (await handle_event(event(), make_context("Reactive"))).status == "CREATED"
 
+    async def test_a_marker_without_offset_is_read_as_utc(self, make_context, objects):
+        marker = json.dumps({"eventId": "ev-1", "seenAt": "2025-04-05T07:58:00"}).encode()
+        await objects.put(BUCKET, dedup_marker_keys(event())["DUPLICATE_EVENT_ID"], marker)
+        assert (await handle_event(event(), make_context("Reactive"))).reason == "DUPLICATE_EVENT_ID"
+
     async def test_the_window_comes_from_config(self, make_context, clock):
         context = make_context("Reactive", {"dedupWindowSeconds": 30})
         await handle_event(event("ev-1"), context)
