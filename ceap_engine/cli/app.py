@@ -1,13 +1,17 @@
+"""The root ``ceap`` command; each sub-command group lives in its own module."""
+
 from __future__ import annotations
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="ceap: run the CEAP pipeline locally on an exact ASL interpreter, or deploy it to AWS.")
+from . import asl
 
-
-@app.callback()
-def _root() -> None:
-    """ceap: run the CEAP pipeline locally on an exact ASL interpreter, or deploy it to AWS."""
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="ceap: run the CEAP pipeline locally on an exact ASL interpreter, or deploy it to AWS.",
+)
+app.add_typer(asl.app, name="asl")
 
 
 def main() -> None:

@@ -1,0 +1,155 @@
+"""Data flow through a state: how input becomes arguments and a result becomes output.
+
+JSONPath mode, in AWS's order::
+
+    raw input -> InputPath -> Parameters -> (task) -> ResultSelector -> ResultPath -> OutputPath
+
+JSONata mode (:mod:`ceap_engine.asl.jsonata_flow`) replaces the five fields with
+``Arguments`` and ``Output``. Both implement :class:`DataFlow`, so a state's
+behaviour does not depend on its query language.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .jsonpath import PathNotFound, compile_reference_path, set_path
+from .payload import RuntimeFailure, Template, ValuePath, compile_template, to_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..interpreter import Frame
+
+__all__ = ["DataFlow", "JsonPathFlow", "ABSENT"]
+
+
+class _Absent:
+    __repr__ = lambda self: "ABSENT"  # noqa: E731
+
+
+#: A field that is not in the definition (distinct from a field set to null).
+ABSENT: Any = _Absent()
+
+
+class DataFlow:
+    """The query-language-specific parts of a state's processing."""
+
+    def effective_input(self, frame: Frame, raw: Any) -> Any:
+        """The input the state works on (JSONPath: after InputPath)."""
+        raise NotImplementedError
+
+    def arguments(self, frame: Frame, effective: Any) -> Any:
+        """What is sent to the task / used as result (Parameters or Arguments)."""
+        raise NotImplementedError
+
+    def output(self, frame: Frame, raw: Any, result: Any) -> Any:
+        """The state's output from its raw input and its result."""
+        raise NotImplementedError
+
+    def error_output(self, frame: Frame, raw: Any, catcher: Any, error_object: dict) -> Any:
+        """A caught error's output (Catch ResultPath / Output)."""
+        raise NotImplementedError
+
+    def assign(self, frame: Frame, raw: Any, result: Any, assign: Any) -> dict[str, Any] | None:
+        """Variables a state (or a catcher) assigns, or ``None``."""
+        return None
+
+
+def _path_or_absent(state: dict, key: str) -> ValuePath | None | Any:
+    if key not in state:
+        return ABSENT
+    value = state[key]
+    if value is None:
+        return None
+    return ValuePath(value)
+
+
+class JsonPathFlow(DataFlow):
+    """InputPath, Parameters, ResultSelector, ResultPath, OutputPath."""
+
+    __slots__ = ("_assign_template", "input_path", "output_path", "parameters", "result_path", "result_selector")
+
+    def __init__(self, state: dict[str, Any], parameters_field: str = "Parameters") -> None:
+        self.input_path = _path_or_absent(state, "InputPath")
+        self.output_path = _path_or_absent(state, "OutputPath")
+        params = state.get(parameters_field, ABSENT)
+        self.parameters: Template | None = None if params is ABSENT else compile_template(params, parameters_field)
+        sel = state.get("ResultSelector", ABSENT)
+        self.result_selector: Template | None = None if sel is ABSENT else compile_template(sel, "ResultSelector")
+        if "ResultPath" in state:
+            rp = state["ResultPath"]
+            self.result_path = None if rp is None else compile_reference_path(rp)
+        else:
+            self.result_path = ABSENT  # default "$": the result replaces the input
+        self._assign_template: Template | None = None
+
+    # -- input side -------------------------------------------------------
+    def effective_input(self, frame: Frame, raw: Any) -> Any:
+        ip = self.input_path
+        if ip is ABSENT:
+            return raw
+        if ip is None:
+            return {}
+        try:
+            return ip.resolve(raw, frame)
+        except PathNotFound as exc:
+            raise RuntimeFailure(_missing_text(ip, exc)) from None
+
+    def arguments(self, frame: Frame, effective: Any) -> Any:
+        if self.parameters is None:
+            return effective
+        return self.parameters.evaluate(effective, frame)
+
+    # -- output side ------------------------------------------------------
+    def select(self, frame: Frame, result: Any) -> Any:
+        if self.result_selector is None:
+            return result
+        return self.result_selector.evaluate(result, frame)
+
+    def place(self, raw: Any, result: Any) -> Any:
+        rp = self.result_path
+        if rp is ABSENT:
+            return result
+        if rp is None:
+            return raw
+        return set_path(raw, rp, result)
+
+    def filter_output(self, frame: Frame, value: Any) -> Any:
+        op = self.output_path
+        if op is ABSENT:
+            return value
+        if op is None:
+            return {}
+        try:
+            return op.resolve(value, frame)
+        except PathNotFound as exc:
+            raise RuntimeFailure(_missing_text(op, exc)) from None
+
+    def output(self, frame: Frame, raw: Any, result: Any) -> Any:
+        return self.filter_output(frame, self.place(raw, self.select(frame, result)))
+
+    def assign(self, frame: Frame, raw: Any, result: Any, assign: Any) -> dict[str, Any] | None:
+        # JSONPath Assign: "$" is the state's result (the effective input for
+        # states without one); "$$" the context object; "$name" a variable.
+        template = self._assign_template
+        if template is None:
+            template = self._assign_template = compile_template(assign, "Assign")
+        return template.evaluate(result, frame)
+
+    def assign_error(self, frame: Frame, raw: Any, error_object: dict, assign: Any) -> dict[str, Any] | None:
+        return compile_template(assign, "Assign").evaluate(error_object, frame)
+
+    def error_output(self, frame: Frame, raw: Any, catcher: Any, error_object: dict) -> Any:
+        rp = catcher.result_path
+        if rp is ABSENT:
+            return error_object
+        if rp is None:
+            return raw
+        return set_path(raw, rp, error_object)
+
+
+def _missing_text(vp: ValuePath, error: PathNotFound) -> str:
+    return error.invalid_path_cause(vp.text)
+
+
+def describe(value: Any) -> str:
+    return to_json(value)

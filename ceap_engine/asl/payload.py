@@ -1,0 +1,228 @@
+"""Payload templates (Parameters, ResultSelector, ItemSelector, Assign) and value paths.
+
+A JSONPath-mode template is JSON in which a key ending in ``.$`` holds a path
+(``$.a``, ``$$.Execution.Id``, ``$myVar.x``) or an intrinsic function call; the
+key loses its ``.$`` in the result. Templates are compiled once per definition:
+static subtrees are returned as they are (the engine never mutates a value), so
+evaluating ``{"FunctionName": "f", "Payload": {"id.$": "$$.Execution.Name"}}``
+costs one path lookup and two dict builds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
+from .jsonpath import InvalidPath, PathNotFound, compile_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..interpreter import Frame
+
+__all__ = ["RuntimeFailure", "Template", "ValuePath", "compile_dynamic", "compile_template", "compile_value_path", "to_json"]
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON as Step Functions prints it in histories and error causes."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class RuntimeFailure(Exception):
+    """A ``States.Runtime`` failure inside a state; the interpreter adds the
+    "An error occurred while executing the state ..." prefix."""
+
+    def __init__(self, message: str, error: str = "States.Runtime") -> None:
+        super().__init__(message)
+        self.message = message
+        self.error = error
+
+
+class ValuePath:
+    """A compiled path of a value: ``$...`` (the document), ``$$...`` (context
+    object) or ``$name...`` (a variable)."""
+
+    __slots__ = ("get_from", "kind", "path", "text", "variable")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        if text.startswith("$$"):
+            self.kind = "context"
+            self.variable = None
+            self.path = compile_path("$" + text[2:])
+        elif text == "$" or text[1:2] in (".", "["):
+            self.kind = "input"
+            self.variable = None
+            self.path = compile_path(text)
+        else:
+            self.kind = "variable"
+            name_end = len(text)
+            for i, ch in enumerate(text[1:], start=1):
+                if ch in ".[":
+                    name_end = i
+                    break
+            self.variable = text[1:name_end]
+            if not self.variable:
+                raise InvalidPath(f"invalid path {text!r}")
+            self.path = compile_path("$" + text[name_end:])
+
+    def require(self, doc: Any, frame: Frame) -> Any:
+        """The value; a missing one is AWS's ``Invalid path '...' : <reason>`` runtime failure."""
+        try:
+            return self.resolve(doc, frame)
+        except PathNotFound as exc:
+            raise RuntimeFailure(exc.invalid_path_cause(self.text)) from None
+
+    def resolve(self, doc: Any, frame: Frame) -> Any:
+        """The value; raises :class:`PathNotFound` when nothing is there."""
+        if self.kind == "input":
+            return self.path.get(doc)
+        if self.kind == "context":
+            return self.path.get(frame.context())
+        return self.path.get(frame.variable(self.variable))
+
+
+def compile_value_path(text: str) -> ValuePath:
+    return ValuePath(text)
+
+
+_Evaluate = Callable[[Any, "Frame"], Any]
+
+
+class Template:
+    """A compiled payload template; ``evaluate(doc, frame)`` builds the value."""
+
+    __slots__ = ("_evaluate", "field", "source", "static")
+
+    def __init__(self, source: Any, evaluate: _Evaluate | None, field: str) -> None:
+        self.source = source
+        self._evaluate = evaluate
+        self.static = evaluate is None
+        self.field = field
+
+    def evaluate(self, doc: Any, frame: Frame) -> Any:
+        if self._evaluate is None:
+            return self.source
+        return self._evaluate(doc, frame)
+
+
+def _describe_input(doc: Any) -> str:
+    return to_json(doc)
+
+
+def compile_dynamic(key: str, text: Any, field: str = "") -> _Evaluate:
+    """Compile the value of a ``.$`` key (a path or an intrinsic call) to ``(doc, frame) -> value``."""
+    if not isinstance(text, str):
+        raise InvalidPath(f"the value of {key!r} must be a path or an intrinsic function, got {to_json(text)}")
+    if is_intrinsic(text):
+        call = parse_intrinsic(text)
+
+        def evaluate_intrinsic(doc: Any, frame: Frame) -> Any:
+            def resolve(path_text: str) -> Any:
+                vp = _cached_value_path(path_text)
+                try:
+                    return vp.resolve(doc, frame)
+                except PathNotFound:
+                    raise RuntimeFailure(
+                        f"The JsonPath argument for the field '{path_text}' could not be found in the input "
+                        f"'{_describe_input(doc)}'"
+                    ) from None
+
+            return call.evaluate(resolve, frame.rng)
+
+        return evaluate_intrinsic
+    vp = ValuePath(text)
+
+    def evaluate_path(doc: Any, frame: Frame) -> Any:
+        try:
+            return vp.resolve(doc, frame)
+        except PathNotFound as exc:
+            shown = frame.context() if vp.kind == "context" else doc
+            raise RuntimeFailure(exc.field_cause(key, shown, text)) from None
+
+    return evaluate_path
+
+
+_value_paths: dict[str, ValuePath] = {}
+
+
+def _cached_value_path(text: str) -> ValuePath:
+    vp = _value_paths.get(text)
+    if vp is None:
+        vp = _value_paths[text] = ValuePath(text)
+    return vp
+
+
+def _compile_node(node: Any, field: str) -> _Evaluate | None:
+    if isinstance(node, dict):
+        parts: list[tuple[str, Any, bool]] = []  # (key, literal-or-evaluator, dynamic)
+        dynamic = False
+        for key, value in node.items():
+            if isinstance(key, str) and key.endswith(".$"):
+                parts.append((key[:-2], compile_dynamic(key, value, field), True))
+                dynamic = True
+            else:
+                sub = _compile_node(value, field)
+                if sub is None:
+                    parts.append((key, value, False))
+                else:
+                    parts.append((key, sub, True))
+                    dynamic = True
+        if not dynamic:
+            return None
+        frozen = tuple(parts)
+
+        def evaluate_object(doc: Any, frame: Frame) -> Any:
+            out = {}
+            for key, value, is_dynamic in frozen:
+                out[key] = value(doc, frame) if is_dynamic else value
+            return out
+
+        return evaluate_object
+    if isinstance(node, list):
+        items = [_compile_node(v, field) for v in node]
+        if all(i is None for i in items):
+            return None
+        pairs = tuple((v, e) for v, e in zip(node, items, strict=True))
+
+        def evaluate_array(doc: Any, frame: Frame) -> Any:
+            return [e(doc, frame) if e is not None else v for v, e in pairs]
+
+        return evaluate_array
+    return None
+
+
+def compile_template(source: Any, field: str = "Parameters") -> Template:
+    """Compile a JSONPath-mode payload template.
+
+    Raises :class:`InvalidPath` or :class:`IntrinsicSyntaxError` for a bad
+    path or function (definition validation reports them with their JSON path).
+
+    >>> t = compile_template({"a.$": "$.x", "b": 1})
+    >>> t.static
+    False
+    """
+    return Template(source, _compile_node(source, field), field)
+
+
+def template_problems(source: Any, pointer: str) -> list[tuple[str, str]]:
+    """Every bad path or intrinsic in a template, as (json pointer, message)."""
+    problems: list[tuple[str, str]] = []
+
+    def walk(node: Any, at: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                where = f"{at}/{key}"
+                if isinstance(key, str) and key.endswith(".$"):
+                    try:
+                        compile_dynamic(key, value, "")
+                    except (InvalidPath, IntrinsicSyntaxError) as exc:
+                        problems.append((where, f"The value for the field '{key}' must be a valid JSONPath or a valid intrinsic function call: {exc}"))
+                else:
+                    walk(value, where)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{at}/{i}")
+
+    walk(source, pointer)
+    return problems

@@ -1,0 +1,221 @@
+"""``ceap asl``: validate and run any ASL definition locally."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import signal
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..asl.definition import load_definition, validate_definition
+from ..clock import RealClock, VirtualClock
+from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ..interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
+from ..mocks import MockConfig
+from ..tasks import LambdaFunctions, TaskRunners
+from ._output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, console, emit_problems, print_json
+
+app = typer.Typer(no_args_is_help=True, help="Validate and run Amazon States Language definitions locally.")
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class ClockKind(str, Enum):
+    virtual = "virtual"
+    real = "real"
+
+
+class WorkflowType(str, Enum):
+    standard = "standard"
+    express = "express"
+
+
+def read_definition(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError([Problem("/", f"definition file not found: {path}")], "definition") from None
+    except OSError as exc:
+        raise InputError([Problem("/", f"cannot read {path}: {exc.strerror}")], "definition") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            [Problem("/", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "INVALID_JSON_DESCRIPTION")],
+            "definition",
+        ) from None
+
+
+def read_input(value: str | None) -> tuple[Any, str | None]:
+    """``--input`` is a file path or JSON text; returns (value, the JSON text as given)."""
+    if value is None:
+        return {}, "{}"
+    candidate = Path(value)
+    text = value
+    if not value.lstrip().startswith(("{", "[", '"')) and candidate.exists():
+        try:
+            text = candidate.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError([Problem("/input", f"cannot read {candidate}: {exc.strerror}")]) from None
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError as exc:
+        hint = "" if candidate.exists() else " (and no file of that name exists)"
+        raise InputError([Problem("/input", f"--input is not valid JSON{hint}: {exc.msg}")]) from None
+
+
+def parse_start_time(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError([Problem("/start-time", f"--start-time {value!r} is not ISO 8601 (e.g. 2026-01-01T00:00:00Z)")]) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def load_function(spec: str) -> tuple[str, Any]:
+    """``NAME=module.path:function`` -> (name, handler)."""
+    name, sep, target = spec.partition("=")
+    module_name, colon, attr = target.partition(":")
+    if not sep or not colon or not name or not module_name or not attr:
+        raise InputError([Problem("/function", f"--function {spec!r} must look like NAME=package.module:handler")])
+    try:
+        module = importlib.import_module(module_name)
+        return name, getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError([Problem("/function", f"cannot load handler {target!r}: {exc}")]) from None
+
+
+async def run_with_interrupt(engine: Engine, coro_factory: Any) -> ExecutionResult:
+    """Start an execution; Ctrl-C stops it as ABORTED (with an ExecutionAborted event)."""
+    execution = coro_factory()
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, execution.stop)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+        pass
+    try:
+        return await asyncio.shield(execution.task)
+    except asyncio.CancelledError:
+        return execution.result()
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover
+            pass
+
+
+def print_result(result: ExecutionResult, fmt: OutputFormat, show_events: bool = True) -> None:
+    if fmt is OutputFormat.json:
+        print_json(result.to_json())
+        return
+    colour = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}.get(result.status, "white")
+    console.print(f"[bold {colour}]{result.status}[/]  {result.execution_arn}")
+    if result.history is not None and show_events:
+        for e in result.history.events:
+            details = e.details or {}
+            label = details.get("name") or details.get("error") or ""
+            console.print(f"  {e.id:>4} {e.type:<28} {label}", highlight=False)
+    if result.status == "SUCCEEDED":
+        console.print("output:", highlight=False)
+        console.print_json(json.dumps(result.output))
+    else:
+        console.print(f"error: {result.error}", highlight=False)
+        console.print(f"cause: {result.cause}", highlight=False)
+    if result.stop_time is not None:
+        console.print(f"duration (execution clock): {result.stop_time - result.start_time:.3f} s", highlight=False)
+
+
+@app.command("validate")
+def validate(
+    definition: Annotated[Path, typer.Argument(help="The ASL definition (JSON file).")],
+    format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+) -> None:
+    """Check a definition as CreateStateMachine would: every problem, with its JSON path."""
+    try:
+        document = read_definition(definition)
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    problems = validate_definition(document)
+    if problems:
+        emit_problems(ValidationFailed(problems, "state machine definition"), format.value)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if format is OutputFormat.json:
+        print_json({"schemaVersion": 1, "valid": True, "problems": []})
+    else:
+        console.print(f"[green]valid[/]: {definition}")
+
+
+@app.command("run")
+def run(
+    definition: Annotated[Path, typer.Argument(help="The ASL definition (JSON file).")],
+    input: Annotated[str | None, typer.Option("--input", help="Execution input: a JSON file or JSON text. Default {}.")] = None,
+    mock_config: Annotated[Path | None, typer.Option("--mock-config", help="Step Functions Local MockConfigFile.json")] = None,
+    test_case: Annotated[str | None, typer.Option("--test-case", help="Test case of the mock config to use")] = None,
+    state_machine_name: Annotated[str | None, typer.Option("--state-machine-name", help="State machine name (default: the definition file's name)")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Execution name (default: a UUID)")] = None,
+    clock: Annotated[ClockKind, typer.Option("--clock", help="virtual: waits and retries cost no wall time")] = ClockKind.virtual,
+    seed: Annotated[int | None, typer.Option("--seed", help="Makes jitter, random and UUID values repeatable")] = None,
+    start_time: Annotated[str | None, typer.Option("--start-time", help="ISO 8601 start of the virtual clock (default: now)")] = None,
+    type: Annotated[WorkflowType, typer.Option("--type", help="standard or express (applies that type's limits)")] = WorkflowType.standard,
+    function: Annotated[list[str] | None, typer.Option("--function", help="Register a Lambda function: NAME=module:handler (repeatable)")] = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+) -> None:
+    """Run a definition on the local interpreter and print its result and history.
+
+    Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad definition, input or arguments.
+    """
+    try:
+        document = read_definition(definition)
+        machine = load_definition(document)
+        value, text = read_input(input)
+        if (mock_config is None) != (test_case is None):
+            raise InputError([Problem("/mock-config", "--mock-config and --test-case go together")], "arguments")
+        sm_name = state_machine_name or definition.stem
+        mocks = MockConfig.load(mock_config).test_case(sm_name, test_case) if mock_config else None  # type: ignore[arg-type]
+        start = parse_start_time(start_time)
+        if clock is ClockKind.real and start is not None:
+            raise InputError([Problem("/start-time", "--start-time only applies to the virtual clock")], "arguments")
+        runners = TaskRunners()
+        functions = runners.register_lambda(LambdaFunctions())
+        for spec in function or []:
+            fn_name, handler = load_function(spec)
+            functions.register(fn_name, handler)
+        engine = Engine(
+            clock=VirtualClock(start) if clock is ClockKind.virtual else RealClock(),
+            runners=runners,
+            seed=seed,
+        )
+        execution_type = EXPRESS if type is WorkflowType.express else STANDARD
+
+        async def main() -> ExecutionResult:
+            return await run_with_interrupt(
+                engine,
+                lambda: engine.start(
+                    machine, value, name=name, state_machine_name=sm_name, execution_type=execution_type,
+                    input_text=text, mocks=mocks,
+                ),
+            )
+
+        result = asyncio.run(main())
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except CeapError as exc:
+        emit_problems(ValidationFailed([Problem("/", str(exc), "ERROR")], "run"), format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    print_result(result, format)
+    raise typer.Exit(EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED)

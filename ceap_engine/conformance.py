@@ -1,0 +1,368 @@
+"""Replay executions recorded on real AWS Step Functions and compare.
+
+A corpus case (see ``tests/conformance/data/README.md``) holds a definition,
+an input, the Lambda handlers it calls (as source text) and what AWS
+returned: status, output or error/cause, and the full history. :func:`run_case`
+runs it on this interpreter; :func:`compare` checks three levels:
+
+1. ``outcome`` - status, then output (SUCCEEDED) or error and cause (FAILED);
+2. ``event_types`` - the sequence of event types;
+3. ``event_details`` - ids, previous ids and every details object.
+
+Mask tokens in the recording (``<uuid:1>``, ``<ArnPart_0idx>``, ``date``...) are
+wildcards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import json
+import linecache
+import re
+import time as _real_time
+import types
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .asl.definition import load_definition
+from .clock import VirtualClock, _current_activity
+from .errors import CeapError
+from .interpreter import Engine, ExecutionResult
+from .tasks import LambdaFunctions, TaskRunners
+
+__all__ = ["Case", "CaseReport", "compare", "load_cases", "run_case", "values_match"]
+
+#: Start of the virtual clock for replays (any fixed instant keeps runs repeatable).
+REPLAY_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+LEVELS = ("outcome", "event_types", "event_details")
+
+_WHOLE_VALUE_MASKS = {
+    "snf_role_arn", "date", "timestamp", "datetime", "start-time", "entered-time", "RandomNumberGenerated",
+    "X-Amzn-Trace-Id", "map_run_arn", "start-date", "x-amzn-RequestId", "RequestId", "Date",
+    "executionSucceededEventDetails.output",
+}
+_TOKEN = re.compile(r"<[^<>]{1,80}>")
+
+
+@dataclass
+class Case:
+    id: str
+    category: str
+    path: Path
+    definition: dict[str, Any]
+    input: Any
+    expected: dict[str, Any]
+    features: list[str]
+    lambdas: list[dict[str, Any]] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def error_handling(self) -> bool:
+        return "Retry" in self.features or "Catch" in self.features
+
+    @property
+    def needs_recorded_day(self) -> str | None:
+        """Why the case depends on the day it was recorded, or None."""
+        name = self.path.stem
+        if self.category == "base" and name.startswith("test_wait_timestamppath"):
+            return "Wait until a timestamp read from the input: recorded on a particular day"
+        if name.startswith("test_timestamp_too_far_in_future"):
+            return "Wait until a timestamp near a limit, computed from the day it was recorded (input masked)"
+        if name.startswith("test_wait_timestamp_") or name.startswith("test_wait_timestamppath"):
+            return "Wait until a recorded wall-clock timestamp"
+        return None
+
+
+def load_cases(root: Path | str) -> list[Case]:
+    """Every case under ``root/cases`` (sorted by category and name)."""
+    root = Path(root)
+    cases_dir = root / "cases" if (root / "cases").is_dir() else root
+    if not cases_dir.is_dir():
+        raise CeapError(f"no corpus at {root}: expected a folder with cases/<category>/<case>.json")
+    cases = []
+    for path in sorted(cases_dir.glob("*/*.json")):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        cases.append(Case(
+            id=raw["id"],
+            category=raw.get("category", path.parent.name),
+            path=path,
+            definition=raw["definition"],
+            input=raw.get("input", {}),
+            expected=raw["expected"],
+            features=raw.get("features", []),
+            lambdas=raw.get("lambdas") or [],
+            raw=raw,
+        ))
+    return cases
+
+
+# -- Lambda test doubles ---------------------------------------------------------
+
+
+class _VirtualTimeModule(types.ModuleType):
+    """``time`` for recorded handlers: ``time.sleep`` waits on the virtual clock."""
+
+    def __init__(self, sleep: Any) -> None:
+        super().__init__("time")
+        self.__dict__.update({k: getattr(_real_time, k) for k in dir(_real_time) if not k.startswith("__")})
+        self.sleep = sleep
+
+
+class _HandlerRuntime:
+    """Runs recorded handler source in worker threads; their sleeps are virtual."""
+
+    def __init__(self, clock: VirtualClock, loop: asyncio.AbstractEventLoop) -> None:
+        self.clock = clock
+        self.loop = loop
+        self.pending: set[concurrent.futures.Future] = set()
+
+    def sleep_from_thread(self, seconds: float) -> None:
+        activity = _current_activity.get()
+
+        async def sleep() -> None:
+            _current_activity.set(activity)
+            await self.clock.sleep(seconds)
+
+        future = asyncio.run_coroutine_threadsafe(sleep(), self.loop)
+        self.pending.add(future)
+        try:
+            future.result()
+        finally:
+            self.pending.discard(future)
+
+    def load(self, source: str) -> Any:
+        namespace: dict[str, Any] = {"__name__": "handler"}
+        filename = "/var/task/handler.py"
+        # Tracebacks quote the handler's lines, as the Lambda runtime's do.
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - recorded test doubles
+        if "time" in namespace:
+            namespace["time"] = _VirtualTimeModule(self.sleep_from_thread)
+        handler = namespace["handler"]
+        runtime = self
+
+        async def run(event: Any, context: Any) -> Any:
+            ctx = contextvars.copy_context()
+            future = runtime.loop.run_in_executor(None, ctx.run, handler, event, context)
+            try:
+                return await future
+            except asyncio.CancelledError:
+                for pending in list(runtime.pending):
+                    pending.cancel()
+                raise
+
+        return run
+
+
+# -- running -------------------------------------------------------------------
+
+
+async def run_case(case: Case, *, seed: int = 0) -> ExecutionResult:
+    """Run one case on a fresh engine with a virtual clock."""
+    clock = VirtualClock(start=REPLAY_START)
+    runners = TaskRunners()
+    functions = runners.register_lambda(LambdaFunctions(region="us-east-1", account="111111111111"))
+    runtime = _HandlerRuntime(clock, asyncio.get_running_loop())
+    for spec in case.lambdas:
+        functions.register(spec["function_name"], runtime.load(spec["handler_source"]))
+    engine = Engine(clock=clock, runners=runners, seed=seed, region="us-east-1", account="111111111111",
+                    role_arn="snf_role_arn")
+    machine = load_definition(case.definition)
+    return await engine.execute(machine, case.input, state_machine_name="StateMachine", check_resources=False)
+
+
+# -- comparing -----------------------------------------------------------------
+
+
+def _mask_regex(expected: str) -> re.Pattern[str] | None:
+    if not _TOKEN.search(expected):
+        return None
+    parts = _TOKEN.split(expected)
+    return re.compile(".*?".join(re.escape(p) for p in parts) + r"\Z", re.DOTALL)
+
+
+def values_match(expected: Any, actual: Any) -> bool:
+    """JSON equality where mask tokens in ``expected`` are wildcards."""
+    if isinstance(expected, str):
+        if expected in _WHOLE_VALUE_MASKS:
+            return True
+        if isinstance(actual, str):
+            if expected == actual:
+                return True
+            rx = _mask_regex(expected)
+            return rx is not None and rx.match(actual) is not None
+        if _TOKEN.fullmatch(expected):
+            return True
+        # A recorded JSON text may have been parsed on one side only.
+        return False
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected is actual if isinstance(expected, bool) and isinstance(actual, bool) else False
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return expected == actual
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and expected.keys() == actual.keys() and all(
+            values_match(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(expected) == len(actual) and all(
+            values_match(e, a) for e, a in zip(expected, actual, strict=True)
+        )
+    return expected == actual
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (json.JSONDecodeError, ValueError):
+            return value
+    return value
+
+
+def _text_match(expected: Any, actual: Any) -> bool:
+    """Compare a recorded field that may be JSON text on either side."""
+    if values_match(expected, actual):
+        return True
+    return values_match(_maybe_json(expected), _maybe_json(actual))
+
+
+@dataclass
+class CaseReport:
+    case: Case
+    status: str | None
+    levels: dict[str, bool]
+    diffs: dict[str, str]
+    error: str | None = None
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _outcome(case: Case, result: ExecutionResult) -> str | None:
+    exp = case.expected
+    if result.status != exp["status"]:
+        return f"status {result.status} (error={result.error!r}, cause={_short(result.cause)}) != expected {exp['status']}"
+    if exp["status"] == "SUCCEEDED":
+        if not _text_match(exp.get("output"), result.output):
+            return f"output {_short(result.output)} != expected {_short(exp.get('output'))}"
+        return None
+    if not values_match(exp.get("error"), result.error):
+        return f"error {result.error!r} != expected {exp.get('error')!r}"
+    expected_cause = exp.get("cause")
+    if expected_cause is not None or result.cause is not None:
+        if not _text_match(expected_cause, result.cause):
+            return f"cause {_short(result.cause)} != expected {_short(expected_cause)}"
+    return None
+
+
+def _aligned(expected: list[dict], actual: list[dict]) -> list[dict]:
+    """Our events that the recording kept.
+
+    The recording drops some events of Parallel branches (their ids are
+    masked as ``[0]`` or missing): keep only ours whose position matches a
+    recorded numeric id, plus as many unnumbered ones as were recorded.
+    """
+    numbered = [e["id"] for e in expected if isinstance(e.get("id"), int)]
+    if not numbered or numbered == list(range(1, len(expected) + 1)):
+        return actual
+    keep_ids = set(numbered)
+    out = []
+    for e in actual:
+        if e["id"] in keep_ids:
+            out.append(e)
+    # Unnumbered recorded events: match by type, in order, among the rest.
+    rest = [e for e in actual if e["id"] not in keep_ids]
+    wanted = [e["type"] for e in expected if not isinstance(e.get("id"), int)]
+    picked: list[dict] = []
+    for t in wanted:
+        for i, e in enumerate(rest):
+            if e["type"] == t:
+                picked.append(rest.pop(i))
+                break
+    merged = sorted(out + picked, key=lambda e: e["id"])
+    return merged
+
+
+def _event_types(case: Case, events: list[dict]) -> str | None:
+    expected = case.expected["events"]
+    ours = _aligned(expected, events)
+    exp_types = [e["type"] for e in expected]
+    got = [e["type"] for e in ours]
+    if _has_unordered(expected):
+        if sorted(exp_types) == sorted(got):
+            return None
+    elif exp_types == got:
+        return None
+    for i, (a, b) in enumerate(zip(exp_types, got, strict=False)):
+        if a != b:
+            return f"event {i + 1}: {b} != expected {a} (expected {len(exp_types)} events, got {len(got)})"
+    return f"expected {len(exp_types)} events, got {len(got)}: ...{got[len(exp_types):][:3] or exp_types[len(got):][:3]}"
+
+
+def _has_unordered(expected: list[dict]) -> bool:
+    return any(not isinstance(e.get("id"), int) for e in expected)
+
+
+def _details_of(event: dict) -> dict:
+    return {k: v for k, v in event.items() if k not in ("type", "id", "previousEventId", "timestamp")}
+
+
+def _event_details(case: Case, events: list[dict]) -> str | None:
+    expected = case.expected["events"]
+    ours = _aligned(expected, events)
+    if len(ours) != len(expected):
+        return f"expected {len(expected)} events, got {len(ours)}"
+    unordered = _has_unordered(expected)
+    for exp, got in zip(expected, ours, strict=True):
+        if isinstance(exp.get("id"), int) and not unordered:
+            if exp["id"] != got["id"] or exp["previousEventId"] != got["previousEventId"]:
+                return (f"event {exp['id']} {exp['type']}: id/previous {got['id']}/{got['previousEventId']} "
+                        f"!= expected {exp['id']}/{exp['previousEventId']}")
+        if unordered and not isinstance(exp.get("id"), int):
+            continue
+        ed, gd = _details_of(exp), _details_of(got)
+        if ed.keys() != gd.keys():
+            return f"event {exp.get('id')} {exp['type']}: detail keys {sorted(gd)} != expected {sorted(ed)}"
+        for key, value in ed.items():
+            if not isinstance(value, dict):
+                if not _text_match(value, gd[key]):
+                    return f"event {exp.get('id')} {exp['type']}: {key} {_short(gd[key])} != expected {_short(value)}"
+                continue
+            if value.keys() != gd[key].keys():
+                return f"event {exp.get('id')} {exp['type']}: {key} fields {sorted(gd[key])} != expected {sorted(value)}"
+            for k, v in value.items():
+                if not _text_match(v, gd[key][k]):
+                    return f"event {exp.get('id')} {exp['type']}: {key}.{k} {_short(gd[key][k])} != expected {_short(v)}"
+    return None
+
+
+def compare(case: Case, result: ExecutionResult) -> CaseReport:
+    events = result.history.to_aws() if result.history is not None else []
+    diffs = {}
+    for level, check in (("outcome", lambda: _outcome(case, result)),
+                         ("event_types", lambda: _event_types(case, events)),
+                         ("event_details", lambda: _event_details(case, events))):
+        diff = check()
+        if diff is not None:
+            diffs[level] = diff
+    return CaseReport(case, result.status, {lvl: lvl not in diffs for lvl in LEVELS}, diffs)
+
+
+async def replay(cases: Iterable[Case], *, timeout: float = 20.0) -> list[CaseReport]:
+    """Run and compare cases one after another; a crash or hang is a failure of all levels."""
+    reports = []
+    for case in cases:
+        try:
+            result = await asyncio.wait_for(run_case(case), timeout)
+        except Exception as exc:  # noqa: BLE001 - any crash is a reported failure, not an abort of the run
+            msg = f"{type(exc).__name__}: {exc}"
+            reports.append(CaseReport(case, None, dict.fromkeys(LEVELS, False), dict.fromkeys(LEVELS, msg), msg))
+            continue
+        reports.append(compare(case, result))
+    return reports

@@ -1,0 +1,136 @@
+"""Execution history shaped like Step Functions' GetExecutionHistory.
+
+Events are recorded cheaply while an execution runs (an id, the previous
+event's id, a timestamp, the type and a details dict holding Python values)
+and rendered on demand into AWS's shape: ``{"timestamp", "type", "id",
+"previousEventId", "<detailsKey>": {...}}`` where ``input``, ``output``,
+``parameters`` and assigned variables are JSON text, exactly as AWS returns
+them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Event", "ExecutionHistory", "RawJson", "details_key", "iso_timestamp"]
+
+#: Step Functions' payload limit for state input/output and task results (256 KiB).
+PAYLOAD_LIMIT_BYTES = 262_144
+
+
+class RawJson:
+    """JSON text kept as the caller wrote it (an execution's input)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, RawJson):
+        return value.text
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_JSON_FIELDS = ("input", "output", "parameters")
+_TRUNCATION = {"input": "inputDetails", "output": "outputDetails"}
+
+_details_keys: dict[str, str] = {}
+
+
+def details_key(event_type: str) -> str:
+    """The details field AWS uses for an event type.
+
+    >>> details_key("TaskStateEntered"), details_key("MapIterationStarted")
+    ('stateEnteredEventDetails', 'mapIterationStartedEventDetails')
+    """
+    key = _details_keys.get(event_type)
+    if key is None:
+        if event_type.endswith("StateEntered"):
+            key = "stateEnteredEventDetails"
+        elif event_type.endswith("StateExited"):
+            key = "stateExitedEventDetails"
+        else:
+            key = event_type[0].lower() + event_type[1:] + "EventDetails"
+        _details_keys[event_type] = key
+    return key
+
+
+def iso_timestamp(epoch_seconds: float) -> str:
+    """ISO 8601 with milliseconds and a Z, as Step Functions prints times.
+
+    >>> iso_timestamp(0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    dt = datetime.fromtimestamp(epoch_seconds, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+class Event:
+    __slots__ = ("details", "id", "previous_event_id", "timestamp", "type")
+
+    def __init__(self, id: int, previous_event_id: int, timestamp: float, type: str, details: dict | None) -> None:
+        self.id = id
+        self.previous_event_id = previous_event_id
+        self.timestamp = timestamp
+        self.type = type
+        self.details = details
+
+    def to_aws(self, timestamp_format: str = "iso") -> dict[str, Any]:
+        """This event as GetExecutionHistory returns it (timestamps ISO 8601 or epoch seconds)."""
+        out: dict[str, Any] = {
+            "timestamp": iso_timestamp(self.timestamp) if timestamp_format == "iso" else self.timestamp,
+            "type": self.type,
+            "id": self.id,
+            "previousEventId": self.previous_event_id,
+        }
+        if self.details is not None:
+            rendered: dict[str, Any] = {}
+            for k, v in self.details.items():
+                if k in _JSON_FIELDS:
+                    rendered[k] = _json_text(v)
+                    trunc = _TRUNCATION.get(k)
+                    if trunc:
+                        rendered[trunc] = {"truncated": False}
+                elif k == "assignedVariables":
+                    rendered[k] = {name: _json_text(val) for name, val in v.items()}
+                    rendered["assignedVariablesDetails"] = {"truncated": False}
+                else:
+                    rendered[k] = v
+            out[details_key(self.type)] = rendered
+        return out
+
+    def __repr__(self) -> str:
+        return f"Event({self.id}, prev={self.previous_event_id}, {self.type})"
+
+
+class ExecutionHistory:
+    """The events of one execution, in order; ``len()`` is the event count."""
+
+    __slots__ = ("_clock", "events")
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self.events: list[Event] = []
+
+    def add(self, event_type: str, previous_event_id: int, details: dict | None = None) -> int:
+        events = self.events
+        event_id = len(events) + 1
+        events.append(Event(event_id, previous_event_id, self._clock.time(), event_type, details))
+        return event_id
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.events]
+
+    def to_aws(self, timestamp_format: str = "iso") -> list[dict[str, Any]]:
+        return [e.to_aws(timestamp_format) for e in self.events]

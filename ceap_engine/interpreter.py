@@ -1,0 +1,644 @@
+"""The ASL interpreter: executions, their frames, and the state loop.
+
+One asyncio task per execution; a Parallel branch or a Map iteration is a child
+task with a frame of its own. Nothing here sleeps except through the
+execution's :class:`~ceap_engine.clock.Clock`, so under a
+:class:`~ceap_engine.clock.VirtualClock` retries, waits and timeouts cost no
+wall time.
+
+Example::
+
+    engine = Engine(clock=VirtualClock())
+    result = await engine.execute(load_definition(definition), {"orderId": 7})
+    result.status, result.output, result.history.types()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .asl.definition import Program, StateMachine
+from .asl.flow import ABSENT
+from .asl.jsonpath import PathNotFound
+from .asl.payload import RuntimeFailure
+from .asl.states import Terminal, data_limit_cause, payload_too_large
+from .clock import Activity, Clock, RealClock
+from .errors import InputError, Problem, StatesError
+from .history import ExecutionHistory, RawJson, iso_timestamp
+from .tasks import TaskRunners, parse_resource
+
+__all__ = [
+    "Engine",
+    "Execution",
+    "ExecutionResult",
+    "Frame",
+    "STANDARD",
+    "EXPRESS",
+    "validate_execution_name",
+]
+
+STANDARD = "STANDARD"
+EXPRESS = "EXPRESS"
+EXPRESS_MAX_SECONDS = 300
+STANDARD_MAX_EVENTS = 25_000
+INPUT_LIMIT_BYTES = 262_144
+
+_NAME_FORBIDDEN = re.compile(r'[\s<>{}\[\]?*"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]')
+
+
+def validate_execution_name(name: str) -> str:
+    """Return ``name`` if Step Functions would accept it as an execution name.
+
+    1-80 characters; no whitespace, none of ``< > { } [ ] ? * " # % \\ ^ | ~ ` $ & , ; : /``,
+    no control characters.
+    """
+    if not isinstance(name, str) or not 1 <= len(name) <= 80:
+        raise InputError([Problem("/name", "An execution name must be 1-80 characters long")], "execution name")
+    bad = _NAME_FORBIDDEN.search(name)
+    if bad:
+        raise InputError(
+            [Problem("/name", f"The execution name {name!r} contains {bad.group()!r}: use letters, digits, '-', '_', '.' or '@'")],
+            "execution name",
+        )
+    return name
+
+
+@dataclass
+class ExecutionResult:
+    """How an execution ended: AWS's DescribeExecution fields plus the history."""
+
+    execution_arn: str
+    name: str
+    state_machine_arn: str
+    status: str
+    start_time: float
+    stop_time: float | None
+    input: Any
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    history: ExecutionHistory | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCEEDED"
+
+    def to_json(self, include_events: bool = True) -> dict[str, Any]:
+        """The ``ceap asl run --format json`` document (every key always present)."""
+        return {
+            "schemaVersion": 1,
+            "executionArn": self.execution_arn,
+            "name": self.name,
+            "stateMachineArn": self.state_machine_arn,
+            "status": self.status,
+            "startDate": iso_timestamp(self.start_time),
+            "stopDate": iso_timestamp(self.stop_time) if self.stop_time is not None else None,
+            "input": self.input,
+            "output": self.output if self.status == "SUCCEEDED" else None,
+            "error": self.error,
+            "cause": self.cause,
+            "events": self.history.to_aws() if (include_events and self.history is not None) else [],
+        }
+
+
+class _ExecutionTimedOut(Exception):
+    pass
+
+
+class Frame:
+    """One thread of an execution: the top level, a Parallel branch or a Map iteration."""
+
+    __slots__ = (
+        "_ctx",
+        "activity",
+        "entered_event",
+        "entered_time",
+        "execution",
+        "last_event",
+        "map_item",
+        "parent",
+        "pending_assign",
+        "retry_count",
+        "state",
+        "variables",
+    )
+
+    def __init__(self, execution: Execution, parent: Frame | None, activity: Activity, last_event: int) -> None:
+        self.execution = execution
+        self.parent = parent
+        self.activity = activity
+        self.last_event = last_event
+        self.variables: dict[str, Any] = {}
+        self.state: Any = None
+        self.entered_event = 0
+        self.entered_time = 0.0
+        self.retry_count = 0
+        self.map_item: tuple[int, Any] | None = None
+        self.pending_assign: dict[str, Any] | None = None
+        self._ctx: dict[str, Any] | None = None
+
+    # -- services ---------------------------------------------------------
+    @property
+    def clock(self) -> Clock:
+        return self.execution.clock
+
+    @property
+    def rng(self) -> random.Random:
+        return self.execution.rng
+
+    def event(self, event_type: str, details: dict[str, Any] | None = None) -> int:
+        execution = self.execution
+        event_id = execution.history.add(event_type, self.last_event, details)
+        self.last_event = event_id
+        if event_id > execution.max_events:
+            execution.history_overflow()
+        return event_id
+
+    # -- context object and variables ------------------------------------------
+    def invalidate_context(self) -> None:
+        self._ctx = None
+
+    def context(self) -> dict[str, Any]:
+        ctx = self._ctx
+        if ctx is None:
+            ex = self.execution
+            state: dict[str, Any] = {"Name": self.state.name if self.state else None, "EnteredTime": iso_timestamp(self.entered_time)}
+            if self.state is not None and self.state.has_retry_count:
+                state["RetryCount"] = self.retry_count
+            ctx = {
+                "Execution": ex.context_execution,
+                "StateMachine": ex.context_state_machine,
+                "State": state,
+            }
+            if self.map_item is not None:
+                ctx["Map"] = {"Item": {"Index": self.map_item[0], "Value": self.map_item[1]}}
+            self._ctx = ctx
+        return ctx
+
+    def variable(self, name: str) -> Any:
+        frame: Frame | None = self
+        while frame is not None:
+            variables = frame.variables
+            if name in variables:
+                return variables[name]
+            frame = frame.parent
+        raise PathNotFound(f"${name}", f"Variable '{name}' is not defined")
+
+    def all_variables(self) -> dict[str, Any]:
+        chain: list[dict[str, Any]] = []
+        frame: Frame | None = self
+        while frame is not None:
+            chain.append(frame.variables)
+            frame = frame.parent
+        merged: dict[str, Any] = {}
+        for scope in reversed(chain):
+            merged.update(scope)
+        return merged
+
+    # -- children (Parallel branches, Map iterations) --------------------------
+    async def run_children(
+        self,
+        children: Sequence[tuple[Program, Any, int | None]],
+        *,
+        max_concurrency: int = 0,
+        map_name: str | None = None,
+        tolerated_failures: int = 0,
+        record_events: bool = True,
+    ) -> list[Any]:
+        """Run sub-programs concurrently; return their outputs in order.
+
+        The first failure beyond ``tolerated_failures`` stops the others (their
+        running state records ``<Kind>StateAborted``) and is raised.
+        """
+        execution = self.execution
+        clock = execution.clock
+        results: list[Any] = [None] * len(children)
+        if not children:
+            return results
+        limit = max_concurrency if max_concurrency and max_concurrency > 0 else len(children)
+        semaphore = asyncio.Semaphore(limit) if limit < len(children) else None
+        failures: list[StatesError] = []
+        failed_count = 0
+        done_frames: list[Frame] = []
+        start_last = self.last_event
+        last_iteration_end = [0]
+
+        stopped = False
+
+        async def run_child(position: int, program: Program, value: Any, index: int | None, activity: Activity) -> None:
+            nonlocal failed_count, stopped
+            with activity:
+                if semaphore is not None:
+                    with activity.idle():
+                        await semaphore.acquire()
+                try:
+                    if stopped:
+                        return  # a sibling already failed the whole state: never start
+                    child = Frame(execution, self, activity, self.last_event if record_events else 0)
+                    if map_name is not None:
+                        child.event("MapIterationStarted", {"index": index, "name": map_name})
+                        if limit > 1:
+                            await asyncio.sleep(0)  # every running iteration starts before any goes on
+                    try:
+                        if record_events:
+                            results[position] = await execution.run_program(program, value, child)
+                        else:
+                            results[position] = await execution.run_detached(program, value, child)
+                    except asyncio.CancelledError:
+                        self._aborted(child, map_name, index, record_events)
+                        raise
+                    except StatesError as err:
+                        # Siblings failing at the same instant record their own failure first (as AWS does).
+                        await asyncio.sleep(0)
+                        if stopped:
+                            self._aborted(child, map_name, index, record_events)
+                            return
+                        failed_count += 1
+                        if map_name is not None:
+                            last_iteration_end[0] = execution.history.add(
+                                "MapIterationFailed", child.last_event, {"index": index, "name": map_name}
+                            )
+                        self.last_event = child.last_event
+                        if failed_count > tolerated_failures:
+                            stopped = True
+                            failures.append(err)
+                            raise
+                        return
+                    if map_name is not None:
+                        last_iteration_end[0] = execution.history.add(
+                            "MapIterationSucceeded", child.last_event, {"index": index, "name": map_name}
+                        )
+                    self.last_event = child.last_event
+                    done_frames.append(child)
+                finally:
+                    if semaphore is not None:
+                        semaphore.release()
+
+        tasks = []
+        for position, (program, value, index) in enumerate(children):
+            activity = clock.activity()  # busy from now, before the task first runs
+            tasks.append(asyncio.ensure_future(run_child(position, program, value, index, activity)))
+        try:
+            with self.activity.idle():
+                await _gather_fail_fast(tasks)
+        except StatesError:
+            raise failures[0] if failures else StatesError("States.Runtime", "a branch failed")
+        if map_name is not None and last_iteration_end[0]:
+            # AWS chains the Map's own closing events to the last iteration's end event.
+            self.last_event = last_iteration_end[0]
+        elif self.last_event == start_last and done_frames:
+            self.last_event = done_frames[-1].last_event
+        return results
+
+
+    @staticmethod
+    def _aborted(child: Frame, map_name: str | None, index: int | None, record_events: bool) -> None:
+        if child.state is not None and record_events:
+            child.event(f"{child.state.type}StateAborted")
+        if map_name is not None:
+            child.event("MapIterationAborted", {"index": index, "name": map_name})
+
+
+async def _gather_fail_fast(tasks: list[asyncio.Future]) -> None:
+    """Wait for all tasks; on the first exception cancel the rest, wait for them, re-raise."""
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if t.cancelled():
+                    continue
+                exc = t.exception()
+                if exc is not None:
+                    raise exc
+    except BaseException:
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class Execution:
+    """One run of a state machine. Create it with :meth:`Engine.start`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        machine: StateMachine,
+        input: Any,
+        *,
+        name: str,
+        state_machine_name: str,
+        input_text: str | None,
+        execution_type: str,
+        mocks: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.machine = machine
+        self.input = input
+        self.name = name
+        self.state_machine_name = state_machine_name
+        self.type = execution_type
+        self.clock = engine.clock
+        self.rng = engine.rng
+        self.runners = engine.runners
+        self.region = engine.region
+        self.account = engine.account
+        self.role_arn = engine.role_arn
+        self.state_machine_arn = f"arn:aws:states:{self.region}:{self.account}:stateMachine:{state_machine_name}"
+        kind = "express" if execution_type == EXPRESS else "execution"
+        self.arn = f"arn:aws:states:{self.region}:{self.account}:{kind}:{state_machine_name}:{name}"
+        self.history = ExecutionHistory(self.clock)
+        self.max_events = STANDARD_MAX_EVENTS if execution_type == STANDARD else 1 << 62
+        self.start_time = self.clock.time()
+        self.stop_time: float | None = None
+        self.status = "RUNNING"
+        self.output: Any = None
+        self.error: str | None = None
+        self.cause: str | None = None
+        self.mocks = mocks
+        self._mock_counters: dict[str, int] = {}
+        self._input_text = input_text
+        self.context_execution = {
+            "Id": self.arn,
+            "Input": input,
+            "StartTime": iso_timestamp(self.start_time),
+            "Name": name,
+            "RoleArn": self.role_arn,
+            "RedriveCount": 0,
+        }
+        self.context_state_machine = {"Id": self.state_machine_arn, "Name": state_machine_name}
+        self.task: asyncio.Task | None = None
+        self.activity: Activity | None = None
+
+    # -- mocked responses ----------------------------------------------------
+    def mocked_response(self, state_name: str) -> Any:
+        if self.mocks is None:
+            return None
+        attempt = self._mock_counters.get(state_name, 0)
+        response = self.mocks.response_for(state_name, attempt)
+        if response is not None:
+            self._mock_counters[state_name] = attempt + 1
+        return response
+
+    def history_overflow(self) -> None:
+        raise Terminal(
+            "States.Runtime",
+            f"The execution reached the maximum number of history events ({STANDARD_MAX_EVENTS}).",
+        )
+
+    # -- the state loop ----------------------------------------------------------
+    async def run_program(self, program: Program, value: Any, frame: Frame) -> Any:
+        """Run a (sub-)machine from its StartAt to its end; return its output."""
+        states = program.states
+        name: str | None = program.start_at
+        clock = self.clock
+        while True:
+            state = states[name]  # type: ignore[index]
+            frame.state = state
+            frame.entered_time = clock.time()
+            frame.retry_count = 0
+            frame._ctx = None
+            frame.pending_assign = None
+            entered = frame.event(state.entered_type, {"input": value, "name": state.name})
+            frame.entered_event = entered
+            try:
+                value, name = await state.run(frame, value)
+            except RuntimeFailure as rf:
+                raise Terminal(
+                    rf.error,
+                    f"An error occurred while executing the state '{state.name}' (entered at the event id #{entered}). {rf.message}",
+                ) from None
+            if payload_too_large(value):
+                raise Terminal("States.DataLimitExceeded", data_limit_cause(state.name))
+            assigned = frame.pending_assign
+            if state.writes_exit_event:
+                details = {"name": state.name, "output": value}
+                if assigned is not None:
+                    details["assignedVariables"] = assigned
+                frame.event(state.exited_type, details)
+            if assigned:
+                frame.variables.update(assigned)
+            if name is None:
+                return value
+
+    async def run_detached(self, program: Program, value: Any, frame: Frame) -> Any:
+        """A Distributed Map child: its events live in a child execution, not in this history."""
+        detached = _DetachedExecution(self, ExecutionHistory(self.clock))
+        frame.execution = detached
+        return await detached.run_program(program, value, frame)
+
+    async def run(self) -> ExecutionResult:
+        activity = self.activity or self.clock.activity()
+        self.activity = activity
+        with activity:
+            input_event = RawJson(self._input_text) if self._input_text is not None else self.input
+            self.history.add(
+                "ExecutionStarted", 0, {"input": input_event, "roleArn": self.role_arn}
+            )
+            frame = Frame(self, None, activity, 0)
+            timer = None
+            limit = self.machine.timeout_seconds
+            if self.type == EXPRESS:
+                limit = min(limit or EXPRESS_MAX_SECONDS, EXPRESS_MAX_SECONDS)
+            task = asyncio.current_task()
+            timed_out = [False]
+            if limit:
+                def on_timeout() -> None:
+                    timed_out[0] = True
+                    if task is not None:
+                        task.cancel()
+
+                timer = self.clock.call_later(limit, on_timeout)
+            try:
+                output = await self.run_program(self.machine, self.input, frame)
+            except asyncio.CancelledError:
+                if timed_out[0]:
+                    if task is not None:
+                        task.uncancel()
+                    self._finish("TIMED_OUT", frame, error="States.Timeout", cause=None)
+                else:
+                    self._finish("ABORTED", frame)
+                    raise
+            except StatesError as err:
+                self._finish("FAILED", frame, error=err.error, cause=err.cause)
+            else:
+                self._finish("SUCCEEDED", frame, output=output)
+            finally:
+                if timer is not None:
+                    timer.cancel()
+        return self.result()
+
+    def _finish(self, status: str, frame: Frame, *, output: Any = ABSENT, error: str | None = None,
+                cause: str | None = None) -> None:
+        self.status = status
+        self.stop_time = self.clock.time()
+        history = self.history
+        if status == "SUCCEEDED":
+            self.output = output
+            history.add("ExecutionSucceeded", frame.last_event, {"output": output})
+            return
+        details: dict[str, Any] = {}
+        if cause is not None:
+            details["cause"] = cause
+        if error is not None:
+            details["error"] = error
+        self.error, self.cause = error, cause
+        if status == "FAILED":
+            history.add("ExecutionFailed", frame.last_event, details)
+        elif status == "TIMED_OUT":
+            history.add("ExecutionTimedOut", frame.last_event, details)
+        else:
+            history.add("ExecutionAborted", frame.last_event, None)
+
+    def result(self) -> ExecutionResult:
+        return ExecutionResult(
+            execution_arn=self.arn,
+            name=self.name,
+            state_machine_arn=self.state_machine_arn,
+            status=self.status,
+            start_time=self.start_time,
+            stop_time=self.stop_time,
+            input=self.input,
+            output=self.output,
+            error=self.error,
+            cause=self.cause,
+            history=self.history,
+        )
+
+    def stop(self) -> None:
+        """Abort this execution (ExecutionAborted); what ran so far stays in the history."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class _DetachedExecution(Execution):
+    """A view of an execution that records into another history (Distributed Map children)."""
+
+    def __init__(self, parent: Execution, history: ExecutionHistory) -> None:  # noqa: D107
+        self.__dict__.update(parent.__dict__)
+        self.history = history
+        self.max_events = STANDARD_MAX_EVENTS
+
+
+@dataclass
+class Engine:
+    """Starts executions of compiled state machines with shared services.
+
+    ``clock``: :class:`RealClock` or :class:`VirtualClock`; ``runners``: Task
+    resource -> runner; ``seed``: makes jitter, ``States.MathRandom``,
+    ``States.UUID`` and generated names repeatable.
+    """
+
+    clock: Clock = field(default_factory=RealClock)
+    runners: TaskRunners = field(default_factory=TaskRunners)
+    seed: int | None = None
+    region: str = "us-east-1"
+    account: str = "123456789012"
+    role_arn: str = "arn:aws:iam::123456789012:role/ceap-local"
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def check_resources(self, machine: StateMachine) -> None:
+        """Raise :class:`InputError` naming every Task resource no runner serves."""
+        problems = []
+        for where, resource in machine.task_resources():
+            info = parse_resource(resource)
+            if info is not None and not self.runners.supports(info):
+                problems.append(Problem(
+                    where,
+                    f"No task runner for resource '{resource}' ({info.key}); registered: "
+                    f"{', '.join(self.runners.keys) or 'none'}. Register one with TaskRunners.register('{info.key}', runner) "
+                    "or run with a mock config that covers this state.",
+                    "UNSUPPORTED_RESOURCE",
+                ))
+        if problems:
+            raise InputError(problems, "state machine resources")
+
+    def new_name(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def start(
+        self,
+        machine: StateMachine,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        state_machine_name: str = "StateMachine",
+        execution_type: str = STANDARD,
+        input_text: str | None = None,
+        mocks: Any = None,
+        check_resources: bool = True,
+    ) -> Execution:
+        """Start an execution now; await ``execution.task`` (or :meth:`execute`) for its result."""
+        if execution_type not in (STANDARD, EXPRESS):
+            raise InputError([Problem("/type", f"Unknown execution type {execution_type!r}: use STANDARD or EXPRESS")])
+        if input is None and input_text is None:
+            input = {}
+        if input_text is not None:
+            size = len(input_text.encode("utf-8"))
+        else:
+            size = 0 if not payload_too_large(input) else INPUT_LIMIT_BYTES + 1
+        if size > INPUT_LIMIT_BYTES:
+            raise InputError([Problem("/input", f"The execution input is {size} bytes; Step Functions accepts at most {INPUT_LIMIT_BYTES} bytes")])
+        validate_execution_name(name) if name is not None else None
+        if execution_type == EXPRESS:
+            _reject_express_patterns(machine)
+        if check_resources:
+            self._check_resources_unless_mocked(machine, mocks)
+        execution = Execution(
+            self,
+            machine,
+            input,
+            name=name or self.new_name(),
+            state_machine_name=state_machine_name,
+            input_text=input_text,
+            execution_type=execution_type,
+            mocks=mocks,
+        )
+        execution.activity = self.clock.activity()
+        execution.task = asyncio.ensure_future(execution.run())
+        return execution
+
+    def _check_resources_unless_mocked(self, machine: StateMachine, mocks: Any) -> None:
+        if mocks is None:
+            self.check_resources(machine)
+            return
+        problems = []
+        for where, resource in machine.task_resources():
+            info = parse_resource(resource)
+            state_name = where.rsplit("/", 2)[-2]
+            if info is not None and not self.runners.supports(info) and not mocks.covers(state_name):
+                problems.append(Problem(where, f"No task runner or mocked response for resource '{resource}'", "UNSUPPORTED_RESOURCE"))
+        if problems:
+            raise InputError(problems, "state machine resources")
+
+    async def execute(self, machine: StateMachine, input: Any = None, **kwargs: Any) -> ExecutionResult:
+        """Start an execution and wait for its result."""
+        execution = self.start(machine, input, **kwargs)
+        return await execution.task  # type: ignore[misc]
+
+
+def _reject_express_patterns(machine: StateMachine) -> None:
+    problems = []
+    for where, resource in machine.task_resources():
+        info = parse_resource(resource)
+        if info is not None and info.pattern in ("sync", "sync:2", "waitForTaskToken"):
+            problems.append(Problem(
+                where,
+                f"Express workflows do not support the '.{info.pattern}' integration pattern ({resource}); "
+                "use a Standard workflow (--type standard)",
+                "SCHEMA_VALIDATION_FAILED",
+            ))
+    if problems:
+        raise InputError(problems, "state machine for an EXPRESS workflow")
+
