@@ -56,23 +56,15 @@ def state_cause(recorded: str) -> str:
 # Corpus: every path AWS accepted compiles
 # ---------------------------------------------------------------------------
 
-PATH_FIELDS = {
-    "InputPath", "OutputPath", "ItemsPath", "Variable", "SecondsPath", "TimestampPath", "ErrorPath",
-    "CausePath", "MaxConcurrencyPath", "ToleratedFailureCountPath", "ToleratedFailurePercentagePath",
-    "TimeoutSecondsPath", "HeartbeatSecondsPath",
-}
-
-
 def walk_paths(node: Any, jsonata: bool = False) -> Iterator[tuple[str, str]]:
     """(field, text) of every JSONPath in a definition, skipping JSONata states."""
     if isinstance(node, dict):
         jsonata = node.get("QueryLanguage", "JSONata" if jsonata else "JSONPath") == "JSONata"
         for key, value in node.items():
-            if not jsonata and isinstance(value, str):
-                if key in PATH_FIELDS or key.endswith(".$") or (key.endswith("Path") and key != "ResultPath"):
-                    yield key, value
-                elif key == "ResultPath":
-                    yield key, value
+            if not jsonata and isinstance(value, str) and (
+                key == "Variable" or key.endswith(".$") or key.endswith("Path")
+            ):
+                yield key, value
             yield from walk_paths(value, jsonata)
     elif isinstance(node, list):
         for item in node:
@@ -328,7 +320,7 @@ def test_inspection_data_matches(field: str, text: str, doc: Any, result: Any, e
         ("scenarios/test_invalid_jsonpath_ST.INVALID_JSONPATH_IN_OUTPUTPATH.json", "OutputPath"),
     ],
 )
-def test_input_and_output_path_causes_quote_jaywas_reason(relative: str, field: str) -> None:
+def test_input_and_output_path_causes_quote_jayway_reason(relative: str, field: str) -> None:
     data = case(relative)
     (state,) = data["definition"]["States"].values()
     with pytest.raises(PathNotFound) as missing:
@@ -530,8 +522,10 @@ def test_definite_paths_return_the_value(text: str, expected: Any) -> None:
 
 
 def test_bracket_names_keep_backslashes_as_aws_does() -> None:
-    assert compile_path(r"$['a\'b']".replace("\\'", "\\x")).get({"a\\xb": 1}) == 1
+    # AWS read $['Test\""Name"'] as the key Test\""Name" (escape-sequence scenario)
+    assert compile_path(r"$['a\"b']").get({'a\\"b': 1}) == 1
     assert compile_path(r"$['back\slash']").get({"back\\slash": 7}) == 7
+    assert compile_path(r'$["it\'s"]').get({"it\\'s": 8}) == 8
 
 
 def test_merged_names_on_a_non_object_explain_why() -> None:
@@ -563,7 +557,7 @@ def test_merged_names_on_a_non_object_explain_why() -> None:
         ("$.a.length()", "not supported"),
     ],
 )
-def test_definite_paths_without_a_match_give_jaywas_reason(text: str, reason: str) -> None:
+def test_definite_paths_without_a_match_give_jayway_reason(text: str, reason: str) -> None:
     with pytest.raises(PathNotFound) as missing:
         compile_path(text).get(DOC)
     assert reason in missing.value.reason
