@@ -31,7 +31,9 @@ from ceap_engine.errors import CeapError, StatesError
 CONFORMANCE = Path(os.environ.get("CEAP_CONFORMANCE_DIR", "/work/shared/conformance"))
 CASES = CONFORMANCE / "cases"
 TEST_STATE = CONFORMANCE / "test_state"
-STATE_ERROR_PREFIX = re.compile(r"^An error occurred while executing the state '[^']*' \(entered at the event id #\d+\)\. ")
+STATE_ERROR_PREFIX = re.compile(
+    r"^An error occurred while executing the state '[^']*' \(entered at the event id #\d+\)\. "
+)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -189,7 +191,8 @@ def pass_output(state: dict[str, Any], raw: Any) -> Any:
     result = state.get("Result", effective)
     placed = result
     if "ResultPath" in state:
-        placed = raw if state["ResultPath"] is None else set_path(raw, compile_reference_path(state["ResultPath"]), result)
+        result_path = state["ResultPath"]
+        placed = raw if result_path is None else set_path(raw, compile_reference_path(result_path), result)
     if "OutputPath" in state:
         return {} if state["OutputPath"] is None else compile_path(state["OutputPath"]).get(placed)
     return placed
@@ -471,7 +474,9 @@ def test_context_and_variable_syntax_is_not_a_document_path() -> None:
             compile_path(text)
 
 
-@pytest.mark.parametrize("text", ["$.a[*]", "$..a", "$.a[1:]", "$['a','b']", "$[0,1]", "$[?(@.x)]", "$.a.length()", "$.*"])
+@pytest.mark.parametrize(
+    "text", ["$.a[*]", "$..a", "$.a[1:]", "$['a','b']", "$[0,1]", "$[?(@.x)]", "$.a.length()", "$.*"]
+)
 def test_reference_paths_refuse_anything_but_names_and_indexes(text: str) -> None:
     with pytest.raises(InvalidPath, match="reference path"):
         compile_reference_path(text)
@@ -566,8 +571,13 @@ def test_definite_paths_without_a_match_give_jayway_reason(text: str, reason: st
 
 
 def test_not_found_on_a_non_object_document() -> None:
-    for doc, found in (("just text", "java.lang.String"), ([1], "net.minidev.json.JSONArray"), (True, "java.lang.Boolean"),
-                       (1.5, "java.lang.Double"), (2**40, "java.lang.Long")):
+    for doc, found in (
+        ("just text", "java.lang.String"),
+        ([1], "net.minidev.json.JSONArray"),
+        (True, "java.lang.Boolean"),
+        (1.5, "java.lang.Double"),
+        (2**40, "java.lang.Long"),
+    ):
         with pytest.raises(PathNotFound, match=re.escape(f"in path $ but found '{found}'")):
             compile_path("$.a").get(doc)
 
