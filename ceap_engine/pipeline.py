@@ -1,0 +1,178 @@
+"""Run a CEAP workflow locally: the built ASL on the interpreter, stages in-process.
+
+:class:`LocalPipeline` builds the workflow's definition (the one that is
+deployed), substitutes local names for the ``${...}`` placeholders as Step
+Functions' DefinitionSubstitutions would, and runs it on an :class:`Engine`
+whose ``lambda:invoke`` tasks call the stage runtime in this process and whose
+``aws-sdk:s3:putObject`` writes to the given object store. Storage, clock and
+extra runners (the local Glue runner) are arguments: the CLI passes the
+embedded backends, the test kit the in-memory ones.
+
+Example::
+
+    pipeline = LocalPipeline(REALTIME, objects=MemoryObjectStore(), candidates=MemoryCandidateStore())
+    result = await pipeline.run({"programId": "p", "marketplace": "US", ...})
+    result.status, result.counts["Filter"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .asl.definition import StateMachine, load_definition
+from .clock import Clock, VirtualClock
+from .errors import ObjectNotFound
+from .interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
+from .ports import CandidateStore, ObjectStore, read_json, validate_key
+from .stage_runtime import load_stage_function, make_stage_handler
+from .tasks import LambdaFunctions, ResourceInfo, TaskContext, TaskFailed, TaskRunner, TaskRunners
+from .workflow.builder import BUCKET_PLACEHOLDER, build_definition, function_placeholder, substitute
+from .workflow.names import glue_job_name, lambda_function_name, state_machine_name
+from .workflow.spec import WorkflowSpec
+
+__all__ = ["LocalPipeline", "PipelineResult", "S3ObjectIntegration"]
+
+
+def failure_key(execution_id: str) -> str:
+    """Where RecordFailure writes a failed execution's stage, error and cause."""
+    return validate_key(f"executions/{execution_id}/failure.json")
+
+
+class S3ObjectIntegration:
+    """``arn:aws:states:::aws-sdk:s3:putObject`` / ``getObject`` over an :class:`ObjectStore`."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
+
+    async def put_object(self, resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any:
+        bucket, key, body = parameters.get("Bucket"), parameters.get("Key"), parameters.get("Body", "")
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            raise TaskFailed("S3.InvalidRequestException", "putObject needs string Bucket and Key parameters")
+        data = body.encode("utf-8") if isinstance(body, str) else json.dumps(body).encode("utf-8")
+        await self.objects.put(bucket, key, data, parameters.get("ContentType", "application/octet-stream"))
+        return {"ETag": f'"{len(data):x}"'}
+
+    async def get_object(self, resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any:
+        try:
+            data = await self.objects.get(parameters["Bucket"], parameters["Key"])
+        except ObjectNotFound:
+            raise TaskFailed("S3.NoSuchKeyException", f"The specified key does not exist. (Key: {parameters['Key']})") from None
+        return {"Body": data.decode("utf-8", errors="replace"), "ContentLength": len(data)}
+
+    def register(self, runners: TaskRunners) -> None:
+        runners.register("aws-sdk:s3:putObject", self.put_object)
+        runners.register("aws-sdk:s3:getObject", self.get_object)
+
+
+@dataclass
+class PipelineResult:
+    """An execution of a workflow, with where each stage's output is and what it counted."""
+
+    workflow: str
+    execution: ExecutionResult
+    bucket: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> str:
+        return self.execution.status
+
+    @property
+    def execution_id(self) -> str:
+        return self.execution.name
+
+
+class LocalPipeline:
+    """A workflow spec wired to local stages, storage and clock."""
+
+    def __init__(
+        self,
+        spec: WorkflowSpec,
+        *,
+        objects: ObjectStore,
+        candidates: CandidateStore | None = None,
+        clock: Clock | None = None,
+        runners: Mapping[str, TaskRunner] | None = None,
+        seed: int | None = None,
+        region: str = "us-east-1",
+        account: str = "123456789012",
+    ) -> None:
+        self.spec = spec
+        self.objects = objects
+        self.candidates = candidates
+        self.clock = clock or VirtualClock()
+        self.bucket = spec.workflow_bucket
+        self.definition = build_definition(spec)
+        task_runners = TaskRunners()
+        functions = task_runners.register_lambda(LambdaFunctions(region=region, account=account))
+        substitutions = {BUCKET_PLACEHOLDER: self.bucket}
+        for stage in spec.stages:
+            if stage.kind == "lambda":
+                load_stage_function(stage.function)  # fail now, before any execution, on a bad import path
+                name = lambda_function_name(spec, stage)
+                functions.register(
+                    name,
+                    make_stage_handler(stage.function, objects=objects, candidates=candidates, clock=self.clock,
+                                       config=stage.config),
+                    timeout_seconds=stage.timeout_seconds,
+                    memory_mb=stage.memory_mb,
+                )
+                substitutions[function_placeholder(stage)] = functions.arn(name)
+            else:
+                substitutions[function_placeholder(stage)] = glue_job_name(spec, stage)
+        S3ObjectIntegration(objects).register(task_runners)
+        for key, runner in (runners or {}).items():
+            task_runners.register(key, runner)
+        self.substitutions = substitutions
+        self.machine: StateMachine = load_definition(substitute(self.definition, substitutions))
+        self.engine = Engine(clock=self.clock, runners=task_runners, seed=seed, region=region, account=account,
+                             role_arn=f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
+        self.engine.check_resources(self.machine)
+
+    @property
+    def execution_type(self) -> str:
+        return EXPRESS if self.spec.type == "express" else STANDARD
+
+    def start(self, payload: Any, *, name: str | None = None) -> Any:
+        """Start an execution (returns the running :class:`~ceap_engine.interpreter.Execution`)."""
+        return self.engine.start(self.machine, payload, name=name, state_machine_name=state_machine_name(self.spec),
+                                 execution_type=self.execution_type)
+
+    async def run(self, payload: Any, *, name: str | None = None) -> PipelineResult:
+        execution = self.start(payload, name=name)
+        return await self.collect(await execution.task)
+
+    async def collect(self, result: ExecutionResult) -> PipelineResult:
+        """Attach outputs, counts and (on failure) the recorded failure to a finished execution."""
+        out = PipelineResult(self.spec.name, result, self.bucket)
+        stages = (result.output or {}).get("stages") if result.status == "SUCCEEDED" else None
+        if stages is None:
+            stages = _stages_so_far(result)
+        for name, info in (stages or {}).items():
+            if isinstance(info, Mapping) and "outputKey" in info:
+                out.outputs[name] = info["outputKey"]
+                out.counts[name] = info.get("counts") or {}
+        if result.status != "SUCCEEDED":
+            try:
+                out.failure = await read_json(self.objects, self.bucket, failure_key(result.name))
+            except (ObjectNotFound, ValueError):
+                out.failure = None
+        return out
+
+
+def _stages_so_far(result: ExecutionResult) -> dict[str, Any]:
+    """Stage pointers from the history (an execution that failed has no final output)."""
+    if result.history is None:
+        return {}
+    last_stages: dict[str, Any] = {}
+    for event in result.history.events:
+        if event.type.endswith("StateExited") and isinstance(event.details, dict):
+            output = event.details.get("output")
+            if isinstance(output, Mapping) and isinstance(output.get("stages"), Mapping):
+                last_stages = dict(output["stages"])
+    return last_stages

@@ -1,0 +1,238 @@
+"""Turn a :class:`~ceap_engine.workflow.spec.WorkflowSpec` into ASL.
+
+The same definition is deployed to Step Functions (ARNs and names arrive
+through ``DefinitionSubstitutions``) and interpreted locally (the engine
+substitutes local names first, as AWS would). Shape of the state machine::
+
+    ETL -> Filter -> [HeavyETL] -> Score -> Store -> Reactive -> Summary
+      \\        \\            \\          \\       \\         \\
+       +--------+------------+----------+-------+---------+--> <Stage>.Failed -> RecordFailure -> Failed
+
+Each stage is a Task whose small result (``ResultSelector``: output key and
+counts) lands at ``$.stages.<Stage>``, so the state payload stays small while
+the data itself flows through the object store. A stage failure that Retry
+cannot fix is caught, named, written to ``executions/{id}/failure.json`` and
+ends the execution FAILED with the stage's own error and cause.
+
+Example::
+
+    definition = build_definition(REALTIME)
+    warnings = express_duration_warnings(REALTIME)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .spec import StageSpec, WorkflowSpec
+
+__all__ = [
+    "PERMANENT_ERROR",
+    "build_definition",
+    "express_duration_warnings",
+    "function_placeholder",
+    "substitute",
+    "substitution_keys",
+]
+
+PERMANENT_ERROR = "Ceap.PermanentError"
+EXPRESS_LIMIT_SECONDS = 300
+BUCKET_PLACEHOLDER = "WorkflowBucket"
+RECORD_FAILURE = "RecordFailure"
+FAILED = "Failed"
+SUMMARY = "Summary"
+
+
+def function_placeholder(stage: StageSpec) -> str:
+    """The DefinitionSubstitutions key of a stage's Lambda ARN or Glue job name."""
+    return f"{stage.name}JobName" if stage.kind == "glue" else f"{stage.name}FunctionArn"
+
+
+def substitution_keys(spec: WorkflowSpec) -> list[str]:
+    """Every ``${...}`` placeholder the definition of ``spec`` uses."""
+    return [BUCKET_PLACEHOLDER] + [function_placeholder(s) for s in spec.stages]
+
+
+def _retry(stage: StageSpec) -> list[dict[str, Any]]:
+    policy = stage.retry_policy
+    transient: dict[str, Any] = {
+        "ErrorEquals": ["States.ALL"],
+        "IntervalSeconds": policy.interval_seconds,
+        "MaxAttempts": policy.max_attempts,
+        "BackoffRate": policy.backoff_rate,
+    }
+    if policy.max_delay_seconds is not None:
+        transient["MaxDelaySeconds"] = policy.max_delay_seconds
+    if policy.jitter != "NONE":
+        transient["JitterStrategy"] = policy.jitter
+    # Bad data never gets better: the stage raises Ceap.PermanentError and the
+    # first retrier (MaxAttempts 0) sends it straight to Catch.
+    return [{"ErrorEquals": [PERMANENT_ERROR], "MaxAttempts": 0}, transient]
+
+
+def _catch(stage: StageSpec) -> list[dict[str, Any]]:
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": f"{stage.name}.Failed"}]
+
+
+def _lambda_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "executionId.$": "$$.Execution.Name",
+        "currentStage": stage.name,
+        "previousStage": spec.previous(stage.name),
+        "workflowBucket": "${%s}" % BUCKET_PLACEHOLDER,
+    }
+    if spec.previous(stage.name) is None:
+        payload["input.$"] = "$$.Execution.Input"
+    return {
+        "Type": "Task",
+        "Comment": f"{stage.name}: {stage.function}",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": "${%s}" % function_placeholder(stage), "Payload": payload},
+        "ResultSelector": {"outputKey.$": "$.Payload.outputKey", "counts.$": "$.Payload.counts"},
+        "ResultPath": f"$.stages.{stage.name}",
+        "TimeoutSeconds": stage.timeout_seconds,
+        "Retry": _retry(stage),
+        "Catch": _catch(stage),
+        "Next": nxt,
+    }
+
+
+def _glue_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]:
+    previous = spec.previous(stage.name)
+    bucket = "${%s}" % BUCKET_PLACEHOLDER
+    return {
+        "Type": "Task",
+        "Comment": f"{stage.name}: Glue job running {stage.script}",
+        "Resource": "arn:aws:states:::glue:startJobRun.sync",
+        "Parameters": {
+            "JobName": "${%s}" % function_placeholder(stage),
+            "Arguments": {
+                "--execution-id.$": "$$.Execution.Name",
+                "--input-bucket": bucket,
+                "--input-key.$": f"States.Format('executions/{{}}/{previous}/output.json', $$.Execution.Name)",
+                "--output-bucket": bucket,
+                "--output-key.$": f"States.Format('executions/{{}}/{stage.name}/output.json', $$.Execution.Name)",
+                "--source-uri.$": "$$.Execution.Input.source",
+                "--date-start.$": "$$.Execution.Input.dateRange.start",
+                "--date-end.$": "$$.Execution.Input.dateRange.end",
+            },
+        },
+        "ResultSelector": {
+            "outputKey.$": "$.Arguments['--output-key']",
+            "jobRunId.$": "$.Id",
+            "jobRunState.$": "$.JobRunState",
+        },
+        "ResultPath": f"$.stages.{stage.name}",
+        "TimeoutSeconds": stage.timeout_seconds,
+        "Retry": _retry(stage),
+        "Catch": _catch(stage),
+        "Next": nxt,
+    }
+
+
+def build_definition(spec: WorkflowSpec) -> dict[str, Any]:
+    """The ASL of ``spec`` with ``${...}`` placeholders (see :func:`substitution_keys`)."""
+    states: dict[str, Any] = {}
+    stages = list(spec.stages)
+    for i, stage in enumerate(stages):
+        nxt = stages[i + 1].name if i + 1 < len(stages) else SUMMARY
+        task = _glue_task(spec, stage, nxt) if stage.kind == "glue" else _lambda_task(spec, stage, nxt)
+        states[stage.name] = task
+        # Name the failed stage before recording it: Catch only gives Error and Cause.
+        states[f"{stage.name}.Failed"] = {
+            "Type": "Pass",
+            "Result": stage.name,
+            "ResultPath": "$.failure.stage",
+            "Next": RECORD_FAILURE,
+        }
+    states[SUMMARY] = {
+        "Type": "Pass",
+        "Comment": "Per stage: where its output is and what it counted.",
+        "Parameters": {
+            "workflow": spec.name,
+            "executionId.$": "$$.Execution.Name",
+            "input.$": "$$.Execution.Input",
+            "stages.$": "$.stages",
+        },
+        "End": True,
+    }
+    states[RECORD_FAILURE] = {
+        "Type": "Task",
+        "Comment": "Write executions/{id}/failure.json (stage, error, cause) before failing.",
+        "Resource": "arn:aws:states:::aws-sdk:s3:putObject",
+        "Parameters": {
+            "Bucket": "${%s}" % BUCKET_PLACEHOLDER,
+            "Key.$": "States.Format('executions/{}/failure.json', $$.Execution.Name)",
+            "ContentType": "application/json",
+            "Body.$": "States.JsonToString($.failure)",
+        },
+        "ResultPath": None,
+        "TimeoutSeconds": 60,
+        "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 2.0}],
+        # Even if the record cannot be written the execution still fails with the stage's error.
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.recordFailureError", "Next": FAILED}],
+        "Next": FAILED,
+    }
+    states[FAILED] = {
+        "Type": "Fail",
+        "Comment": "The failed stage's own error and cause.",
+        "ErrorPath": "$.failure.Error",
+        "CausePath": "$.failure.Cause",
+    }
+    return {
+        "Comment": f"CEAP workflow '{spec.name}' ({spec.type}): {' -> '.join(s.name for s in stages)}. Built by ceap.",
+        "StartAt": stages[0].name,
+        "States": states,
+    }
+
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+
+
+def substitute(definition: Any, values: Mapping[str, str]) -> Any:
+    """Replace ``${Key}`` placeholders as Step Functions' DefinitionSubstitutions do.
+
+    >>> substitute({"a": "${B}"}, {"B": "x"})
+    {'a': 'x'}
+    """
+    if isinstance(definition, dict):
+        return {k: substitute(v, values) for k, v in definition.items()}
+    if isinstance(definition, list):
+        return [substitute(v, values) for v in definition]
+    if isinstance(definition, str) and "${" in definition:
+        def repl(m: re.Match[str]) -> str:
+            key = m.group(1)
+            if key not in values:
+                raise KeyError(f"no value for the definition placeholder ${{{key}}}")
+            return values[key]
+
+        return _PLACEHOLDER.sub(repl, definition)
+    return definition
+
+
+def express_duration_warnings(spec: WorkflowSpec) -> list[str]:
+    """Why an EXPRESS workflow might outlive Express's 5-minute limit (empty if it cannot).
+
+    The worst case of a stage is every attempt timing out plus every retry
+    wait; the workflow's worst case is their sum.
+    """
+    if spec.type != "express":
+        return []
+    per_stage = [(s.name, s.worst_case_seconds) for s in spec.stages]
+    total = sum(seconds for _, seconds in per_stage)
+    if total <= EXPRESS_LIMIT_SECONDS:
+        return []
+    heavy = sorted(per_stage, key=lambda p: -p[1])
+    named, running = [], 0.0
+    for name, seconds in heavy:
+        named.append(f"{name} ({seconds:.0f} s)")
+        running += seconds
+        if running > EXPRESS_LIMIT_SECONDS:
+            break
+    return [
+        f"workflow '{spec.name}' is EXPRESS but can run {total:.0f} s in the worst case (every attempt timing out, "
+        f"plus retry waits), over Express's {EXPRESS_LIMIT_SECONDS} s limit; the stages that make it so: "
+        f"{', '.join(named)}. Lower their timeouts or retries, or use a STANDARD workflow."
+    ]

@@ -1,0 +1,142 @@
+"""Workflow specs: the one description from which local and AWS runs are built.
+
+A :class:`WorkflowSpec` names the workflow, its type (EXPRESS or STANDARD), its
+bucket and its ordered stages. Each stage names its code by import path
+(``stages.etl:run``) - or, for a Glue stage, its PySpark script - with its
+timeout, memory, retry policy and configuration. :mod:`.builder` turns a spec
+into the ASL that is deployed and that the local engine interprets.
+
+Specs are plain pydantic models, so they load from YAML/JSON as well as code::
+
+    spec = WorkflowSpec.model_validate(json.loads(Path("workflow.json").read_text()))
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = ["RetryPolicy", "StageSpec", "WorkflowSpec", "LAMBDA_RETRY", "GLUE_RETRY"]
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
+_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+#: Workflow names become parts of bucket, function, queue and role names.
+WORKFLOW_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")
+
+
+class RetryPolicy(BaseModel):
+    """The retrier for transient failures (``States.ALL``) of one stage."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval_seconds: int = Field(20, ge=1)
+    max_attempts: int = Field(2, ge=0)
+    backoff_rate: float = Field(2.0, ge=1.0)
+    max_delay_seconds: int | None = Field(None, ge=1)
+    jitter: Literal["NONE", "FULL"] = "NONE"
+
+    def delays(self) -> list[float]:
+        """The waits before each retry, as Step Functions computes them."""
+        out = []
+        for r in range(self.max_attempts):
+            d = self.interval_seconds * self.backoff_rate**r
+            if self.max_delay_seconds is not None:
+                d = min(d, self.max_delay_seconds)
+            out.append(float(d))
+        return out
+
+
+LAMBDA_RETRY = RetryPolicy(interval_seconds=20, max_attempts=2, backoff_rate=2.0)
+GLUE_RETRY = RetryPolicy(interval_seconds=300, max_attempts=2, backoff_rate=2.0)
+
+
+class StageSpec(BaseModel):
+    """One stage: a Lambda function (``kind="lambda"``) or a Glue job (``kind="glue"``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    kind: Literal["lambda", "glue"] = "lambda"
+    function: str | None = None
+    script: str | None = None
+    timeout_seconds: int = Field(60, ge=1, le=900 * 8 * 60)
+    memory_mb: int = Field(512, ge=128, le=10240)
+    retry: RetryPolicy | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("a stage name is 1-40 letters and digits, starting with a letter (it names states, functions and keys)")
+        return v
+
+    @model_validator(mode="after")
+    def _code(self) -> StageSpec:
+        if self.kind == "lambda":
+            if not self.function or not _FUNCTION.match(self.function):
+                raise ValueError(f"stage {self.name}: 'function' must be an import path such as stages.etl:run")
+            if self.timeout_seconds > 900:
+                raise ValueError(f"stage {self.name}: a Lambda timeout is at most 900 s")
+        elif not self.script:
+            raise ValueError(f"stage {self.name}: a Glue stage needs 'script' (for example glue_jobs/heavy_etl.py)")
+        return self
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return self.retry or (GLUE_RETRY if self.kind == "glue" else LAMBDA_RETRY)
+
+    @property
+    def worst_case_seconds(self) -> float:
+        """Every attempt timing out, plus every retry wait."""
+        policy = self.retry_policy
+        return self.timeout_seconds * (policy.max_attempts + 1) + sum(policy.delays())
+
+
+class WorkflowSpec(BaseModel):
+    """A CEAP workflow: ordered stages, a type and a bucket."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: Literal["express", "standard"] = "standard"
+    bucket: str | None = None
+    stages: tuple[StageSpec, ...]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not WORKFLOW_NAME.match(v):
+            raise ValueError("a workflow name is 1-30 characters: a lowercase letter, then lowercase letters, digits or '-'")
+        return v
+
+    @model_validator(mode="after")
+    def _stages(self) -> WorkflowSpec:
+        if not self.stages:
+            raise ValueError("a workflow needs at least one stage")
+        names = [s.name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stage names must be unique: {', '.join(dupes)}")
+        if self.type == "express" and any(s.kind == "glue" for s in self.stages):
+            raise ValueError("a Glue stage waits for its job (.sync), which Express workflows do not support: use type standard")
+        if self.stages[0].kind != "lambda":
+            raise ValueError("the first stage reads the execution input and must be a Lambda stage")
+        return self
+
+    @property
+    def workflow_bucket(self) -> str:
+        return self.bucket or f"ceap-workflow-{self.name}"
+
+    def stage(self, name: str) -> StageSpec:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def previous(self, name: str) -> str | None:
+        names = [s.name for s in self.stages]
+        i = names.index(name)
+        return names[i - 1] if i else None
