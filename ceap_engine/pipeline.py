@@ -18,7 +18,7 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from .workflow.builder import BUCKET_PLACEHOLDER, build_definition, function_pla
 from .workflow.names import glue_job_name, lambda_function_name, state_machine_name
 from .workflow.spec import WorkflowSpec
 
-__all__ = ["LocalPipeline", "PipelineResult", "S3ObjectIntegration"]
+__all__ = ["LocalPipeline", "PipelineResult", "S3ObjectIntegration", "StageProgress", "failure_key"]
 
 
 def failure_key(execution_id: str) -> str:
@@ -65,6 +65,46 @@ class S3ObjectIntegration:
     def register(self, runners: TaskRunners) -> None:
         runners.register("aws-sdk:s3:putObject", self.put_object)
         runners.register("aws-sdk:s3:getObject", self.get_object)
+
+
+@dataclass(frozen=True)
+class StageProgress:
+    """One step of a stage, as a progress display shows it."""
+
+    stage: str
+    status: str  # "started", "succeeded" or "failed"
+    attempt: int
+    at: float  # the execution clock
+    counts: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+ProgressCallback = Callable[[StageProgress], None]
+
+
+def _reporting(runner: TaskRunner, progress: ProgressCallback) -> TaskRunner:
+    """Wrap a task runner so every attempt of a state reports its start and end."""
+
+    async def run(resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any:
+        attempt = context.retry_count + 1
+        progress(StageProgress(context.state_name, "started", attempt, context.clock.time()))
+        try:
+            result = await runner(resource, parameters, context)
+        except TaskFailed as exc:
+            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{exc.error}: {exc.cause}"))
+            raise
+        except Exception as exc:
+            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{type(exc).__name__}: {exc}"))
+            raise
+        counts = None
+        if isinstance(result, Mapping):
+            payload = result.get("Payload")
+            if isinstance(payload, Mapping):
+                counts = payload.get("counts")
+        progress(StageProgress(context.state_name, "succeeded", attempt, context.clock.time(), counts=counts))
+        return result
+
+    return run
 
 
 @dataclass
@@ -101,6 +141,7 @@ class LocalPipeline:
         seed: int | None = None,
         region: str = "us-east-1",
         account: str = "123456789012",
+        progress: ProgressCallback | None = None,
     ) -> None:
         self.spec = spec
         self.objects = objects
@@ -110,6 +151,7 @@ class LocalPipeline:
         self.definition = build_definition(spec)
         task_runners = TaskRunners()
         functions = task_runners.register_lambda(LambdaFunctions(region=region, account=account))
+        self.lambda_functions = functions
         substitutions = {BUCKET_PLACEHOLDER: self.bucket}
         for stage in spec.stages:
             if stage.kind == "lambda":
@@ -128,6 +170,9 @@ class LocalPipeline:
         S3ObjectIntegration(objects).register(task_runners)
         for key, runner in (runners or {}).items():
             task_runners.register(key, runner)
+        if progress is not None:
+            for key in ("lambda:invoke", *(runners or {})):
+                task_runners.register(key, _reporting(task_runners.runner_for_key(key), progress))
         self.substitutions = substitutions
         self.machine: StateMachine = load_definition(substitute(self.definition, substitutions))
         self.engine = Engine(clock=self.clock, runners=task_runners, seed=seed, region=region, account=account,

@@ -152,6 +152,13 @@ class TaskRunners:
         except KeyError:
             raise UnknownResource(info.arn) from None
 
+    def runner_for_key(self, key: str) -> TaskRunner:
+        """The runner registered under ``key`` (``lambda:invoke``, ``glue:startJobRun``...)."""
+        try:
+            return self._runners[key]
+        except KeyError:
+            raise UnknownResource(key) from None
+
     def supports(self, info: ResourceInfo) -> bool:
         return info.key in self._runners
 

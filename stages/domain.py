@@ -338,7 +338,9 @@ class DateRange(CamelModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        if self.end_time < self.start_time:
+        # A date end covers its whole day (end_time is exclusive); a date-time end is inclusive.
+        empty = self.end_time <= self.start_time if not isinstance(self.end, datetime) else self.end_time < self.start_time
+        if empty:
             raise ValueError(
                 f"dateRange.end ({self.end.isoformat()}) is before dateRange.start ({self.start.isoformat()}): "
                 "swap them or fix the payload"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import asl
+from . import asl, run
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -12,6 +12,8 @@ app = typer.Typer(
     help="ceap: run the CEAP pipeline locally on an exact ASL interpreter, or deploy it to AWS.",
 )
 app.add_typer(asl.app, name="asl")
+app.command("run")(run.run)
+app.command("event")(run.event)
 
 
 def main() -> None:

@@ -1,0 +1,5 @@
+"""``python -m ceap_engine.cli`` is the ``ceap`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,293 @@
+"""``ceap run`` and ``ceap event``: the CEAP pipeline on this machine.
+
+The composition root of a local run: the embedded backends of
+:mod:`adapters.local` (files under ``--store``, SQLite) wired to the engine's
+:class:`~ceap_engine.pipeline.LocalPipeline`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..clock import RealClock, VirtualClock
+from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ..pipeline import LocalPipeline, PipelineResult, StageProgress, failure_key
+from ..stage_runtime import describe_errors, load_stage_function
+from ..workflow import BUILTIN, WorkflowSpec, builtin
+from ..workflow.builder import express_duration_warnings
+from ._output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, console, emit_problems, err_console, print_json
+from .asl import ClockKind, OutputFormat
+
+__all__ = ["event", "run"]
+
+
+class Workflow(str, Enum):
+    realtime = "realtime"
+    batch = "batch"
+
+
+class Target(str, Enum):
+    local = "local"
+    aws = "aws"
+
+
+def read_payload(path: Path) -> dict[str, Any]:
+    """The payload as JSON; relative ``source`` paths become absolute (relative to the payload's folder)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError([Problem("/", f"payload file not found: {path}")], "payload") from None
+    except OSError as exc:
+        raise InputError([Problem("/", f"cannot read {path}: {exc.strerror}")], "payload") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError([Problem("/", f"{path} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")], "payload") from None
+    if not isinstance(payload, dict):
+        raise InputError([Problem("/", "the payload must be a JSON object with programId, marketplace, dateRange and source")], "payload")
+    return payload
+
+
+def check_payload(spec: WorkflowSpec, payload: dict[str, Any], payload_path: Path) -> dict[str, Any]:
+    """Validate the payload with the first stage's own input model; resolve and check a local source."""
+    first = load_stage_function(spec.stages[0].function)  # type: ignore[arg-type]
+    from pydantic import ValidationError
+
+    try:
+        first.input_model.model_validate(payload)
+    except ValidationError as exc:
+        problems = [
+            Problem("/" + "/".join(str(p) for p in err.get("loc", ())), str(err.get("msg")), "INVALID_PAYLOAD")
+            for err in exc.errors()
+        ]
+        raise InputError(problems or [Problem("/", describe_errors(exc))], "payload") from None
+    source = payload.get("source")
+    if isinstance(source, str) and not source.startswith("s3://"):
+        resolved = (payload_path.parent / source).resolve() if not Path(source).is_absolute() else Path(source)
+        if not resolved.is_file():
+            raise InputError([Problem("/source", f"source file not found: {resolved} (a relative source is relative to the payload file's folder)", "INVALID_PAYLOAD")], "payload")
+        payload = {**payload, "source": str(resolved)}
+    return payload
+
+
+class _Progress:
+    """One line per stage attempt, printed as the execution goes."""
+
+    def __init__(self, start: float, enabled: bool) -> None:
+        self.start = start
+        self.enabled = enabled
+
+    def __call__(self, p: StageProgress) -> None:
+        if not self.enabled:
+            return
+        t = f"[dim]t+{p.at - self.start:7.1f}s[/]"
+        attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
+        if p.status == "started":
+            err_console.print(f"{t} [cyan]>[/] {p.stage}{attempt}")
+        elif p.status == "succeeded":
+            counts = ", ".join(f"{k}={v}" for k, v in (p.counts or {}).items() if not isinstance(v, dict))
+            err_console.print(f"{t} [green]ok[/] {p.stage}{attempt}  {counts}")
+        else:
+            err_console.print(f"{t} [red]failed[/] {p.stage}{attempt}: {(p.error or '')[:300]}")
+
+
+def reconciliation(counts: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The "nothing is lost" checks over the stages' counts."""
+    checks = []
+    etl, flt, store = counts.get("ETL"), counts.get("Filter"), counts.get("Store")
+    if etl:
+        checks.append((f"ETL read = transformed + errors: {etl.get('processedCount')} = {etl.get('transformedCount')} + {etl.get('errorCount')}",
+                       etl.get("processedCount") == (etl.get("transformedCount") or 0) + (etl.get("errorCount") or 0)))
+    if flt:
+        checks.append((f"Filter input = passed + rejected: {flt.get('inputCount')} = {flt.get('passedCount')} + {flt.get('rejectedCount')}",
+                       flt.get("inputCount") == (flt.get("passedCount") or 0) + (flt.get("rejectedCount") or 0)))
+    score = counts.get("Score")
+    if store and score:
+        checks.append((f"stored + failed = scored: {store.get('storedCount')} + {store.get('failedCount')} = {score.get('scoredCount')}",
+                       (store.get("storedCount") or 0) + (store.get("failedCount") or 0) == score.get("scoredCount")))
+    return checks
+
+
+def _format_counts(counts: dict[str, Any]) -> str:
+    parts = []
+    for k, v in counts.items():
+        if isinstance(v, dict):
+            inner = ", ".join(f"{ik}={iv}" for ik, iv in v.items())
+            parts.append(f"{k}=({inner})" if inner else f"{k}=()")
+        else:
+            parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+def _print_text(result: PipelineResult, store: Path) -> None:
+    ex = result.execution
+    colour = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}.get(ex.status, "white")
+    console.print(f"[bold {colour}]{ex.status}[/]  workflow {result.workflow}, execution {result.execution_id}")
+    if ex.stop_time is not None:
+        console.print(f"workflow clock: {ex.stop_time - ex.start_time:.1f} s")
+    width = max((len(s) for s in result.outputs), default=0)
+    for stage in result.outputs:
+        console.print(f"  {stage:<{width}}  {_format_counts(result.counts.get(stage) or {})}")
+    checks = reconciliation(result.counts)
+    if checks:
+        console.print("nothing lost:")
+        for text, ok in checks:
+            console.print(f"  {'[green]ok[/]' if ok else '[red]MISMATCH[/]'}  {text}")
+    root = (store / "buckets" / result.bucket).resolve()
+    console.print(f"outputs:    {root}/executions/{result.execution_id}/<stage>/output.json")
+    console.print(f"candidates: {(store / 'candidates.sqlite3').resolve()}")
+    if ex.status != "SUCCEEDED":
+        console.print(f"[red]error:[/] {ex.error}")
+        console.print(f"[red]cause:[/] {ex.cause}")
+        if result.failure is not None:
+            console.print(f"failure:    {root}/{failure_key(result.execution_id)} (stage {result.failure.get('stage')})")
+
+
+def _json_document(result: PipelineResult, store: Path) -> dict[str, Any]:
+    doc = result.execution.to_json()
+    doc.update({
+        "workflow": result.workflow,
+        "executionId": result.execution_id,
+        "store": str(store.resolve()),
+        "bucket": result.bucket,
+        "outputs": result.outputs,
+        "counts": result.counts,
+        "reconciliation": [{"check": text, "ok": ok} for text, ok in reconciliation(result.counts)],
+        "failure": result.failure,
+    })
+    return doc
+
+
+def run(
+    payload: Annotated[Path, typer.Argument(help="The execution input: {programId, marketplace, dateRange{start,end}, source}.")],
+    local: Annotated[bool, typer.Option("--local", help="Run on this machine (the default target).")] = False,
+    target: Annotated[Target, typer.Option("--target", help="local, or aws (a deployed workflow; needs -n)")] = Target.local,
+    name: Annotated[str | None, typer.Option("-n", "--name", help="With --target aws: the deployed workflow's name")] = None,
+    workflow: Annotated[Workflow, typer.Option("--workflow", help="realtime (EXPRESS) or batch (STANDARD, with the Glue HeavyETL job)")] = Workflow.realtime,
+    store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives (objects and candidates)")] = Path(".ceap"),
+    clock: Annotated[ClockKind, typer.Option("--clock", help="virtual: retry waits cost no wall time")] = ClockKind.virtual,
+    execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+) -> None:
+    """Run the CEAP pipeline: locally on the ASL interpreter (default), or on a deployed AWS workflow.
+
+    Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written).
+    """
+    if target is Target.aws and not local:
+        from . import aws as aws_cli  # the AWS side lives with the deploy commands
+
+        raise typer.Exit(aws_cli.run_remote(payload, name=name, format=format.value))
+    try:
+        spec = builtin(workflow.value)
+        body = check_payload(spec, read_payload(payload), payload)
+        runners = {}
+        if any(s.kind == "glue" for s in spec.stages):
+            runners = _glue_runners(spec, store)
+        for warning in express_duration_warnings(spec):
+            if format is OutputFormat.text:
+                err_console.print(f"[yellow]warning:[/] {warning}")
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except CeapError as exc:
+        emit_problems(ValidationFailed([Problem("/", str(exc), "ERROR")], "run"), format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    from adapters.local import FileObjectStore, SQLiteCandidateStore
+
+    run_clock = VirtualClock() if clock is ClockKind.virtual else RealClock()
+    objects = FileObjectStore(store)
+    candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock)
+    progress = _Progress(run_clock.time(), enabled=format is OutputFormat.text)
+    try:
+        pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock, runners=runners,
+                                 seed=seed, progress=progress)
+        result = asyncio.run(_run_interruptible(pipeline, body, execution_name))
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    finally:
+        candidates.close()
+    if format is OutputFormat.json:
+        print_json(_json_document(result, store))
+    else:
+        _print_text(result, store)
+    raise typer.Exit(EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED)
+
+
+def _glue_runners(spec: WorkflowSpec, store: Path) -> dict[str, Any]:
+    """The local Glue runner for the batch workflow; refuses to start without pyspark and Java."""
+    try:
+        from adapters.local import glue
+    except ImportError as exc:  # pragma: no cover - the module ships with ceap
+        raise CeapError(f"the local Glue runner is not available: {exc}") from exc
+    glue.require_glue()
+    return glue.runners_for(spec, store)
+
+
+async def _run_interruptible(pipeline: LocalPipeline, payload: dict[str, Any], name: str | None) -> PipelineResult:
+    execution = pipeline.start(payload, name=name)
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, execution.stop)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+        pass
+    try:
+        finished = await asyncio.shield(execution.task)
+    except asyncio.CancelledError:
+        finished = execution.result()
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover
+            pass
+    return await pipeline.collect(finished)
+
+
+def event(
+    event_file: Annotated[Path, typer.Argument(help="One customer event (JSON): eventId, eventType, customerId, programId, marketplace, subject ...")],
+    local: Annotated[bool, typer.Option("--local", help="Handle it on this machine (the only target so far).")] = True,
+    store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives")] = Path(".ceap"),
+    bucket: Annotated[str, typer.Option("--bucket", help="Bucket of the dedup markers")] = BUILTIN["realtime"].workflow_bucket,
+    format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+) -> None:
+    """Handle a single customer event: create or update one candidate (5-minute dedup window).
+
+    Exit codes: 0 handled (created, updated or deduplicated), 2 bad event.
+    """
+    from ..stage import PermanentError, StageContext
+
+    try:
+        handler = load_stage_function("stages.reactive:handle_event")
+        document = read_payload(event_file)
+        parsed = handler.parse_input(document, f"the event in {event_file}")
+    except PermanentError as exc:
+        emit_problems(ValidationFailed([Problem("/", str(exc))], "event"), format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    from adapters.local import FileObjectStore, SQLiteCandidateStore
+
+    clock = RealClock()
+    candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
+    try:
+        context = StageContext(execution_id=f"event-{document.get('eventId', 'unknown')}", stage="ReactiveEvent",
+                               bucket=bucket, objects=FileObjectStore(store), candidates=candidates, clock=clock)
+        result = asyncio.run(handler.function(parsed, context))
+    finally:
+        candidates.close()
+    doc = result.model_dump(mode="json", by_alias=True)
+    if format is OutputFormat.json:
+        print_json(doc)
+    else:
+        console.print(f"[bold]{doc['status']}[/] {doc.get('reason') or ''} candidate {doc['pk']} / {doc['sk']}")
+    raise typer.Exit(EXIT_OK)

@@ -1,0 +1,107 @@
+"""The workflow builder: the ASL that is deployed and interpreted."""
+
+import pytest
+from pydantic import ValidationError
+
+from ceap_engine.asl.definition import validate_definition
+from ceap_engine.workflow import (
+    BATCH,
+    REALTIME,
+    RetryPolicy,
+    StageSpec,
+    WorkflowSpec,
+    build_definition,
+    express_duration_warnings,
+    substitute,
+    substitution_keys,
+)
+
+
+@pytest.mark.parametrize("spec", [REALTIME, BATCH], ids=["realtime", "batch"])
+def test_definition_is_valid_asl_and_chains_the_stages(spec):
+    definition = build_definition(spec)
+    assert validate_definition(definition) == []
+    names = [s.name for s in spec.stages]
+    assert definition["StartAt"] == names[0]
+    for here, nxt in zip(names, names[1:] + ["Summary"], strict=True):
+        assert definition["States"][here]["Next"] == nxt
+
+
+def test_lambda_stage_task_shape():
+    score = build_definition(REALTIME)["States"]["Score"]
+    assert score["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert score["Parameters"]["FunctionName"] == "${ScoreFunctionArn}"
+    assert score["Parameters"]["Payload"] == {
+        "executionId.$": "$$.Execution.Name",
+        "currentStage": "Score",
+        "previousStage": "Filter",
+        "workflowBucket": "${WorkflowBucket}",
+    }
+    assert score["TimeoutSeconds"] == 120  # the Score Lambda's timeout
+    assert score["Retry"] == [
+        {"ErrorEquals": ["Ceap.PermanentError"], "MaxAttempts": 0},
+        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 20, "MaxAttempts": 2, "BackoffRate": 2.0},
+    ]
+    assert score["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Score.Failed"}]
+    assert score["ResultPath"] == "$.stages.Score"
+
+
+def test_first_stage_gets_the_execution_input():
+    etl = build_definition(REALTIME)["States"]["ETL"]
+    assert etl["Parameters"]["Payload"]["input.$"] == "$$.Execution.Input"
+    assert etl["Parameters"]["Payload"]["previousStage"] is None
+
+
+def test_glue_stage_retries_five_minutes_then_ten():
+    heavy = build_definition(BATCH)["States"]["HeavyETL"]
+    assert heavy["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
+    assert heavy["Retry"][1] == {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 300, "MaxAttempts": 2, "BackoffRate": 2.0}
+    assert heavy["Parameters"]["Arguments"]["--source-uri.$"] == "$$.Execution.Input.source"
+
+
+def test_failure_path_records_then_fails_with_the_stage_error():
+    states = build_definition(REALTIME)["States"]
+    assert states["Filter.Failed"] == {"Type": "Pass", "Result": "Filter", "ResultPath": "$.failure.stage", "Next": "RecordFailure"}
+    record = states["RecordFailure"]
+    assert record["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject"
+    assert record["Next"] == "Failed" and record["Catch"][0]["Next"] == "Failed"
+    assert states["Failed"] == {"Type": "Fail", "Comment": states["Failed"]["Comment"],
+                                "ErrorPath": "$.failure.Error", "CausePath": "$.failure.Cause"}
+
+
+def test_substitution_replaces_every_placeholder():
+    definition = build_definition(BATCH)
+    keys = substitution_keys(BATCH)
+    filled = substitute(definition, {k: f"value-of-{k}" for k in keys})
+    assert "${" not in str(filled)
+    with pytest.raises(KeyError, match="no value for the definition placeholder"):
+        substitute(definition, {})
+
+
+def test_express_warning_names_the_stages_that_overrun():
+    (warning,) = express_duration_warnings(REALTIME)
+    assert "2100 s" in warning and "ETL (960 s)" in warning
+    quick = WorkflowSpec(name="quick", type="express", stages=(
+        StageSpec(name="A", function="m:f", timeout_seconds=10, retry=RetryPolicy(interval_seconds=1, max_attempts=1)),))
+    assert express_duration_warnings(quick) == []
+    assert express_duration_warnings(BATCH) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "Bad_Name"}, "workflow name"),
+        ({"stages": ()}, "at least one stage"),
+        ({"stages": (StageSpec(name="A", function="m:f"), StageSpec(name="A", function="m:g"))}, "unique"),
+        ({"type": "express", "stages": (StageSpec(name="A", function="m:f"), StageSpec(name="G", kind="glue", script="j.py"))}, "Express"),
+    ],
+)
+def test_spec_refuses_what_cannot_be_deployed(kwargs, message):
+    base = {"name": "ok", "stages": (StageSpec(name="A", function="m:f"),)}
+    with pytest.raises(ValidationError, match=message):
+        WorkflowSpec(**(base | kwargs))
+
+
+def test_stage_spec_needs_an_import_path():
+    with pytest.raises(ValidationError, match="import path"):
+        StageSpec(name="A", function="not a path")

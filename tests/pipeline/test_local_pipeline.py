@@ -1,0 +1,105 @@
+"""The realtime workflow end to end on the interpreter, with fault injection and virtual time."""
+
+import json
+import time
+
+from ceap_engine.stage import PermanentError
+from ceap_engine.testing import WorkflowTestEnvironment
+
+
+def scheduled_times(result, state):
+    """Virtual times at which a state's task was scheduled (one per attempt)."""
+    events = result.execution.history.events
+    times, current = [], None
+    for e in events:
+        if e.type == "TaskStateEntered":
+            current = e.details["name"]
+        elif e.type == "TaskScheduled" and current == state:
+            times.append(e.timestamp)
+    return times
+
+
+async def test_realtime_workflow_reconciles(ceap_workflow_env: WorkflowTestEnvironment, example_payload):
+    result = await ceap_workflow_env.run("realtime", example_payload)
+    assert result.status == "SUCCEEDED", result.execution.cause
+    assert list(result.outputs) == ["ETL", "Filter", "Score", "Store", "Reactive"]
+    c = result.counts
+    assert c["ETL"]["processedCount"] == c["ETL"]["transformedCount"] + c["ETL"]["errorCount"] > 1000
+    assert c["Filter"]["inputCount"] == c["Filter"]["passedCount"] + c["Filter"]["rejectedCount"]
+    assert c["Store"]["storedCount"] + c["Store"]["failedCount"] == c["Score"]["scoredCount"] == c["Filter"]["passedCount"]
+    assert c["Reactive"]["actionCount"] == sum(c["Reactive"]["actionsByChannel"].values()) > 0
+    for stage, key in result.outputs.items():
+        doc = json.loads(await ceap_workflow_env.objects.get(result.bucket, key))
+        assert doc["metrics"] == c[stage]
+    actions = await ceap_workflow_env.objects.get(result.bucket, f"executions/{result.execution_id}/Reactive/actions.jsonl")
+    assert len(actions.splitlines()) == c["Reactive"]["actionCount"]
+    stored = await ceap_workflow_env.candidates.query("review-solicitation")
+    assert len(stored) == c["Store"]["storedCount"]
+    # The execution output is small: pointers and counts, never the data.
+    assert set(result.execution.output) == {"workflow", "executionId", "input", "stages"}
+
+
+async def test_rerunning_the_same_execution_does_not_duplicate_candidates(ceap_workflow_env, example_payload):
+    first = await ceap_workflow_env.run("realtime", example_payload, name="same-run")
+    second = await ceap_workflow_env.run("realtime", example_payload, name="same-run")
+    assert first.counts == second.counts
+    assert len(await ceap_workflow_env.candidates.query("review-solicitation")) == first.counts["Store"]["storedCount"]
+
+
+async def test_stage_failing_twice_is_retried_after_20_then_40_seconds(ceap_workflow_env, example_payload):
+    real = ceap_workflow_env.stage_handler("realtime", "Score")
+    calls = []
+
+    async def flaky(event, context):
+        calls.append(event["currentStage"])
+        if len(calls) <= 2:
+            raise ConnectionError("model endpoint unavailable")
+        return await real(event, context)
+
+    began = time.perf_counter()
+    result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": flaky})
+    assert time.perf_counter() - began < 10  # 60 s of retry waits, on the virtual clock
+    assert result.status == "SUCCEEDED"
+    t = scheduled_times(result, "Score")
+    assert [b - a for a, b in zip(t, t[1:])] == [20.0, 40.0]
+    failed = [e for e in result.execution.history.events if e.type == "TaskFailed"]
+    assert [e.details["error"] for e in failed] == ["ConnectionError", "ConnectionError"]
+
+
+async def test_stage_that_always_fails_ends_failed_with_its_error_and_leaves_failure_json(ceap_workflow_env, example_payload):
+    async def broken(event, context):
+        raise TimeoutError("the candidate store did not answer")
+
+    result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Store": broken})
+    assert result.status == "FAILED"
+    assert result.execution.error == "TimeoutError"
+    assert json.loads(result.execution.cause)["errorMessage"] == "the candidate store did not answer"
+    assert len(scheduled_times(result, "Store")) == 3  # first attempt and two retries
+    assert result.failure == {"Error": "TimeoutError", "Cause": result.execution.cause, "stage": "Store"}
+    assert list(result.outputs) == ["ETL", "Filter", "Score"]  # what did run is still pointed to
+    assert result.execution.history.types()[-11:] == [
+        "TaskFailed", "TaskStateExited",                        # Store gives up, caught
+        "PassStateEntered", "PassStateExited",                  # Store.Failed names the stage
+        "TaskStateEntered", "TaskScheduled", "TaskStarted",     # RecordFailure writes failure.json
+        "TaskSucceeded", "TaskStateExited",
+        "FailStateEntered", "ExecutionFailed",
+    ]
+
+
+async def test_permanent_error_is_not_retried(ceap_workflow_env, example_payload):
+    async def rejects(event, context):
+        raise PermanentError("model coefficients are missing for program review-solicitation")
+
+    result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": rejects})
+    assert result.status == "FAILED"
+    assert result.execution.error == "Ceap.PermanentError"
+    assert len(scheduled_times(result, "Score")) == 1
+    assert result.failure["stage"] == "Score"
+
+
+async def test_bad_source_data_fails_etl_permanently(ceap_workflow_env, example_payload, tmp_path):
+    missing = dict(example_payload, source=str(tmp_path / "gone.jsonl"))
+    result = await ceap_workflow_env.run("realtime", missing)
+    assert result.status == "FAILED" and result.execution.error == "Ceap.PermanentError"
+    assert len(scheduled_times(result, "ETL")) == 1
+    assert "gone.jsonl" in result.execution.cause

@@ -1,0 +1,68 @@
+"""The stage runtime: read previous output, validate, call, write, point."""
+
+import pytest
+
+from ceap_engine.memory import MemoryObjectStore
+from ceap_engine.ports import write_json
+from ceap_engine.stage import PermanentError
+from ceap_engine.stage_runtime import StageLoadError, invoke_stage, load_stage_function
+from ceap_engine.testing import StageTestEnvironment
+
+BUCKET = "bucket-1"
+
+
+def request(stage="Filter", previous="ETL", **extra):
+    return {"executionId": "e-1", "currentStage": stage, "previousStage": previous, "workflowBucket": BUCKET, **extra}
+
+
+async def test_missing_previous_output_is_a_permanent_error_naming_the_key():
+    with pytest.raises(PermanentError, match=r"output of the previous stage ETL is missing at s3://bucket-1/executions/e-1/ETL/output.json"):
+        await invoke_stage(request(), None, function="stages.filter:run", objects=MemoryObjectStore())
+
+
+async def test_invalid_previous_output_is_a_permanent_error_naming_the_field():
+    store = MemoryObjectStore()
+    await write_json(store, BUCKET, "executions/e-1/ETL/output.json", {"candidates": "not a list"})
+    with pytest.raises(PermanentError, match="candidates"):
+        await invoke_stage(request(), None, function="stages.filter:run", objects=store)
+    assert type(PermanentError("x")).__name__ == "Ceap.PermanentError"  # the name Retry/Catch match
+
+
+async def test_previous_output_that_is_not_json():
+    store = MemoryObjectStore()
+    await store.put(BUCKET, "executions/e-1/ETL/output.json", b"{oops")
+    with pytest.raises(PermanentError, match="is not JSON"):
+        await invoke_stage(request(), None, function="stages.filter:run", objects=store)
+
+
+async def test_bad_request_is_permanent():
+    with pytest.raises(PermanentError, match="executionId"):
+        await invoke_stage({"currentStage": "Filter"}, None, function="stages.filter:run", objects=MemoryObjectStore())
+
+
+async def test_writes_output_and_returns_pointer_with_counts(ceap_stage_env: StageTestEnvironment):
+    pointer = await ceap_stage_env.invoke("stages.filter:run", stage="Filter", previous="ETL",
+                                          previous_output={"candidates": []})
+    assert pointer == {
+        "stage": "Filter",
+        "outputKey": "executions/test-execution/Filter/output.json",
+        "counts": {"inputCount": 0, "passedCount": 0, "rejectedCount": 0, "rejectionReasons": {}},
+    }
+    written = await ceap_stage_env.output_of("Filter")
+    assert written["metrics"] == pointer["counts"]
+
+
+async def test_first_stage_validates_the_execution_input(ceap_stage_env: StageTestEnvironment):
+    with pytest.raises(PermanentError, match="dateRange"):
+        await ceap_stage_env.invoke("stages.etl:run", stage="ETL", execution_input={"programId": "p", "marketplace": "US", "source": "x"})
+
+
+def test_load_stage_function_explains_bad_paths():
+    with pytest.raises(StageLoadError, match="package.module:function"):
+        load_stage_function("nocolon")
+    with pytest.raises(StageLoadError, match="cannot import"):
+        load_stage_function("no_such_module_xyz:run")
+    with pytest.raises(StageLoadError, match="has no function"):
+        load_stage_function("stages.filter:nope")
+    fn = load_stage_function("stages.filter:run")
+    assert fn.input_model.__name__ == "FilterInput" and not fn.is_async
