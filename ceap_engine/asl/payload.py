@@ -46,6 +46,8 @@ class ValuePath:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        if not isinstance(text, str) or not text.startswith("$"):
+            raise InvalidPath(f"a path must start with '$', got {text!r}")
         if text.startswith("$$"):
             self.kind = "context"
             self.variable = None
