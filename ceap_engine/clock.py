@@ -85,6 +85,14 @@ class Activity:
         """
         return _Idle(self)
 
+    def wake(self) -> None:
+        """Count this (idle) activity as busy again, now.
+
+        A child calls it on its parent right before the child ends, so that no
+        instant passes in which neither counts as busy.
+        """
+        self._acquire()
+
     def _release(self) -> None:
         if self.busy and not self.closed:
             self.busy = False
@@ -158,15 +166,25 @@ class RealClock(_ActivityAccounting):
 
 
 class _Timer:
-    __slots__ = ("callback", "cancelled", "deadline")
+    __slots__ = ("_clock", "callback", "cancelled", "deadline")
 
-    def __init__(self, deadline: float, callback: Callable[[], None]) -> None:
+    def __init__(self, deadline: float, callback: Callable[[], None], clock: VirtualClock) -> None:
         self.deadline = deadline
-        self.callback = callback
+        self.callback: Callable[[], None] | None = callback
         self.cancelled = False
+        self._clock: VirtualClock | None = clock
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        # A cancelled timer stays in the heap until its deadline; drop the
+        # callback now so it no longer keeps the execution (its task, frame and
+        # history) alive, as asyncio's TimerHandle.cancel does.
+        self.callback = None
+        clock, self._clock = self._clock, None
+        if clock is not None:
+            clock._timer_cancelled()
 
 
 class VirtualClock(_ActivityAccounting):
@@ -187,6 +205,7 @@ class VirtualClock(_ActivityAccounting):
         self._now = float(start)
         self._busy = 0
         self._heap: list[tuple[float, int, _Timer]] = []
+        self._cancelled_in_heap = 0
         self._seq = itertools.count()
         self._advance_scheduled = False
 
@@ -203,9 +222,26 @@ class VirtualClock(_ActivityAccounting):
 
     # -- timers -------------------------------------------------------
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
-        timer = _Timer(self._now + max(0.0, delay), callback)
+        timer = _Timer(self._now + max(0.0, delay), callback, self)
         heapq.heappush(self._heap, (timer.deadline, next(self._seq), timer))
         self._maybe_schedule_advance()
+        return timer
+
+    def _timer_cancelled(self) -> None:
+        # Every execution arms timeouts it nearly always cancels; while time
+        # stands still they would pile up. Rebuild the heap once they are the
+        # majority (asyncio's own rule), so its size tracks live timers.
+        self._cancelled_in_heap += 1
+        heap = self._heap
+        if self._cancelled_in_heap > 100 and self._cancelled_in_heap * 2 > len(heap):
+            self._heap = [entry for entry in heap if not entry[2].cancelled]
+            heapq.heapify(self._heap)
+            self._cancelled_in_heap = 0
+
+    def _pop_timer(self) -> _Timer:
+        _, _, timer = heapq.heappop(self._heap)
+        if timer.cancelled:  # only cancel() marks a timer still in the heap
+            self._cancelled_in_heap -= 1
         return timer
 
     async def sleep(self, seconds: float) -> None:
@@ -261,28 +297,32 @@ class VirtualClock(_ActivityAccounting):
         self._advance_scheduled = False
         if self._busy:
             return
-        heap = self._heap
-        while heap and heap[0][2].cancelled:
-            heapq.heappop(heap)
-        if not heap:
+        while self._heap and self._heap[0][2].cancelled:
+            self._pop_timer()
+        if not self._heap:
             return
-        deadline = heap[0][0]
+        deadline = self._heap[0][0]
         if deadline > self._now:
             self._now = deadline
-        while heap and heap[0][0] <= self._now:
-            _, _, timer = heapq.heappop(heap)
-            if not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
+        while self._heap and self._heap[0][0] <= self._now:
+            self._fire(self._pop_timer())
         self._maybe_schedule_advance()
+
+    @staticmethod
+    def _fire(timer: _Timer) -> None:
+        if not timer.cancelled:
+            callback = timer.callback
+            timer.cancelled = True
+            timer.callback = None
+            timer._clock = None
+            callback()  # type: ignore[misc]
 
     def advance(self, seconds: float) -> None:
         """Move time forward by hand (tests), firing every timer that comes due."""
         target = self._now + seconds
         while self._heap and self._heap[0][0] <= target:
-            deadline, _, timer = heapq.heappop(self._heap)
+            deadline = self._heap[0][0]
+            timer = self._pop_timer()
             self._now = max(self._now, deadline)
-            if not timer.cancelled:
-                timer.cancelled = True
-                timer.callback()
+            self._fire(timer)
         self._now = target
