@@ -190,6 +190,16 @@ class Frame:
             frame = frame.parent
         raise PathNotFound(f"${name}", f"Variable '{name}' is not defined")
 
+    def lookup_variable(self, name: str, default: Any = None) -> Any:
+        """A variable's value from this scope or an enclosing one, else ``default``."""
+        frame: Frame | None = self
+        while frame is not None:
+            variables = frame.variables
+            if name in variables:
+                return variables[name]
+            frame = frame.parent
+        return default
+
     def all_variables(self) -> dict[str, Any]:
         chain: list[dict[str, Any]] = []
         frame: Frame | None = self
@@ -210,11 +220,20 @@ class Frame:
         map_name: str | None = None,
         tolerated_failures: int = 0,
         record_events: bool = True,
+        threshold_error: bool = False,
     ) -> list[Any]:
         """Run sub-programs concurrently; return their outputs in order.
 
-        The first failure beyond ``tolerated_failures`` stops the others (their
-        running state records ``<Kind>StateAborted``) and is raised.
+        The first failure beyond ``tolerated_failures`` stops the others and is
+        raised - as ``States.ExceedToleratedFailureThreshold`` when
+        ``threshold_error`` (a Distributed Map run), else as the child's own error.
+
+        previousEventId follows what AWS records: each child's first event
+        points at the event that started the children; MapIterationSucceeded/
+        Failed point at the child's last event; when a child fails the state,
+        every abort event (``<Kind>StateAborted``, ``MapIterationAborted``) and
+        the state's own Failed event point at the failing child's last event,
+        and a Task that failed the iteration is closed with ``TaskStateAborted``.
         """
         execution = self.execution
         clock = execution.clock
@@ -227,12 +246,23 @@ class Frame:
         failed_count = 0
         done_frames: list[Frame] = []
         start_last = self.last_event
-        last_iteration_end = [0]
-
+        last_iteration_end = 0
+        failed_at = 0  # the failing child's last event, once a failure stops the others
+        failed_child: list[Frame] = []
         stopped = False
+        remaining = [len(children)]
+
+        def aborted(child: Frame, index: int | None) -> None:
+            if not record_events:
+                return
+            if child.state is not None:
+                execution.history.add(f"{child.state.type}StateAborted", failed_at or child.last_event)
+            if map_name is not None:
+                execution.history.add("MapIterationAborted", failed_at or child.last_event,
+                                      {"index": index, "name": map_name})
 
         async def run_child(position: int, program: Program, value: Any, index: int | None, activity: Activity) -> None:
-            nonlocal failed_count, stopped
+            nonlocal failed_count, stopped, last_iteration_end, failed_at
             with activity:
                 if semaphore is not None:
                     with activity.idle():
@@ -251,34 +281,51 @@ class Frame:
                         else:
                             results[position] = await execution.run_detached(program, value, child)
                     except asyncio.CancelledError:
-                        self._aborted(child, map_name, index, record_events)
+                        aborted(child, index)
                         raise
                     except StatesError as err:
                         # Siblings failing at the same instant record their own failure first (as AWS does).
                         await asyncio.sleep(0)
                         if stopped:
-                            self._aborted(child, map_name, index, record_events)
+                            aborted(child, index)
                             return
                         failed_count += 1
-                        if map_name is not None:
-                            last_iteration_end[0] = execution.history.add(
-                                "MapIterationFailed", child.last_event, {"index": index, "name": map_name}
+                        end = child.last_event
+                        if map_name is not None and record_events:
+                            last_iteration_end = execution.history.add(
+                                "MapIterationFailed", end, {"index": index, "name": map_name}
                             )
-                        self.last_event = child.last_event
                         if failed_count > tolerated_failures:
                             stopped = True
+                            if record_events:
+                                failed_at = end
+                                failed_child.append(child)
+                            if threshold_error:
+                                err = StatesError(
+                                    "States.ExceedToleratedFailureThreshold",
+                                    "The specified tolerated failure threshold was exceeded",
+                                )
                             failures.append(err)
-                            raise
+                            raise err from None
+                        if record_events:
+                            self.last_event = end
                         return
-                    if map_name is not None:
-                        last_iteration_end[0] = execution.history.add(
+                    if map_name is not None and record_events:
+                        last_iteration_end = execution.history.add(
                             "MapIterationSucceeded", child.last_event, {"index": index, "name": map_name}
                         )
-                    self.last_event = child.last_event
+                    if record_events:
+                        self.last_event = child.last_event
                     done_frames.append(child)
                 finally:
                     if semaphore is not None:
                         semaphore.release()
+                    remaining[0] -= 1
+                    if stopped or remaining[0] == 0:
+                        # This child's end is what wakes the parent: make the parent busy
+                        # before this child stops counting, or virtual time could jump
+                        # ahead in between.
+                        self.activity.wake()
 
         tasks = []
         for position, (program, value, index) in enumerate(children):
@@ -288,21 +335,19 @@ class Frame:
             with self.activity.idle():
                 await _gather_fail_fast(tasks)
         except StatesError:
-            raise failures[0] if failures else StatesError("States.Runtime", "a branch failed")
-        if map_name is not None and last_iteration_end[0]:
+            if failed_child:
+                child = failed_child[0]
+                if child.state is not None and child.state.type == "Task":
+                    # The Task that failed its iteration is closed too (recorded on AWS).
+                    execution.history.add("TaskStateAborted", failed_at)
+                self.last_event = failed_at
+            raise failures[0] if failures else StatesError("States.Runtime", "a branch failed") from None
+        if map_name is not None and last_iteration_end:
             # AWS chains the Map's own closing events to the last iteration's end event.
-            self.last_event = last_iteration_end[0]
-        elif self.last_event == start_last and done_frames:
+            self.last_event = last_iteration_end
+        elif record_events and self.last_event == start_last and done_frames:
             self.last_event = done_frames[-1].last_event
         return results
-
-
-    @staticmethod
-    def _aborted(child: Frame, map_name: str | None, index: int | None, record_events: bool) -> None:
-        if child.state is not None and record_events:
-            child.event(f"{child.state.type}StateAborted")
-        if map_name is not None:
-            child.event("MapIterationAborted", {"index": index, "name": map_name})
 
 
 async def _gather_fail_fast(tasks: list[asyncio.Future]) -> None:
@@ -352,6 +397,7 @@ class Execution:
         self.region = engine.region
         self.account = engine.account
         self.role_arn = engine.role_arn
+        self.object_store = engine.object_store
         self.state_machine_arn = f"arn:aws:states:{self.region}:{self.account}:stateMachine:{state_machine_name}"
         kind = "express" if execution_type == EXPRESS else "execution"
         self.arn = f"arn:aws:states:{self.region}:{self.account}:{kind}:{state_machine_name}:{name}"
@@ -421,7 +467,7 @@ class Execution:
             assigned = frame.pending_assign
             if state.writes_exit_event:
                 details = {"name": state.name, "output": value}
-                if assigned is not None:
+                if assigned:
                     details["assignedVariables"] = assigned
                 frame.event(state.exited_type, details)
             if assigned:
@@ -543,6 +589,8 @@ class Engine:
     region: str = "us-east-1"
     account: str = "123456789012"
     role_arn: str = "arn:aws:iam::123456789012:role/ceap-local"
+    #: Where Distributed Map ItemReader/ResultWriter read and write (the local S3).
+    object_store: Any = None
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

@@ -49,9 +49,21 @@ class DataFlow:
         """A caught error's output (Catch ResultPath / Output)."""
         raise NotImplementedError
 
-    def assign(self, frame: Frame, raw: Any, result: Any, assign: Any) -> dict[str, Any] | None:
-        """Variables a state (or a catcher) assigns, or ``None``."""
-        return None
+    def compile_assign(self, source: Any) -> Any:
+        """Compile an ``Assign`` object (of the state, a Choice rule or a catcher)."""
+        raise NotImplementedError
+
+    def assign(self, frame: Frame, raw: Any, result: Any, assign: Any) -> dict[str, Any]:
+        """The variables a compiled ``Assign`` sets, from the state's input and result."""
+        raise NotImplementedError
+
+    def assign_error(self, frame: Frame, raw: Any, error_object: dict, assign: Any) -> dict[str, Any]:
+        """The variables a catcher's compiled ``Assign`` sets, from the error output."""
+        raise NotImplementedError
+
+    def filter_output(self, frame: Frame, effective: Any) -> Any:
+        """The output of a state without a result (Choice, Wait, Succeed)."""
+        raise NotImplementedError
 
 
 def _path_or_absent(state: dict, key: str) -> ValuePath | None | Any:
@@ -66,7 +78,7 @@ def _path_or_absent(state: dict, key: str) -> ValuePath | None | Any:
 class JsonPathFlow(DataFlow):
     """InputPath, Parameters, ResultSelector, ResultPath, OutputPath."""
 
-    __slots__ = ("_assign_template", "input_path", "output_path", "parameters", "result_path", "result_selector")
+    __slots__ = ("input_path", "output_path", "parameters", "result_path", "result_selector")
 
     def __init__(self, state: dict[str, Any], parameters_field: str = "Parameters") -> None:
         self.input_path = _path_or_absent(state, "InputPath")
@@ -80,7 +92,6 @@ class JsonPathFlow(DataFlow):
             self.result_path = None if rp is None else compile_reference_path(rp)
         else:
             self.result_path = ABSENT  # default "$": the result replaces the input
-        self._assign_template: Template | None = None
 
     # -- input side -------------------------------------------------------
     def effective_input(self, frame: Frame, raw: Any) -> Any:
@@ -127,16 +138,16 @@ class JsonPathFlow(DataFlow):
     def output(self, frame: Frame, raw: Any, result: Any) -> Any:
         return self.filter_output(frame, self.place(raw, self.select(frame, result)))
 
-    def assign(self, frame: Frame, raw: Any, result: Any, assign: Any) -> dict[str, Any] | None:
+    def compile_assign(self, source: Any) -> Template:
+        return compile_template(source, "Assign")
+
+    def assign(self, frame: Frame, raw: Any, result: Any, assign: Template) -> dict[str, Any]:
         # JSONPath Assign: "$" is the state's result (the effective input for
         # states without one); "$$" the context object; "$name" a variable.
-        template = self._assign_template
-        if template is None:
-            template = self._assign_template = compile_template(assign, "Assign")
-        return template.evaluate(result, frame)
+        return assign.evaluate(result, frame)
 
-    def assign_error(self, frame: Frame, raw: Any, error_object: dict, assign: Any) -> dict[str, Any] | None:
-        return compile_template(assign, "Assign").evaluate(error_object, frame)
+    def assign_error(self, frame: Frame, raw: Any, error_object: dict, assign: Template) -> dict[str, Any]:
+        return assign.evaluate(error_object, frame)
 
     def error_output(self, frame: Frame, raw: Any, catcher: Any, error_object: dict) -> Any:
         rp = catcher.result_path

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from ..retry import BackoffSchedule, Catcher, Retrier, decide, find_catcher
 from ..tasks import ResourceInfo, TaskContext, TaskFailed, parse_resource
 from .choice import compile_rule, parse_timestamp
 from .flow import ABSENT, DataFlow, JsonPathFlow
+from .jsonata_flow import is_jsonata
+from .map_io import ItemBatcher, ItemReader, write_results
 from .jsonpath import PathNotFound
 from .payload import RuntimeFailure, ValuePath, compile_dynamic, compile_template, to_json
 
@@ -35,6 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["State", "Terminal", "compile_state", "payload_too_large"]
 
 PAYLOAD_LIMIT_BYTES = 262_144
+#: Marks a numeric field whose value is a JSONata expression.
+_JSONATA_FIELD: Any = object()
 #: The longest Wait AWS accepts (2^31 - 1 seconds, about 68 years).
 MAX_WAIT_SECONDS = 2**31 - 1
 
@@ -117,7 +122,8 @@ class State:
         self.flow = flow
         self.next: str | None = raw.get("Next")
         self.end = bool(raw.get("End", False))
-        self.assign = raw.get("Assign")
+        self.assign = flow.compile_assign(raw["Assign"]) if (flow is not None and "Assign" in raw) else None
+        self.jsonata = language == "JSONata"
         self.entered_type = f"{self.type}StateEntered"
         self.exited_type = f"{self.type}StateExited"
 
@@ -248,6 +254,11 @@ class FailState(State):
         return value
 
     async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+        if self.jsonata:
+            flow = self.flow
+            error = flow.field(frame, "Error", raw) if "Error" in flow.fields else None  # type: ignore[attr-defined]
+            cause = flow.field(frame, "Cause", raw) if "Cause" in flow.fields else None  # type: ignore[attr-defined]
+            raise StatesError(error, cause)
         error = self._string(self.error_path(raw, frame), "ErrorPath") if self.error_path else self.error
         cause = self._string(self.cause_path(raw, frame), "CausePath") if self.cause_path else self.cause
         raise StatesError(error, cause)
@@ -259,22 +270,64 @@ class ChoiceState(State):
     def __init__(self, name: str, raw: dict[str, Any], language: str, flow: DataFlow) -> None:
         super().__init__(name, raw, language, flow)
         self.default = raw.get("Default")
-        self.rules = [(compile_rule(rule), rule["Next"]) for rule in raw["Choices"]] if language == "JSONPath" else []
+        # (predicate, next, the rule's own Assign, the rule's own Output)
+        self.rules: list[tuple[Any, str, Any, Any]] = []
+        for rule in raw["Choices"]:
+            assign = flow.compile_assign(rule["Assign"]) if "Assign" in rule else None
+            if self.jsonata:
+                from .jsonata_flow import JsonataTemplate
+
+                output = JsonataTemplate(rule["Output"], "Output") if "Output" in rule else None
+                self.rules.append((JsonataTemplate(rule["Condition"], "Condition"), rule["Next"], assign, output))
+            else:
+                self.rules.append((compile_rule(rule), rule["Next"], assign, None))
 
     async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         flow = self.flow
         effective = flow.effective_input(frame, raw)
-        for predicate, target in self.rules:
+        if self.jsonata:
+            return self._run_jsonata(frame, raw)
+        for predicate, target, assign, _ in self.rules:
             if predicate(effective, frame):
-                return self._leave(frame, raw, effective, target)
+                return self._leave(frame, raw, effective, target, assign)
         if self.default is None:
             raise StatesError("States.NoChoiceMatched", None)
-        return self._leave(frame, raw, effective, self.default)
+        return self._leave(frame, raw, effective, self.default, None)
 
-    def _leave(self, frame: Frame, raw: Any, effective: Any, target: str) -> tuple[Any, str | None]:
-        if self.assign is not None:
-            frame.pending_assign = self.flow.assign(frame, raw, effective, self.assign)
-        return self.flow.filter_output(frame, effective), target  # type: ignore[attr-defined]
+    def _leave(self, frame: Frame, raw: Any, effective: Any, target: str, assign: Any) -> tuple[Any, str | None]:
+        assign = assign if assign is not None else self.assign
+        if assign is not None:
+            frame.pending_assign = self.flow.assign(frame, raw, effective, assign)
+        return self.flow.filter_output(frame, effective), target
+
+    def _run_jsonata(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+        from .jsonata_flow import describe_type, query_failure
+
+        flow = self.flow
+        states = flow.states(frame, raw)  # type: ignore[attr-defined]
+        for condition, target, assign, output in self.rules:
+            value = condition.evaluate(frame, states)
+            if not isinstance(value, bool):
+                raise query_failure(
+                    frame, "Condition",
+                    f"The JSONata expression '{condition.expression_text or condition.source}' specified for the field "
+                    f"'Condition' returned an unexpected result type. Expected 'boolean', but was "
+                    f"'{describe_type(value)}' for value: {to_json(value)}",
+                )
+            if value:
+                return self._leave_jsonata(frame, raw, target, assign, output)
+        if self.default is None:
+            raise StatesError("States.NoChoiceMatched", None)
+        return self._leave_jsonata(frame, raw, self.default, None, None)
+
+    def _leave_jsonata(self, frame: Frame, raw: Any, target: str, assign: Any, output: Any) -> tuple[Any, str | None]:
+        flow = self.flow
+        assign = assign if assign is not None else self.assign
+        if assign is not None:
+            frame.pending_assign = flow.assign(frame, raw, raw, assign)
+        if output is not None:
+            return output.evaluate(frame, flow.states(frame, raw)), target  # type: ignore[attr-defined]
+        return flow.filter_output(frame, raw), target
 
 
 class WaitState(State):
@@ -288,6 +341,8 @@ class WaitState(State):
         self.timestamp_path = ValuePath(raw["TimestampPath"]) if "TimestampPath" in raw else None
 
     def wait_seconds(self, frame: Frame, effective: Any) -> float:
+        if self.jsonata:
+            return self._jsonata_seconds(frame, effective)
         if self.seconds_path is not None:
             path = self.seconds_path
             try:
@@ -322,6 +377,32 @@ class WaitState(State):
         if self.timestamp is not None:
             return self._until(frame, self.timestamp.timestamp())
         return float(self.seconds or 0)
+
+    def _jsonata_seconds(self, frame: Frame, raw: Any) -> float:
+        from .jsonata_flow import query_failure
+
+        flow = self.flow
+        if "Seconds" in flow.fields:  # type: ignore[attr-defined]
+            value = flow.field(frame, "Seconds", raw)  # type: ignore[attr-defined]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not value.is_integer()
+            ) or value < 0 or value > MAX_WAIT_SECONDS:
+                raise query_failure(
+                    frame, "Seconds",
+                    f"The Seconds field must be an integer between 0 and {MAX_WAIT_SECONDS}, but was: {to_json(value)}",
+                    after_entered=True,
+                )
+            return float(value)
+        value = flow.field(frame, "Timestamp", raw)  # type: ignore[attr-defined]
+        when = parse_timestamp(value)
+        if when is None:
+            shown = value if isinstance(value, str) else to_json(value)
+            raise query_failure(
+                frame, "Timestamp",
+                f"The Timestamp field cannot be parsed as an ISO-8601 extended offset date-time format string: {shown}",
+                after_entered=True,
+            )
+        return self._until(frame, when.timestamp())
 
     @staticmethod
     def _until(frame: Frame, epoch: float) -> float:
@@ -388,17 +469,37 @@ class TaskState(Retrying):
         self.timeout_path = ValuePath(raw["TimeoutSecondsPath"]) if "TimeoutSecondsPath" in raw else None
         self.heartbeat_seconds = raw.get("HeartbeatSeconds")
         self.heartbeat_path = ValuePath(raw["HeartbeatSecondsPath"]) if "HeartbeatSecondsPath" in raw else None
+        if self.jsonata:
+            # A JSONata expression is evaluated per attempt (see _jsonata_seconds).
+            if is_jsonata(self.timeout_seconds):
+                self.timeout_seconds = _JSONATA_FIELD
+            if is_jsonata(self.heartbeat_seconds):
+                self.heartbeat_seconds = _JSONATA_FIELD
         self.is_lambda_arn = info.kind == "lambda"
         self.is_sync = info.pattern.startswith("sync")
         self._rt = {"resource": info.resource, "resourceType": info.resource_type}
 
     def _seconds(self, frame: Frame, effective: Any, static: Any, path: ValuePath | None, field: str) -> Any:
+        if static is _JSONATA_FIELD:
+            return self._jsonata_seconds(frame, effective, field[:-4])
         if path is None:
             return static
         value = path.require(effective, frame)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise RuntimeFailure(f"The {field} value at '{path.text}' must be a positive integer, got {to_json(value)}")
         return value
+
+    def _jsonata_seconds(self, frame: Frame, raw: Any, field: str) -> int:
+        from .jsonata_flow import query_failure
+
+        value = self.flow.field(frame, field, raw)  # type: ignore[attr-defined]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()
+        ) or not 0 < value <= 99999999:
+            raise query_failure(
+                frame, field, f"The {field} field must be a positive integer, but was: {to_json(value)}", after_entered=True
+            )
+        return int(value)
 
     async def attempt(self, frame: Frame, raw: Any, effective: Any) -> tuple[Any, str | None]:
         parameters = self.flow.arguments(frame, effective)
@@ -528,11 +629,17 @@ class ParallelState(Retrying):
         results = await frame.run_children(
             [(branch, branch_input, None) for branch in self.branches], max_concurrency=0
         )
+        # AWS chains the Exited event to the same event as ParallelStateSucceeded.
+        before = frame.last_event
         frame.event("ParallelStateSucceeded")
+        frame.last_event = before
         return self.finish(frame, raw, results)
 
 
 class MapState(Retrying):
+    """Inline and Distributed Map: items from the input (or an ItemReader), an
+    ItemSelector and ItemBatcher per item, one child run per item."""
+
     type = "Map"
     failed_event = "MapStateFailed"
 
@@ -542,9 +649,16 @@ class MapState(Retrying):
         self.processor = processor
         config = (raw.get("ItemProcessor") or raw.get("Iterator") or {}).get("ProcessorConfig") or {}
         self.distributed = config.get("Mode") == "DISTRIBUTED"
+        self.label = raw.get("Label")
         self.items_path = ValuePath(raw["ItemsPath"]) if "ItemsPath" in raw else None
         selector = raw.get("ItemSelector", raw.get("Parameters", ABSENT))
-        self.item_selector = None if selector is ABSENT else compile_template(selector, "ItemSelector")
+        if self.jsonata:
+            self.item_selector: Any = flow.fields.get("ItemSelector")  # type: ignore[attr-defined]
+        else:
+            self.item_selector = None if selector is ABSENT else compile_template(selector, "ItemSelector")
+        self.item_reader = ItemReader(raw["ItemReader"], language) if "ItemReader" in raw else None
+        self.item_batcher = ItemBatcher(raw["ItemBatcher"], language) if "ItemBatcher" in raw else None
+        self.result_writer = raw.get("ResultWriter")
         self.max_concurrency = raw.get("MaxConcurrency", 0)
         self.max_concurrency_path = ValuePath(raw["MaxConcurrencyPath"]) if "MaxConcurrencyPath" in raw else None
         self.tolerated_count = raw.get("ToleratedFailureCount")
@@ -555,9 +669,31 @@ class MapState(Retrying):
         self.tolerated_percentage_path = (
             ValuePath(raw["ToleratedFailurePercentagePath"]) if "ToleratedFailurePercentagePath" in raw else None
         )
+        self.has_tolerance = any(
+            k in raw for k in ("ToleratedFailureCount", "ToleratedFailureCountPath",
+                               "ToleratedFailurePercentage", "ToleratedFailurePercentagePath")
+        )
 
-    # The Map state's own parameters, each from a literal or a path.
-    def _concurrency(self, frame: Frame, effective: Any) -> int:
+    # -- the Map state's own parameters, each from a literal, a path or an expression
+    def _jsonata_number(self, frame: Frame, raw: Any, key: str, integer: bool) -> Any:
+        from .jsonata_flow import query_failure
+
+        flow = self.flow
+        if key not in flow.fields:  # type: ignore[attr-defined]
+            return None
+        value = flow.field(frame, key, raw)  # type: ignore[attr-defined]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+            kind = "integer" if integer else "number"
+            raise query_failure(
+                frame, key,
+                f"The {key} field must evaluate to a non-negative {kind}, but was: {to_json(value)}",
+            )
+        return int(value) if integer else value
+
+    def concurrency(self, frame: Frame, effective: Any) -> int:
+        if self.jsonata:
+            value = self._jsonata_number(frame, effective, "MaxConcurrency", True)
+            return value or 0
         path = self.max_concurrency_path
         if path is None:
             return int(self.max_concurrency or 0)
@@ -570,86 +706,138 @@ class MapState(Retrying):
             raise RuntimeFailure(f"The MaxConcurrencyPath field refers to a negative value: {path.text}")
         return value
 
-    def _tolerance(self, frame: Frame, effective: Any, total: int) -> int:
+    def tolerance(self, frame: Frame, effective: Any, total: int) -> int:
         """How many failed iterations the Map tolerates (AWS: count or percentage, whichever allows more)."""
-        count = self.tolerated_count
-        if self.tolerated_count_path is not None:
-            path = self.tolerated_count_path
-            count = _as_integer(path.require(effective, frame))
-            if isinstance(count, bool) or not isinstance(count, int):
-                raise RuntimeFailure(
-                    f"The ToleratedFailureCountPath field refers to value {_quoted(count)} which is not a valid integer: {path.text}"
-                )
-        if count is not None and count < 0:
-            raise RuntimeFailure("ToleratedFailureCount cannot be negative.")
-        percentage = self.tolerated_percentage
-        if self.tolerated_percentage_path is not None:
-            path = self.tolerated_percentage_path
-            percentage = _as_number(path.require(effective, frame))
-            if isinstance(percentage, bool) or not isinstance(percentage, (int, float)):
-                raise RuntimeFailure(
-                    f"The ToleratedFailurePercentagePath field refers to value {_quoted(percentage)} which is not a valid float: {path.text}"
-                )
-        if percentage is not None and not 0 <= percentage <= 100:
-            raise RuntimeFailure("ToleratedFailurePercentage must be between 0 and 100.")
+        count, percentage = self.tolerance_settings(frame, effective)
         allowed = 0
         if count is not None:
             allowed = max(allowed, count)
         if percentage is not None:
             allowed = max(allowed, math.floor(total * percentage / 100))
-        return allowed if (count is not None or percentage is not None) else 0
+        return allowed
 
-    def items(self, frame: Frame, effective: Any) -> list[Any]:
+    def tolerance_settings(self, frame: Frame, effective: Any) -> tuple[int | None, float | None]:
+        if self.jsonata:
+            count = self._jsonata_number(frame, effective, "ToleratedFailureCount", True)
+            percentage = self._jsonata_number(frame, effective, "ToleratedFailurePercentage", False)
+        else:
+            count = self.tolerated_count
+            if self.tolerated_count_path is not None:
+                path = self.tolerated_count_path
+                count = _as_integer(path.require(effective, frame))
+                if isinstance(count, bool) or not isinstance(count, int):
+                    raise RuntimeFailure(
+                        f"The ToleratedFailureCountPath field refers to value {_quoted(count)} which is not a valid integer: {path.text}"
+                    )
+            percentage = self.tolerated_percentage
+            if self.tolerated_percentage_path is not None:
+                path = self.tolerated_percentage_path
+                percentage = _as_number(path.require(effective, frame))
+                if isinstance(percentage, bool) or not isinstance(percentage, (int, float)):
+                    raise RuntimeFailure(
+                        f"The ToleratedFailurePercentagePath field refers to value {_quoted(percentage)} which is not a valid float: {path.text}"
+                    )
+        if count is not None and count < 0:
+            raise RuntimeFailure("ToleratedFailureCount cannot be negative.")
+        if percentage is not None and not 0 <= percentage <= 100:
+            raise RuntimeFailure("ToleratedFailurePercentage must be between 0 and 100.")
+        return count, percentage
+
+    # -- items
+    def items(self, frame: Frame, raw: Any, effective: Any) -> list[Any]:
+        """The items to iterate over (before any ItemReader, ItemSelector or ItemBatcher)."""
+        if self.jsonata:
+            from .jsonata_flow import describe_type, query_failure
+
+            flow = self.flow
+            if "Items" in flow.fields:  # type: ignore[attr-defined]
+                template = flow.fields["Items"]  # type: ignore[attr-defined]
+                items = template.evaluate(frame, flow.states(frame, raw))  # type: ignore[attr-defined]
+                if not isinstance(items, list):
+                    shown = template.expression_text
+                    raise query_failure(
+                        frame, "Items",
+                        f"The JSONata expression '{shown}' specified for the field 'Items' returned an unexpected "
+                        f"result type. Expected 'array', but was '{describe_type(items)}' for value: {to_json(items)}"
+                        if shown is not None else
+                        f"The field 'Items' must be an array, but was '{describe_type(items)}' for value: {to_json(items)}",
+                    )
+                return items
+            if not isinstance(raw, list):
+                raise query_failure(frame, None, f"Map state input must be an array but was: {to_json(raw)}")
+            return raw
         if self.items_path is None:
             items = effective
         else:
-            path = self.items_path
-            items = path.require(effective, frame)
+            items = self.items_path.require(effective, frame)
         if not isinstance(items, list):
+            if self.items_path is None:
+                raise RuntimeFailure(f"Map state input must be an array but was: {to_json(items)}")
             raise RuntimeFailure(
-                f"Map state input must be an array, got {to_json(items)}"
-                if self.items_path is None
-                else f"Invalid path '{self.items_path.text}': the value {to_json(items)} is not an array"
+                f"Invalid path '{self.items_path.text}': the value {to_json(items)} is not an array"
             )
         return items
 
+    def select(self, frame: Frame, raw: Any, effective: Any, index: int, item: Any) -> Any:
+        """One item's input to its iteration (the ItemSelector, with ``$$.Map.Item``)."""
+        selector = self.item_selector
+        if selector is None:
+            return item
+        frame.map_item = (index, item)
+        frame.invalidate_context()
+        try:
+            if self.jsonata:
+                return selector.evaluate(frame, self.flow.states(frame, raw))  # type: ignore[attr-defined]
+            return selector.evaluate(effective, frame)
+        finally:
+            frame.map_item = None
+            frame.invalidate_context()
+
     async def attempt(self, frame: Frame, raw: Any, effective: Any) -> tuple[Any, str | None]:
-        items = self.items(frame, effective)
-        concurrency = self._concurrency(frame, effective)
-        children = []
-        for index, item in enumerate(items):
-            if self.item_selector is not None:
-                frame.map_item = (index, item)
-                frame.invalidate_context()
-                try:
-                    item_input = self.item_selector.evaluate(effective, frame)
-                finally:
-                    frame.map_item = None
-                    frame.invalidate_context()
-            else:
-                item_input = item
-            children.append((self.processor, item_input, index))
-        frame.event("MapStateStarted", {"length": len(items)})
-        tolerated = self._tolerance(frame, effective, len(items))
+        if self.item_reader is not None:
+            items = await self.item_reader.read(frame, raw, effective, self.flow)
+        else:
+            items = self.items(frame, raw, effective)
+        inputs = [self.select(frame, raw, effective, index, item) for index, item in enumerate(items)]
+        if self.item_batcher is not None:
+            inputs = self.item_batcher.batches(frame, raw, effective, self.flow, inputs)
+        children = [(self.processor, value, index) for index, value in enumerate(inputs)]
+        concurrency = self.concurrency(frame, effective)
+        frame.event("MapStateStarted", {"length": len(children)})
+        tolerated = self.tolerance(frame, effective, len(children))
         if self.distributed:
-            run_arn = f"{frame.execution.state_machine_arn.replace(':stateMachine:', ':mapRun:')}/{self.name}:{frame.execution.name}"
-            frame.event("MapRunStarted", {"mapRunArn": run_arn})
+            results = await self._run_distributed(frame, children, concurrency, tolerated)
+        else:
+            results = await frame.run_children(
+                children, max_concurrency=concurrency, map_name=self.name, tolerated_failures=tolerated,
+            )
+        if self.result_writer is not None:
+            results = await write_results(frame, self, results)
+        # AWS chains the Exited event to the same event as MapStateSucceeded.
+        before = frame.last_event
+        frame.event("MapStateSucceeded")
+        frame.last_event = before
+        return self.finish(frame, raw, results)
+
+    async def _run_distributed(self, frame: Frame, children: list, concurrency: int, tolerated: int) -> list[Any]:
+        execution = frame.execution
+        run_arn = (
+            f"{execution.state_machine_arn.replace(':stateMachine:', ':mapRun:')}/{self.label or self.name}:"
+            f"{uuid.UUID(int=frame.rng.getrandbits(128), version=4)}"
+        )
+        started = frame.event("MapRunStarted", {"mapRunArn": run_arn})
         try:
             results = await frame.run_children(
-                children,
-                max_concurrency=concurrency,
-                map_name=None if self.distributed else self.name,
-                tolerated_failures=tolerated,
-                record_events=not self.distributed,
+                children, max_concurrency=concurrency, tolerated_failures=tolerated, record_events=False,
+                threshold_error=True,
             )
         except StatesError:
-            if self.distributed:
-                frame.event("MapRunFailed")
+            frame.last_event = started
+            frame.event("MapRunFailed")
             raise
-        if self.distributed:
-            frame.event("MapRunSucceeded")
-        frame.event("MapStateSucceeded")
-        return self.finish(frame, raw, results)
+        frame.last_event = started
+        frame.event("MapRunSucceeded")
+        return results
 
 
 # -- compilation ---------------------------------------------------------------
@@ -700,5 +888,6 @@ def _compile_jsonpath_catch(raw: dict[str, Any], index: int) -> CatchClause:
         result_path = None if rp is None else compile_reference_path(rp)
     else:
         result_path = ABSENT
-    return CatchClause(Catcher(tuple(raw["ErrorEquals"]), raw["Next"], index), result_path, ABSENT, raw.get("Assign"))
+    assign = compile_template(raw["Assign"], "Assign") if "Assign" in raw else None
+    return CatchClause(Catcher(tuple(raw["ErrorEquals"]), raw["Next"], index), result_path, ABSENT, assign)
 
