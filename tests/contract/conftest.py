@@ -21,7 +21,8 @@ Backend fixtures may be sync or async (pytest-asyncio runs the async ones).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,30 @@ def file_object_store(tmp_path: Path) -> ObjectStore:
     return FileObjectStore(tmp_path / "objects")
 
 
-# AWS backends go here: an `s3_object_store` fixture (aiobotocore client
-# against the moto server, BUCKETS created) - then list it below.
+@pytest.fixture
+async def s3_object_store(moto_endpoint: str) -> AsyncIterator[ObjectStore]:
+    """S3 on the session's moto server, with :data:`BUCKETS` made empty for this test."""
+    from adapters.aws.objects import S3ObjectStore
+    from adapters.aws.session import AwsClients, AwsSettings
+
+    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
+        client = await aws.client("s3")
+        for bucket in BUCKETS:
+            await client.create_bucket(Bucket=bucket)
+        try:
+            yield S3ObjectStore(client)
+        finally:
+            for bucket in BUCKETS:
+                paginator = client.get_paginator("list_objects_v2")
+                async for page in paginator.paginate(Bucket=bucket):
+                    for item in page.get("Contents", ()):
+                        await client.delete_object(Bucket=bucket, Key=item["Key"])
+                await client.delete_bucket(Bucket=bucket)
 
 OBJECT_STORE_BACKENDS = [
     pytest.param("memory_object_store", id="memory"),
     pytest.param("file_object_store", id="file"),
-    # pytest.param("s3_object_store", id="s3", marks=pytest.mark.moto),
+    pytest.param("s3_object_store", id="s3", marks=pytest.mark.moto),
 ]
 
 
@@ -78,13 +96,25 @@ def sqlite_candidate_store(tmp_path: Path) -> Iterator[CandidateStore]:
         yield store
 
 
-# AWS backends go here: a `dynamodb_candidate_store` fixture (aiobotocore
-# client against the moto server, table created) - then list it below.
+@pytest.fixture
+async def dynamodb_candidate_store(moto_endpoint: str) -> AsyncIterator[CandidateStore]:
+    """DynamoDB on the session's moto server: a fresh table (the stack's schema) per test."""
+    from adapters.aws.candidates import DynamoDBCandidateStore, candidate_table_schema
+    from adapters.aws.session import AwsClients, AwsSettings
+
+    table = f"ceap-contract-{uuid.uuid4().hex[:12]}"
+    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
+        client = await aws.client("dynamodb")
+        await client.create_table(TableName=table, **candidate_table_schema())
+        try:
+            yield DynamoDBCandidateStore(client, table)
+        finally:
+            await client.delete_table(TableName=table)
 
 CANDIDATE_STORE_BACKENDS = [
     pytest.param("memory_candidate_store", id="memory"),
     pytest.param("sqlite_candidate_store", id="sqlite"),
-    # pytest.param("dynamodb_candidate_store", id="dynamodb", marks=pytest.mark.moto),
+    pytest.param("dynamodb_candidate_store", id="dynamodb", marks=pytest.mark.moto),
 ]
 
 

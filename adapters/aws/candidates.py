@@ -1,0 +1,331 @@
+"""DynamoDB as a :class:`~ceap_engine.ports.CandidateStore`.
+
+Table layout (one table per workflow, made by the stack; :func:`candidate_table_schema`)::
+
+    pk  (S, hash)   CUSTOMER#{customerId}#PROGRAM#{programId}#MARKETPLACE#{marketplace}
+    sk  (S, range)  SUBJECT#{subjectType}#{subjectId}
+    customerId, programId, marketplace, subjectType, subjectId (S)
+    score (N, absent when unscored), channels (SS, absent when none)
+    data (S)        the candidate document as JSON text (kept byte-exact; DynamoDB
+                    would turn floats into Decimals and drop empty strings in maps)
+    rank (B)        score descending, unscored last, then pk, then sk - see rank_key()
+
+Queries go to the global secondary index ``ByProgramRank`` (hash ``programId``,
+range ``rank``), so "best candidates of a program" is one ordered Query, not a
+scan and a sort. Like every GSI it is eventually consistent: on AWS a write
+shows up in queries after a short delay (usually well under a second); ``get``
+reads the table itself with ConsistentRead.
+
+Writes are BatchWriteItem calls of at most 25 items. Items that DynamoDB
+returns as UnprocessedItems (throttling) are sent again with exponential
+backoff; what is still unprocessed after ``max_attempts`` calls is reported in
+``PutResult.failed``, never dropped. Puts replace whole items, so writing the
+same batch again leaves the same table: idempotent.
+
+Example::
+
+    async with AwsClients(settings) as aws:
+        store = DynamoDBCandidateStore(await aws.client("dynamodb"), "ceap-workflow-demo-candidates")
+        result = await store.put_batch(records)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from ceap_engine.errors import InputError
+from ceap_engine.ports import CandidateRecord, PutResult, encode_candidate_data, validate_query_limit
+
+from .errors import aws_errors, error_code
+
+__all__ = ["RANK_INDEX", "DynamoDBCandidateStore", "candidate_table_schema", "rank_key"]
+
+RANK_INDEX = "ByProgramRank"
+BATCH_SIZE = 25  # BatchWriteItem's limit
+_MAX_ITEM_BYTES = 400 * 1024
+_MAX_PARTITION_KEY_BYTES = 2048
+_MAX_SORT_KEY_BYTES = 1024
+# DynamoDB numbers: magnitudes from 1E-130 to below 1E+126 (and zero).
+_MIN_NUMBER, _MAX_NUMBER = 1e-130, 1e126
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
+              "InternalServerError", "ServiceUnavailable"}
+
+Key = tuple[str, str]
+
+
+def candidate_table_schema() -> dict[str, Any]:
+    """Key schema, attributes and index of the candidates table, as CreateTable and CloudFormation take them.
+
+    >>> candidate_table_schema()["GlobalSecondaryIndexes"][0]["IndexName"]
+    'ByProgramRank'
+    """
+    return {
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "programId", "AttributeType": "S"},
+            {"AttributeName": "rank", "AttributeType": "B"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": RANK_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "programId", "KeyType": "HASH"},
+                    {"AttributeName": "rank", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+
+
+def _descending_score_bytes(score: float) -> bytes:
+    """8 bytes that sort (as unsigned bytes) from the highest score to the lowest."""
+    x = float(score) + 0.0  # -0.0 -> 0.0: equal scores must give equal bytes
+    bits = struct.unpack(">Q", struct.pack(">d", x))[0]
+    # IEEE 754 bits sort like the numbers once negatives are inverted and positives get the sign bit set.
+    ascending = bits ^ 0xFFFF_FFFF_FFFF_FFFF if bits >> 63 else bits | (1 << 63)
+    return (0xFFFF_FFFF_FFFF_FFFF - ascending).to_bytes(8, "big")
+
+
+def rank_key(score: float | None, pk: str, sk: str) -> bytes:
+    """The index sort key: best score first, unscored last, ties by (pk, sk) as the other stores order them.
+
+    >>> rank_key(0.9, "a", "b") < rank_key(0.1, "a", "b") < rank_key(None, "a", "b")
+    True
+    """
+    head = b"\x01" + bytes(8) if score is None else b"\x00" + _descending_score_bytes(score)
+    # NUL sorts below every other character, so "pk" + NUL + "sk" orders like the tuple (pk, sk).
+    return head + pk.encode("utf-8") + b"\x00" + sk.encode("utf-8")
+
+
+def _item(record: CandidateRecord, data_json: str) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": {"S": record.pk},
+        "sk": {"S": record.sk},
+        "customerId": {"S": record.customer_id},
+        "programId": {"S": record.program_id},
+        "marketplace": {"S": record.marketplace},
+        "subjectType": {"S": record.subject_type},
+        "subjectId": {"S": record.subject_id},
+        "rank": {"B": rank_key(record.score, record.pk, record.sk)},
+        "data": {"S": data_json},
+    }
+    if record.score is not None:
+        item["score"] = {"N": repr(float(record.score) + 0.0)}
+    if record.channels:
+        item["channels"] = {"SS": sorted(record.channels)}
+    return item
+
+
+def _dynamodb_limits(record: CandidateRecord, item: dict[str, Any]) -> list[str]:
+    """What about ``record`` DynamoDB would refuse (checked first, so one bad record cannot fail a batch)."""
+    problems = []
+    if len(record.pk.encode("utf-8")) > _MAX_PARTITION_KEY_BYTES:
+        problems.append(f"the key {record.pk[:60]!r}... is over DynamoDB's {_MAX_PARTITION_KEY_BYTES}-byte partition key limit")
+    if len(item["rank"]["B"]) > _MAX_SORT_KEY_BYTES or len(record.sk.encode("utf-8")) > _MAX_SORT_KEY_BYTES:
+        problems.append(
+            f"customer, program, marketplace and subject ids are too long together: the ranking key is over "
+            f"DynamoDB's {_MAX_SORT_KEY_BYTES}-byte sort key limit; shorten the ids"
+        )
+    score = record.score
+    if score is not None and score != 0 and not (_MIN_NUMBER <= abs(score) < _MAX_NUMBER):
+        problems.append(f"score {score!r} is outside DynamoDB's number range (1E-130 to 1E+126 in magnitude)")
+    size = sum(len(k) + len(json.dumps(v, default=repr)) for k, v in item.items())
+    if size > _MAX_ITEM_BYTES:
+        problems.append(f"the candidate is about {size // 1024} KiB, over DynamoDB's 400 KiB item limit; store less in data")
+    return problems
+
+
+def _record(item: dict[str, Any]) -> CandidateRecord:
+    return CandidateRecord(
+        customer_id=item["customerId"]["S"],
+        program_id=item["programId"]["S"],
+        marketplace=item["marketplace"]["S"],
+        subject_type=item["subjectType"]["S"],
+        subject_id=item["subjectId"]["S"],
+        score=float(item["score"]["N"]) if "score" in item else None,
+        channels=frozenset(item.get("channels", {}).get("SS", ())),
+        data=json.loads(item["data"]["S"]),
+    )
+
+
+def backoff_delays(attempts: int, base_seconds: float = 0.05, max_seconds: float = 2.0) -> list[float]:
+    """The waits before each resend of unprocessed items: doubling from ``base_seconds``, capped.
+
+    >>> backoff_delays(4, 0.05, 0.3)
+    [0.05, 0.1, 0.2, 0.3]
+    """
+    return [min(base_seconds * 2**n, max_seconds) for n in range(attempts)]
+
+
+class DynamoDBCandidateStore:
+    """A :class:`~ceap_engine.ports.CandidateStore` over an aiobotocore DynamoDB client.
+
+    ``sleep`` waits between resends of unprocessed items (inject a fake in
+    tests); ``max_attempts`` bounds the BatchWriteItem calls per chunk of 25.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        max_attempts: int = 8,
+        base_delay_seconds: float = 0.05,
+        max_delay_seconds: float = 2.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.max_attempts = max_attempts
+        self.delays = backoff_delays(max(max_attempts - 1, 0), base_delay_seconds, max_delay_seconds)
+        self.sleep = sleep
+
+    def _where(self) -> str:
+        return f"DynamoDB table {self.table_name}"
+
+    async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
+        order: list[tuple[Key, str | None]] = []  # every record's key, with its failure reason if refused
+        latest: dict[Key, dict[str, Any]] = {}
+        for record in records:
+            key = (record.pk, record.sk)
+            try:
+                data_json = encode_candidate_data(record)
+            except InputError as error:
+                order.append((key, "; ".join(p.message for p in error.problems)))
+                continue
+            item = _item(record, data_json)
+            problems = _dynamodb_limits(record, item)
+            if problems:
+                order.append((key, "; ".join(problems)))
+                continue
+            order.append((key, None))
+            # BatchWriteItem refuses two puts of one key in a call; the later record wins, as on every store.
+            latest.pop(key, None)
+            latest[key] = item
+
+        unwritten: dict[Key, str] = {}
+        items = list(latest.items())
+        for start in range(0, len(items), BATCH_SIZE):
+            unwritten.update(await self._write_chunk(items[start : start + BATCH_SIZE]))
+
+        stored: list[Key] = []
+        failed: list[tuple[Key, str]] = []
+        for key, reason in order:
+            reason = reason or unwritten.get(key)
+            if reason is None:
+                stored.append(key)
+            else:
+                failed.append((key, reason))
+        return PutResult(stored=tuple(stored), failed=tuple(failed))
+
+    async def _write_chunk(self, items: list[tuple[Key, dict[str, Any]]]) -> dict[Key, str]:
+        """Write up to 25 items; return the keys that could not be written, with why."""
+        by_pk_sk = {key: item for key, item in items}
+        pending = [{"PutRequest": {"Item": item}} for _, item in items]
+        for attempt in range(self.max_attempts):
+            try:
+                response = await self.client.batch_write_item(RequestItems={self.table_name: pending})
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ValidationException" and len(pending) > 1:
+                    # One item DynamoDB refuses fails the whole call: write them one by one to find it.
+                    return await self._write_one_by_one(by_pk_sk)
+                if code not in _THROTTLED:
+                    with aws_errors("DynamoDB BatchWriteItem", self._where(), storage=True):
+                        raise
+                unprocessed = pending
+            else:
+                unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
+            if not unprocessed:
+                return {}
+            pending = unprocessed
+            if attempt < len(self.delays):
+                await self.sleep(self.delays[attempt])
+        reason = (
+            f"DynamoDB left the item unprocessed {self.max_attempts} times (throttled); "
+            "write it again later or raise the table's capacity"
+        )
+        return {(p["PutRequest"]["Item"]["pk"]["S"], p["PutRequest"]["Item"]["sk"]["S"]): reason for p in pending}
+
+    async def _write_one_by_one(self, items: dict[Key, dict[str, Any]]) -> dict[Key, str]:
+        failures: dict[Key, str] = {}
+        for key, item in items.items():
+            try:
+                await self.client.put_item(TableName=self.table_name, Item=item)
+            except ClientError as exc:
+                if error_code(exc) != "ValidationException":
+                    with aws_errors("DynamoDB PutItem", self._where(), storage=True):
+                        raise
+                failures[key] = f"DynamoDB refused the item: {exc.response.get('Error', {}).get('Message', exc)}"
+        return failures
+
+    async def get(self, pk: str, sk: str) -> CandidateRecord | None:
+        with aws_errors("DynamoDB GetItem", self._where(), storage=True):
+            response = await self.client.get_item(
+                TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+            )
+        item = response.get("Item")
+        return _record(item) if item else None
+
+    async def query(
+        self,
+        program_id: str,
+        channel: str | None = None,
+        *,
+        marketplace: str | None = None,
+        limit: int | None = None,
+    ) -> list[CandidateRecord]:
+        validate_query_limit(limit)
+        names = {"#program": "programId"}
+        values: dict[str, Any] = {":program": {"S": program_id}}
+        filters = []
+        if marketplace is not None:
+            names["#marketplace"] = "marketplace"
+            values[":marketplace"] = {"S": marketplace}
+            filters.append("#marketplace = :marketplace")
+        if channel is not None:
+            names["#channels"] = "channels"
+            values[":channel"] = {"S": channel}
+            filters.append("contains(#channels, :channel)")
+        request: dict[str, Any] = {
+            "TableName": self.table_name,
+            "IndexName": RANK_INDEX,
+            "KeyConditionExpression": "#program = :program",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": True,
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        elif limit is not None:
+            # Without a filter every item read is a match, so DynamoDB may stop at the limit.
+            request["Limit"] = limit
+        matches: list[CandidateRecord] = []
+        with aws_errors("DynamoDB Query", f"{self._where()} (index {RANK_INDEX})", storage=True):
+            while True:
+                response = await self.client.query(**request)
+                for item in response.get("Items", ()):
+                    matches.append(_record(item))
+                    if limit is not None and len(matches) >= limit:
+                        return matches
+                last = response.get("LastEvaluatedKey")
+                if not last:
+                    return matches
+                request["ExclusiveStartKey"] = last
+
+    async def delete(self, pk: str, sk: str) -> None:
+        with aws_errors("DynamoDB DeleteItem", self._where(), storage=True):
+            await self.client.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})

@@ -1,0 +1,105 @@
+"""Where AWS calls go: region, profile and endpoint, and the aiobotocore clients made from them.
+
+Credentials and region come from the usual chain (environment, ``--profile``,
+``~/.aws/config``); ``endpoint_url`` (or ``AWS_ENDPOINT_URL``) points every
+client at LocalStack or a moto server instead of AWS.
+
+Example::
+
+    async with AwsClients(AwsSettings(region="eu-west-1")) as aws:
+        s3 = await aws.client("s3")
+        await s3.list_buckets()
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+
+from .errors import AwsError, aws_errors
+
+__all__ = ["AwsClients", "AwsSettings"]
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """Region, profile and endpoint of every AWS call; ``None`` means "from the usual chain"."""
+
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+    def resolved_endpoint(self) -> str | None:
+        """``endpoint_url``, else ``AWS_ENDPOINT_URL`` from the environment, else ``None`` (real AWS)."""
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+
+    def session(self) -> AioSession:
+        """The aiobotocore session of this profile (one per profile and process)."""
+        # A session caches the service models it loaded (~0.5 s of JSON per service), and
+        # holds no event loop or connection, so one per profile serves every client.
+        session = _SESSIONS.get(self.profile)
+        if session is None:
+            session = get_session()
+            if self.profile:
+                session.set_config_variable("profile", self.profile)
+            _SESSIONS[self.profile] = session
+        return session
+
+
+_SESSIONS: dict[str | None, AioSession] = {}
+
+
+class AwsClients:
+    """aiobotocore clients made on first use, closed together when the context ends."""
+
+    def __init__(self, settings: AwsSettings | None = None, *, max_attempts: int = 5) -> None:
+        self.settings = settings or AwsSettings()
+        self._session = self.settings.session()
+        self._stack = AsyncExitStack()
+        self._clients: dict[str, Any] = {}
+        # Adaptive retries absorb throttling of the control-plane calls that deploy makes in bursts.
+        self._config = AioConfig(retries={"max_attempts": max_attempts, "mode": "adaptive"})
+
+    async def __aenter__(self) -> AwsClients:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._clients.clear()
+        await self._stack.__aexit__(*exc)
+
+    @property
+    def region(self) -> str:
+        """The region the clients use (``--region``, ``AWS_REGION``, the profile's)."""
+        with aws_errors("reading the AWS configuration"):
+            region = self.settings.region or self._session.get_config_variable("region")
+        if not region:
+            raise AwsError("no AWS region configured: pass --region or set AWS_REGION", code="NoRegion")
+        return region
+
+    async def client(self, service: str) -> Any:
+        """The (one) client of ``service`` (``"s3"``, ``"dynamodb"``, ``"stepfunctions"`` ...)."""
+        found = self._clients.get(service)
+        if found is None:
+            with aws_errors(f"creating the {service} client"):
+                found = await self._stack.enter_async_context(
+                    self._session.create_client(
+                        service,
+                        region_name=self.region,
+                        endpoint_url=self.settings.resolved_endpoint(),
+                        config=self._config,
+                    )
+                )
+            self._clients[service] = found
+        return found
+
+    async def account(self) -> str:
+        """The account id of the credentials in use (STS GetCallerIdentity)."""
+        sts = await self.client("sts")
+        with aws_errors("STS GetCallerIdentity"):
+            return (await sts.get_caller_identity())["Account"]

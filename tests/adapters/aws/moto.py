@@ -1,0 +1,26 @@
+"""Helpers for tests against the session's moto server (see ``tests/conftest.py``)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from tests.conftest import MOTO_REGION
+
+
+def queue_lambda_results(endpoint: str, results: list[Any]) -> None:
+    """Queue canned Lambda responses: with ``use_docker: false`` moto's Lambda runs no code.
+
+    Each invocation (of any function) pops the next result; with none queued,
+    moto answers with the request payload itself.
+    """
+    body = {"results": [r if isinstance(r, str) else json.dumps(r) for r in results], "region": MOTO_REGION}
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/static/lambda-simple/response",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()

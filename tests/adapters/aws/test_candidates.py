@@ -1,0 +1,161 @@
+"""DynamoDBCandidateStore: what the contract suite cannot show - throttling, batching, the ranking key."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from adapters.aws.candidates import BATCH_SIZE, DynamoDBCandidateStore, backoff_delays, candidate_table_schema, rank_key
+from adapters.aws.errors import AwsStorageError
+from adapters.aws.session import AwsClients, AwsSettings
+from ceap_engine.errors import StorageError
+from ceap_engine.ports import CandidateRecord, PutResult
+
+
+def record(n: int, score: float | None = 0.5) -> CandidateRecord:
+    return CandidateRecord(f"c-{n}", "p-1", "US", "ORDER", f"o-{n}", score=score, data={"n": n})
+
+
+class ThrottlingDynamoDB:
+    """A DynamoDB client double: BatchWriteItem leaves items unprocessed as scripted."""
+
+    def __init__(self, unprocessed_per_call: list[int]) -> None:
+        self.unprocessed_per_call = list(unprocessed_per_call)
+        self.calls: list[list[str]] = []
+        self.table: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        [(table, requests)] = RequestItems.items()
+        self.calls.append([r["PutRequest"]["Item"]["pk"]["S"] for r in requests])
+        left = self.unprocessed_per_call.pop(0) if self.unprocessed_per_call else 0
+        written, unprocessed = requests[: len(requests) - left], requests[len(requests) - left :]
+        for request in written:
+            item = request["PutRequest"]["Item"]
+            self.table[(item["pk"]["S"], item["sk"]["S"])] = item
+        return {"UnprocessedItems": {table: unprocessed} if unprocessed else {}}
+
+
+class RecordingSleep:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+async def test_unprocessed_items_are_sent_again_with_doubling_waits_until_written() -> None:
+    client, sleep = ThrottlingDynamoDB([10, 4, 1]), RecordingSleep()
+    store = DynamoDBCandidateStore(client, "t", sleep=sleep, base_delay_seconds=0.05)
+    batch = [record(n) for n in range(20)]
+
+    result = await store.put_batch(batch)
+
+    assert result == PutResult(stored=tuple((r.pk, r.sk) for r in batch))
+    assert [len(call) for call in client.calls] == [20, 10, 4, 1]
+    assert sleep.waits == [0.05, 0.1, 0.2]
+    assert len(client.table) == 20
+
+
+async def test_items_still_unprocessed_after_the_last_attempt_are_reported_failed_not_dropped() -> None:
+    client, sleep = ThrottlingDynamoDB([3, 3, 3]), RecordingSleep()
+    store = DynamoDBCandidateStore(client, "t", sleep=sleep, max_attempts=3)
+    batch = [record(n) for n in range(5)]
+
+    result = await store.put_batch(batch)
+
+    assert [key for key, _ in result.failed] == [(r.pk, r.sk) for r in batch[2:]]
+    assert all("unprocessed 3 times" in reason for _, reason in result.failed)
+    assert result.stored == tuple((r.pk, r.sk) for r in batch[:2])
+    assert len(sleep.waits) == 2
+
+
+async def test_writes_go_in_calls_of_at_most_25_items() -> None:
+    client = ThrottlingDynamoDB([])
+    store = DynamoDBCandidateStore(client, "t", sleep=RecordingSleep())
+
+    await store.put_batch([record(n) for n in range(60)])
+
+    assert [len(call) for call in client.calls] == [BATCH_SIZE, BATCH_SIZE, 10]
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert backoff_delays(6, 0.05, 1.0) == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
+    assert backoff_delays(0) == []
+
+
+@pytest.mark.parametrize(
+    ("better", "worse"),
+    [
+        (7.0, 0.99),
+        (0.5, 0.25),
+        (1e-9, 0.0),
+        (0.0, -1e-9),
+        (-1.0, -2.0),
+        (-1e300, None),
+        (1e300, 1e299),
+    ],
+)
+def test_rank_key_sorts_higher_scores_first_and_unscored_last(better: float, worse: float | None) -> None:
+    assert rank_key(better, "pk", "sk") < rank_key(worse, "pk", "sk")
+
+
+def test_rank_key_breaks_ties_by_key_even_when_one_key_is_a_prefix_of_another() -> None:
+    assert rank_key(0.5, "CUSTOMER#c", "SUBJECT#z") < rank_key(0.5, "CUSTOMER#c-1", "SUBJECT#a")
+    assert rank_key(0.0, "a", "b") == rank_key(-0.0, "a", "b")
+
+
+async def test_records_dynamodb_cannot_hold_are_failed_before_any_call() -> None:
+    client = ThrottlingDynamoDB([])
+    store = DynamoDBCandidateStore(client, "t", sleep=RecordingSleep())
+    too_small = CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", score=1e-200)
+    long_ids = CandidateRecord("c" * 600, "p-1", "US", "ORDER", "o" * 600)
+    huge = CandidateRecord("c-3", "p-1", "US", "ORDER", "o-3", data={"blob": "x" * 500_000})
+
+    result = await store.put_batch([too_small, long_ids, huge, record(4)])
+
+    reasons = dict(result.failed)
+    assert "number range" in reasons[(too_small.pk, too_small.sk)]
+    assert "sort key limit" in reasons[(long_ids.pk, long_ids.sk)]
+    assert "400 KiB" in reasons[(huge.pk, huge.sk)]
+    assert result.stored == ((record(4).pk, record(4).sk),)
+
+
+@pytest.mark.moto
+async def test_a_missing_table_is_a_storage_error_that_names_it(moto_endpoint: str) -> None:
+    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
+        store = DynamoDBCandidateStore(await aws.client("dynamodb"), "no-such-table")
+
+        with pytest.raises(StorageError, match="no-such-table") as caught:
+            await store.put_batch([record(1)])
+        with pytest.raises(StorageError, match="DynamoDB Query"):
+            await store.query("p-1")
+
+    assert isinstance(caught.value, AwsStorageError)
+    assert caught.value.code == "ResourceNotFoundException"
+    assert isinstance(caught.value.__cause__, ClientError)
+
+
+@pytest.mark.moto
+async def test_a_query_with_filters_pages_through_the_index_until_the_limit(moto_endpoint: str) -> None:
+    table = f"ceap-test-{uuid.uuid4().hex[:8]}"
+    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
+        client = await aws.client("dynamodb")
+        await client.create_table(TableName=table, **candidate_table_schema())
+        try:
+            store = DynamoDBCandidateStore(client, table)
+            # ~1.2 MB of candidates: more than one 1 MB Query page.
+            batch = [
+                CandidateRecord(f"c-{n}", "p-1", "US" if n % 2 else "DE", "ORDER", f"o-{n}", score=float(n),
+                                channels=frozenset({"email"}), data={"pad": "x" * 4000})
+                for n in range(300)
+            ]
+            assert not (await store.put_batch(batch)).failed
+
+            best = await store.query("p-1", "email", marketplace="DE", limit=120)
+
+            assert [r.score for r in best] == [float(n) for n in range(298, 58, -2)]
+        finally:
+            await client.delete_table(TableName=table)
