@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from ..errors import ValidationFailed
+from ..errors import InputError, Problem, ValidationFailed
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -36,3 +39,37 @@ def emit_problems(exc: ValidationFailed, fmt: str) -> None:
     err_console.print(f"[bold red]error:[/] invalid {exc.what} ({len(exc.problems)} problem(s))")
     for p in exc.problems:
         err_console.print(f"  - {p.code}: {p.message} [dim]at {p.path or '/'}[/]")
+
+
+def read_json_file(path: Path, what: str, code: str = "INVALID_JSON") -> Any:
+    """A JSON file's content; a missing, unreadable or malformed file is an :class:`InputError` saying which."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError([Problem("/", f"{what} file not found: {path}")], what) from None
+    except OSError as exc:
+        raise InputError([Problem("/", f"cannot read {path}: {exc.strerror}")], what) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            [Problem("/", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", code)], what
+        ) from None
+
+
+async def await_interruptibly(execution: Any) -> Any:
+    """Wait for a started execution; Ctrl-C stops it as ABORTED (with its ExecutionAborted event)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, execution.stop)
+    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix event loops
+        pass
+    try:
+        return await asyncio.shield(execution.task)
+    except asyncio.CancelledError:
+        return execution.result()
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover
+            pass

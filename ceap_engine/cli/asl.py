@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import signal
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -19,7 +18,16 @@ from ..errors import CeapError, InputError, Problem, ValidationFailed
 from ..interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
 from ..mocks import MockConfig
 from ..tasks import LambdaFunctions, TaskRunners
-from ._output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, console, emit_problems, print_json
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    await_interruptibly,
+    console,
+    emit_problems,
+    print_json,
+    read_json_file,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Validate and run Amazon States Language definitions locally.")
 
@@ -40,19 +48,7 @@ class WorkflowType(str, Enum):
 
 
 def read_definition(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError([Problem("/", f"definition file not found: {path}")], "definition") from None
-    except OSError as exc:
-        raise InputError([Problem("/", f"cannot read {path}: {exc.strerror}")], "definition") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            [Problem("/", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "INVALID_JSON_DESCRIPTION")],
-            "definition",
-        ) from None
+    return read_json_file(path, "definition", "INVALID_JSON_DESCRIPTION")
 
 
 def read_input(value: str | None) -> tuple[Any, str | None]:
@@ -96,25 +92,6 @@ def load_function(spec: str) -> tuple[str, Any]:
         return name, getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise InputError([Problem("/function", f"cannot load handler {target!r}: {exc}")]) from None
-
-
-async def run_with_interrupt(engine: Engine, coro_factory: Any) -> ExecutionResult:
-    """Start an execution; Ctrl-C stops it as ABORTED (with an ExecutionAborted event)."""
-    execution = coro_factory()
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, execution.stop)
-    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-        pass
-    try:
-        return await asyncio.shield(execution.task)
-    except asyncio.CancelledError:
-        return execution.result()
-    finally:
-        try:
-            loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover
-            pass
 
 
 def print_result(result: ExecutionResult, fmt: OutputFormat, show_events: bool = True) -> None:
@@ -202,13 +179,10 @@ def run(
         execution_type = EXPRESS if type is WorkflowType.express else STANDARD
 
         async def main() -> ExecutionResult:
-            return await run_with_interrupt(
-                engine,
-                lambda: engine.start(
-                    machine, value, name=name, state_machine_name=sm_name, execution_type=execution_type,
-                    input_text=text, mocks=mocks,
-                ),
-            )
+            return await await_interruptibly(engine.start(
+                machine, value, name=name, state_machine_name=sm_name, execution_type=execution_type,
+                input_text=text, mocks=mocks,
+            ))
 
         result = asyncio.run(main())
     except ValidationFailed as exc:

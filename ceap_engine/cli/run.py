@@ -8,8 +8,6 @@ The composition root of a local run: the embedded backends of
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +20,17 @@ from ..pipeline import LocalPipeline, PipelineResult, StageProgress, failure_key
 from ..stage_runtime import describe_errors, load_stage_function
 from ..workflow import BUILTIN, WorkflowSpec, builtin
 from ..workflow.builder import express_duration_warnings
-from ._output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, console, emit_problems, err_console, print_json
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    await_interruptibly,
+    console,
+    emit_problems,
+    err_console,
+    print_json,
+    read_json_file,
+)
 from .asl import ClockKind, OutputFormat
 
 __all__ = ["event", "run"]
@@ -39,17 +47,8 @@ class Target(str, Enum):
 
 
 def read_payload(path: Path) -> dict[str, Any]:
-    """The payload as JSON; relative ``source`` paths become absolute (relative to the payload's folder)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError([Problem("/", f"payload file not found: {path}")], "payload") from None
-    except OSError as exc:
-        raise InputError([Problem("/", f"cannot read {path}: {exc.strerror}")], "payload") from None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError([Problem("/", f"{path} is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")], "payload") from None
+    """The payload file's JSON object."""
+    payload = read_json_file(path, "payload")
     if not isinstance(payload, dict):
         raise InputError([Problem("/", "the payload must be a JSON object with programId, marketplace, dateRange and source")], "payload")
     return payload
@@ -234,22 +233,7 @@ def _glue_runners(spec: WorkflowSpec, store: Path) -> dict[str, Any]:
 
 
 async def _run_interruptible(pipeline: LocalPipeline, payload: dict[str, Any], name: str | None) -> PipelineResult:
-    execution = pipeline.start(payload, name=name)
-    loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, execution.stop)
-    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-        pass
-    try:
-        finished = await asyncio.shield(execution.task)
-    except asyncio.CancelledError:
-        finished = execution.result()
-    finally:
-        try:
-            loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover
-            pass
-    return await pipeline.collect(finished)
+    return await pipeline.collect(await await_interruptibly(pipeline.start(payload, name=name)))
 
 
 def event(
