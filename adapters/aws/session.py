@@ -63,7 +63,12 @@ class AwsClients:
         self._stack = AsyncExitStack()
         self._clients: dict[str, Any] = {}
         # Adaptive retries absorb throttling of the control-plane calls that deploy makes in bursts.
-        self._config = AioConfig(retries={"max_attempts": max_attempts, "mode": "adaptive"})
+        # Against a custom endpoint no host prefix may be added: StartSyncExecution would otherwise
+        # go to http://sync-127.0.0.1:4566, which does not resolve.
+        self._config = AioConfig(
+            retries={"max_attempts": max_attempts, "mode": "adaptive"},
+            inject_host_prefix=self.settings.resolved_endpoint() is None,
+        )
 
     async def __aenter__(self) -> AwsClients:
         await self._stack.__aenter__()
