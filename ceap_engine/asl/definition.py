@@ -26,7 +26,7 @@ from .jsonpath import InvalidPath, compile_path, compile_reference_path
 from .payload import ValuePath, template_problems
 from .states import State, compile_state
 
-__all__ = ["Program", "StateMachine", "load_definition", "validate_definition"]
+__all__ = ["Program", "StateMachine", "compile_definition", "load_definition", "validate_definition"]
 
 STATE_TYPES = ("Task", "Wait", "Pass", "Succeed", "Fail", "Choice", "Parallel", "Map")
 LANGUAGES = ("JSONPath", "JSONata")
@@ -135,8 +135,10 @@ class StateMachine(Program):
 
 
 class _Checker:
-    def __init__(self) -> None:
+    def __init__(self, transitions: bool = True) -> None:
         self.problems: list[Problem] = []
+        #: Check Next/End, transition targets and reachability (off for one state tested alone).
+        self.transitions = transitions
 
     def add(self, path: str, message: str, code: str = "SCHEMA_VALIDATION_FAILED") -> None:
         self.problems.append(Problem(path, message, code))
@@ -163,6 +165,9 @@ class _Checker:
             self.add(at, f"The value for the field '{field_name}' must be a STRING that contains a JSONPath")
             return
         try:
+            if variables and value.startswith("$$"):
+                compile_reference_path(value[1:])  # the context object: "$$.Execution.Input"
+                return
             if variables and len(value) > 1 and value[1] not in ".[$":
                 # "$name.field": a variable (every reference path but ResultPath may read one)
                 name_end = next((i for i, ch in enumerate(value) if ch in ".[" and i > 0), len(value))
@@ -250,7 +255,7 @@ class _Checker:
             self.add(f"{at}/StartAt", f"Missing 'StartAt' target: {start}", "MISSING_TRANSITION_TARGET")
         for name, state in states.items():
             self.state(name, state, f"{at}/States/{name}", language, states)
-        if isinstance(start, str) and start in states:
+        if isinstance(start, str) and start in states and self.transitions:
             self.graph(start, states, at)
 
     def graph(self, start: str, states: dict[str, Any], at: str) -> None:
@@ -308,7 +313,7 @@ class _Checker:
             has_next, has_end = "Next" in s, "End" in s
             if has_next and has_end:
                 self.add(at, "The fields 'Next' and 'End' are mutually exclusive")
-            elif not has_next and not has_end:
+            elif not has_next and not has_end and self.transitions:
                 self.add(at, "A state of type '%s' needs either 'Next' or \"End\": true" % kind)
             if has_end and s["End"] is not True:
                 self.add(f"{at}/End", "The field 'End' must be true when present")
@@ -338,6 +343,8 @@ class _Checker:
             self.retry_catch(s, at, language, siblings)
 
     def target(self, value: Any, at: str, siblings: dict[str, Any], field_name: str) -> None:
+        if not self.transitions and isinstance(value, str):
+            return
         if not isinstance(value, str):
             self.add(at, f"The field '{field_name}' must be a STRING naming a state")
         elif value not in siblings:
@@ -559,7 +566,7 @@ def _is_terminal(state: dict[str, Any]) -> bool:
     return isinstance(state, dict) and (state.get("End") is True or state.get("Type") in ("Succeed", "Fail"))
 
 
-def validate_definition(definition: Any) -> list[Problem]:
+def validate_definition(definition: Any, *, transitions: bool = True) -> list[Problem]:
     """Every problem of an ASL definition (a dict or JSON text), each with its JSON pointer.
 
     >>> [str(p) for p in validate_definition({"StartAt": "A", "States": {"A": {"Type": "Pass"}}})]
@@ -570,7 +577,7 @@ def validate_definition(definition: Any) -> list[Problem]:
             definition = json.loads(definition)
         except json.JSONDecodeError as exc:
             return [Problem("/", f"The definition is not valid JSON: {exc}", "INVALID_JSON_DESCRIPTION")]
-    checker = _Checker()
+    checker = _Checker(transitions)
     checker.machine(definition, "", definition.get("QueryLanguage", "JSONPath") if isinstance(definition, dict) else "JSONPath", True)
     return checker.problems
 
@@ -582,6 +589,12 @@ def _compile_program(machine: dict[str, Any], parent_language: str) -> Program:
         for name, raw in machine["States"].items()
     }
     return Program(machine["StartAt"], states, language)
+
+
+def compile_definition(definition: dict[str, Any]) -> StateMachine:
+    """Compile a definition the caller has validated (``validate_definition``) into a StateMachine."""
+    program = _compile_program(definition, "JSONPath")
+    return StateMachine(program.start_at, program.states, program.language, definition, definition.get("TimeoutSeconds"))
 
 
 def load_definition(definition: Any) -> StateMachine:

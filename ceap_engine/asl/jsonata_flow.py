@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "QUERY_EVALUATION_ERROR",
     "JsonataExpression",
+    "QueryEvaluationFailure",
     "JsonataFlow",
     "JsonataTemplate",
     "compile_jsonata",
@@ -335,6 +336,15 @@ class _FieldFailure(Exception):
         self.message = message
 
 
+class QueryEvaluationFailure(StatesError):
+    """``States.QueryEvaluationError``; ``message`` is the cause without the state prefix."""
+
+    def __init__(self, cause: str, message: str, location: str | None) -> None:
+        super().__init__(QUERY_EVALUATION_ERROR, cause)
+        self.message = message
+        self.location = location
+
+
 def query_failure(frame: Frame, location: str | None, message: str, *, after_entered: bool = False) -> StatesError:
     """Record AWS's ``EvaluationFailed`` event and return the error that fails the state.
 
@@ -354,7 +364,7 @@ def query_failure(frame: Frame, location: str | None, message: str, *, after_ent
     else:
         previous = history.events[frame.entered_event - 1].previous_event_id
         frame.last_event = history.add("EvaluationFailed", previous, details)
-    return StatesError(QUERY_EVALUATION_ERROR, cause)
+    return QueryEvaluationFailure(cause, message, location)
 
 
 def _template(raw: dict[str, Any], key: str) -> JsonataTemplate | None:

@@ -771,11 +771,10 @@ class MapState(Retrying):
         else:
             items = self.items_path.require(effective, frame)
         if not isinstance(items, list):
-            if self.items_path is None:
-                raise RuntimeFailure(f"Map state input must be an array but was: {to_json(items)}")
-            raise RuntimeFailure(
-                f"Invalid path '{self.items_path.text}': the value {to_json(items)} is not an array"
-            )
+            # AWS names the path without the context object's extra "$" ("$$.x" -> "$.x").
+            text = self.items_path.text if self.items_path is not None else "$"
+            shown = text[1:] if text.startswith("$$") else text
+            raise RuntimeFailure(f'Reference path "{shown}" must point to array.')
         return items
 
     def select(self, frame: Frame, raw: Any, effective: Any, index: int, item: Any) -> Any:
