@@ -1,0 +1,146 @@
+import types
+
+import pytest
+
+from benchmarks.measure import REQUIRED_KEYS
+from benchmarks.scenarios import (
+    BenchmarkFailed,
+    Scenario,
+    _runners,
+    flaky_stage,
+    glue_job,
+    noop_stage,
+    normalise_row,
+    plan,
+    realtime_machine,
+    run_scenario,
+    stage_seconds,
+    state_transitions,
+)
+from ceap_engine.clock import VirtualClock
+from ceap_engine.interpreter import EXPRESS, Engine
+from ceap_engine.tasks import TaskFailed
+
+ISSUE_NAMES = [
+    "bound", "ceap-realtime-c1", "ceap-realtime-c1000", "moto-5pass", "ceap-5pass",
+    "scaling-1k", "scaling-10k", "scaling-100k", "retry-heavy", "e2e-1k", "e2e-10k", "e2e-100k",
+]
+
+
+def test_the_full_plan_has_every_scenario_the_issue_names_in_order():
+    full = plan("full", glue_job=False)
+    assert [s.name for s in full] == ISSUE_NAMES
+    by_name = {s.name: s for s in full}
+    assert by_name["ceap-realtime-c1000"].concurrency == 1000
+    assert by_name["moto-5pass"].executions == by_name["ceap-5pass"].executions
+    assert [by_name[f"scaling-{k}"].executions for k in ("1k", "10k", "100k")] == [1_000, 10_000, 100_000]
+    assert by_name["retry-heavy"].executions == 10_000
+    assert [by_name[f"e2e-{k}"].records for k in ("1k", "10k", "100k")] == [1_000, 10_000, 100_000]
+
+
+def test_quick_and_smoke_plans_are_smaller_and_the_glue_job_joins_when_asked():
+    full = {s.name: s for s in plan("full", glue_job=False)}
+    for mode in ("quick", "smoke"):
+        for s in plan(mode, glue_job=False):
+            if s.name in full:
+                assert s.executions <= full[s.name].executions and s.records <= full[s.name].records
+    assert plan("quick", glue_job=True)[-1] == Scenario("glue-job", "glue-job")
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="full, quick or smoke"):
+        plan("fast")
+
+
+async def _one_realtime(stage):
+    engine = Engine(clock=VirtualClock(start=0), runners=_runners(stage))
+    return await engine.execute(realtime_machine(), {"programId": "p"}, execution_type=EXPRESS)
+
+
+async def test_a_realtime_execution_is_six_transitions_and_each_retry_adds_one():
+    plain = await _one_realtime(noop_stage)
+    flaky = await _one_realtime(flaky_stage)
+
+    assert plain.status == flaky.status == "SUCCEEDED"
+    assert state_transitions(plain.history) == 6  # five stages and the Summary
+    assert state_transitions(flaky.history) == 11  # and one retry per stage
+    assert flaky.history.types().count("TaskFailed") == 5
+
+
+def _check_row(row, name, executions):
+    assert list(row)[: len(REQUIRED_KEYS)] == list(REQUIRED_KEYS)
+    assert row["name"] == name and row["executions"] == executions
+    assert row["executions_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+    assert "error" not in row["details"]
+
+
+def test_bound_realtime_five_pass_and_scaling_rows_count_their_transitions():
+    cases = [
+        (Scenario("bound", "bound", 30, 5), 5),
+        (Scenario("ceap-realtime-c5", "ceap-realtime", 30, 5), 6),
+        (Scenario("ceap-5pass", "five-pass-ceap", 30, 5), 5),
+        (Scenario("scaling-30", "scaling", 30, 5), 6),
+    ]
+    for scenario, per_execution in cases:
+        [row] = run_scenario(scenario, mode="smoke")
+        _check_row(row, scenario.name, 30)
+        assert row["details"]["transitions"] == per_execution * 30
+
+
+def test_scaling_keeps_no_history_unless_asked():
+    scenario = Scenario("scaling-20", "scaling", 20, 5)
+    assert run_scenario(scenario, mode="smoke")[0]["details"]["kept_histories"] is False
+    assert run_scenario(scenario, mode="smoke", keep_histories=True)[0]["details"]["kept_histories"] is True
+
+
+def test_retry_heavy_waits_in_virtual_time_only():
+    [row] = run_scenario(Scenario("retry-heavy", "retry-heavy", 20, 5), mode="smoke")
+    _check_row(row, "retry-heavy", 20)
+    assert row["details"]["transitions"] == 11 * 20
+    assert row["details"]["virtual_s"] >= 5 * 20  # five 20 s retry intervals, none of them waited for
+    assert row["details"]["wall_s"] < row["details"]["virtual_s"]
+
+
+def test_a_scenario_whose_executions_fail_reports_no_number():
+    async def broken(resource, parameters, context):
+        raise TaskFailed("Ceap.PermanentError", "always")
+
+    import asyncio
+
+    from benchmarks.scenarios import PAYLOAD, _run_on_engine
+
+    with pytest.raises(BenchmarkFailed, match="FAILED: Ceap.PermanentError"):
+        asyncio.run(_run_on_engine(Scenario("x", "ceap-realtime", 5, 2), realtime_machine(), _runners(broken),
+                                   execution_type=EXPRESS, clock=VirtualClock(start=0), payload=PAYLOAD))
+
+
+def test_stage_seconds_pairs_entered_and_exited_events_by_state_name():
+    events = [
+        {"type": "ExecutionStarted", "timestamp": "2025-01-01T00:00:00.000Z"},
+        {"type": "TaskStateEntered", "timestamp": "2025-01-01T00:00:00.000Z", "stateEnteredEventDetails": {"name": "ETL"}},
+        {"type": "TaskScheduled", "timestamp": "2025-01-01T00:00:00.100Z"},
+        {"type": "TaskStateExited", "timestamp": "2025-01-01T00:00:01.500Z", "stateExitedEventDetails": {"name": "ETL"}},
+        {"type": "PassStateEntered", "timestamp": 100.0, "stateEnteredEventDetails": {"name": "Summary"}},
+        {"type": "PassStateExited", "timestamp": 100.25, "stateExitedEventDetails": {"name": "Summary"}},
+    ]
+    assert stage_seconds(events) == {"ETL": 1.5, "Summary": 0.25}
+
+
+def test_a_row_from_elsewhere_gets_every_required_key_and_keeps_the_rest_in_details():
+    row = normalise_row({"name": "glue-cold", "wall_s": 12.5, "details": {"rows": 3}}, default_name="glue-job")
+    assert list(row)[: len(REQUIRED_KEYS)] == list(REQUIRED_KEYS)
+    assert row["name"] == "glue-cold" and row["executions_per_s"] is None and row["peak_rss_mib"] > 0
+    assert row["details"] == {"rows": 3, "wall_s": 12.5}
+
+
+def test_the_glue_job_hook_takes_rows_from_run_and_names_its_contract_when_missing():
+    seen = []
+
+    def run(mode):
+        seen.append(mode)
+        return {"executions": 1, "executions_per_s": 0.1}
+
+    [row] = glue_job(Scenario("glue-job", "glue-job"), "quick", module=types.SimpleNamespace(run=run))
+    assert seen == ["quick"] and row["name"] == "glue-job" and row["executions_per_s"] == 0.1
+    with pytest.raises(BenchmarkFailed, match=r"run\(mode: str\) -> list\[dict\]"):
+        glue_job(Scenario("glue-job", "glue-job"), "quick", module=types.SimpleNamespace())
