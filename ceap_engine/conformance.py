@@ -34,7 +34,22 @@ from .errors import CeapError
 from .interpreter import Engine, ExecutionResult
 from .tasks import LambdaFunctions, TaskRunners
 
-__all__ = ["Case", "CaseReport", "compare", "load_cases", "run_case", "values_match"]
+__all__ = [
+    "Case",
+    "CaseReport",
+    "ConformanceReport",
+    "TestStateCase",
+    "TestStateReport",
+    "compare",
+    "compare_test_state",
+    "load_cases",
+    "load_test_state_cases",
+    "replay",
+    "replay_test_state",
+    "run_case",
+    "run_conformance",
+    "values_match",
+]
 
 #: Start of the virtual clock for replays (any fixed instant keeps runs repeatable).
 REPLAY_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -496,3 +511,88 @@ async def replay_test_state(cases: Iterable[TestStateCase], *, models: Any = Non
         diff = compare_test_state(case.expected, answer)
         reports.append(TestStateReport(case, diff is None, diff))
     return reports
+
+
+# -- the report ------------------------------------------------------------------------
+
+#: The category that gathers every case tagged Retry or Catch (the error-handling target).
+ERROR_HANDLING = "error handling"
+
+
+@dataclass
+class ConformanceReport:
+    """Results of a corpus run; :meth:`to_json` is ``ceap asl conformance --format json``."""
+
+    cases: list[CaseReport]
+    not_applicable: list[tuple[Case, str]]
+    test_state: list[TestStateReport]
+
+    def _levels(self, reports: Iterable[CaseReport]) -> dict[str, dict[str, int]]:
+        reports = list(reports)
+        return {lvl: {"passed": sum(r.levels[lvl] for r in reports), "applicable": len(reports)} for lvl in LEVELS}
+
+    def categories(self) -> dict[str, list[CaseReport]]:
+        groups: dict[str, list[CaseReport]] = {}
+        for r in self.cases:
+            groups.setdefault(r.case.category, []).append(r)
+        groups = dict(sorted(groups.items()))
+        groups[ERROR_HANDLING] = [r for r in self.cases if r.case.error_handling]
+        return groups
+
+    def to_json(self) -> dict[str, Any]:
+        failures = [
+            {"id": r.case.id, "level": lvl, "diff": r.diffs[lvl]}
+            for r in self.cases for lvl in LEVELS if not r.levels[lvl]
+        ]
+        return {
+            "levels": self._levels(self.cases),
+            "categories": {name: self._levels(group) for name, group in self.categories().items()},
+            "not_applicable": [{"id": case.id, "reason": reason} for case, reason in self.not_applicable],
+            "failures": failures,
+            "test_state": {
+                "passed": sum(r.passed for r in self.test_state),
+                "applicable": len(self.test_state),
+                "failures": [{"id": r.case.id, "diff": r.diff} for r in self.test_state if not r.passed],
+            },
+        }
+
+    def to_text(self) -> str:
+        """A table per category and in total, then the cases that are not applicable and the failures."""
+        data = self.to_json()
+        lines = [f"{'category':<24}{'outcome':>12}{'event types':>14}{'event details':>16}"]
+
+        def row(name: str, levels: dict[str, dict[str, int]]) -> str:
+            cells = [f"{levels[lvl]['passed']}/{levels[lvl]['applicable']}" for lvl in LEVELS]
+            return f"{name:<24}{cells[0]:>12}{cells[1]:>14}{cells[2]:>16}"
+
+        for name, levels in data["categories"].items():
+            lines.append(row(name, levels))
+        lines.append(row("total", data["levels"]))
+        ts = data["test_state"]
+        lines.append(f"{'TestState':<24}{ts['passed']}/{ts['applicable']:<}")
+        if data["not_applicable"]:
+            lines.append("")
+            lines.append(f"not applicable ({len(data['not_applicable'])}):")
+            lines.extend(f"  {item['id']}: {item['reason']}" for item in data["not_applicable"])
+        if data["failures"] or ts["failures"]:
+            lines.append("")
+            lines.append("failures:")
+            lines.extend(f"  [{item['level']}] {item['id']}: {item['diff']}" for item in data["failures"])
+            lines.extend(f"  [test_state] {item['id']}: {item['diff']}" for item in ts["failures"])
+        return "\n".join(lines)
+
+
+async def run_conformance(root: Path | str, *, models: Any = None, timeout: float = 20.0) -> ConformanceReport:
+    """Replay every case of a corpus (``cases/`` and ``test_state/``) and compare with AWS.
+
+    Example::
+
+        report = asyncio.run(run_conformance("tests/conformance/data"))
+        report.to_json()["levels"]["outcome"]   # {"passed": ..., "applicable": ...}
+    """
+    cases = load_cases(root)
+    applicable = [c for c in cases if c.needs_recorded_day is None]
+    not_applicable = [(c, c.needs_recorded_day) for c in cases if c.needs_recorded_day is not None]
+    reports = await replay(applicable, timeout=timeout)
+    test_state = await replay_test_state(load_test_state_cases(root), models=models)
+    return ConformanceReport(reports, not_applicable, test_state)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from ._output import (
     await_interruptibly,
     console,
     emit_problems,
+    err_console,
     print_json,
     read_json_file,
 )
@@ -193,3 +194,127 @@ def run(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     print_result(result, format)
     raise typer.Exit(EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED)
+
+
+@app.command("conformance")
+def conformance(
+    corpus: Annotated[Path, typer.Argument(help="Corpus root: cases/<category>/*.json and test_state/*.json")],
+    format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+) -> None:
+    """Replay executions and TestState calls recorded on AWS and compare at three levels.
+
+    Levels, counted independently: outcome (status + output or error/cause),
+    event types (the history's type sequence), event details (ids, previous
+    ids, every details object). Exit code 0 whenever a report was produced,
+    2 when DIR holds no corpus.
+    """
+    from ..conformance import run_conformance
+    from ..test_state import ServiceModels
+
+    if not (corpus / "cases").is_dir() and not (corpus / "test_state").is_dir():
+        emit_problems(ValidationFailed([Problem(
+            "/", f"{corpus} is not a conformance corpus: expected cases/<category>/*.json and/or test_state/*.json "
+                 "(for example tests/conformance/data)", "NOT_A_CORPUS")], "corpus"), format.value)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    report = asyncio.run(run_conformance(corpus, models=ServiceModels.from_botocore()))
+    if format is OutputFormat.json:
+        print_json(report.to_json())
+    else:
+        console.print(report.to_text(), highlight=False, markup=False)
+    raise typer.Exit(EXIT_OK)
+
+
+def _json_option(value: str | None, option: str) -> Any:
+    """A JSON option: a file path or JSON text; None when not given."""
+    if value is None:
+        return None
+    parsed, _ = read_input(value)
+    return parsed
+
+
+@app.command("test-state")
+def test_state(
+    definition: Annotated[Path | None, typer.Argument(help="A state or state machine definition (JSON file); or use --request")] = None,
+    request: Annotated[Path | None, typer.Option("--request", help="A TestState API request (JSON file), as sent to AWS")] = None,
+    state: Annotated[str | None, typer.Option("--state", help="The state to test when DEFINITION is a whole state machine")] = None,
+    input: Annotated[str | None, typer.Option("--input", help="State input: a JSON file or JSON text. Default {}.")] = None,
+    inspection_level: Annotated[str, typer.Option("--inspection-level", help="INFO, DEBUG or TRACE")] = "DEBUG",
+    mock_result: Annotated[str | None, typer.Option("--mock-result", help="Mocked Task/Map/Parallel result (JSON)")] = None,
+    mock_error: Annotated[str | None, typer.Option("--mock-error", help="Mocked error name (with --mock-cause)")] = None,
+    mock_cause: Annotated[str | None, typer.Option("--mock-cause", help="Mocked error cause")] = None,
+    field_validation: Annotated[str | None, typer.Option("--field-validation", help="STRICT, PRESENT or NONE")] = None,
+    variables: Annotated[str | None, typer.Option("--variables", help="Variables in scope (JSON object)")] = None,
+    context: Annotated[str | None, typer.Option("--context", help="Context object to use (JSON object)")] = None,
+    retry_count: Annotated[int | None, typer.Option("--retrier-retry-count", help="Retries already made")] = None,
+    role_arn: Annotated[str | None, typer.Option("--role-arn", help="Role ARN (needed for an unmocked Task)")] = None,
+    function: Annotated[list[str] | None, typer.Option("--function", help="Register a Lambda function: NAME=module:handler (repeatable)")] = None,
+    format: Annotated[OutputFormat, typer.Option("--format", help="json (the API's answer) or text")] = OutputFormat.json,
+) -> None:
+    """Test one state as the AWS TestState API does, locally.
+
+    Exit codes: 0 SUCCEEDED, 1 FAILED, RETRIABLE or CAUGHT_ERROR, 2 a request
+    AWS would refuse (ValidationException/InvalidDefinition) or bad arguments.
+    """
+    from ..test_state import ServiceModels, TestStateRejected, TestStateRequest, run_test_state
+
+    try:
+        if request is not None:
+            if definition is not None or state is not None or mock_result is not None or mock_error is not None:
+                raise InputError([Problem("/request", "--request holds the whole request: give no DEFINITION, "
+                                                      "--state or --mock-* with it")], "arguments")
+            api_request = read_json_file(request, "TestState request")
+        else:
+            if definition is None:
+                raise InputError([Problem("/definition", "give a DEFINITION file or --request REQUEST.json")], "arguments")
+            api_request = {"definition": read_definition(definition), "inspectionLevel": inspection_level.upper()}
+            if state is not None:
+                api_request["stateName"] = state
+            if input is not None:
+                api_request["input"], _ = read_input(input)
+            mock: dict[str, Any] = {}
+            if mock_result is not None:
+                mock["result"] = json.dumps(_json_option(mock_result, "--mock-result"))
+            if mock_error is not None or mock_cause is not None:
+                mock["errorOutput"] = {"error": mock_error or "States.TaskFailed", "cause": mock_cause or ""}
+            if field_validation is not None:
+                mock["fieldValidationMode"] = field_validation.upper()
+            if mock:
+                api_request["mock"] = mock
+            if variables is not None:
+                api_request["variables"] = _json_option(variables, "--variables")
+            if context is not None:
+                api_request["context"] = _json_option(context, "--context")
+            if retry_count is not None:
+                api_request["stateConfiguration"] = {"retrierRetryCount": retry_count}
+            if role_arn is not None:
+                api_request["roleArn"] = role_arn
+        runners = TaskRunners()
+        functions = runners.register_lambda(LambdaFunctions())
+        for spec in function or []:
+            fn_name, handler = load_function(spec)
+            functions.register(fn_name, handler)
+        parsed = TestStateRequest.from_api(api_request)
+        answer = asyncio.run(run_test_state(parsed, runners=runners, models=ServiceModels.from_botocore()))
+    except TestStateRejected as rejected:
+        if format is OutputFormat.json:
+            print_json(rejected.to_json())
+        else:
+            err_console.print(f"[bold red]{rejected.code}:[/] {rejected.message}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if format is OutputFormat.json:
+        print_json(answer)
+    else:
+        colour = {"SUCCEEDED": "green", "CAUGHT_ERROR": "yellow", "RETRIABLE": "yellow"}.get(answer["status"], "red")
+        console.print(f"[bold {colour}]{answer['status']}[/]" + (f"  next: {answer['nextState']}" if "nextState" in answer else ""))
+        for key in ("error", "cause"):
+            if key in answer:
+                console.print(f"{key}: {answer[key]}", highlight=False, markup=False)
+        if "output" in answer:
+            console.print("output:")
+            console.print_json(answer["output"])
+        for key, value in (answer.get("inspectionData") or {}).items():
+            console.print(f"{key}: {value if not isinstance(value, str) else value}", highlight=False, markup=False)
+    raise typer.Exit(EXIT_OK if answer["status"] == "SUCCEEDED" else EXIT_FAILED)
