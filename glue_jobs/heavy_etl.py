@@ -334,12 +334,11 @@ def _source_format(uri: str) -> str:
     return formats[suffix]
 
 
-def _read_json(spark: SparkSession, path: str, *, multi_line: bool) -> DataFrame:
+def _read_json(spark: SparkSession, path: str) -> DataFrame:
     return (
         spark.read.schema(_READ_SCHEMA)
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", _CORRUPT)
-        .option("multiLine", multi_line)
         .json(path)
     )
 
@@ -398,16 +397,33 @@ def read_events(spark: SparkSession, path: str, uri: str | None = None) -> DataF
     uri = uri or path
     fmt = _source_format(uri)
     if fmt == "csv":
-        frame = _read_csv(spark, path)
-    else:
-        multi_line = False
-        if fmt == "json":
-            # A .json source is JSON Lines or one JSON array (as ETL reads it):
-            # peek at its first non-blank line to choose the reader.
-            first = spark.read.text(path).where(F.trim("value") != "").first()
-            multi_line = first is not None and first["value"].lstrip().startswith("[")
-        frame = _read_json(spark, path, multi_line=multi_line)
-    return frame.withColumn("sourceOrder", F.monotonically_increasing_id())
+        return _read_csv(spark, path).withColumn("sourceOrder", F.monotonically_increasing_id())
+    if fmt == "json":
+        # A .json source is JSON Lines or one JSON array (as ETL reads it):
+        # peek at its first non-blank line to choose the reader.
+        first = spark.read.text(path).where(F.trim("value") != "").first()
+        if first is not None and first["value"].lstrip().startswith("["):
+            return _read_json_array(spark, path, uri)
+    return _read_json(spark, path).withColumn("sourceOrder", F.monotonically_increasing_id())
+
+
+def _read_json_array(spark: SparkSession, path: str, uri: str) -> DataFrame:
+    # Spark's multiLine reader treats the whole array as one record: one bad
+    # element would make every element corrupt. So the array is split into
+    # its elements' JSON texts first, and each element is parsed on its own.
+    items = spark.read.text(path, wholetext=True).select(
+        F.from_json("value", T.ArrayType(T.StringType())).alias("items")
+    )
+    if items.where(F.col("items").isNull()).limit(1).count():
+        raise HeavyEtlInputError(
+            f"source {uri!r} starts like a JSON array but is not valid JSON: fix it or export it as JSON Lines (.jsonl)"
+        )
+    parse = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
+    return (
+        items.select(F.posexplode("items").alias("sourceOrder", "item"))
+        .select(F.from_json("item", _READ_SCHEMA, parse).alias("record"), F.col("sourceOrder").cast("long"))
+        .select("record.*", "sourceOrder")
+    )
 
 
 def _non_blank(name: str) -> Any:

@@ -181,17 +181,18 @@ def glue_available() -> bool:
     return not glue_problems()
 
 
-def require_glue(workflow: str | None = None) -> None:
+def require_glue(workflow: str | None = None, *, check: Callable[[], list[str]] = glue_problems) -> None:
     """Raise :class:`GlueUnavailable` naming what to install when local Glue jobs cannot run.
 
     Call it before starting a workflow with a Glue stage, so nothing half-runs.
+    ``check`` lists the problems (default :func:`glue_problems`).
 
     Example::
 
         if any(stage.kind == "glue" for stage in spec.stages):
             require_glue(spec.name)
     """
-    problems = glue_problems()
+    problems = check()
     if problems:
         what = f"workflow {workflow!r} has a Glue stage, which" if workflow else "a Glue job"
         raise GlueUnavailable(f"{what} cannot run on this machine:\n" + "\n".join(f"  - {p}" for p in problems))
