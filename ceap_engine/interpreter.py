@@ -270,7 +270,10 @@ class Frame:
                 try:
                     if stopped:
                         return  # a sibling already failed the whole state: never start
-                    child = Frame(execution, self, activity, self.last_event if record_events else 0)
+                    # A Distributed Map's child workflows are executions of their own: they
+                    # cannot read the variables of the scopes around the Map (AWS).
+                    child = Frame(execution, self if record_events else None, activity,
+                                  self.last_event if record_events else 0)
                     if map_name is not None:
                         child.event("MapIterationStarted", {"index": index, "name": map_name})
                         if limit > 1:
