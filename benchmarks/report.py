@@ -101,6 +101,12 @@ def table(document: dict[str, Any]) -> str:
         shown = "-" if value is None else f"{value:,.2f}"
         lines.append(f"target {label}: {shown} (>= {threshold:,.2f}) {verdict}")
     for row in document["results"]:
+        details = row.get("details", {})
+        if details.get("stages") and not details.get("error"):
+            per_stage = ", ".join(f"{name} {_num(s.get('records_per_s'), '{:,.0f}')}" for name, s in details["stages"].items())
+            lines.append(f"{row['name']}: {_num(details.get('records'), '{:,}')} records, "
+                         f"{_num(details.get('records_per_s'), '{:,.0f}')} records/s in all; per stage: {per_stage}")
+    for row in document["results"]:
         error = row.get("details", {}).get("error")
         if error:
             lines.append(f"{row['name']} failed: {error}")
@@ -205,6 +211,23 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
             ]),
             "",
         ]
+    glue = [r for r in results if r["name"].startswith("glue-job") and not r.get("details", {}).get("error")]
+    if glue:
+        out += [
+            "## HeavyETL Glue job",
+            "",
+            "From `benchmarks/glue_job.py` (see its docstring): the local Glue runner on local Spark; cold = "
+            "JVM and SparkSession start plus the first run, warm = later runs on the same session.",
+            "",
+            *_md_table(["name", "seconds", "candidates", "candidates/s", "JVM peak RSS MiB", "phases (s)"], [
+                [r["name"], _num(r.get("p50_ms") and r["p50_ms"] / 1000, "{:,.2f}"),
+                 _num(r["details"].get("candidates"), "{:,}"), _num(r["details"].get("candidates_per_s"), "{:,.0f}"),
+                 _num(r["details"].get("jvm_peak_rss_mib")),
+                 ", ".join(f"{k} {v}" for k, v in (r["details"].get("phases_s") or {}).items()) or "-"]
+                for r in glue
+            ]),
+            "",
+        ]
     failed = [r for r in results if r.get("details", {}).get("error")]
     if failed:
         out += ["## Failed scenarios", "", *(f"- `{r['name']}`: {r['details']['error']}" for r in failed), ""]
@@ -218,7 +241,9 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
         "- p50/p99: wall time of one execution from its start to its end as the driver sees it; at concurrency "
         "1,000 it includes waiting for the event loop. For moto it is rounded up to a DescribeExecution sweep.",
         "- `bound`: one asyncio task per execution awaiting 5 no-op coroutines and appending 10 history tuples, "
-        "under the same driver and concurrency limit: the ceiling for any asyncio engine in this Python.",
+        "under the same driver and concurrency limit: the ceiling for any asyncio engine in this Python. "
+        "`bound-yield` gives the event loop one turn per state (as a runner doing real I/O would); it is context "
+        "only, since ceap's no-op runners do not yield.",
         "- `ceap-realtime-*`: the realtime workflow's deployed ASL (5 `lambda:invoke` Tasks with Retry and Catch, "
         "then Summary) with no-op task runners, a virtual clock and full history kept while running.",
         "- `moto-5pass` / `ceap-5pass`: the same 5-Pass-state machine; moto's in-process interpreter "

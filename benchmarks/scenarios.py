@@ -5,7 +5,9 @@ What each measures (the numbers a row reports are described in
 
 - ``bound``: the ceiling for any asyncio engine in this Python. One task per
   execution, each awaiting 5 no-op coroutines and appending 10 small history
-  tuples, under the same driver and concurrency as ceap.
+  tuples, under the same driver and concurrency as ceap. ``bound-yield`` is the
+  same with one event-loop turn per state (context only: ceap's no-op runners
+  do not yield, so ``bound`` is the fair ceiling).
 - ``ceap-realtime-c1`` / ``-c1000``: the realtime workflow's own ASL (5
   ``lambda:invoke`` Tasks with the spec's Retry and Catch, then the Summary
   Pass) on the engine, with no-op task runners registered directly, a virtual
@@ -100,7 +102,7 @@ class Scenario:
     """One row (or rows) of the results: what to run and how much of it."""
 
     name: str
-    kind: str  # bound | ceap-realtime | five-pass-moto | five-pass-ceap | scaling | retry-heavy | e2e | glue-job
+    kind: str  # bound | bound-yield | ceap-realtime | five-pass-moto | five-pass-ceap | scaling | retry-heavy | e2e | glue-job
     executions: int = 1
     concurrency: int = 1
     records: int = 0
@@ -129,6 +131,7 @@ def plan(mode: str, *, glue_job: bool | None = None) -> list[Scenario]:
     high = 1000 if mode != "smoke" else 10
     scenarios = [
         Scenario("bound", "bound", bound, high),
+        Scenario("bound-yield", "bound-yield", bound, high),
         Scenario("ceap-realtime-c1", "ceap-realtime", rt_c1, 1),
         Scenario(f"ceap-realtime-c{high}", "ceap-realtime", rt_c1000, high),
         Scenario("moto-5pass", "five-pass-moto", five_pass, five_pass),
@@ -252,12 +255,22 @@ def _round(value: float | None) -> float | None:
 # -- the scenarios ------------------------------------------------------------------------------
 
 
-async def bound(scenario: Scenario) -> list[dict[str, Any]]:
-    """The asyncio ceiling: per execution one task, 5 awaited no-op coroutines, 10 history tuples."""
+async def bound(scenario: Scenario, *, yield_each_state: bool = False) -> list[dict[str, Any]]:
+    """The asyncio ceiling: per execution one task, 5 awaited no-op coroutines, 10 history tuples.
+
+    ``yield_each_state``: each state gives the event loop one turn
+    (``asyncio.sleep(0)``), as a task runner doing real I/O would; the
+    ``bound-yield`` row, for context only (the ratios use ``bound``).
+    """
     now = time.time
 
     async def noop_state() -> None:
         return None
+
+    async def yielding_state() -> None:
+        await asyncio.sleep(0)
+
+    state = yielding_state if yield_each_state else noop_state
 
     async def execution() -> list[tuple]:
         history: list[tuple] = []
@@ -265,7 +278,7 @@ async def bound(scenario: Scenario) -> list[dict[str, Any]]:
         event_id = 0
         for _ in range(5):
             append((event_id + 1, event_id, now(), "StateEntered"))
-            await noop_state()
+            await state()
             append((event_id + 2, event_id + 1, now(), "StateExited"))
             event_id += 2
         return history
@@ -523,6 +536,8 @@ def run_scenario(scenario: Scenario, *, mode: str, keep_histories: bool = False)
     kind = scenario.kind
     if kind == "bound":
         return asyncio.run(bound(scenario))
+    if kind == "bound-yield":
+        return asyncio.run(bound(scenario, yield_each_state=True))
     if kind == "ceap-realtime":
         return asyncio.run(ceap_realtime(scenario))
     if kind == "five-pass-ceap":

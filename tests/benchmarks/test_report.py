@@ -22,6 +22,8 @@ RESULTS = [
          driver="ceap run --local", timestamps="ms",
          stages={"ETL": {"records": 1000, "seconds": 0.1, "records_per_s": 10_000.0}}),
     _row("e2e-10k", None, error="exited 1: boom"),
+    _row("glue-job-cold", 0.05, concurrency=1, candidates=500, candidates_per_s=23, jvm_peak_rss_mib=683.1,
+         phases_s={"spark": 14.0, "total": 14.1}),
 ]
 
 
@@ -52,6 +54,7 @@ def test_the_table_shows_every_row_the_ratios_and_failures():
         assert name in text
     assert "ceap_vs_moto_5pass: 75.000" in text
     assert "MISSED" in text and "e2e-10k failed: exited 1: boom" in text
+    assert "e2e-1k: 1,000 records, 3,000 records/s in all; per stage: ETL 10,000" in text
 
 
 def test_the_page_names_the_command_machine_and_every_section():
@@ -59,6 +62,8 @@ def test_the_page_names_the_command_machine_and_every_section():
                     started="2025-01-01 00:00 UTC", duration_s=300)
     assert "`python -m benchmarks --markdown docs/benchmarks.md` (full run" in page
     for heading in ("## Machine", "## Versions", "## Results", "## Ratios and targets", "## Scaling",
-                    "## Retry-heavy", "## End to end", "## Failed scenarios", "## What is measured"):
+                    "## Retry-heavy", "## End to end", "## HeavyETL Glue job", "## Failed scenarios",
+                    "## What is measured"):
         assert heading in page
     assert "| e2e-1k | 1,000 | 10,000 | 3,000 |" in page
+    assert "| glue-job-cold | 0.00 | 500 | 23 | 683.1 | spark 14.0, total 14.1 |" in page

@@ -22,7 +22,7 @@ from ceap_engine.interpreter import EXPRESS, Engine
 from ceap_engine.tasks import TaskFailed
 
 ISSUE_NAMES = [
-    "bound", "ceap-realtime-c1", "ceap-realtime-c1000", "moto-5pass", "ceap-5pass",
+    "bound", "bound-yield", "ceap-realtime-c1", "ceap-realtime-c1000", "moto-5pass", "ceap-5pass",
     "scaling-1k", "scaling-10k", "scaling-100k", "retry-heavy", "e2e-1k", "e2e-10k", "e2e-100k",
 ]
 
@@ -77,6 +77,7 @@ def _check_row(row, name, executions):
 def test_bound_realtime_five_pass_and_scaling_rows_count_their_transitions():
     cases = [
         (Scenario("bound", "bound", 30, 5), 5),
+        (Scenario("bound-yield", "bound-yield", 30, 5), 5),
         (Scenario("ceap-realtime-c5", "ceap-realtime", 30, 5), 6),
         (Scenario("ceap-5pass", "five-pass-ceap", 30, 5), 5),
         (Scenario("scaling-30", "scaling", 30, 5), 6),
