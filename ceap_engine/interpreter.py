@@ -31,6 +31,7 @@ from .asl.states import Terminal, data_limit_cause, payload_too_large
 from .clock import Activity, Clock, RealClock
 from .errors import InputError, Problem, StatesError
 from .history import ExecutionHistory, RawJson, iso_timestamp
+from .ports import ObjectStore
 from .tasks import TaskRunners, parse_resource
 
 __all__ = [
@@ -593,7 +594,7 @@ class Engine:
     account: str = "123456789012"
     role_arn: str = "arn:aws:iam::123456789012:role/ceap-local"
     #: Where Distributed Map ItemReader/ResultWriter read and write (the local S3).
-    object_store: Any = None
+    object_store: ObjectStore | None = None
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

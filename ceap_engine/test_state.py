@@ -481,10 +481,10 @@ class _StateTest:
 
     def _jsonpath_output(self, result: Any) -> tuple[Any, str | None]:
         state, frame, flow = self.state, self.frame, self.state.flow
-        if state.assign is not None:
-            frame.pending_assign = flow.assign(frame, self.raw, result, state.assign)
         selected = flow.select(frame, result)  # type: ignore[attr-defined]
         self.record("afterResultSelector", selected)
+        if state.assign is not None:
+            frame.pending_assign = flow.assign(frame, self.raw, selected, state.assign)
         placed = flow.place(self.raw, selected)  # type: ignore[attr-defined]
         self.record("afterResultPath", placed)
         return flow.filter_output(frame, placed), state.next

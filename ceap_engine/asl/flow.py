@@ -45,6 +45,10 @@ class DataFlow:
         """The state's output from its raw input and its result."""
         raise NotImplementedError
 
+    def output_assigning(self, frame: Frame, raw: Any, result: Any, assign: Any) -> Any:
+        """:meth:`output`, with the variables a compiled ``Assign`` sets put in ``frame.pending_assign``."""
+        raise NotImplementedError
+
     def error_output(self, frame: Frame, raw: Any, catcher: Any, error_object: dict) -> Any:
         """A caught error's output (Catch ResultPath / Output)."""
         raise NotImplementedError
@@ -137,6 +141,12 @@ class JsonPathFlow(DataFlow):
 
     def output(self, frame: Frame, raw: Any, result: Any) -> Any:
         return self.filter_output(frame, self.place(raw, self.select(frame, result)))
+
+    def output_assigning(self, frame: Frame, raw: Any, result: Any, assign: Template) -> Any:
+        # Assign reads the result after ResultSelector and before ResultPath, as AWS orders them.
+        selected = self.select(frame, result)
+        frame.pending_assign = assign.evaluate(selected, frame)
+        return self.filter_output(frame, self.place(raw, selected))
 
     def compile_assign(self, source: Any) -> Template:
         return compile_template(source, "Assign")

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jsonata import Jsonata
+from jsonata.functions import Functions
 from jsonata.utils import Utils
 
 from ..errors import StatesError
@@ -88,9 +89,20 @@ class _EvaluationError(Exception):
 
 # -- AWS's added functions ---------------------------------------------------------
 
-# The functions need the execution's random source; evaluation is synchronous,
-# so the evaluating frame's generator is set just around each evaluation.
-_active_rng: list[random.Random] = [random.Random()]
+class _Evaluation:
+    """What the added functions need from the running execution: its random
+    source and its clock. Evaluation is synchronous, so these are set just
+    before each evaluation (``$now()`` is then the same all through it, as
+    JSONata wants, and follows a virtual clock)."""
+
+    __slots__ = ("millis", "rng")
+
+    def __init__(self) -> None:
+        self.rng = random.Random()
+        self.millis = 0
+
+
+_active = _Evaluation()
 
 
 def _plain(value: Any) -> Any:
@@ -157,12 +169,20 @@ def _hash(data: Any, algorithm: Any) -> str:
 
 def _random(seed: Any = None) -> float:
     if seed is None:
-        return _active_rng[0].random()
+        return _active.rng.random()
     return random.Random(_integer_argument("random", seed, "seed")).random()
 
 
 def _uuid() -> str:
-    return str(uuid.UUID(int=_active_rng[0].getrandbits(128), version=4))
+    return str(uuid.UUID(int=_active.rng.getrandbits(128), version=4))
+
+
+def _now(picture: Any = None, timezone: Any = None) -> str:
+    return Functions.datetime_from_millis(_active.millis, picture, timezone)
+
+
+def _millis() -> int:
+    return _active.millis
 
 
 def _parse(text: Any) -> Any:
@@ -182,6 +202,9 @@ _AWS_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "random": _random,
     "uuid": _uuid,
     "parse": _parse,
+    # JSONata's own, on the execution's clock instead of the wall clock.
+    "now": _now,
+    "millis": _millis,
 }
 
 
@@ -211,9 +234,13 @@ class JsonataExpression:
         self._expression = expression
         self.variables = frozenset(n for n in _VARIABLE.findall(self.text) if n != "states")
 
-    def evaluate(self, bindings: dict[str, Any], rng: random.Random) -> Any:
+    def evaluate(self, bindings: dict[str, Any], rng: random.Random, millis: int = 0) -> Any:
         """The value; raises ``_Undefined``, ``_Unsupported`` or ``_EvaluationError``."""
-        _active_rng[0] = rng
+        _active.rng = rng
+        _active.millis = millis
+        # jsonata-python's higher-order functions ($map, $filter...) call back
+        # through a per-thread "current expression": make it this one.
+        Jsonata.CURRENT.jsonata = self._expression
         try:
             value = self._expression.evaluate(None, bindings)
         except _EvaluationError:
@@ -244,7 +271,7 @@ def compile_jsonata(source: str) -> JsonataExpression:
     return expression
 
 
-_Node = Callable[[dict[str, Any], "random.Random"], Any]
+_Node = Callable[[dict[str, Any], "random.Random", int], Any]
 
 
 class JsonataTemplate:
@@ -267,9 +294,9 @@ class JsonataTemplate:
             expression = compile_jsonata(node)
             names.update(expression.variables)
 
-            def evaluate_expression(bindings: dict[str, Any], rng: random.Random) -> Any:
+            def evaluate_expression(bindings: dict[str, Any], rng: random.Random, millis: int) -> Any:
                 try:
-                    return expression.evaluate(bindings, rng)
+                    return expression.evaluate(bindings, rng, millis)
                 except _Undefined:
                     raise _FieldFailure(
                         location, f"The JSONata expression '{expression.text}' specified for the field '{location}' returned nothing (undefined)."
@@ -292,8 +319,8 @@ class JsonataTemplate:
                 return None
             frozen = tuple(parts)
 
-            def evaluate_object(bindings: dict[str, Any], rng: random.Random) -> Any:
-                return {key: (value if sub is None else sub(bindings, rng)) for key, value, sub in frozen}
+            def evaluate_object(bindings: dict[str, Any], rng: random.Random, millis: int) -> Any:
+                return {key: (value if sub is None else sub(bindings, rng, millis)) for key, value, sub in frozen}
 
             return evaluate_object
         if isinstance(node, list):
@@ -302,8 +329,8 @@ class JsonataTemplate:
                 return None
             frozen_items = tuple(items)
 
-            def evaluate_array(bindings: dict[str, Any], rng: random.Random) -> Any:
-                return [value if sub is None else sub(bindings, rng) for value, sub in frozen_items]
+            def evaluate_array(bindings: dict[str, Any], rng: random.Random, millis: int) -> Any:
+                return [value if sub is None else sub(bindings, rng, millis) for value, sub in frozen_items]
 
             return evaluate_array
         return None
@@ -324,7 +351,7 @@ class JsonataTemplate:
             if value is not ABSENT:
                 bindings[name] = Utils.NULL_VALUE if value is None else value
         try:
-            return self._evaluate(bindings, frame.rng)
+            return self._evaluate(bindings, frame.rng, int(frame.clock.time() * 1000))
         except _FieldFailure as failure:
             raise query_failure(frame, failure.location, failure.message) from None
 
@@ -421,6 +448,11 @@ class JsonataFlow(DataFlow):
         if template is None:
             return result
         return template.evaluate(frame, self.states(frame, raw, result=result))
+
+    def output_assigning(self, frame: Frame, raw: Any, result: Any, assign: JsonataTemplate) -> Any:
+        # Assign and Output both see the variables as they were when the state was entered.
+        frame.pending_assign = self.assign(frame, raw, result, assign)
+        return self.output(frame, raw, result)
 
     def filter_output(self, frame: Frame, effective: Any) -> Any:
         """Output of a state without a result (Choice, Wait, Succeed)."""

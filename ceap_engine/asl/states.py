@@ -132,10 +132,9 @@ class State:
 
     def finish(self, frame: Frame, raw: Any, result: Any) -> tuple[Any, str | None]:
         """Apply the data flow's output side (and Assign) and pick the next state."""
-        flow = self.flow
-        if self.assign is not None:
-            frame.pending_assign = flow.assign(frame, raw, result, self.assign)
-        return flow.output(frame, raw, result), self.next
+        if self.assign is None:
+            return self.flow.output(frame, raw, result), self.next
+        return self.flow.output_assigning(frame, raw, result, self.assign), self.next
 
 
 # -- retry / catch ----------------------------------------------------------

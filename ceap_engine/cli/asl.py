@@ -150,6 +150,7 @@ def run(
     start_time: Annotated[str | None, typer.Option("--start-time", help="ISO 8601 start of the virtual clock (default: now)")] = None,
     type: Annotated[WorkflowType, typer.Option("--type", help="standard or express (applies that type's limits)")] = WorkflowType.standard,
     function: Annotated[list[str] | None, typer.Option("--function", help="Register a Lambda function: NAME=module:handler (repeatable)")] = None,
+    objects: Annotated[Path | None, typer.Option("--objects", help="Folder of the local object store (the S3 of Distributed Map ItemReader/ResultWriter): objects are DIR/buckets/<bucket>/<key>")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
 ) -> None:
     """Run a definition on the local interpreter and print its result and history.
@@ -172,10 +173,16 @@ def run(
         for spec in function or []:
             fn_name, handler = load_function(spec)
             functions.register(fn_name, handler)
+        object_store = None
+        if objects is not None:
+            from adapters.local.objects import FileObjectStore
+
+            object_store = FileObjectStore(objects)
         engine = Engine(
             clock=VirtualClock(start) if clock is ClockKind.virtual else RealClock(),
             runners=runners,
             seed=seed,
+            object_store=object_store,
         )
         execution_type = EXPRESS if type is WorkflowType.express else STANDARD
 

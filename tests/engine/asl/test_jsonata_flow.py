@@ -228,3 +228,23 @@ async def test_query_evaluation_error_can_be_caught_by_a_task():
     result = await run(definition, {})
     assert result.status == "SUCCEEDED" and result.output["Error"] == "States.QueryEvaluationError"
     assert json.dumps(result.output).count("returned nothing (undefined)") == 1
+
+
+async def test_now_and_millis_follow_the_execution_clock():
+    definition = jsonata({
+        "W": {"Type": "Wait", "Seconds": 90, "Next": "P"},
+        "P": {"Type": "Pass", "Output": {"now": "{% $now() %}", "millis": "{% $millis() %}"}, "End": True},
+    })
+    result = await run(definition)
+    assert result.output == {"now": "2026-01-01T00:01:30.000Z", "millis": int((T0 + 90) * 1000)}
+
+
+async def test_jsonpath_assign_reads_the_result_after_result_selector():
+    definition = {"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Next": "P",
+              "Parameters": {"FunctionName": "f"}, "ResultSelector": {"body.$": "$.Payload"},
+              "Assign": {"got.$": "$.body"}, "ResultPath": "$.r"},
+        "P": {"Type": "Pass", "Parameters": {"got.$": "$got"}, "End": True},
+    }}
+    result = await run(definition, {}, functions={"f": lambda event, ctx: {"k": 1}})
+    assert result.output == {"got": {"k": 1}}

@@ -151,3 +151,19 @@ async def test_inline_iteration_variables_stay_in_their_iteration():
     }}
     result = await run(definition, {"xs": [1, 2]})
     assert result.status == "FAILED" and "inner" in result.cause  # not visible after the Map
+
+
+def test_asl_run_reads_items_from_the_objects_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    from ceap_engine.cli.app import app
+
+    (tmp_path / "objects" / "buckets" / BUCKET).mkdir(parents=True)
+    (tmp_path / "objects" / "buckets" / BUCKET / "items.json").write_text("[1, 2]")
+    reader = {"Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Bucket": BUCKET, "Key": "items.json"}}
+    definition = tmp_path / "machine.json"
+    definition.write_text(json.dumps(distributed(ItemReader=reader)))
+    outcome = CliRunner().invoke(app, ["asl", "run", str(definition), "--objects", str(tmp_path / "objects"),
+                                       "--format", "json"])
+    assert outcome.exit_code == 0, outcome.output
+    assert json.loads(outcome.output)["output"] == [1, 2]
