@@ -465,6 +465,23 @@ class _Checker:
                             self.add(f"{where}/ProcessorConfig", f"The field '{ck}' is not supported by Step Functions")
         if "ItemSelector" in s and "Parameters" in s:
             self.add(at, "The fields 'ItemSelector' and 'Parameters' are mutually exclusive")
+        for key, resources in (("ItemReader", ("s3:getObject", "s3:listObjectsV2")), ("ResultWriter", ("s3:putObject",))):
+            if key not in s:
+                continue
+            io = s[key]
+            if not isinstance(io, dict) or not isinstance(io.get("Resource"), str):
+                self.add(f"{at}/{key}", f"The field '{key}' must be an object with a 'Resource' such as "
+                         f"arn:aws:states:::{resources[0]}")
+                continue
+            if not io["Resource"].endswith(resources):
+                self.add(f"{at}/{key}/Resource", f"The {key} resource must be one of {', '.join(resources)}")
+            if language == "JSONPath" and "Parameters" in io:
+                for where, msg in template_problems(io["Parameters"], f"{at}/{key}/Parameters"):
+                    self.add(where, msg)
+            elif language == "JSONata" and "Arguments" in io:
+                self.jsonata_template(io["Arguments"], f"{at}/{key}/Arguments")
+        if "ItemBatcher" in s and not isinstance(s["ItemBatcher"], dict):
+            self.add(f"{at}/ItemBatcher", "The field 'ItemBatcher' must be an object")
         if language == "JSONPath":
             if "ItemsPath" in s:
                 self.reference_path(s["ItemsPath"], f"{at}/ItemsPath", "ItemsPath")

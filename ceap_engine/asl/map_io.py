@@ -246,13 +246,10 @@ class ItemBatcher:
         ]
 
 
-async def write_results(frame: Frame, state: MapState, results: list[Any]) -> Any:
+async def write_results(frame: Frame, state: MapState, raw: Any, effective: Any, results: list[Any]) -> Any:
     """Write a Distributed Map's results to the object store; return AWS's pointer result."""
     writer = state.result_writer or {}
-    arguments = _Arguments(writer, state.language, "ResultWriter")
-    settings = arguments.evaluate(frame, None, None, state.flow) if state.jsonata else (
-        arguments.template.evaluate({}, frame)
-    )
+    settings = _Arguments(writer, state.language, "ResultWriter").evaluate(frame, raw, effective, state.flow)
     bucket = settings.get("Bucket")
     prefix = settings.get("Prefix", "")
     if not isinstance(bucket, str):

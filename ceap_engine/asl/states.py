@@ -810,7 +810,7 @@ class MapState(Retrying):
                 children, max_concurrency=concurrency, map_name=self.name, tolerated_failures=tolerated,
             )
         if self.result_writer is not None:
-            results = await write_results(frame, self, results)
+            results = await write_results(frame, self, raw, effective, results)
         # AWS chains the Exited event to the same event as MapStateSucceeded.
         before = frame.last_event
         frame.event("MapStateSucceeded")

@@ -167,3 +167,25 @@ def test_asl_run_reads_items_from_the_objects_folder(tmp_path):
                                        "--format", "json"])
     assert outcome.exit_code == 0, outcome.output
     assert json.loads(outcome.output)["output"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("fields", "pointer"),
+    [
+        ({"ItemReader": {"Parameters": {}}}, "/States/M/ItemReader"),
+        ({"ItemReader": {"Resource": "arn:aws:states:::s3:deleteObject"}}, "/States/M/ItemReader/Resource"),
+        ({"ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "Parameters": {"Key.$": "$$$"}}},
+         "/States/M/ItemReader/Parameters/Key.$"),
+        ({"ItemBatcher": 5}, "/States/M/ItemBatcher"),
+    ],
+)
+def test_reader_writer_and_batcher_are_validated(fields, pointer):
+    from ceap_engine.asl.definition import validate_definition
+
+    assert [p.path for p in validate_definition(distributed(**fields))] == [pointer]
+
+
+async def test_result_writer_parameters_read_the_state_input(store):
+    writer = {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket.$": "$.bucket", "Prefix": "p"}}
+    result = await run(distributed(ItemsPath="$.xs", ResultWriter=writer), {"xs": [1], "bucket": BUCKET}, store)
+    assert result.output["ResultWriterDetails"]["Bucket"] == BUCKET
