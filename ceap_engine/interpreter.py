@@ -304,13 +304,12 @@ class Frame:
                             if record_events:
                                 failed_at = end
                                 failed_child.append(child)
-                            if threshold_error:
-                                err = StatesError(
-                                    "States.ExceedToleratedFailureThreshold",
-                                    "The specified tolerated failure threshold was exceeded",
-                                )
-                            failures.append(err)
-                            raise err from None
+                            failure = StatesError(
+                                "States.ExceedToleratedFailureThreshold",
+                                "The specified tolerated failure threshold was exceeded",
+                            ) if threshold_error else err
+                            failures.append(failure)
+                            raise failure from None
                         if record_events:
                             self.last_event = end
                         return

@@ -30,7 +30,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .asl.definition import compile_definition, validate_definition
 from .asl.flow import ABSENT
@@ -149,7 +149,7 @@ class ServiceModels:
     extra) without importing it; without models, results are not checked.
     """
 
-    _ALIASES = {"sfn": "stepfunctions", "states": "stepfunctions", "eventbridge": "events",
+    _ALIASES: ClassVar[dict[str, str]] = {"sfn": "stepfunctions", "states": "stepfunctions", "eventbridge": "events",
                 "cloudwatchlogs": "logs", "elasticloadbalancingv2": "elbv2"}
 
     def __init__(self, directory: Path | str) -> None:
@@ -255,12 +255,10 @@ def _check_shape(value: Any, shape: dict[str, Any], shapes: dict[str, Any], name
             raise _SchemaError(f"Field '{name}' is less than the minimum value")
         if "max" in shape and value > shape["max"]:
             raise _SchemaError(f"Field '{name}' exceeds the maximum value")
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            raise _SchemaError(f"Field '{name}' must be a boolean")
-    elif kind == "timestamp":
-        if not isinstance(value, str):
-            raise _SchemaError(f"Field '{name}' must be a string")
+    elif kind == "boolean" and not isinstance(value, bool):
+        raise _SchemaError(f"Field '{name}' must be a boolean")
+    elif kind == "timestamp" and not isinstance(value, str):
+        raise _SchemaError(f"Field '{name}' must be a string")
 
 
 def _pascal(name: str) -> str:
@@ -420,7 +418,7 @@ class _StateTest:
     def handle_error(self, err: Exception) -> dict[str, Any]:
         from .errors import StatesError
 
-        if isinstance(err, RuntimeFailure) or isinstance(err, Terminal) or not isinstance(err, StatesError):
+        if isinstance(err, (RuntimeFailure, Terminal)) or not isinstance(err, StatesError):
             return self.failed(err)
         state = self.state
         details: dict[str, Any] = {}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import re
 import uuid
@@ -48,9 +47,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "QUERY_EVALUATION_ERROR",
     "JsonataExpression",
-    "QueryEvaluationFailure",
     "JsonataFlow",
     "JsonataTemplate",
+    "QueryEvaluationFailure",
     "compile_jsonata",
     "compile_jsonata_catch",
     "is_jsonata",
@@ -499,7 +498,3 @@ def describe_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
-
-
-def is_integral(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and float(value).is_integer()

@@ -27,9 +27,15 @@ from ..tasks import ResourceInfo, TaskContext, TaskFailed, parse_resource
 from .choice import compile_rule, parse_timestamp
 from .flow import ABSENT, DataFlow, JsonPathFlow
 from .jsonata_flow import is_jsonata
-from .map_io import ItemBatcher, ItemReader, write_results
 from .jsonpath import PathNotFound
-from .payload import RuntimeFailure, ValuePath, compile_dynamic, compile_template, to_json
+from .map_io import ItemBatcher, ItemReader, write_results
+from .payload import (
+    RuntimeFailure,
+    ValuePath,
+    compile_dynamic,
+    compile_template,
+    to_json,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..interpreter import Frame

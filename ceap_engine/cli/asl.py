@@ -262,7 +262,12 @@ def test_state(
     Exit codes: 0 SUCCEEDED, 1 FAILED, RETRIABLE or CAUGHT_ERROR, 2 a request
     AWS would refuse (ValidationException/InvalidDefinition) or bad arguments.
     """
-    from ..test_state import ServiceModels, TestStateRejected, TestStateRequest, run_test_state
+    from ..test_state import (
+        ServiceModels,
+        TestStateRejected,
+        TestStateRequest,
+        run_test_state,
+    )
 
     try:
         if request is not None:
@@ -323,5 +328,5 @@ def test_state(
             console.print("output:")
             console.print_json(answer["output"])
         for key, value in (answer.get("inspectionData") or {}).items():
-            console.print(f"{key}: {value if not isinstance(value, str) else value}", highlight=False, markup=False)
+            console.print(f"{key}: {value}", highlight=False, markup=False)
     raise typer.Exit(EXIT_OK if answer["status"] == "SUCCEEDED" else EXIT_FAILED)

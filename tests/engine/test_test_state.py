@@ -7,7 +7,12 @@ from typer.testing import CliRunner
 
 from ceap_engine.cli.app import app
 from ceap_engine.tasks import LambdaFunctions, TaskRunners
-from ceap_engine.test_state import ServiceModels, TestStateRejected, TestStateRequest, run_test_state
+from ceap_engine.test_state import (
+    ServiceModels,
+    TestStateRejected,
+    TestStateRequest,
+    run_test_state,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/tester"
 LAMBDA_TASK = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
@@ -109,8 +114,8 @@ async def test_map_with_a_mocked_result_and_tolerated_failures():
          "State type 'Pass' is not supported when a mock is specified"),
         ({"definition": {"Type": "Parallel", "End": True, "Branches": [
             {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}]}}, "InvalidDefinition",
-         "TestState API does not support Map or Parallel states. Supported state types include: "
-         "[Task, Wait, Pass, Succeed, Fail, Choice]"),
+         ("TestState API does not support Map or Parallel states. Supported state types include: "
+          "[Task, Wait, Pass, Succeed, Fail, Choice]")),
         ({"definition": {"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}, "stateName": "B"},
          "ValidationException", "State not found in definition"),
         ({"definition": LAMBDA_TASK}, "ValidationException", "RoleArn must be specified when testing a Task state"),
@@ -118,8 +123,8 @@ async def test_map_with_a_mocked_result_and_tolerated_failures():
         ({"definition": LAMBDA_TASK, "mock": {"result": "{}"}, "context": {"Map": {}}}, "ValidationException",
          "Invalid Context object provided: 'Map' field is not supported when mocking a Context object"),
         ({"definition": {"Type": "Nope", "End": True}}, "InvalidDefinition",
-         "Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The field 'Type' should have one of these "
-         "values: [Task, Wait, Pass, Succeed, Fail, Choice, Parallel, Map] at /States/StateName/Type'"),
+         ("Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: The field 'Type' should have one of these "
+          "values: [Task, Wait, Pass, Succeed, Fail, Choice, Parallel, Map] at /States/StateName/Type'")),
     ],
 )
 async def test_requests_aws_refuses(request_fields, code, message):
