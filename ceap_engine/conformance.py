@@ -1,16 +1,26 @@
-"""Replay executions recorded on real AWS Step Functions and compare.
+"""Replay executions and TestState calls recorded on real AWS Step Functions and compare.
 
 A corpus case (see ``tests/conformance/data/README.md``) holds a definition,
 an input, the Lambda handlers it calls (as source text) and what AWS
 returned: status, output or error/cause, and the full history. :func:`run_case`
-runs it on this interpreter; :func:`compare` checks three levels:
+runs it on this interpreter; :func:`compare` checks three levels, each on its own:
 
 1. ``outcome`` - status, then output (SUCCEEDED) or error and cause (FAILED);
 2. ``event_types`` - the sequence of event types;
 3. ``event_details`` - ids, previous ids and every details object.
 
+A TestState case (``test_state/``) is a request and AWS's answer;
+:func:`replay_test_state` runs it on :mod:`ceap_engine.test_state`.
+:func:`run_conformance` does both for a corpus folder and returns the
+:class:`ConformanceReport` that ``ceap asl conformance`` prints.
+
 Mask tokens in the recording (``<uuid:1>``, ``<ArnPart_0idx>``, ``date``...) are
 wildcards.
+
+Example::
+
+    report = asyncio.run(run_conformance("tests/conformance/data"))
+    report.to_json()["levels"]["outcome"]   # {"passed": ..., "applicable": ...}
 """
 
 from __future__ import annotations
