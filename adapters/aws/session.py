@@ -57,7 +57,7 @@ _SESSIONS: dict[str | None, AioSession] = {}
 class AwsClients:
     """aiobotocore clients made on first use, closed together when the context ends."""
 
-    def __init__(self, settings: AwsSettings | None = None, *, max_attempts: int = 5) -> None:
+    def __init__(self, settings: AwsSettings | None = None, *, max_attempts: int | None = None) -> None:
         self.settings = settings or AwsSettings()
         self._session = self.settings.session()
         self._stack = AsyncExitStack()
@@ -65,6 +65,8 @@ class AwsClients:
         # Adaptive retries absorb throttling of the control-plane calls that deploy makes in bursts.
         # Against a custom endpoint no host prefix may be added: StartSyncExecution would otherwise
         # go to http://sync-127.0.0.1:4566, which does not resolve.
+        if max_attempts is None:
+            max_attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)
         self._config = AioConfig(
             retries={"max_attempts": max_attempts, "mode": "adaptive"},
             inject_host_prefix=self.settings.resolved_endpoint() is None,
@@ -82,7 +84,9 @@ class AwsClients:
     def region(self) -> str:
         """The region the clients use (``--region``, ``AWS_REGION``, the profile's)."""
         with aws_errors("reading the AWS configuration"):
-            region = self.settings.region or self._session.get_config_variable("region")
+            # botocore reads AWS_DEFAULT_REGION and the profile; AWS_REGION is what Lambda and most tools set.
+            region = (self.settings.region or self._session.get_config_variable("region")
+                      or os.environ.get("AWS_REGION"))
         if not region:
             raise AwsError("no AWS region configured: pass --region or set AWS_REGION", code="NoRegion")
         return region

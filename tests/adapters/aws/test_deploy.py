@@ -1,0 +1,348 @@
+"""`ceap deploy | status | send | destroy | run --target aws` against the session's moto server.
+
+moto's known limits are checked by name, never passed over in silence:
+its CloudFormation skips AWS::Pipes::Pipe, AWS::Glue::Job and AWS::S3::BucketPolicy,
+gives stacks made through change sets no Outputs (deploy reads them from the
+resources instead), and builds the stack's state machine from DefinitionString,
+RoleArn and Name only, in a backend the executing Step Functions API does not see;
+it has no StartSyncExecution. So executions are tested on machines created
+through the Step Functions API (here and in test_stepfunctions.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from adapters.aws.packaging import LambdaBuild, dependency_pins, fetch_wheels
+from ceap_engine.cli.app import app
+from ceap_engine.workflow import REALTIME, build_definition, function_placeholder, substitute
+from ceap_engine.workflow.builder import BUCKET_PLACEHOLDER
+
+from .moto import queue_lambda_results
+
+pytestmark = pytest.mark.moto
+ACCOUNT, REGION = "123456789012", "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def lambda_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Lambda-platform (manylinux2014_x86_64, CPython 3.11) wheels, fetched from the index once per session."""
+    folder = tmp_path_factory.mktemp("lambda-wheels")
+    fetch_wheels(dependency_pins(), LambdaBuild(), folder)
+    return folder
+
+
+def aws(moto_endpoint: str, service: str) -> Any:
+    return boto3.client(service, endpoint_url=moto_endpoint, region_name=REGION)
+
+
+def ceap(*args: str, input: str | None = None) -> Any:
+    result = CliRunner().invoke(app, list(args), input=input)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+class Deployment:
+    def __init__(self, endpoint: str, name: str, wheelhouse: Path, build_dir: Path) -> None:
+        self.endpoint, self.name, self.wheelhouse, self.build_dir = endpoint, name, wheelhouse, build_dir
+
+    def deploy(self, *extra: str, workflow_type: str = "express") -> Any:
+        return ceap("deploy", "--target", "aws", "-n", self.name, "-t", workflow_type, "--endpoint-url", self.endpoint,
+                    "--wheelhouse", str(self.wheelhouse), "--build-dir", str(self.build_dir), *extra)
+
+    def cli(self, command: str, *extra: str, input: str | None = None) -> Any:
+        return ceap(command, "-n", self.name, "--endpoint-url", self.endpoint, *extra, input=input)
+
+
+@pytest.fixture(scope="module")
+def express(moto_endpoint: str, lambda_wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Any]]:
+    deployment = Deployment(moto_endpoint, f"rt-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path_factory.mktemp("build"))
+    started = time.monotonic()
+    first = deployment.deploy()
+    first.seconds = time.monotonic() - started
+    yield deployment, first
+
+
+def test_deploy_reaches_create_complete_and_prints_the_outputs(express: tuple[Deployment, Any]) -> None:
+    deployment, first = express
+
+    assert first.exit_code == 0, first.output
+    assert "change set for ceap-workflow-" in first.output and "Add     Lambda::Function ETLLambda" in first.output
+    assert f"ceap-workflow-{deployment.name}: CREATE_COMPLETE" in first.output
+    assert f"WorkflowBucket: ceap-workflow-{deployment.name}-{ACCOUNT}" in first.output
+    assert f"StateMachineArn: arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:Ceap-{deployment.name}-Workflow" in first.output
+
+
+def test_the_resources_are_there_with_the_code_package_from_the_artifacts_bucket(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+    endpoint, name = deployment.endpoint, deployment.name
+
+    artifacts = f"ceap-artifacts-{ACCOUNT}-{REGION}"
+    [package] = [o["Key"] for o in aws(endpoint, "s3").list_objects_v2(Bucket=artifacts, Prefix="ceap/lambda/")["Contents"]
+                 if o["Key"] in _uploaded_keys(deployment)]
+    etl = aws(endpoint, "lambda").get_function(FunctionName=f"CeapWorkflow-{name}-ETLLambda")["Configuration"]
+    assert (etl["Handler"], etl["Runtime"], etl["MemorySize"], etl["Timeout"]) == ("adapters.aws.handler.handler", "python3.11", 1024, 300)
+    assert etl["Environment"]["Variables"]["CEAP_STAGE_FUNCTION"] == "stages.etl:run"
+    assert package.startswith("ceap/lambda/") and package.endswith(".zip")
+    sqs = aws(endpoint, "sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName=f"ceap-workflow-{name}-queue")["QueueUrl"],
+                                     AttributeNames=["All"])["Attributes"]
+    assert queue["VisibilityTimeout"] == "600"
+    assert json.loads(queue["RedrivePolicy"])["maxReceiveCount"] == 3
+    aws(endpoint, "s3").head_bucket(Bucket=f"ceap-workflow-{name}-{ACCOUNT}")
+    table = aws(endpoint, "dynamodb").describe_table(TableName=f"ceap-workflow-{name}-candidates")["Table"]
+    assert table["GlobalSecondaryIndexes"][0]["IndexName"] == "ByProgramRank"
+    groups = aws(endpoint, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/stepfunctions/Ceap-{name}-Workflow")
+    assert groups["logGroups"][0]["retentionInDays"] == 30
+
+
+def _uploaded_keys(deployment: Deployment) -> set[str]:
+    return {o["Key"] for o in aws(deployment.endpoint, "s3").list_objects_v2(
+        Bucket=f"ceap-artifacts-{ACCOUNT}-{REGION}").get("Contents", ())}
+
+
+def test_a_second_deploy_with_nothing_changed_is_a_no_op(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+    keys_before = _uploaded_keys(deployment)
+
+    again = deployment.deploy()
+
+    assert again.exit_code == 0, again.output
+    assert "already uploaded, skipped" in again.output
+    assert "no change (same template and parameters)" in again.output
+    assert "change set for" not in again.output
+    assert _uploaded_keys(deployment) == keys_before
+
+
+def test_a_dry_run_prints_the_plan_and_the_change_set_and_changes_nothing(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+    cfn = aws(deployment.endpoint, "cloudformation")
+    stack = f"ceap-workflow-{deployment.name}"
+
+    dry = deployment.deploy("--dry-run", "--no-log-execution-data")
+
+    assert dry.exit_code == 0, dry.output
+    assert "update through a change set" in dry.output
+    assert "Modify  StepFunctions::StateMachine StateMachine" in dry.output
+    template = json.loads(cfn.get_template(StackName=stack)["TemplateBody"]) if isinstance(
+        cfn.get_template(StackName=stack)["TemplateBody"], str) else cfn.get_template(StackName=stack)["TemplateBody"]
+    assert template["Resources"]["StateMachine"]["Properties"]["LoggingConfiguration"]["IncludeExecutionData"] is True
+    # The dry run's change set is deleted again (executed ones stay listed in moto, removed on AWS).
+    pending = [c for c in cfn.list_change_sets(StackName=stack)["Summaries"]
+               if c.get("StackName") == stack and c.get("ExecutionStatus") == "AVAILABLE"]
+    assert pending == []
+
+
+def test_moto_cloudformation_skips_pipes_glue_jobs_and_bucket_policies(express: tuple[Deployment, Any]) -> None:
+    # Named check of a moto limit: the template has these (test_template.py checks them); moto creates none.
+    deployment, _ = express
+    resources = aws(deployment.endpoint, "cloudformation").list_stack_resources(
+        StackName=f"ceap-workflow-{deployment.name}")["StackResourceSummaries"]
+    types = {r.get("ResourceType") for r in resources}
+
+    assert "AWS::Pipes::Pipe" not in types and "AWS::S3::BucketPolicy" not in types
+    assert {"AWS::Lambda::Function", "AWS::StepFunctions::StateMachine", "AWS::SQS::Queue"} <= types
+
+
+def test_moto_keeps_the_stacks_state_machine_apart_from_the_executing_api(express: tuple[Deployment, Any]) -> None:
+    # Named check of a moto limit: its CloudFormation makes the machine from DefinitionString/RoleArn/Name
+    # in the non-executing backend, so the Step Functions API (execute_state_machine: true) cannot see it.
+    deployment, _ = express
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:Ceap-{deployment.name}-Workflow"
+
+    with pytest.raises(Exception, match="StateMachineDoesNotExist"):
+        aws(deployment.endpoint, "stepfunctions").describe_state_machine(stateMachineArn=arn)
+
+
+def test_status_shows_the_stack_and_reads_express_executions_from_the_log_group(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+    group = f"/aws/stepfunctions/Ceap-{deployment.name}-Workflow"
+    logs = aws(deployment.endpoint, "logs")
+    logs.create_log_stream(logGroupName=group, logStreamName="states/run-1")
+    arn = f"arn:aws:states:{REGION}:{ACCOUNT}:express:Ceap-{deployment.name}-Workflow:run-1:abc"
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName="states/run-1", logEvents=[
+        {"timestamp": now, "message": json.dumps({"type": "ExecutionStarted", "execution_arn": arn, "event_timestamp": str(now)})},
+        {"timestamp": now + 5, "message": json.dumps({"type": "TaskStateEntered", "execution_arn": arn, "event_timestamp": str(now + 1)})},
+        {"timestamp": now + 9, "message": json.dumps({"type": "ExecutionFailed", "execution_arn": arn, "event_timestamp": str(now + 9),
+                                                      "details": {"error": "Ceap.PermanentError", "cause": "bad payload"}})},
+    ])
+
+    text = deployment.cli("status")
+    result = deployment.cli("status", "--format", "json")
+
+    assert text.exit_code == 0, text.output
+    assert "CREATE_COMPLETE (express)" in text.output and "Ceap.PermanentError" in text.output
+    document = json.loads(result.output)
+    assert document["status"] == "CREATE_COMPLETE" and document["type"] == "express"
+    assert document["executionsFrom"] == f"log group {group}"
+    [execution] = document["executions"]
+    assert (execution["name"], execution["status"], execution["error"]) == ("abc", "FAILED", "Ceap.PermanentError")
+
+
+def test_send_puts_the_payload_on_the_workflows_queue(express: tuple[Deployment, Any], tmp_path: Path) -> None:
+    deployment, _ = express
+    payload = {"programId": "review-solicitation", "marketplace": "US",
+               "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
+               "source": f"s3://ceap-workflow-{deployment.name}-{ACCOUNT}/inputs/orders.jsonl"}
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps(payload))
+
+    sent = deployment.cli("send", str(path))
+
+    assert sent.exit_code == 0, sent.output
+    sqs = aws(deployment.endpoint, "sqs")
+    url = sqs.get_queue_url(QueueName=f"ceap-workflow-{deployment.name}-queue")["QueueUrl"]
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"]) == payload
+
+
+def test_send_refuses_a_local_source_before_anything_is_sent(express: tuple[Deployment, Any], tmp_path: Path) -> None:
+    deployment, _ = express
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"programId": "p", "marketplace": "US", "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
+                                "source": "data/orders.jsonl"}))
+
+    sent = deployment.cli("send", str(path))
+
+    assert sent.exit_code == 2
+    assert "must be an s3:// URI" in sent.output
+
+
+def test_destroy_asks_first_and_does_nothing_on_no(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+
+    refused = deployment.cli("destroy", input="n\n")
+
+    assert refused.exit_code == 1 and "nothing deleted" in refused.output
+    assert aws(deployment.endpoint, "cloudformation").describe_stacks(
+        StackName=f"ceap-workflow-{deployment.name}")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_destroy_removes_the_stack_and_says_what_it_removed(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+    s3 = aws(deployment.endpoint, "s3")
+    bucket = f"ceap-workflow-{deployment.name}-{ACCOUNT}"
+    s3.put_object(Bucket=bucket, Key="executions/e-1/ETL/output.json", Body=b"{}")
+
+    gone = deployment.cli("destroy", "--yes")
+
+    assert gone.exit_code == 0, gone.output
+    assert "emptied s3://" in gone.output and "(1 object(s))" in gone.output
+    assert f"AWS::Lambda::Function CeapWorkflow-{deployment.name}-ETLLambda" in gone.output
+    with pytest.raises(Exception, match="does not exist"):
+        aws(deployment.endpoint, "cloudformation").describe_stacks(StackName=f"ceap-workflow-{deployment.name}")
+    assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    again = deployment.cli("destroy", "--yes")
+    assert again.exit_code == 1 and "no workflow" in again.output
+
+
+def test_a_standard_workflow_deploys_with_its_glue_script_and_is_destroyed(
+    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+) -> None:
+    deployment = Deployment(moto_endpoint, f"bt-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path)
+
+    deployed = deployment.deploy(workflow_type="standard")
+
+    assert deployed.exit_code == 0, deployed.output
+    assert "Glue script: s3://" in deployed.output and "/heavy_etl.py" in deployed.output
+    assert "CREATE_COMPLETE" in deployed.output
+    # Named check of a moto limit: the Glue job is in the template but moto's CloudFormation skips it.
+    with pytest.raises(Exception, match="EntityNotFound"):
+        aws(moto_endpoint, "glue").get_job(JobName=f"ceap-workflow-{deployment.name}-heavy-etl")
+    status = json.loads(deployment.cli("status", "--format", "json").output)
+    assert status["type"] == "standard"
+    assert deployment.cli("destroy", "--yes").exit_code == 0
+
+
+def test_a_bad_name_is_refused_before_anything_is_created(moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path) -> None:
+    stacks_before = aws(moto_endpoint, "cloudformation").list_stacks()["StackSummaries"]
+
+    refused = Deployment(moto_endpoint, "Bad_Name", lambda_wheelhouse, tmp_path).deploy()
+
+    assert refused.exit_code == 2
+    assert "workflow name 'Bad_Name'" in refused.output
+    assert aws(moto_endpoint, "cloudformation").list_stacks()["StackSummaries"] == stacks_before
+    assert not (tmp_path / "ceap-lambda-x86_64.zip").exists()
+
+
+def _machine_through_the_api(endpoint: str, name: str, machine_type: str) -> None:
+    """What moto's CloudFormation cannot give: an executing machine named as the stack would name it."""
+    iam, lam = aws(endpoint, "iam"), aws(endpoint, "lambda")
+    role = iam.create_role(RoleName=f"ceap-{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("x.py", "")
+    values = {BUCKET_PLACEHOLDER: f"ceap-workflow-{name}-{ACCOUNT}"}
+    for stage in REALTIME.stages:
+        values[function_placeholder(stage)] = lam.create_function(
+            FunctionName=f"CeapWorkflow-{name}-{stage.name}Lambda", Runtime="python3.11", Role=role,
+            Handler="adapters.aws.handler.handler", Code={"ZipFile": code.getvalue()})["FunctionArn"]
+    aws(endpoint, "stepfunctions").create_state_machine(
+        name=f"Ceap-{name}-Workflow", definition=json.dumps(substitute(build_definition(REALTIME), values)),
+        roleArn=role, type=machine_type)
+
+
+def _payload(tmp_path: Path, bucket: str) -> Path:
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"programId": "p-1", "marketplace": "US", "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
+                                "source": f"s3://{bucket}/inputs/orders.jsonl"}))
+    return path
+
+
+def test_run_target_aws_starts_a_standard_execution_and_follows_it_to_the_end(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"run-{uuid.uuid4().hex[:6]}"
+    _machine_through_the_api(moto_endpoint, name, "STANDARD")
+    queue_lambda_results(moto_endpoint, [
+        {"stage": s.name, "outputKey": f"executions/x/{s.name}/output.json", "counts": {"inputCount": 7}}
+        for s in REALTIME.stages])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+
+    result = ceap("run", "--target", "aws", "-n", name, str(_payload(tmp_path, "b-any")), "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["status"] == "SUCCEEDED" and document["target"] == "aws"
+    assert list(document["output"]["stages"]) == [s.name for s in REALTIME.stages]
+
+
+def test_run_target_aws_on_express_uses_start_sync_execution_which_moto_lacks(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Named check of a moto limit: no StartSyncExecution. The express path reaches it and reports
+    # moto's answer as an AWS error (exit 1), rather than falling back to something else.
+    name = f"sync-{uuid.uuid4().hex[:6]}"
+    _machine_through_the_api(moto_endpoint, name, "EXPRESS")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # moto answers 500, which would otherwise be retried with backoff
+
+    result = ceap("run", "--target", "aws", "-n", name, str(_payload(tmp_path, "b-any")))
+
+    assert result.exit_code == 1
+    assert "StartSyncExecution" in result.output
+
+
+def test_run_target_aws_on_a_workflow_never_deployed_says_to_deploy(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+
+    result = ceap("run", "--target", "aws", "-n", "never-deployed", str(_payload(tmp_path, "b-any")))
+
+    assert result.exit_code == 1
+    assert "ceap deploy --target aws -n never-deployed" in result.output
