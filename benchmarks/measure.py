@@ -121,8 +121,10 @@ def result_row(name: str, run: Run, *, transitions: int, details: dict[str, Any]
 
     ``transitions`` is the total number of state transitions of the run;
     ``peak_rss_mib`` is read when the row is made, so make it last.
+    ``details.executions_per_cpu_s`` is the rate over this process's CPU time.
     """
     wall = run.wall_s
+    cpu = run.cpu_s
     return {
         "name": name,
         "executions": run.executions,
@@ -134,7 +136,11 @@ def result_row(name: str, run: Run, *, transitions: int, details: dict[str, Any]
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "details": {
             "wall_s": round(wall, 3),
-            "cpu_s": None if run.cpu_s is None else round(run.cpu_s, 3),
+            "cpu_s": None if cpu is None else round(cpu, 3),
+            # The rate if this process had had a core to itself: on a shared machine
+            # (cpu_s well below wall_s) it is the engine's own cost, the wall rate is not.
+            "executions_per_cpu_s": round(run.executions / cpu, 1) if cpu else None,
+            "per_execution_us": round(wall / run.executions * 1e6, 1),
             "transitions": transitions,
             **(details or {}),
         },

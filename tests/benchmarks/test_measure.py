@@ -75,4 +75,7 @@ def test_result_row_has_the_issues_keys_and_rates_over_wall_time():
     assert row["transitions_per_s"] == 2400.0
     assert row["p50_ms"] == 1.0 and row["p99_ms"] == 1.0
     assert row["peak_rss_mib"] > 0
-    assert row["details"] == {"wall_s": 0.5, "cpu_s": 0.4, "transitions": 1200, "note": "n"}
+    assert row["details"] == {
+        "wall_s": 0.5, "cpu_s": 0.4, "executions_per_cpu_s": 500.0, "per_execution_us": 2500.0,
+        "transitions": 1200, "note": "n",
+    }

@@ -88,6 +88,13 @@ def test_bound_realtime_five_pass_and_scaling_rows_count_their_transitions():
         assert row["details"]["transitions"] == per_execution * 30
 
 
+def test_the_five_pass_row_is_the_median_of_five_rounds():
+    [row] = run_scenario(Scenario("ceap-5pass", "five-pass-ceap", 10, 10), mode="smoke")
+    rounds = row["details"]["rounds_executions_per_s"]
+    assert len(rounds) == 5
+    assert sorted(rounds)[2] == pytest.approx(row["executions_per_s"], rel=0.01)
+
+
 def test_scaling_keeps_no_history_unless_asked():
     scenario = Scenario("scaling-20", "scaling", 20, 5)
     assert run_scenario(scenario, mode="smoke")[0]["details"]["kept_histories"] is False
