@@ -408,6 +408,9 @@ class LocalGlueRunner:
         runners.register("glue:startJobRun", runner)
     """
 
+    #: How many finished runs :attr:`runs` and :attr:`summaries` keep.
+    kept_runs: int = 1000
+
     def __init__(
         self,
         objects: ObjectStore,
@@ -427,9 +430,9 @@ class LocalGlueRunner:
         self.number_of_workers = number_of_workers
         self._max_concurrent_runs = max_concurrent_runs
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        #: Every finished run's JobRun, oldest first.
+        #: The finished runs' JobRuns, oldest first (the last :attr:`kept_runs`).
         self.runs: list[dict[str, Any]] = []
-        #: What each run's ``main`` returned (for the heavy ETL job: metrics and timings), by run id.
+        #: What each successful run's ``main`` returned (for HeavyETL: metrics and timings), by run id.
         self.summaries: dict[str, Any] = {}
 
     @property
@@ -485,13 +488,21 @@ class LocalGlueRunner:
         job_run = self._job_run(
             run_id, job_name, arguments, parameters, started_on, context.clock.time(), time.perf_counter() - began, error
         )
-        self.runs.append(job_run)
+        self._keep(job_run, summary if error is None else None)
         if error is not None:
             raise TaskFailed("States.TaskFailed", json.dumps(job_run, separators=(",", ":")))
-        self.summaries[run_id] = summary
         return job_run
 
     # -- helpers ---------------------------------------------------------------
+
+    def _keep(self, job_run: dict[str, Any], summary: Any) -> None:
+        # A long-lived process (a local server, a benchmark) must not grow without bound.
+        self.runs.append(job_run)
+        del self.runs[: -self.kept_runs]
+        if summary is not None:
+            self.summaries[job_run["Id"]] = summary
+            while len(self.summaries) > self.kept_runs:
+                del self.summaries[next(iter(self.summaries))]
 
     @staticmethod
     def _check_parameters(parameters: Any) -> tuple[str, dict[str, str]]:

@@ -57,10 +57,10 @@ def _no_session() -> Any:
     pytest.fail("the runner started Spark for a run that should have been refused first")
 
 
-async def _run(runner: LocalGlueRunner, parameters: Any, clock: VirtualClock | None = None) -> dict:
-    clock = clock or VirtualClock(START)
+async def _run(runner: LocalGlueRunner, parameters: Any, *, seed: int = 7) -> dict:
+    clock = VirtualClock(START)
     with clock.activity():
-        return await runner(SYNC, parameters, _context(clock))
+        return await runner(SYNC, parameters, _context(clock, seed))
 
 
 def _failed_job_run(failure: TaskFailed) -> dict:
@@ -234,6 +234,20 @@ async def test_a_failing_script_fails_the_task_as_glue_reports_a_failed_run(spar
     assert (job_run["JobName"], job_run["Arguments"]) == (JOB, {"--execution-id": "exec-1"})
     assert re.fullmatch(r"jr_[0-9a-f]{64}", job_run["Id"])
     assert runner.runs == [job_run] and runner.summaries == {}
+
+
+@pytest.mark.spark
+async def test_a_long_lived_runner_keeps_only_its_last_runs(spark, tmp_path):
+    runner = LocalGlueRunner(
+        MemoryObjectStore(), {JOB: _script(tmp_path, "def main(argv, *, spark, storage):\n    return argv[4]\n")},
+        session=lambda: spark,
+    )
+    runner.kept_runs = 2
+
+    ids = [(await _run(runner, {"JobName": JOB}, seed=seed))["Id"] for seed in range(3)]
+
+    assert [run["Id"] for run in runner.runs] == ids[1:]
+    assert runner.summaries == {run_id: run_id for run_id in ids[1:]}
 
 
 class GatedObjectStore(MemoryObjectStore):
