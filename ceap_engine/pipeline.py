@@ -192,6 +192,12 @@ class LocalPipeline:
         execution = self.start(payload, name=name)
         return await self.collect(await execution.task)
 
+    async def _metrics_of(self, key: str) -> dict[str, Any]:
+        try:
+            return _metrics(await read_json(self.objects, self.bucket, key))
+        except (ObjectNotFound, ValueError):
+            return {}
+
     async def collect(self, result: ExecutionResult) -> PipelineResult:
         """Attach outputs, counts and (on failure) the recorded failure to a finished execution."""
         out = PipelineResult(self.spec.name, result, self.bucket)
@@ -201,13 +207,22 @@ class LocalPipeline:
         for name, info in (stages or {}).items():
             if isinstance(info, Mapping) and "outputKey" in info:
                 out.outputs[name] = info["outputKey"]
-                out.counts[name] = info.get("counts") or {}
+                counts = info.get("counts")
+                if counts is None:
+                    # A Glue stage's result is a job run, not a pointer: its counts are in its output.
+                    counts = await self._metrics_of(info["outputKey"])
+                out.counts[name] = counts or {}
         if result.status != "SUCCEEDED":
             try:
                 out.failure = await read_json(self.objects, self.bucket, failure_key(result.name))
             except (ObjectNotFound, ValueError):
                 out.failure = None
         return out
+
+
+def _metrics(document: Any) -> dict[str, Any]:
+    metrics = document.get("metrics") if isinstance(document, Mapping) else None
+    return dict(metrics) if isinstance(metrics, Mapping) else {}
 
 
 def _stages_so_far(result: ExecutionResult) -> dict[str, Any]:
