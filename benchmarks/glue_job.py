@@ -83,7 +83,8 @@ async def _make_input(candidates: int, folder: Path, objects: FileObjectStore) -
     events = int(candidates * 1.3) + 100
     source = folder / "orders.jsonl"
     while True:
-        subprocess.run(
+        await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, str(REPO_ROOT / "examples" / "generate_orders.py"), "--count", str(events), "--out", str(source)],
             check=True,
             capture_output=True,

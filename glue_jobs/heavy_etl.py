@@ -59,9 +59,11 @@ Filter output, a missing or unreadable source, bad dates.
 
 Storage: the job reads and writes objects through a small ``storage`` object
 (``read(bucket, key)``, ``write(bucket, key, data, content_type)``,
-``spark_path(uri)``). On Glue that is :class:`S3JobStorage` (boto3 for the two
-JSON objects, Spark's own ``s3://`` filesystem for the source); the local
-runner passes one backed by the local object store.
+``spark_path(uri)``). On Glue that is :class:`S3JobStorage` (boto3 for the
+objects the driver reads and writes, Spark's own ``s3://`` filesystem for what
+Spark reads); the local runner passes one backed by the local object store.
+Besides the output the job writes ``candidate-customers.jsonl`` next to it:
+the candidates' customer ids, which is how they reach Spark.
 """
 
 from __future__ import annotations
@@ -77,10 +79,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.errors import AnalysisException
 
 try:  # Present on AWS Glue only; everything below also runs without it.
     from awsglue.context import GlueContext
@@ -95,6 +97,7 @@ __all__ = [
     "FEATURE_NAMES",
     "HeavyEtlInputError",
     "JobArguments",
+    "JobStorage",
     "S3JobStorage",
     "aggregate_customers",
     "candidate_customers_key",

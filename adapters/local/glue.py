@@ -381,7 +381,7 @@ class LocalJobStorage:
 
 
 def _epoch_millis(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 def _error_message(error: BaseException) -> str:
@@ -480,7 +480,7 @@ class LocalGlueRunner:
             # The task timed out or the execution stopped: stop Spark's work too.
             self._cancel(run_id)
             raise
-        except Exception as err:  # noqa: BLE001 - every failure of the job is a FAILED run, as on Glue
+        except Exception as err:  # every failure of the job is a FAILED run, as on Glue
             error = err
             summary = None
             log.info("Glue job %s run %s failed: %s", job_name, run_id, _error_message(err))
@@ -550,7 +550,7 @@ class LocalGlueRunner:
     def _cancel(self, run_id: str) -> None:
         try:
             self._session().sparkContext.cancelJobGroup(run_id)
-        except Exception:  # noqa: BLE001 - best effort: the session may be gone already
+        except Exception:  # best effort: the session may be gone already
             log.debug("could not cancel Spark jobs of run %s", run_id, exc_info=True)
 
     def _job_run(
@@ -571,7 +571,7 @@ class LocalGlueRunner:
             "Attempt": 0,
             "CompletedOn": _epoch_millis(completed_on),
             "ExecutionClass": "STANDARD",
-            "ExecutionTime": int(round(seconds)),
+            "ExecutionTime": round(seconds),
             "GlueVersion": self.glue_version,
             "Id": run_id,
             "JobMode": "SCRIPT",

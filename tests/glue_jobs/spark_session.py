@@ -11,7 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.local.glue import glue_problems, local_spark_session, stop_local_spark_session
+from adapters.local.glue import (
+    glue_problems,
+    local_spark_session,
+    stop_local_spark_session,
+)
 
 
 @pytest.fixture(scope="session")

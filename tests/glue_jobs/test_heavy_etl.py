@@ -13,7 +13,12 @@ from ceap_engine.clock import VirtualClock
 from ceap_engine.memory import MemoryObjectStore
 from ceap_engine.stage import StageContext
 from glue_jobs import heavy_etl
-from glue_jobs.heavy_etl import HeavyEtlInputError, JobArguments, candidate_customers_key, resolve_arguments
+from glue_jobs.heavy_etl import (
+    HeavyEtlInputError,
+    JobArguments,
+    candidate_customers_key,
+    resolve_arguments,
+)
 from stages import score
 
 from . import orders
@@ -238,6 +243,21 @@ def test_a_date_time_end_is_inclusive_to_the_instant(spark, tmp_path):
     assert features[("C2", "P5")]["daysSinceLastOrder"] == 0.0
     assert features[("C1", "P1")]["daysSinceLastOrder"] == 11.0
     assert output["metrics"]["sourceEventCount"] == 5
+
+
+@pytest.mark.spark
+def test_no_candidates_still_counts_the_source(spark, tmp_path):
+    source = tmp_path / "orders.jsonl"
+    source.write_bytes(orders.jsonl_source())
+    storage = DictStorage(tmp_path)
+    storage.write(BUCKET, INPUT_KEY, json.dumps(orders.filter_output() | {"candidates": []}).encode(), "application/json")
+
+    heavy_etl.main(_argv(str(source)), spark=spark, storage=storage)
+
+    output = json.loads(storage.read(BUCKET, OUTPUT_KEY))
+    assert (output["candidates"], output["notEnriched"]) == ([], [])
+    assert output["metrics"]["inputCount"] == output["metrics"]["enrichedCount"] == 0
+    assert output["metrics"]["sourceEventCount"] == orders.EXPECTED_SOURCE_METRICS["sourceEventCount"]
 
 
 # -- bad input fails the job with a clear message ---------------------------------------

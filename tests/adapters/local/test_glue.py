@@ -26,20 +26,21 @@ from ceap_engine.clock import VirtualClock
 from ceap_engine.interpreter import Engine
 from ceap_engine.memory import MemoryObjectStore
 from ceap_engine.tasks import TaskContext, TaskFailed, TaskRunners, parse_resource
-from tests.glue_jobs import orders
-from tests.glue_jobs.spark_session import spark  # noqa: F401 - the shared session-scoped fixture
+from tests.glue_jobs import orders, spark_session
 
 BUCKET = "ceap-test"
 JOB = "ceap-batch-heavy-etl"
 SYNC = parse_resource("arn:aws:states:::glue:startJobRun.sync")
 START = 1_743_465_600  # 2025-04-01T00:00:00Z, as epoch seconds
 
+spark = spark_session.spark  # the test run's one SparkSession (a session-scoped fixture)
+
 
 def _context(clock: VirtualClock, seed: int = 7) -> TaskContext:
     return TaskContext(
         resource=SYNC,
         state_name="HeavyETL",
-        execution_arn=f"arn:aws:states:us-east-1:123456789012:execution:batch:exec-1",
+        execution_arn="arn:aws:states:us-east-1:123456789012:execution:batch:exec-1",
         execution_name="exec-1",
         state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:batch",
         clock=clock,
@@ -103,7 +104,7 @@ def test_require_glue_names_the_workflow_and_every_problem():
 
 
 def test_require_glue_passes_when_nothing_is_missing():
-    require_glue("batch", check=lambda: [])
+    require_glue("batch", check=list)
 
 
 def test_find_java_uses_java_home_before_path(tmp_path):
