@@ -133,6 +133,6 @@ def aws_errors(operation: str, target: str = "", *, storage: bool = False) -> It
         code, message = describe(exc, operation, target)
         if storage:
             raise AwsStorageError(message, code=code, operation=operation) from exc
-        if code in _NOT_FOUND or code.endswith("NotFoundException") or code.endswith("DoesNotExist"):
+        if code in _NOT_FOUND or code.endswith(("NotFoundException", "DoesNotExist")):
             raise AwsNotFound(message, code=code, operation=operation) from exc
         raise AwsError(message, code=code, operation=operation) from exc

@@ -153,7 +153,7 @@ def _pip_download(pins: list[str], platform: str, dest: Path) -> None:
         "--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311",
         "--dest", str(dest), *pins,
     ]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise PackagingError(
             f"could not download wheels for Lambda ({platform}, CPython {PYTHON_VERSION}) from the package index:\n"

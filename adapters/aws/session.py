@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
@@ -72,7 +72,7 @@ class AwsClients:
             inject_host_prefix=self.settings.resolved_endpoint() is None,
         )
 
-    async def __aenter__(self) -> AwsClients:
+    async def __aenter__(self) -> Self:
         await self._stack.__aenter__()
         return self
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from .errors import aws_errors
 
-__all__ = ["Execution", "ExecutionSummary", "StepFunctionsClient", "TERMINAL_STATUSES"]
+__all__ = ["TERMINAL_STATUSES", "Execution", "ExecutionSummary", "StepFunctionsClient"]
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 

@@ -38,9 +38,20 @@ from typing import Any, Literal
 
 from ceap_engine.asl.definition import validate_definition
 from ceap_engine.errors import DefinitionError, InputError, Problem
-from ceap_engine.workflow import BATCH, REALTIME, build_definition, function_placeholder, substitute, substitution_keys
+from ceap_engine.workflow import (
+    BATCH,
+    REALTIME,
+    build_definition,
+    function_placeholder,
+    substitute,
+    substitution_keys,
+)
 from ceap_engine.workflow.builder import BUCKET_PLACEHOLDER
-from ceap_engine.workflow.names import glue_job_name, lambda_function_name, state_machine_name
+from ceap_engine.workflow.names import (
+    glue_job_name,
+    lambda_function_name,
+    state_machine_name,
+)
 from ceap_engine.workflow.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
 
 from .candidates import candidate_table_schema
@@ -468,7 +479,7 @@ def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> di
         "StateMachineLogGroup": {"Description": "Execution logs (Express executions are read from here)",
                                  "Value": names.state_machine_log_group},
     }
-    for logical, resource in resources.items():
+    for resource in resources.values():
         if resource["Type"] in _STATEFUL:
             # Said out loud: `ceap destroy` is the rollback and removes the workflow's data with it
             # (it empties the bucket first); keep data elsewhere if it must outlive the workflow.

@@ -19,7 +19,15 @@ import typer
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
 from ..workflow import express_duration_warnings
-from ._output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, console, emit_problems, err_console, print_json
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    console,
+    emit_problems,
+    err_console,
+    print_json,
+)
 
 T = TypeVar("T")
 
@@ -129,7 +137,12 @@ def deploy(
     log_execution_data: LogDataOption = True,
 ) -> None:
     """Deploy a workflow: package, upload, create a change set, show it, execute it, wait, print the outputs."""
-    from adapters.aws.deploy import DeployRequest, execute_deploy, plan_deploy, preview_change_set
+    from adapters.aws.deploy import (
+        DeployRequest,
+        execute_deploy,
+        plan_deploy,
+        preview_change_set,
+    )
     from adapters.aws.packaging import LambdaBuild
     from adapters.aws.session import AwsClients
     from adapters.aws.template import TemplateOptions

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from adapters.aws.candidates import BATCH_SIZE, DynamoDBCandidateStore, backoff_delays, candidate_table_schema, rank_key
+from adapters.aws.candidates import (
+    BATCH_SIZE,
+    DynamoDBCandidateStore,
+    backoff_delays,
+    candidate_table_schema,
+    rank_key,
+)
 from adapters.aws.errors import AwsStorageError
 from adapters.aws.session import AwsClients, AwsSettings
 from ceap_engine.errors import StorageError

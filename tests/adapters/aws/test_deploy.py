@@ -24,7 +24,12 @@ from typer.testing import CliRunner
 
 from adapters.aws.packaging import LambdaBuild, dependency_pins, fetch_wheels
 from ceap_engine.cli.app import app
-from ceap_engine.workflow import REALTIME, build_definition, function_placeholder, substitute
+from ceap_engine.workflow import (
+    REALTIME,
+    build_definition,
+    function_placeholder,
+    substitute,
+)
 from ceap_engine.workflow.builder import BUCKET_PLACEHOLDER
 
 from .moto import queue_lambda_results

@@ -13,7 +13,13 @@ import pytest
 from adapters.aws.errors import AwsError, AwsNotFound
 from adapters.aws.session import AwsClients, AwsSettings
 from adapters.aws.stepfunctions import StepFunctionsClient
-from ceap_engine.workflow import BATCH, REALTIME, build_definition, function_placeholder, substitute
+from ceap_engine.workflow import (
+    BATCH,
+    REALTIME,
+    build_definition,
+    function_placeholder,
+    substitute,
+)
 from ceap_engine.workflow.builder import BUCKET_PLACEHOLDER
 from ceap_engine.workflow.names import lambda_function_name
 
