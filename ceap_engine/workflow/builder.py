@@ -4,9 +4,9 @@ The same definition is deployed to Step Functions (ARNs and names arrive
 through ``DefinitionSubstitutions``) and interpreted locally (the engine
 substitutes local names first, as AWS would). Shape of the state machine::
 
-    ETL -> Filter -> [HeavyETL] -> Score -> Store -> Reactive -> Summary
-      \\        \\            \\          \\       \\         \\
-       +--------+------------+----------+-------+---------+--> <Stage>.Failed -> RecordFailure -> Failed
+    Input -> ETL -> Filter -> [HeavyETL] -> Score -> Store -> Reactive -> Summary
+               \\        \\            \\          \\       \\         \\
+                +--------+------------+----------+-------+---------+--> <Stage>.Failed -> RecordFailure -> Failed
 
 Each stage is a Task whose small result (``ResultSelector``: output key and
 counts) lands at ``$.stages.<Stage>``, so the state payload stays small while
@@ -42,7 +42,12 @@ EXPRESS_LIMIT_SECONDS = 300
 BUCKET_PLACEHOLDER = "WorkflowBucket"
 RECORD_FAILURE = "RecordFailure"
 FAILED = "Failed"
+FAILED_STAGE = "Failed.Stage"
+FAILED_RESERVED = "Failed.Reserved"
+STAGE_FAILED = "Ceap.StageFailed"
 SUMMARY = "Summary"
+INPUT = "Input"
+UNWRAP = "Input.Unwrap"
 
 
 def function_placeholder(stage: StageSpec) -> str:
@@ -84,7 +89,7 @@ def _lambda_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, An
         "workflowBucket": "${%s}" % BUCKET_PLACEHOLDER,
     }
     if spec.previous(stage.name) is None:
-        payload["input.$"] = "$$.Execution.Input"
+        payload["input.$"] = "$"  # the execution's payload, unwrapped by the Input state
     return {
         "Type": "Task",
         "Comment": f"{stage.name}: {stage.function}",
@@ -114,9 +119,9 @@ def _glue_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]
                 "--input-key.$": f"States.Format('executions/{{}}/{previous}/output.json', $$.Execution.Name)",
                 "--output-bucket": bucket,
                 "--output-key.$": f"States.Format('executions/{{}}/{stage.name}/output.json', $$.Execution.Name)",
-                "--source-uri.$": "$$.Execution.Input.source",
-                "--date-start.$": "$$.Execution.Input.dateRange.start",
-                "--date-end.$": "$$.Execution.Input.dateRange.end",
+                "--source-uri.$": "$.source",
+                "--date-start.$": "$.dateRange.start",
+                "--date-end.$": "$.dateRange.end",
             },
         },
         "ResultSelector": {
@@ -134,8 +139,19 @@ def _glue_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]
 
 def build_definition(spec: WorkflowSpec) -> dict[str, Any]:
     """The ASL of ``spec`` with ``${...}`` placeholders (see :func:`substitution_keys`)."""
-    states: dict[str, Any] = {}
     stages = list(spec.stages)
+    states: dict[str, Any] = {
+        # An EventBridge Pipe hands Step Functions its batch as a JSON array even with
+        # batch size 1 (AWS: "EventBridge Pipes batching and concurrency"); a direct
+        # StartExecution sends the payload object. Both become the payload object here.
+        INPUT: {
+            "Type": "Choice",
+            "Comment": "A one-element array (a Pipe batch) or the payload object itself.",
+            "Choices": [{"Variable": "$[0]", "IsPresent": True, "Next": UNWRAP}],
+            "Default": stages[0].name,
+        },
+        UNWRAP: {"Type": "Pass", "InputPath": "$[0]", "Next": stages[0].name},
+    }
     for i, stage in enumerate(stages):
         nxt = stages[i + 1].name if i + 1 < len(stages) else SUMMARY
         task = _glue_task(spec, stage, nxt) if stage.kind == "glue" else _lambda_task(spec, stage, nxt)
@@ -175,15 +191,30 @@ def build_definition(spec: WorkflowSpec) -> dict[str, Any]:
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.recordFailureError", "Next": FAILED}],
         "Next": FAILED,
     }
+    # The ASL specification reserves error names starting with "States." to the
+    # service (moto and LocalStack refuse them in a Fail state with States.Runtime):
+    # a stage that failed with one (States.Timeout...) ends as Ceap.StageFailed, its
+    # own error leading the cause and kept in failure.json.
     states[FAILED] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.failure.Error", "StringMatches": "States.*", "Next": FAILED_RESERVED}],
+        "Default": FAILED_STAGE,
+    }
+    states[FAILED_STAGE] = {
         "Type": "Fail",
         "Comment": "The failed stage's own error and cause.",
         "ErrorPath": "$.failure.Error",
         "CausePath": "$.failure.Cause",
     }
+    states[FAILED_RESERVED] = {
+        "Type": "Fail",
+        "Comment": "A stage failed with a States.* error, which a Fail state may not raise.",
+        "Error": STAGE_FAILED,
+        "CausePath": "States.Format('{} in stage {}: {}', $.failure.Error, $.failure.stage, $.failure.Cause)",
+    }
     return {
         "Comment": f"CEAP workflow '{spec.name}' ({spec.type}): {' -> '.join(s.name for s in stages)}. Built by ceap.",
-        "StartAt": stages[0].name,
+        "StartAt": INPUT,
         "States": states,
     }
 

@@ -22,7 +22,9 @@ def test_definition_is_valid_asl_and_chains_the_stages(spec):
     definition = build_definition(spec)
     assert validate_definition(definition) == []
     names = [s.name for s in spec.stages]
-    assert definition["StartAt"] == names[0]
+    assert definition["StartAt"] == "Input"
+    assert definition["States"]["Input"]["Default"] == names[0]
+    assert definition["States"]["Input.Unwrap"] == {"Type": "Pass", "InputPath": "$[0]", "Next": names[0]}
     for here, nxt in zip(names, names[1:] + ["Summary"], strict=True):
         assert definition["States"][here]["Next"] == nxt
 
@@ -48,7 +50,7 @@ def test_lambda_stage_task_shape():
 
 def test_first_stage_gets_the_execution_input():
     etl = build_definition(REALTIME)["States"]["ETL"]
-    assert etl["Parameters"]["Payload"]["input.$"] == "$$.Execution.Input"
+    assert etl["Parameters"]["Payload"]["input.$"] == "$"
     assert etl["Parameters"]["Payload"]["previousStage"] is None
 
 
@@ -56,7 +58,7 @@ def test_glue_stage_retries_five_minutes_then_ten():
     heavy = build_definition(BATCH)["States"]["HeavyETL"]
     assert heavy["Resource"] == "arn:aws:states:::glue:startJobRun.sync"
     assert heavy["Retry"][1] == {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 300, "MaxAttempts": 2, "BackoffRate": 2.0}
-    assert heavy["Parameters"]["Arguments"]["--source-uri.$"] == "$$.Execution.Input.source"
+    assert heavy["Parameters"]["Arguments"]["--source-uri.$"] == "$.source"
 
 
 def test_failure_path_records_then_fails_with_the_stage_error():
@@ -65,8 +67,11 @@ def test_failure_path_records_then_fails_with_the_stage_error():
     record = states["RecordFailure"]
     assert record["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject"
     assert record["Next"] == "Failed" and record["Catch"][0]["Next"] == "Failed"
-    assert states["Failed"] == {"Type": "Fail", "Comment": states["Failed"]["Comment"],
-                                "ErrorPath": "$.failure.Error", "CausePath": "$.failure.Cause"}
+    assert states["Failed"]["Choices"] == [
+        {"Variable": "$.failure.Error", "StringMatches": "States.*", "Next": "Failed.Reserved"}]
+    assert states["Failed.Stage"]["ErrorPath"] == "$.failure.Error"
+    assert states["Failed.Stage"]["CausePath"] == "$.failure.Cause"
+    assert states["Failed.Reserved"]["Error"] == "Ceap.StageFailed"
 
 
 def test_substitution_replaces_every_placeholder():

@@ -77,11 +77,12 @@ async def test_stage_that_always_fails_ends_failed_with_its_error_and_leaves_fai
     assert len(scheduled_times(result, "Store")) == 3  # first attempt and two retries
     assert result.failure == {"Error": "TimeoutError", "Cause": result.execution.cause, "stage": "Store"}
     assert list(result.outputs) == ["ETL", "Filter", "Score"]  # what did run is still pointed to
-    assert result.execution.history.types()[-11:] == [
+    assert result.execution.history.types()[-13:] == [
         "TaskFailed", "TaskStateExited",                        # Store gives up, caught
         "PassStateEntered", "PassStateExited",                  # Store.Failed names the stage
         "TaskStateEntered", "TaskScheduled", "TaskStarted",     # RecordFailure writes failure.json
         "TaskSucceeded", "TaskStateExited",
+        "ChoiceStateEntered", "ChoiceStateExited",              # Failed: is the error a States.* name?
         "FailStateEntered", "ExecutionFailed",
     ]
 
@@ -103,3 +104,23 @@ async def test_bad_source_data_fails_etl_permanently(ceap_workflow_env, example_
     assert result.status == "FAILED" and result.execution.error == "Ceap.PermanentError"
     assert len(scheduled_times(result, "ETL")) == 1
     assert "gone.jsonl" in result.execution.cause
+
+
+async def test_payload_wrapped_in_a_one_element_array_is_unwrapped(ceap_workflow_env, example_payload):
+    """An EventBridge Pipe delivers its batch as a JSON array even with batch size 1."""
+    result = await ceap_workflow_env.run("realtime", [example_payload])
+    assert result.status == "SUCCEEDED", result.execution.cause
+    assert result.counts["ETL"]["processedCount"] > 1000
+
+
+async def test_stage_timing_out_ends_as_ceap_stage_failed_with_the_timeout_in_the_cause(ceap_workflow_env, example_payload):
+    async def hangs(event, context):
+        await ceap_workflow_env.clock.sleep(3600)  # longer than Filter's 60 s timeout
+
+    result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Filter": hangs})
+    assert result.status == "FAILED"
+    assert result.execution.error == "Ceap.StageFailed"
+    assert result.execution.cause.startswith("States.Timeout in stage Filter")
+    assert result.failure == {"Error": "States.Timeout", "Cause": "", "stage": "Filter"}
+    # three attempts of 60 s, waits of 20 s and 40 s between them
+    assert result.execution.stop_time - result.execution.start_time == 3 * 60 + 20 + 40

@@ -82,7 +82,7 @@ async def test_the_realtime_asl_runs_every_stage_in_order_and_ends_with_the_summ
     assert list(final.output["stages"]) == [s.name for s in REALTIME.stages]
     assert final.output["stages"]["Score"] == {"outputKey": "executions/x/Score/output.json", "counts": {"inputCount": 3}}
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
-    assert entered == [*(s.name for s in REALTIME.stages), "Summary"]
+    assert entered == ["Input", *(s.name for s in REALTIME.stages), "Summary"]
     assert events[-1]["type"] == "ExecutionSucceeded"
 
 
@@ -123,3 +123,24 @@ async def test_describing_an_execution_that_does_not_exist_is_not_found(moto_end
 
         with pytest.raises(AwsNotFound, match="DescribeExecution"):
             await sfn.describe_execution("arn:aws:states:us-east-1:123456789012:execution:Ceap-none-Workflow:nope")
+
+
+async def test_a_pipe_batch_of_one_is_unwrapped_by_the_input_state(moto_endpoint: str) -> None:
+    # EventBridge Pipes start Step Functions with a JSON array even for batch size 1; moto's
+    # interpreter (LocalStack's, tested against AWS) must agree with ours on the unwrapping.
+    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
+        machine, bucket = await deploy_through_the_api(aws, "STANDARD")
+        sfn = StepFunctionsClient(await aws.client("stepfunctions"))
+        queue_lambda_results(moto_endpoint, [stage_result(s.name) for s in REALTIME.stages])
+        payload = {"programId": "p-1", "marketplace": "US", "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
+                   "source": f"s3://{bucket}/inputs/orders.jsonl"}
+        arn = await sfn.start_execution(machine, [payload], name="from-a-pipe")
+        events: list[dict[str, Any]] = []
+        final = await sfn.wait(arn, on_event=events.append, poll_seconds=0.05, timeout_seconds=30)
+
+    assert final.status == "SUCCEEDED", (final.error, final.cause)
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+    assert entered[:3] == ["Input", "Input.Unwrap", "ETL"]
+    etl_input = next(json.loads(e["stateEnteredEventDetails"]["input"]) for e in events
+                     if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == "ETL")
+    assert etl_input == payload
