@@ -172,6 +172,9 @@ def run(
     local: Annotated[bool, typer.Option("--local", help="Run on this machine (the default target).")] = False,
     target: Annotated[Target, typer.Option("--target", help="local, or aws (a deployed workflow; needs -n)")] = Target.local,
     name: Annotated[str | None, typer.Option("-n", "--name", help="With --target aws: the deployed workflow's name")] = None,
+    region: Annotated[str | None, typer.Option("--region", help="With --target aws: the AWS region (default: the usual chain)")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="With --target aws: the AWS profile")] = None,
+    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="With --target aws: another endpoint (LocalStack, moto); or AWS_ENDPOINT_URL")] = None,
     workflow: Annotated[Workflow, typer.Option("--workflow", help="realtime (EXPRESS) or batch (STANDARD, with the Glue HeavyETL job)")] = Workflow.realtime,
     store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives (objects and candidates)")] = Path(".ceap"),
     clock: Annotated[ClockKind, typer.Option("--clock", help="virtual: retry waits cost no wall time")] = ClockKind.virtual,
@@ -186,7 +189,8 @@ def run(
     if target is Target.aws and not local:
         from . import aws as aws_cli  # the AWS side lives with the deploy commands
 
-        raise typer.Exit(aws_cli.run_remote(payload, name=name, format=format.value))
+        raise typer.Exit(aws_cli.run_remote(payload, name=name, format=format.value, region=region, profile=profile,
+                                            endpoint_url=endpoint_url))
     try:
         spec = builtin(workflow.value)
         body = check_payload(spec, read_payload(payload), payload)
