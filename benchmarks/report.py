@@ -114,6 +114,13 @@ def table(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _per_execution(row: dict[str, Any] | None) -> str:
+    details = (row or {}).get("details") or {}
+    if not details.get("transitions") or not row.get("executions"):
+        return ""
+    return f": {details['transitions'] / row['executions']:g} transitions per execution"
+
+
 def _md_table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
     align = ["---" if i < right_from else "---:" for i in range(len(header))]
     return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |",
@@ -248,8 +255,9 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
         "under the same driver and concurrency limit: the ceiling for any asyncio engine in this Python. "
         "`bound-yield` gives the event loop one turn per state (as a runner doing real I/O would); it is context "
         "only, since ceap's no-op runners do not yield.",
-        "- `ceap-realtime-*`: the realtime workflow's deployed ASL (5 `lambda:invoke` Tasks with Retry and Catch, "
-        "then Summary) with no-op task runners, a virtual clock and full history kept while running.",
+        "- `ceap-realtime-*`: the realtime workflow's ASL as built for deployment (its Input Choice, 5 `lambda:invoke` "
+        f"Tasks with the spec's Retry and Catch, and the Summary Pass{_per_execution(realtime_high(results))}) with "
+        "no-op task runners, a virtual clock and full history kept while running.",
         "- `moto-5pass` / `ceap-5pass`: the same 5-Pass-state machine; moto's in-process interpreter "
         "(`mock_aws`, `execute_state_machine` on) starts every execution at once, one thread each; ceap runs the "
         "same number of executions 5 times (they take it a few hundredths of a second) and reports the median round.",

@@ -8,10 +8,10 @@ What each measures (the numbers a row reports are described in
   tuples, under the same driver and concurrency as ceap. ``bound-yield`` is the
   same with one event-loop turn per state (context only: ceap's no-op runners
   do not yield, so ``bound`` is the fair ceiling).
-- ``ceap-realtime-c1`` / ``-c1000``: the realtime workflow's own ASL (5
-  ``lambda:invoke`` Tasks with the spec's Retry and Catch, then the Summary
-  Pass) on the engine, with no-op task runners registered directly, a virtual
-  clock, and the full history of every execution kept while it runs.
+- ``ceap-realtime-c1`` / ``-c1000``: the realtime workflow's own ASL (its
+  Input Choice, 5 ``lambda:invoke`` Tasks with the spec's Retry and Catch, and
+  the Summary Pass) on the engine, with no-op task runners registered directly,
+  a virtual clock, and the full history of every execution kept while it runs.
 - ``moto-5pass`` / ``ceap-5pass``: moto's in-process ASL interpreter and ceap
   on the same 5-Pass-state machine, the same number of executions.
 - ``scaling-*``: ceap-realtime at concurrency 1,000 for 1k/10k/100k
@@ -503,7 +503,7 @@ def end_to_end(scenario: Scenario) -> list[dict[str, Any]]:
         "process_wall_s": round(wall, 3),
         "stages": stages,
         "driver": driver,
-        "timestamps": "millisecond history timestamps (real clock)",
+        "timestamps": "history timestamps: milliseconds, real clock",
     })
     row["peak_rss_mib"] = round(rss, 1)  # the ceap process's, not this harness's
     return [row]

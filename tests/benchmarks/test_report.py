@@ -12,7 +12,7 @@ def _row(name, eps, concurrency=1000, **details):
 RESULTS = [
     _row("bound", 20_000.0, executions_per_cpu_s=25_000.0),
     _row("ceap-realtime-c1", 7_000.0, concurrency=1),
-    _row("ceap-realtime-c1000", 6_000.0),
+    _row("ceap-realtime-c1000", 6_000.0, transitions=7000),
     _row("moto-5pass", 40.0),
     _row("ceap-5pass", 3_000.0),
     _row("scaling-1k", 5_000.0, wall_s=0.2, per_execution_us=200.0, rss_before_mib=40.0, rss_after_mib=41.0,
@@ -66,5 +66,6 @@ def test_the_page_names_the_command_machine_and_every_section():
                     "## What is measured"):
         assert heading in page
     assert "| e2e-1k | 1,000 | 10,000 | 3,000 |" in page
+    assert "Summary Pass: 7 transitions per execution)" in page
     assert "| bound | 1,000 | 1,000 | 20,000.0 | 25,000.0 | 120,000 |" in page
     assert "| glue-job-cold | 0.00 | 500 | 23 | 683.1 | spark 14.0, total 14.1 |" in page

@@ -4,6 +4,7 @@ import pytest
 
 from benchmarks.measure import REQUIRED_KEYS
 from benchmarks.scenarios import (
+    STAGES,
     BenchmarkFailed,
     Scenario,
     _runners,
@@ -17,6 +18,7 @@ from benchmarks.scenarios import (
     stage_seconds,
     state_transitions,
 )
+from ceap_engine.asl.definition import load_definition
 from ceap_engine.clock import VirtualClock
 from ceap_engine.interpreter import EXPRESS, Engine
 from ceap_engine.tasks import TaskFailed
@@ -57,14 +59,34 @@ async def _one_realtime(stage):
     return await engine.execute(realtime_machine(), {"programId": "p"}, execution_type=EXPRESS)
 
 
-async def test_a_realtime_execution_is_six_transitions_and_each_retry_adds_one():
+def _realtime_transitions() -> int:
+    import asyncio
+
+    return state_transitions(asyncio.run(_one_realtime(noop_stage)).history)
+
+
+async def test_transitions_are_states_entered_plus_task_retries():
+    machine = load_definition({
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": {"Type": "Pass", "Next": "Work"},
+            "Work": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                     "Parameters": {"FunctionName": "f"}, "Retry": [{"ErrorEquals": ["States.ALL"]}], "End": True},
+        },
+    })
+    for stage, expected in ((noop_stage, 2), (flaky_stage, 3)):
+        result = await Engine(clock=VirtualClock(start=0), runners=_runners(stage)).execute(machine)
+        assert result.status == "SUCCEEDED"
+        assert state_transitions(result.history) == expected
+
+
+async def test_in_the_realtime_workflow_every_stage_fails_once_and_is_retried():
     plain = await _one_realtime(noop_stage)
     flaky = await _one_realtime(flaky_stage)
 
     assert plain.status == flaky.status == "SUCCEEDED"
-    assert state_transitions(plain.history) == 6  # five stages and the Summary
-    assert state_transitions(flaky.history) == 11  # and one retry per stage
-    assert flaky.history.types().count("TaskFailed") == 5
+    assert flaky.history.types().count("TaskFailed") == len(STAGES) == 5
+    assert state_transitions(flaky.history) == state_transitions(plain.history) + len(STAGES)
 
 
 def _check_row(row, name, executions):
@@ -75,12 +97,13 @@ def _check_row(row, name, executions):
 
 
 def test_bound_realtime_five_pass_and_scaling_rows_count_their_transitions():
+    realtime = _realtime_transitions()
     cases = [
         (Scenario("bound", "bound", 30, 5), 5),
         (Scenario("bound-yield", "bound-yield", 30, 5), 5),
-        (Scenario("ceap-realtime-c5", "ceap-realtime", 30, 5), 6),
+        (Scenario("ceap-realtime-c5", "ceap-realtime", 30, 5), realtime),
         (Scenario("ceap-5pass", "five-pass-ceap", 30, 5), 5),
-        (Scenario("scaling-30", "scaling", 30, 5), 6),
+        (Scenario("scaling-30", "scaling", 30, 5), realtime),
     ]
     for scenario, per_execution in cases:
         [row] = run_scenario(scenario, mode="smoke")
@@ -104,7 +127,7 @@ def test_scaling_keeps_no_history_unless_asked():
 def test_retry_heavy_waits_in_virtual_time_only():
     [row] = run_scenario(Scenario("retry-heavy", "retry-heavy", 20, 5), mode="smoke")
     _check_row(row, "retry-heavy", 20)
-    assert row["details"]["transitions"] == 11 * 20
+    assert row["details"]["transitions"] == (_realtime_transitions() + len(STAGES)) * 20
     assert row["details"]["virtual_s"] >= 5 * 20  # five 20 s retry intervals, none of them waited for
     assert row["details"]["wall_s"] < row["details"]["virtual_s"]
 
