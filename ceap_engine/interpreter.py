@@ -112,6 +112,9 @@ class _ExecutionTimedOut(Exception):
     pass
 
 
+_UNDEFINED = object()
+
+
 class Frame:
     """One thread of an execution: the top level, a Parallel branch or a Map iteration."""
 
@@ -183,13 +186,11 @@ class Frame:
         return ctx
 
     def variable(self, name: str) -> Any:
-        frame: Frame | None = self
-        while frame is not None:
-            variables = frame.variables
-            if name in variables:
-                return variables[name]
-            frame = frame.parent
-        raise PathNotFound(f"${name}", f"Variable '{name}' is not defined")
+        """A variable's value from this scope or an enclosing one; :class:`PathNotFound` if undefined."""
+        value = self.lookup_variable(name, _UNDEFINED)
+        if value is _UNDEFINED:
+            raise PathNotFound(f"${name}", f"Variable '{name}' is not defined")
+        return value
 
     def lookup_variable(self, name: str, default: Any = None) -> Any:
         """A variable's value from this scope or an enclosing one, else ``default``."""
