@@ -10,10 +10,11 @@ them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
+
+from ._json import compact_json
 
 __all__ = ["Event", "ExecutionHistory", "RawJson", "details_key", "iso_timestamp"]
 
@@ -33,7 +34,7 @@ class RawJson:
 def _json_text(value: Any) -> str:
     if isinstance(value, RawJson):
         return value.text
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return compact_json(value)
 
 
 _JSON_FIELDS = ("input", "output", "parameters")

@@ -27,12 +27,12 @@ from .asl.definition import Program, StateMachine
 from .asl.flow import ABSENT
 from .asl.jsonpath import PathNotFound
 from .asl.payload import RuntimeFailure
-from .asl.states import Terminal, data_limit_cause, payload_too_large
+from .asl.states import PAYLOAD_LIMIT_BYTES, Terminal, data_limit_cause, payload_size
 from .clock import Activity, Clock, RealClock
 from .errors import InputError, Problem, StatesError
 from .history import ExecutionHistory, RawJson, iso_timestamp
 from .ports import ObjectStore
-from .tasks import TaskRunners, parse_resource
+from .tasks import TaskRunners
 
 __all__ = [
     "Engine",
@@ -126,9 +126,12 @@ class Frame:
         "execution",
         "last_event",
         "map_item",
+        "output_bound",
         "parent",
         "pending_assign",
+        "result_size",
         "retry_count",
+        "size_bound",
         "state",
         "variables",
     )
@@ -146,6 +149,11 @@ class Frame:
         self.map_item: tuple[int, Any] | None = None
         self.pending_assign: dict[str, Any] | None = None
         self._ctx: dict[str, Any] | None = None
+        # Upper bounds, in bytes, of JSON sizes (-1: unknown), so that the payload
+        # limit is checked without serialising every state's output.
+        self.size_bound = -1  # the current state's input
+        self.output_bound = -1  # the current state's output, when the state could tell
+        self.result_size = -1  # the current Task attempt's result, exactly
 
     # -- services ---------------------------------------------------------
     @property
@@ -426,6 +434,7 @@ class Execution:
         }
         self.context_state_machine = {"Id": self.state_machine_arn, "Name": state_machine_name}
         self.task: asyncio.Task | None = None
+        self.input_size = -1  # bytes of the input as JSON, once known
         self.activity: Activity | None = None
 
     # -- mocked responses ----------------------------------------------------
@@ -457,6 +466,8 @@ class Execution:
             frame.retry_count = 0
             frame._ctx = None
             frame.pending_assign = None
+            frame.output_bound = -1
+            frame.result_size = -1
             entered = frame.event(state.entered_type, {"input": value, "name": state.name})
             frame.entered_event = entered
             try:
@@ -466,8 +477,12 @@ class Execution:
                     rf.error,
                     f"An error occurred while executing the state '{state.name}' (entered at the event id #{entered}). {rf.message}",
                 ) from None
-            if payload_too_large(value):
-                raise Terminal("States.DataLimitExceeded", data_limit_cause(state.name))
+            bound = frame.output_bound
+            if bound < 0 or bound > PAYLOAD_LIMIT_BYTES:
+                bound = payload_size(value)
+                if bound > PAYLOAD_LIMIT_BYTES:
+                    raise Terminal("States.DataLimitExceeded", data_limit_cause(state.name))
+            frame.size_bound = bound
             assigned = frame.pending_assign
             if state.writes_exit_event:
                 details = {"name": state.name, "output": value}
@@ -494,6 +509,7 @@ class Execution:
                 "ExecutionStarted", 0, {"input": input_event, "roleArn": self.role_arn}
             )
             frame = Frame(self, None, activity, 0)
+            frame.size_bound = self.input_size
             timer = None
             limit = self.machine.timeout_seconds
             if self.type == EXPRESS:
@@ -599,12 +615,19 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
+        self._checked: dict[int, tuple[StateMachine, int]] = {}
 
     def check_resources(self, machine: StateMachine) -> None:
-        """Raise :class:`InputError` naming every Task resource no runner serves."""
+        """Raise :class:`InputError` naming every Task resource no runner serves.
+
+        A machine that passed is remembered until a runner is registered again,
+        so starting many executions of it costs one check.
+        """
+        checked = self._checked.get(id(machine))
+        if checked is not None and checked[0] is machine and checked[1] == self.runners.version:
+            return
         problems = []
-        for where, resource in machine.task_resources():
-            info = parse_resource(resource)
+        for where, resource, info in machine.task_infos:
             if info is not None and not self.runners.supports(info):
                 problems.append(Problem(
                     where,
@@ -615,6 +638,7 @@ class Engine:
                 ))
         if problems:
             raise InputError(problems, "state machine resources")
+        self._checked[id(machine)] = (machine, self.runners.version)
 
     def new_name(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -639,7 +663,7 @@ class Engine:
         if input_text is not None:
             size = len(input_text.encode("utf-8"))
         else:
-            size = 0 if not payload_too_large(input) else INPUT_LIMIT_BYTES + 1
+            size = payload_size(input)
         if size > INPUT_LIMIT_BYTES:
             raise InputError([Problem("/input", f"The execution input is {size} bytes; Step Functions accepts at most {INPUT_LIMIT_BYTES} bytes")])
         validate_execution_name(name) if name is not None else None
@@ -657,6 +681,7 @@ class Engine:
             execution_type=execution_type,
             mocks=mocks,
         )
+        execution.input_size = size
         execution.activity = self.clock.activity()
         execution.task = asyncio.ensure_future(execution.run())
         return execution
@@ -666,8 +691,7 @@ class Engine:
             self.check_resources(machine)
             return
         problems = []
-        for where, resource in machine.task_resources():
-            info = parse_resource(resource)
+        for where, resource, info in machine.task_infos:
             state_name = where.rsplit("/", 2)[-2]
             if info is not None and not self.runners.supports(info) and not mocks.covers(state_name):
                 problems.append(Problem(where, f"No task runner or mocked response for resource '{resource}'", "UNSUPPORTED_RESOURCE"))
@@ -681,16 +705,5 @@ class Engine:
 
 
 def _reject_express_patterns(machine: StateMachine) -> None:
-    problems = []
-    for where, resource in machine.task_resources():
-        info = parse_resource(resource)
-        if info is not None and info.pattern in ("sync", "sync:2", "waitForTaskToken"):
-            problems.append(Problem(
-                where,
-                f"Express workflows do not support the '.{info.pattern}' integration pattern ({resource}); "
-                "use a Standard workflow (--type standard)",
-                "SCHEMA_VALIDATION_FAILED",
-            ))
-    if problems:
-        raise InputError(problems, "state machine for an EXPRESS workflow")
-
+    if machine.express_problems:
+        raise InputError(list(machine.express_problems), "state machine for an EXPRESS workflow")

@@ -134,16 +134,19 @@ class TaskRunners:
 
     def __init__(self) -> None:
         self._runners: dict[str, TaskRunner] = {}
+        #: Grows with every registration (engines re-check resources when it changes).
+        self.version = 0
 
     def register(self, key: str, runner: TaskRunner | Callable[..., Awaitable[Any]]) -> None:
         """Register a runner for ``service:action`` (``glue:startJobRun``),
         ``lambda:function`` (plain Lambda ARNs) or ``activity``."""
         self._runners[key] = runner  # type: ignore[assignment]
+        self.version += 1
 
     def register_lambda(self, functions: LambdaFunctions) -> LambdaFunctions:
         """Serve ``lambda:invoke`` and plain function ARNs from ``functions``."""
-        self._runners["lambda:invoke"] = functions.invoke_integration
-        self._runners["lambda:function"] = functions.invoke_function
+        self.register("lambda:invoke", functions.invoke_integration)
+        self.register("lambda:function", functions.invoke_function)
         return functions
 
     def runner_for(self, info: ResourceInfo) -> TaskRunner:

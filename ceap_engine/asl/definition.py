@@ -13,13 +13,14 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DefinitionError, Problem
-from ..tasks import parse_resource
+from ..tasks import ResourceInfo, parse_resource
 from .choice import parse_timestamp, rule_problems
 from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from .jsonpath import InvalidPath, compile_path, compile_reference_path
@@ -110,6 +111,25 @@ class StateMachine(Program):
 
     definition: dict[str, Any] = field(default_factory=dict)
     timeout_seconds: int | None = None
+
+    @functools.cached_property
+    def task_infos(self) -> tuple[tuple[str, str, ResourceInfo | None], ...]:
+        """Every Task resource, parsed once: (JSON pointer, resource, info)."""
+        return tuple((where, resource, parse_resource(resource)) for where, resource in self.task_resources())
+
+    @functools.cached_property
+    def express_problems(self) -> tuple[Problem, ...]:
+        """Why this machine cannot run as an EXPRESS workflow (integration patterns it lacks)."""
+        return tuple(
+            Problem(
+                where,
+                f"Express workflows do not support the '.{info.pattern}' integration pattern ({resource}); "
+                "use a Standard workflow (--type standard)",
+                "SCHEMA_VALIDATION_FAILED",
+            )
+            for where, resource, info in self.task_infos
+            if info is not None and info.pattern in ("sync", "sync:2", "waitForTaskToken")
+        )
 
     def task_resources(self) -> list[tuple[str, str]]:
         """Every Task resource, with the JSON pointer of its state."""

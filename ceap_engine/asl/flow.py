@@ -69,6 +69,10 @@ class DataFlow:
         """The output of a state without a result (Choice, Wait, Succeed)."""
         raise NotImplementedError
 
+    def passthrough_bound(self, frame: Frame) -> int:
+        """An upper bound of the size of :meth:`filter_output`'s value; -1 if unknown."""
+        return -1
+
 
 def _path_or_absent(state: dict, key: str) -> ValuePath | None | Any:
     if key not in state:
@@ -140,13 +144,60 @@ class JsonPathFlow(DataFlow):
             raise RuntimeFailure(_missing_text(op, exc)) from None
 
     def output(self, frame: Frame, raw: Any, result: Any) -> Any:
-        return self.filter_output(frame, self.place(raw, self.select(frame, result)))
+        selected = self.select(frame, result)
+        output = self.filter_output(frame, self.place(raw, selected))
+        frame.output_bound = self._output_bound(frame, selected, result)
+        return output
 
     def output_assigning(self, frame: Frame, raw: Any, result: Any, assign: Template) -> Any:
         # Assign reads the result after ResultSelector and before ResultPath, as AWS orders them.
         selected = self.select(frame, result)
         frame.pending_assign = assign.evaluate(selected, frame)
-        return self.filter_output(frame, self.place(raw, selected))
+        output = self.filter_output(frame, self.place(raw, selected))
+        frame.output_bound = self._output_bound(frame, selected, result)
+        return output
+
+    # -- size bounds ---------------------------------------------------------
+    # Every state's output is checked against the 256 KiB limit. Serialising it
+    # each time would cost more than the rest of the state; instead a cheap
+    # upper bound of its size is derived from the input's and the result's, and
+    # only an output whose bound passes the limit is measured exactly.
+
+    def _output_bound(self, frame: Frame, selected: Any, result: Any) -> int:
+        from .states import payload_size
+
+        rp = self.result_path
+        if rp is None:
+            bound = frame.size_bound
+        else:
+            if selected is result and frame.result_size >= 0:
+                selected_size = frame.result_size
+            else:
+                selected_size = payload_size(selected)
+            if rp is ABSENT:
+                bound = selected_size
+            elif frame.size_bound < 0:
+                return -1
+            else:
+                # The new keys along the path, quoted and escaped at worst, plus braces.
+                bound = frame.size_bound + selected_size + 6 * len(rp.text) + 16
+        return self._filtered_bound(bound, self.output_path)
+
+    @staticmethod
+    def _filtered_bound(bound: int, path: Any) -> int:
+        """The bound after InputPath/OutputPath: a definite path into the value selects a part of it."""
+        if path is ABSENT:
+            return bound
+        if path is None:
+            return 2
+        return bound if path.kind == "input" and path.path.is_definite else -1
+
+    def passthrough_bound(self, frame: Frame) -> int:
+        """Bound of ``OutputPath(InputPath(raw))`` (Choice, Wait)."""
+        if frame.size_bound < 0:
+            return -1
+        bound = self._filtered_bound(frame.size_bound, self.input_path)
+        return self._filtered_bound(bound, self.output_path) if bound >= 0 else -1
 
     def compile_assign(self, source: Any) -> Template:
         return compile_template(source, "Assign")

@@ -10,10 +10,10 @@ costs one path lookup and two dict builds.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._json import compact_json
 from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from .jsonpath import InvalidPath, PathNotFound, compile_path
 
@@ -25,7 +25,7 @@ __all__ = ["RuntimeFailure", "Template", "ValuePath", "compile_dynamic", "compil
 
 def to_json(value: Any) -> str:
     """Compact JSON as Step Functions prints it in histories and error causes."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return compact_json(value)
 
 
 class RuntimeFailure(Exception):

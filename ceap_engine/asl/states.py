@@ -14,7 +14,6 @@ A state fails by raising :class:`~ceap_engine.errors.StatesError`; a
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import uuid
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from ..errors import StatesError
 from ..retry import BackoffSchedule, Catcher, Retrier, decide, find_catcher
 from ..tasks import ResourceInfo, TaskContext, TaskFailed, parse_resource
 from .choice import compile_rule, parse_timestamp
+from .._json import json_size
 from .flow import ABSENT, DataFlow, JsonPathFlow
 from .jsonata_flow import is_jsonata
 from .jsonpath import PathNotFound
@@ -56,17 +56,14 @@ class Terminal(StatesError):
 
 
 def payload_size(value: Any) -> int:
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
+    """Bytes of ``value`` as compact UTF-8 JSON."""
+    if value is None or value is True or value is False:
+        return 5
+    return json_size(value)
 
 
 def payload_too_large(value: Any) -> bool:
     """Is this value's JSON over Step Functions' 256 KiB payload limit?"""
-    # Cheap exits first: most payloads are small scalars or small objects.
-    if value is None or isinstance(value, (bool, int, float)):
-        return False
-    if isinstance(value, str) and len(value) < 40_000:
-        return False
     return payload_size(value) > PAYLOAD_LIMIT_BYTES
 
 
@@ -303,6 +300,7 @@ class ChoiceState(State):
         assign = assign if assign is not None else self.assign
         if assign is not None:
             frame.pending_assign = self.flow.assign(frame, raw, effective, assign)
+        frame.output_bound = self.flow.passthrough_bound(frame)  # type: ignore[attr-defined]
         return self.flow.filter_output(frame, effective), target
 
     def _run_jsonata(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
@@ -424,6 +422,7 @@ class WaitState(State):
             await frame.clock.sleep(seconds)
         if self.assign is not None:
             frame.pending_assign = flow.assign(frame, raw, effective, self.assign)
+        frame.output_bound = flow.passthrough_bound(frame)  # type: ignore[attr-defined]
         return flow.filter_output(frame, effective), self.next  # type: ignore[attr-defined]
 
 
@@ -591,7 +590,9 @@ class TaskState(Retrying):
             self._failed(frame, err.error, err.cause)
             raise err from exc
 
-        if payload_too_large(result):
+        size = payload_size(result)
+        frame.result_size = size
+        if size > PAYLOAD_LIMIT_BYTES:
             name = info.arn if self.is_lambda_arn else info.resource_type
             err = TaskFailed("States.DataLimitExceeded", data_limit_cause(name))
             self._failed(frame, err.error, err.cause)

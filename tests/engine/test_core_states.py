@@ -414,3 +414,24 @@ async def test_seed_makes_random_things_repeatable():
     b = await engine_with(seed=5).execute(load_definition(definition), {})
     c = await engine_with(seed=6).execute(load_definition(definition), {})
     assert a.output == b.output != c.output and a.name == b.name
+
+
+async def test_outputs_growing_past_the_limit_across_states_are_caught():
+    # Each piece is under 256 KiB; together they are over: the size bound must not hide it.
+    definition = {"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "f"},
+              "ResultSelector": {"blob.$": "$.Payload"}, "ResultPath": "$.r", "Next": "W"},
+        "W": {"Type": "Wait", "Seconds": 1, "End": True}}}
+    result = await run(definition, {"big": "a" * 200_000}, functions={"f": lambda e, c: "b" * 100_000})
+    assert (result.status, result.error) == ("FAILED", "States.DataLimitExceeded")
+    assert "'T'" in result.cause
+
+
+async def test_outputs_just_under_the_limit_pass():
+    definition = {"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "f"},
+              "ResultSelector": {"blob.$": "$.Payload"}, "ResultPath": "$.r", "OutputPath": "$.r", "Next": "C"},
+        "C": {"Type": "Choice", "Choices": [{"Variable": "$.blob", "IsString": True, "Next": "D"}]},
+        "D": {"Type": "Succeed"}}}
+    result = await run(definition, {"big": "a" * 200_000}, functions={"f": lambda e, c: "b" * 100_000})
+    assert result.status == "SUCCEEDED" and len(result.output["blob"]) == 100_000
