@@ -121,29 +121,42 @@ class Event:
 
 
 class ExecutionHistory:
-    """The events of one execution, in order; ``len()`` is the event count."""
+    """The events of one execution, in order; ``len()`` is the event count.
 
-    __slots__ = ("_clock", "_time", "events")
+    Events are kept as plain rows while the execution runs (recording is on
+    the path of every state) and become :class:`Event` objects when read.
+    """
+
+    __slots__ = ("_events", "_time", "rows")
 
     def __init__(self, clock: Any) -> None:
-        self._clock = clock
         self._time = clock.time  # bound once: add() runs for every event of every execution
-        self.events: list[Event] = []
+        #: ``(id, previous_event_id, timestamp, type, details)`` per event.
+        self.rows: list[tuple[int, int, float, str, dict | None]] = []
+        self._events: list[Event] = []
 
     def add(self, event_type: str, previous_event_id: int, details: dict | None = None) -> int:
-        events = self.events
-        event_id = len(events) + 1
-        events.append(Event(event_id, previous_event_id, self._time(), event_type, details))
+        rows = self.rows
+        event_id = len(rows) + 1
+        rows.append((event_id, previous_event_id, self._time(), event_type, details))
         return event_id
 
+    @property
+    def events(self) -> list[Event]:
+        """The events so far, as :class:`Event` objects."""
+        events, rows = self._events, self.rows
+        if len(events) < len(rows):
+            events.extend(Event(*row) for row in rows[len(events):])
+        return events
+
     def __len__(self) -> int:
-        return len(self.events)
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[Event]:
         return iter(self.events)
 
     def types(self) -> list[str]:
-        return [e.type for e in self.events]
+        return [row[3] for row in self.rows]
 
     def to_aws(self, timestamp_format: str = "iso") -> list[dict[str, Any]]:
         return [e.to_aws(timestamp_format) for e in self.events]

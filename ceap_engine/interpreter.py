@@ -165,8 +165,12 @@ class Frame:
         return self.execution.rng
 
     def event(self, event_type: str, details: dict[str, Any] | None = None) -> int:
+        """Record an event of this frame (it follows the frame's previous one)."""
         execution = self.execution
-        event_id = execution.history.add(event_type, self.last_event, details)
+        history = execution.history
+        rows = history.rows
+        event_id = len(rows) + 1
+        rows.append((event_id, self.last_event, history._time(), event_type, details))
         self.last_event = event_id
         if event_id > execution.max_events:
             execution.history_overflow()

@@ -100,7 +100,7 @@ def parse_resource(arn: str) -> ResourceInfo | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskContext:
     """What a runner knows about the task it runs."""
 

@@ -14,6 +14,7 @@ A state fails by raising :class:`~ceap_engine.errors.StatesError`; a
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import uuid
 from collections.abc import Callable
@@ -429,6 +430,56 @@ class WaitState(State):
 # -- Task ---------------------------------------------------------------------
 
 
+async def _as_coroutine(awaitable: Any) -> Any:
+    """A runner may return any awaitable (or, if it is a plain function, its result)."""
+    if inspect.isawaitable(awaitable):
+        return await awaitable
+    return awaitable
+
+
+async def _coroutine_type() -> None:  # pragma: no cover - only its type is used
+    pass
+
+
+_probe = _coroutine_type()
+_COROUTINE = type(_probe)
+_probe.close()
+
+
+class _Resume:
+    """Await the rest of a coroutine that was already stepped once (see TaskState.invoke).
+
+    This is what ``await coro`` does after its first step: every value the
+    coroutine yields goes to the task driving us, every value or exception
+    sent back (a cancellation too) goes into the coroutine.
+    """
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every thrown-in exception goes to the coroutine
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
+
+
 class _Timeout:
     """Cancel the current task when a clock timer fires (asyncio.timeout on our clock)."""
 
@@ -537,11 +588,7 @@ class TaskState(Retrying):
             frame.event("TaskStarted", rt)
 
         execution = frame.execution
-        timer = _Timeout()
-        heartbeat_timer = _Timeout()
-
-        def beat() -> None:
-            heartbeat_timer.arm(frame, heartbeat, "States.HeartbeatTimeout")
+        heartbeat_timer = _Timeout() if heartbeat is not None else None
 
         context = TaskContext(
             resource=info,
@@ -556,22 +603,40 @@ class TaskState(Retrying):
             timeout_seconds=timeout,
             heartbeat_seconds=heartbeat,
             retry_count=frame.retry_count,
-            _heartbeat=beat,
+            _heartbeat=(lambda: heartbeat_timer.arm(frame, heartbeat, "States.HeartbeatTimeout"))
+            if heartbeat_timer is not None else None,
         )
         mocked = execution.mocked_response(self.name)
+        timer = None
         try:
-            timer.arm(frame, timeout, "States.Timeout")
-            beat()
+            if mocked is not None:
+                coro = mocked.respond(context)
+            else:
+                coro = execution.runners.runner_for(info)(info, parameters, context)
+            if type(coro) is not _COROUTINE:
+                coro = _as_coroutine(coro)
             try:
-                if mocked is not None:
-                    result = await mocked.respond(context)
-                else:
-                    result = await execution.runners.runner_for(info)(info, parameters, context)
-            finally:
-                timer.disarm()
-                heartbeat_timer.disarm()
+                # Step the runner once before arming any timer: a runner that ends
+                # without suspending took no time, so no timeout can apply to it.
+                suspended_on = coro.send(None)
+            except StopIteration as done:
+                result = done.value
+            else:
+                if timeout is not None:
+                    timer = _Timeout()
+                    timer.arm(frame, timeout, "States.Timeout")
+                if heartbeat_timer is not None:
+                    heartbeat_timer.arm(frame, heartbeat, "States.HeartbeatTimeout")
+                try:
+                    result = await _Resume(coro, suspended_on)
+                finally:
+                    if timer is not None:
+                        timer.disarm()
+                    if heartbeat_timer is not None:
+                        heartbeat_timer.disarm()
         except asyncio.CancelledError:
-            expired = timer if timer.expired else heartbeat_timer if heartbeat_timer.expired else None
+            expired = (timer if timer is not None and timer.expired
+                       else heartbeat_timer if heartbeat_timer is not None and heartbeat_timer.expired else None)
             if expired is None:
                 raise
             task = asyncio.current_task()

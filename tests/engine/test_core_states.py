@@ -435,3 +435,20 @@ async def test_outputs_just_under_the_limit_pass():
         "D": {"Type": "Succeed"}}}
     result = await run(definition, {"big": "a" * 200_000}, functions={"f": lambda e, c: "b" * 100_000})
     assert result.status == "SUCCEEDED" and len(result.output["blob"]) == 100_000
+
+
+async def test_runners_may_return_any_awaitable_or_suspend_before_a_timeout():
+    async def later(resource, parameters, context):
+        await context.clock.sleep(2)
+        return {"waited": True}
+
+    def future_runner(resource, parameters, context):
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result({"from": "future"})
+        return fut
+
+    task = {"Type": "Task", "Resource": "arn:aws:states:::glue:startJobRun", "Parameters": {}, "TimeoutSeconds": 5, "End": True}
+    waited = await run(one(task), runners={"glue:startJobRun": later})
+    assert waited.output == {"waited": True} and waited.stop_time - waited.start_time == 2
+    awaited = await run(one(task), runners={"glue:startJobRun": future_runner})
+    assert awaited.output == {"from": "future"}
