@@ -118,6 +118,9 @@ _UNDEFINED = object()
 class Frame:
     """One thread of an execution: the top level, a Parallel branch or a Map iteration."""
 
+    #: ``$$.Execution`` and ``$$.StateMachine`` are the execution's own (paths may read them directly).
+    context_is_execution = True
+
     __slots__ = (
         "_ctx",
         "activity",

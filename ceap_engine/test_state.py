@@ -291,6 +291,8 @@ class _TestFrame(Frame):
     """A frame whose context object is the request's (or TestState's generated one)."""
 
     __slots__ = ("base_context",)
+    #: The request's context object replaces the execution's: no shortcut to it.
+    context_is_execution = False
 
     def context(self) -> dict[str, Any]:
         ctx = self.base_context

@@ -42,16 +42,25 @@ class ValuePath:
     """A compiled path of a value: ``$...`` (the document), ``$$...`` (context
     object) or ``$name...`` (a variable)."""
 
-    __slots__ = ("get_from", "kind", "path", "text", "variable")
+    __slots__ = ("_short", "get_from", "kind", "path", "text", "variable")
 
     def __init__(self, text: str) -> None:
         self.text = text
         if not isinstance(text, str) or not text.startswith("$"):
             raise InvalidPath(f"a path must start with '$', got {text!r}")
+        self.get_from = None
+        self._short = None
         if text.startswith("$$"):
             self.kind = "context"
             self.variable = None
             self.path = compile_path("$" + text[2:])
+            # $$.Execution.* and $$.StateMachine.* are the same for every state of an
+            # execution: read them without building the state's context object.
+            for prefix, root in (("$$.Execution", "Execution"), ("$$.StateMachine", "StateMachine")):
+                rest = text[len(prefix):]
+                if text.startswith(prefix) and rest[:1] in ("", ".", "["):
+                    self.get_from = root
+                    self._short = compile_path("$" + rest)
         elif text == "$" or text[1:2] in (".", "["):
             self.kind = "input"
             self.variable = None
@@ -80,6 +89,15 @@ class ValuePath:
         if self.kind == "input":
             return self.path.get(doc)
         if self.kind == "context":
+            root = self.get_from
+            if root is not None and frame.context_is_execution:
+                execution = frame.execution
+                try:
+                    return self._short.get(  # type: ignore[union-attr]
+                        execution.context_execution if root == "Execution" else execution.context_state_machine
+                    )
+                except PathNotFound:
+                    pass  # the full path gives the error its AWS wording
             return self.path.get(frame.context())
         return self.path.get(frame.variable(self.variable))
 
