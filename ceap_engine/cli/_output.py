@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import InputError, Problem, ValidationFailed
 
@@ -36,9 +37,9 @@ def emit_problems(exc: ValidationFailed, fmt: str) -> None:
             "details": [{"path": p.path or "/", "message": p.message, "code": p.code} for p in exc.problems],
         })
         return
-    err_console.print(f"[bold red]error:[/] invalid {exc.what} ({len(exc.problems)} problem(s))")
+    err_console.print(f"[bold red]error:[/] invalid {escape(exc.what)} ({len(exc.problems)} problem(s))")
     for p in exc.problems:
-        err_console.print(f"  - {p.code}: {p.message} [dim]at {p.path or '/'}[/]")
+        err_console.print(f"  - {p.code}: {escape(p.message)} [dim]at {escape(p.path or '/')}[/]")
 
 
 def read_json_file(path: Path, what: str, code: str = "INVALID_JSON") -> Any:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..asl.definition import load_definition, validate_definition
 from ..clock import RealClock, VirtualClock
@@ -105,13 +106,13 @@ def print_result(result: ExecutionResult, fmt: OutputFormat, show_events: bool =
         for e in result.history.events:
             details = e.details or {}
             label = details.get("name") or details.get("error") or ""
-            console.print(f"  {e.id:>4} {e.type:<28} {label}", highlight=False)
+            console.print(f"  {e.id:>4} {e.type:<28} {escape(str(label))}", highlight=False)
     if result.status == "SUCCEEDED":
         console.print("output:", highlight=False)
         console.print_json(json.dumps(result.output))
     else:
-        console.print(f"error: {result.error}", highlight=False)
-        console.print(f"cause: {result.cause}", highlight=False)
+        console.print(f"error: {escape(str(result.error))}", highlight=False)
+        console.print(f"cause: {escape(str(result.cause))}", highlight=False)
     if result.stop_time is not None:
         console.print(f"duration (execution clock): {result.stop_time - result.start_time:.3f} s", highlight=False)
 
@@ -311,7 +312,7 @@ def test_state(
         if format is OutputFormat.json:
             print_json(rejected.to_json())
         else:
-            err_console.print(f"[bold red]{rejected.code}:[/] {rejected.message}")
+            err_console.print(f"[bold red]{rejected.code}:[/] {escape(rejected.message)}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except ValidationFailed as exc:
         emit_problems(exc, format.value)

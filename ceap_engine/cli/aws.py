@@ -9,6 +9,7 @@ argument or payload (nothing was created).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from enum import Enum
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
 from ..workflow import express_duration_warnings
@@ -84,7 +86,7 @@ def _run(work: Callable[[], Awaitable[T]], fmt: str = "text") -> T:
         if fmt == "json":
             print_json({"schemaVersion": 1, "error": str(exc)})
         else:
-            err_console.print(f"[bold red]error:[/] {exc}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
             if isinstance(exc, DeployFailed) and exc.events:
                 err_console.print("the failing stack events:")
                 for event in exc.events:
@@ -152,7 +154,7 @@ def deploy(
         emit_problems(InputError([Problem("/wheelhouse", f"--wheelhouse {wheelhouse} is not a folder")], "argument"), "text")
         raise typer.Exit(EXIT_BAD_INPUT)
     for warning in express_duration_warnings(spec):
-        err_console.print(f"[yellow]warning:[/] {warning}")
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     request = DeployRequest(
         build_dir=build_dir,
         build=LambdaBuild(arch=arch.value, wheelhouse=wheelhouse),
@@ -175,7 +177,7 @@ def deploy(
                 else:
                     console.print("dry run: the change set (deleted again) would do:")
                     for line in changes:
-                        console.print(f"  {line}")
+                        console.print(f"  {escape(line)}")
                 return EXIT_OK
             result = await execute_deploy(aws, plan, report=console.print)
             console.print(f"[bold green]{result.stack}: {result.status}[/]" + ("" if result.changed else " (no change)"))
@@ -209,7 +211,7 @@ def destroy(
             result = await destroy_workflow(aws, spec.name, report=console.print)
         console.print(f"[bold]{result.stack} deleted[/]; removed:")
         for line in result.removed:
-            console.print(f"  {line}")
+            console.print(f"  {escape(line)}")
         return EXIT_OK
 
     raise typer.Exit(_run(work))
@@ -339,7 +341,7 @@ def run_remote(
             colour = "green" if execution.status == "SUCCEEDED" else "red"
             console.print(f"[bold {colour}]{execution.status}[/] {execution.arn}")
             if execution.error:
-                console.print(f"  {execution.error}: {execution.cause}")
+                console.print(f"  {escape(str(execution.error))}: {escape(str(execution.cause))}")
             stages = (execution.output or {}).get("stages") if isinstance(execution.output, dict) else None
             for stage, info in (stages or {}).items():
                 console.print(f"  {stage}: {json.dumps(info.get('counts', {}))}")
@@ -351,10 +353,38 @@ def run_remote(
         return exit_.exit_code
 
 
+_AWS_MODULES = ("aiobotocore", "botocore", "aiohttp")
+
+
+def _missing_aws_sdk(exc: ModuleNotFoundError) -> bool:
+    return (exc.name or "").split(".")[0] in _AWS_MODULES
+
+
+def needs_aws_sdk(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a missing AWS SDK into a message saying what to install (exit 2), not a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            if not _missing_aws_sdk(exc):
+                raise
+            fmt = kwargs.get("format")
+            emit_problems(
+                ValidationFailed([Problem("/", f"the AWS commands need the AWS SDK ({exc.name} is not installed): "
+                                               "pip install 'ceap[aws]'", "MISSING_DEPENDENCY")], "environment"),
+                getattr(fmt, "value", fmt) or "text",
+            )
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return run
+
+
 def register(app: typer.Typer) -> None:
     """Add the AWS commands to the root ``ceap`` command."""
-    app.command("deploy")(deploy)
-    app.command("destroy")(destroy)
-    app.command("status")(status)
-    app.command("send")(send)
-    app.command("synth")(synth)
+    app.command("deploy")(needs_aws_sdk(deploy))
+    app.command("destroy")(needs_aws_sdk(destroy))
+    app.command("status")(needs_aws_sdk(status))
+    app.command("send")(needs_aws_sdk(send))
+    app.command("synth")(needs_aws_sdk(synth))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ..clock import RealClock, VirtualClock
 from ..errors import CeapError, InputError, Problem, ValidationFailed
@@ -94,9 +95,9 @@ class _Progress:
             err_console.print(f"{t} [cyan]>[/] {p.stage}{attempt}")
         elif p.status == "succeeded":
             counts = ", ".join(f"{k}={v}" for k, v in (p.counts or {}).items() if not isinstance(v, dict))
-            err_console.print(f"{t} [green]ok[/] {p.stage}{attempt}  {counts}")
+            err_console.print(f"{t} [green]ok[/] {p.stage}{attempt}  {escape(counts)}")
         else:
-            err_console.print(f"{t} [red]failed[/] {p.stage}{attempt}: {(p.error or '')[:300]}")
+            err_console.print(f"{t} [red]failed[/] {p.stage}{attempt}: {escape((p.error or '')[:300])}")
 
 
 def reconciliation(counts: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -136,18 +137,18 @@ def _print_text(result: PipelineResult, store: Path, wall_seconds: float) -> Non
         console.print(f"took {wall_seconds:.2f} s; workflow clock {ex.stop_time - ex.start_time:.1f} s")
     width = max((len(s) for s in result.outputs), default=0)
     for stage in result.outputs:
-        console.print(f"  {stage:<{width}}  {_format_counts(result.counts.get(stage) or {})}")
+        console.print(f"  {stage:<{width}}  {escape(_format_counts(result.counts.get(stage) or {}))}")
     checks = reconciliation(result.counts)
     if checks:
         console.print("nothing lost:")
         for text, ok in checks:
-            console.print(f"  {'[green]ok[/]' if ok else '[red]MISMATCH[/]'}  {text}")
+            console.print(f"  {'[green]ok[/]' if ok else '[red]MISMATCH[/]'}  {escape(text)}")
     root = (store / "buckets" / result.bucket).resolve()
-    console.print(f"outputs:    {root}/executions/{result.execution_id}/<stage>/output.json")
+    console.print(escape(f"outputs:    {root}/executions/{result.execution_id}/<stage>/output.json"))
     console.print(f"candidates: {(store / 'candidates.sqlite3').resolve()}")
     if ex.status != "SUCCEEDED":
-        console.print(f"[red]error:[/] {ex.error}")
-        console.print(f"[red]cause:[/] {ex.cause}")
+        console.print(f"[red]error:[/] {escape(str(ex.error))}")
+        console.print(f"[red]cause:[/] {escape(str(ex.cause))}")
         if result.failure is not None:
             console.print(f"failure:    {root}/{failure_key(result.execution_id)} (stage {result.failure.get('stage')})")
 
@@ -189,8 +190,9 @@ def run(
     if target is Target.aws and not local:
         from . import aws as aws_cli  # the AWS side lives with the deploy commands
 
-        raise typer.Exit(aws_cli.run_remote(payload, name=name, format=format.value, region=region, profile=profile,
-                                            endpoint_url=endpoint_url))
+        remote = aws_cli.needs_aws_sdk(aws_cli.run_remote)
+        raise typer.Exit(remote(payload, name=name, format=format.value, region=region, profile=profile,
+                                endpoint_url=endpoint_url))
     try:
         spec = builtin(workflow.value)
         body = check_payload(spec, read_payload(payload), payload)
@@ -199,7 +201,7 @@ def run(
             _require_glue(spec)  # before anything is written: no half run
         for warning in express_duration_warnings(spec):
             if format is OutputFormat.text:
-                err_console.print(f"[yellow]warning:[/] {warning}")
+                err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
