@@ -97,3 +97,23 @@ def test_express_refuses_sync_integrations(run_ceap, tmp_path):
         "Type": "Task", "Resource": "arn:aws:states:::glue:startJobRun.sync", "Parameters": {"JobName": "j"}, "End": True}}}))
     proc = run_ceap("asl", "run", str(definition), "--type", "express", "--format", "json")
     assert proc.returncode == 2 and "Express" in json_out(proc)["details"][0]["message"]
+
+
+def test_ctrl_c_aborts_the_execution_with_an_event(tmp_path):
+    # A real process interrupted mid-run: the one place a virtual clock cannot stand in.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    definition = tmp_path / "wait.json"
+    definition.write_text(json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}))
+    proc = subprocess.Popen([sys.executable, "-m", "ceap_engine.cli", "asl", "run", str(definition), "--clock", "real",
+                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)  # let it import and enter the Wait state
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err
+    doc = json.loads(out)
+    assert doc["status"] == "ABORTED"
+    assert [e["type"] for e in doc["events"]] == ["ExecutionStarted", "WaitStateEntered", "ExecutionAborted"]
