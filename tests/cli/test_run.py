@@ -4,6 +4,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from .conftest import ROOT, json_out
 
 
@@ -80,3 +82,22 @@ def test_event_creates_then_deduplicates(run_ceap, tmp_path):
     path.write_text(json.dumps({"eventId": "x"}))
     bad = run_ceap("event", "--local", str(path), "--store", str(tmp_path / "s"))
     assert bad.returncode == 2 and "eventType" in bad.stderr
+
+
+@pytest.mark.spark
+def test_batch_example_end_to_end_with_the_glue_job(run_ceap, tmp_path):
+    proc = run_ceap("run", "--local", "examples/payload-batch.json", "--workflow", "batch", "--store", str(tmp_path),
+                    "--format", "json", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json_out(proc)
+    assert list(doc["outputs"]) == ["ETL", "Filter", "HeavyETL", "Score", "Store", "Reactive"]
+    assert all(check["ok"] for check in doc["reconciliation"])
+    root = Path(doc["store"]) / "buckets" / doc["bucket"]
+    heavy = json.loads((root / doc["outputs"]["HeavyETL"]).read_text())
+    passed = doc["counts"]["Filter"]["passedCount"]
+    assert heavy["metrics"]["inputCount"] == passed == len(heavy["candidates"])
+    assert doc["counts"]["HeavyETL"] == heavy["metrics"]
+    score = json.loads((root / doc["outputs"]["Score"]).read_text())
+    variants = {s["metadata"]["variant"] for c in score["candidates"] for s in c["scores"].values()
+                if "variant" in s.get("metadata", {})}
+    assert variants == {"enriched"}  # Score used the HeavyETL features for every candidate

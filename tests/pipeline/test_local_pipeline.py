@@ -124,3 +124,22 @@ async def test_stage_timing_out_ends_as_ceap_stage_failed_with_the_timeout_in_th
     assert result.failure == {"Error": "States.Timeout", "Cause": "", "stage": "Filter"}
     # three attempts of 60 s, waits of 20 s and 40 s between them
     assert result.execution.stop_time - result.execution.start_time == 3 * 60 + 20 + 40
+
+
+async def test_a_failing_glue_job_is_retried_after_300_then_600_seconds_then_recorded(ceap_workflow_env, example_payload):
+    from ceap_engine.tasks import TaskFailed
+
+    runs = []
+
+    async def failing_glue(resource, parameters, context):
+        runs.append(context.clock.time())
+        raise TaskFailed("States.TaskFailed", json.dumps({"JobName": parameters["JobName"], "JobRunState": "FAILED",
+                                                          "ErrorMessage": "AnalysisException: Path does not exist"}))
+
+    result = await ceap_workflow_env.run("batch", example_payload, runners={"glue:startJobRun": failing_glue})
+    assert result.status == "FAILED"
+    assert [b - a for a, b in zip(runs, runs[1:])] == [300.0, 600.0]
+    assert result.failure["stage"] == "HeavyETL" and result.failure["Error"] == "States.TaskFailed"
+    assert result.execution.error == "Ceap.StageFailed"  # a States.* error cannot be raised by a Fail state
+    assert "AnalysisException" in result.execution.cause
+    assert list(result.outputs) == ["ETL", "Filter"]
