@@ -48,10 +48,10 @@ from ceap_engine.ports import (
 )
 
 from .errors import aws_errors, error_code
+from .schema import RANK_INDEX, candidate_table_schema
 
 __all__ = ["RANK_INDEX", "DynamoDBCandidateStore", "candidate_table_schema", "rank_key"]
 
-RANK_INDEX = "ByProgramRank"
 BATCH_SIZE = 25  # BatchWriteItem's limit
 _MAX_ITEM_BYTES = 400 * 1024
 _MAX_PARTITION_KEY_BYTES = 2048
@@ -62,37 +62,6 @@ _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "
               "InternalServerError", "ServiceUnavailable"}
 
 Key = tuple[str, str]
-
-
-def candidate_table_schema() -> dict[str, Any]:
-    """Key schema, attributes and index of the candidates table, as CreateTable and CloudFormation take them.
-
-    >>> candidate_table_schema()["GlobalSecondaryIndexes"][0]["IndexName"]
-    'ByProgramRank'
-    """
-    return {
-        "AttributeDefinitions": [
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "programId", "AttributeType": "S"},
-            {"AttributeName": "rank", "AttributeType": "B"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": RANK_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "programId", "KeyType": "HASH"},
-                    {"AttributeName": "rank", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
 
 
 def _descending_score_bytes(score: float) -> bytes:

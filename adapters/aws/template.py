@@ -54,7 +54,7 @@ from ceap_engine.workflow.names import (
 )
 from ceap_engine.workflow.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
 
-from .candidates import candidate_table_schema
+from .schema import candidate_table_schema
 
 __all__ = [
     "HANDLER",
