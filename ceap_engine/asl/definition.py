@@ -556,7 +556,7 @@ class _Checker:
             for key in c:
                 if key not in allowed:
                     self.add(where, f"The field '{key}' is not supported by Step Functions"
-                             + (" in JSONata states" if key in _CATCHER_FIELDS["JSONPath"] | _CATCHER_FIELDS["JSONata"] else ""))
+                             + (f" in {language} catchers" if key in _CATCHER_FIELDS["JSONPath"] | _CATCHER_FIELDS["JSONata"] else ""))
             self.error_equals(c, where, i == len(catchers) - 1, "catcher")
             if "Next" not in c:
                 self.add(where, "The field 'Next' is required in a catcher")

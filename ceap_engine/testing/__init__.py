@@ -50,6 +50,17 @@ DEFAULT_BUCKET = "ceap-test-bucket"
 Handler = Callable[[Any, Any], Any]
 
 
+def _stage_name(function: str) -> str:
+    """The name a shipped workflow gives the stage running ``function`` (``stages.etl:run`` -> ``ETL``)."""
+    from ..workflow import BUILTIN
+
+    for spec in BUILTIN.values():
+        for stage in spec.stages:
+            if stage.function == function:
+                return stage.name
+    return function.rpartition(":")[0].rpartition(".")[2].capitalize()
+
+
 class StageTestEnvironment:
     """Run one stage function with in-memory ports, a fake Lambda context and virtual time."""
 
@@ -82,7 +93,7 @@ class StageTestEnvironment:
         """Call the stage function directly with ``input`` (a dict or its model); return its output model."""
         fn = load_stage_function(function)
         model = input if isinstance(input, BaseModel) else fn.parse_input(input, "the test input")
-        context = self.context(stage or function.rpartition(":")[0].rpartition(".")[2].capitalize(), config=config)
+        context = self.context(stage or _stage_name(function), config=config)
         if fn.is_async:
             return await fn.function(model, context)
         return await asyncio.to_thread(fn.function, model, context)

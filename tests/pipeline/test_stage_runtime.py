@@ -66,3 +66,12 @@ def test_load_stage_function_explains_bad_paths():
         load_stage_function("stages.filter:nope")
     fn = load_stage_function("stages.filter:run")
     assert fn.input_model.__name__ == "FilterInput" and not fn.is_async
+
+
+async def test_direct_stage_call_uses_the_workflow_stage_name(ceap_stage_env: StageTestEnvironment, example_payload):
+    from ceap_engine.testing import _stage_name
+
+    assert _stage_name("stages.etl:run") == "ETL" and _stage_name("stages.filter:run") == "Filter"
+    assert _stage_name("my.pkg.enrich:run") == "Enrich"
+    out = await ceap_stage_env.run("stages.etl:run", example_payload)
+    assert out.metrics.processed_count == out.metrics.transformed_count + out.metrics.error_count
