@@ -45,10 +45,11 @@ from typing import Any
 
 from adapters.local.glue import LocalGlueRunner, local_spark_session, require_glue
 from adapters.local.objects import FileObjectStore
-from ceap_engine.clock import VirtualClock
-from ceap_engine.ports import write_json
-from ceap_engine.stage import StageContext
-from ceap_engine.tasks import TaskContext, parse_resource
+from ceap_engine.pipeline.stage import StageContext
+from ceap_engine.ports import TaskContext
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import parse_resource
+from ceap_engine.storage.objects import write_json
 from stages import etl
 
 from .measure import peak_rss_mib

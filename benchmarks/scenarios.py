@@ -46,12 +46,13 @@ from pathlib import Path
 from typing import Any
 
 from ceap_engine.asl.definition import StateMachine, load_definition
-from ceap_engine.clock import Clock, RealClock, VirtualClock
+from ceap_engine.asl.history import ExecutionHistory
+from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
 from ceap_engine.errors import CeapError
-from ceap_engine.history import ExecutionHistory
-from ceap_engine.interpreter import EXPRESS, STANDARD, Engine
-from ceap_engine.tasks import TaskContext, TaskFailed, TaskRunners
-from ceap_engine.workflow import REALTIME, build_definition, substitute, substitution_keys
+from ceap_engine.pipeline import REALTIME, build_definition, substitute, substitution_keys
+from ceap_engine.ports import Clock, TaskContext
+from ceap_engine.runtime.clock import RealClock, VirtualClock
+from ceap_engine.runtime.tasks import TaskFailed, TaskRunners
 
 from .measure import REQUIRED_KEYS, Run, current_rss_mib, drive, peak_rss_mib, result_row
 
@@ -450,7 +451,7 @@ def _run_cli(command: list[str], payload: Path, store: Path, out: Path) -> tuple
 async def _run_in_process(payload: dict[str, Any], store: Path) -> tuple[dict[str, Any], float, float]:
     """The same run as ``ceap run --local`` without the CLI (used when the CLI has no ``run --local``)."""
     from adapters.local import FileObjectStore, SQLiteCandidateStore
-    from ceap_engine.pipeline import LocalPipeline
+    from ceap_engine.pipeline.local import LocalPipeline
 
     clock = RealClock()
     with SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock) as candidates:

@@ -28,9 +28,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from ceap_engine.clock import Clock
-from ceap_engine.ports import CandidateRecord
-from ceap_engine.stage import PermanentError
+from ceap_engine.pipeline.stage import CandidateRecord, Clock, PermanentError
 
 __all__ = [
     "CHANNELS",

@@ -53,8 +53,7 @@ from typing import Any, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ceap_engine.errors import InvalidKey, ObjectNotFound
-from ceap_engine.stage import PermanentError, StageContext
+from ceap_engine.pipeline.stage import InvalidKey, ObjectNotFound, PermanentError, StageContext
 
 from .domain import (
     DEFAULT_TIMING_WINDOW_END_DAYS,

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from ceap_engine.stage import StageContext
+from ceap_engine.pipeline.stage import StageContext
 
 from .domain import (
     CHANNELS,

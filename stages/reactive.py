@@ -47,9 +47,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from ceap_engine.errors import ObjectNotFound, StorageError
-from ceap_engine.ports import CandidateRecord
-from ceap_engine.stage import StageContext
+from ceap_engine.pipeline.stage import CandidateRecord, ObjectNotFound, StageContext, StorageError
 
 from .domain import (
     DEFAULT_TIMING_WINDOW_END_DAYS,

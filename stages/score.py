@@ -34,7 +34,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from ceap_engine.stage import StageContext
+from ceap_engine.pipeline.stage import StageContext
 
 from .config import load_default
 from .domain import CamelModel, Candidate, DateRange, ModelScore, is_finite, load_config, reference_time

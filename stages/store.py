@@ -26,9 +26,7 @@ import asyncio
 
 from pydantic import Field
 
-from ceap_engine.errors import StorageError
-from ceap_engine.ports import CandidateRecord, CandidateStore
-from ceap_engine.stage import PermanentError, StageContext
+from ceap_engine.pipeline.stage import CandidateRecord, CandidateStore, PermanentError, StageContext, StorageError
 
 from .config import load_default
 from .domain import CamelModel, Candidate, DateRange

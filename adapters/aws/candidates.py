@@ -40,12 +40,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ceap_engine.errors import InputError
-from ceap_engine.ports import (
-    CandidateRecord,
-    PutResult,
-    encode_candidate_data,
-    validate_query_limit,
-)
+from ceap_engine.ports import CandidateRecord, PutResult
+from ceap_engine.storage.candidates import encode_candidate_data, validate_query_limit
 
 from .errors import aws_errors, error_code
 from .schema import RANK_INDEX, candidate_table_schema

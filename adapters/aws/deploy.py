@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ceap_engine.workflow.spec import WorkflowSpec
+from ceap_engine.pipeline.spec import WorkflowSpec
 
 from .errors import AwsError, AwsNotFound, aws_errors, error_code
 from .packaging import Artifact, LambdaBuild, build_lambda_package, glue_script_artifact

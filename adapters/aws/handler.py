@@ -12,7 +12,7 @@ Each stage's function is the same code package with a different environment
 ``AWS_ENDPOINT_URL``
     only outside AWS (moto, LocalStack): where the S3 and DynamoDB calls go.
 
-The handler calls :func:`ceap_engine.stage_runtime.invoke_stage` - the very
+The handler calls :func:`ceap_engine.pipeline.stage_runtime.invoke_stage` - the very
 runtime the local engine calls - with the S3 object store and the DynamoDB
 candidate store. Exceptions propagate, so Lambda reports them to the state
 machine and its Retry/Catch apply (``Ceap.PermanentError`` is not retried).
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ceap_engine.errors import CeapError
-from ceap_engine.stage_runtime import invoke_stage, load_stage_function
+from ceap_engine.pipeline.stage_runtime import invoke_stage, load_stage_function
 
 from .candidates import DynamoDBCandidateStore
 from .objects import S3ObjectStore

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ceap_engine.errors import ObjectNotFound
-from ceap_engine.ports import validate_bucket, validate_key
+from ceap_engine.storage.objects import validate_bucket, validate_key
 
 from .errors import aws_errors, error_code
 

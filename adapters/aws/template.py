@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from ceap_engine.asl.definition import validate_definition
 from ceap_engine.errors import DefinitionError, InputError, Problem
-from ceap_engine.workflow import (
+from ceap_engine.pipeline import (
     BATCH,
     REALTIME,
     build_definition,
@@ -46,13 +46,9 @@ from ceap_engine.workflow import (
     substitute,
     substitution_keys,
 )
-from ceap_engine.workflow.builder import BUCKET_PLACEHOLDER
-from ceap_engine.workflow.names import (
-    glue_job_name,
-    lambda_function_name,
-    state_machine_name,
-)
-from ceap_engine.workflow.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
+from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
+from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
+from ceap_engine.pipeline.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
 
 from .schema import candidate_table_schema
 

@@ -31,9 +31,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from ceap_engine.clock import Clock, RealClock
 from ceap_engine.errors import InputError, StorageError
-from ceap_engine.ports import CandidateRecord, PutResult, encode_candidate_data, validate_query_limit
+from ceap_engine.ports import CandidateRecord, Clock, PutResult
+from ceap_engine.runtime.clock import RealClock
+from ceap_engine.storage.candidates import encode_candidate_data, validate_query_limit
 
 __all__ = ["BATCH_SIZE", "SQLiteCandidateStore", "query_statement"]
 
@@ -96,7 +97,7 @@ class SQLiteCandidateStore:
     The folder of ``path`` is made if needed; the database runs in WAL mode,
     so readers in other processes (``sqlite3`` on the command line, a
     notebook) do not block writes. ``clock`` stamps ``updated_at`` (a
-    :class:`~ceap_engine.clock.VirtualClock` gives virtual timestamps);
+    :class:`~ceap_engine.runtime.clock.VirtualClock` gives virtual timestamps);
     ``timeout`` is how long a write waits for another process's lock.
     Close the store with :meth:`close` or use it as a context manager.
 

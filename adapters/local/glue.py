@@ -53,8 +53,8 @@ from types import ModuleType
 from typing import Any
 
 from ceap_engine.errors import CeapError, InvalidKey, ObjectNotFound
-from ceap_engine.ports import ObjectStore
-from ceap_engine.tasks import ResourceInfo, TaskContext, TaskFailed
+from ceap_engine.ports import ObjectStore, ResourceInfo, TaskContext
+from ceap_engine.runtime.tasks import TaskFailed
 
 __all__ = [
     "GLUE_INSTALL_HINT",

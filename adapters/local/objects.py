@@ -35,7 +35,7 @@ import secrets
 from pathlib import Path
 
 from ceap_engine.errors import InvalidKey, ObjectNotFound, StorageError
-from ceap_engine.ports import validate_bucket, validate_key
+from ceap_engine.storage.objects import validate_bucket, validate_key
 
 __all__ = ["TEMP_FILE_PREFIX", "FileObjectStore"]
 

@@ -17,7 +17,7 @@ from .jsonpath import PathNotFound
 from .payload import RuntimeFailure, ValuePath, to_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..interpreter import Frame
+    from ceap_engine.asl.interpreter import Frame
 
 __all__ = ["COMPARISONS", "Predicate", "compile_rule", "parse_timestamp"]
 

@@ -19,8 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ceap_engine.ports import ResourceInfo
+from ceap_engine.runtime.tasks import parse_resource
+
 from ..errors import DefinitionError, Problem
-from ..tasks import ResourceInfo, parse_resource
 from .choice import parse_timestamp, rule_problems
 from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from .jsonpath import InvalidPath, compile_path, compile_reference_path

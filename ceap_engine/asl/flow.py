@@ -17,7 +17,7 @@ from .jsonpath import PathNotFound, compile_reference_path, set_path
 from .payload import RuntimeFailure, Template, ValuePath, compile_template, to_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..interpreter import Frame
+    from ceap_engine.asl.interpreter import Frame
 
 __all__ = ["DataFlow", "JsonPathFlow", "ABSENT"]
 

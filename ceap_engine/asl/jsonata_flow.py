@@ -35,13 +35,15 @@ from jsonata import Jsonata
 from jsonata.functions import Functions
 from jsonata.utils import Utils
 
+from ceap_engine.asl.retry import Catcher
+
 from ..errors import StatesError
-from ..retry import Catcher
 from .flow import ABSENT, DataFlow
 from .payload import to_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..interpreter import Frame
+    from ceap_engine.asl.interpreter import Frame
+
     from .states import CatchClause
 
 __all__ = [

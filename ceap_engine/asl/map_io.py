@@ -29,7 +29,8 @@ from ..errors import StatesError
 from .payload import RuntimeFailure, ValuePath, compile_template, to_json
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..interpreter import Frame
+    from ceap_engine.asl.interpreter import Frame
+
     from .flow import DataFlow
     from .states import MapState
 

@@ -18,7 +18,7 @@ from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from .jsonpath import InvalidPath, PathNotFound, compile_path
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..interpreter import Frame
+    from ceap_engine.asl.interpreter import Frame
 
 __all__ = ["RuntimeFailure", "Template", "ValuePath", "compile_dynamic", "compile_template", "compile_value_path", "to_json"]
 

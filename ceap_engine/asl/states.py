@@ -1,7 +1,7 @@
 """Compiled states and what each does when it runs.
 
 Each state is compiled once from its (already validated) definition. At run
-time :meth:`State.run` receives the running :class:`~ceap_engine.interpreter.Frame`
+time :meth:`State.run` receives the running :class:`~ceap_engine.asl.interpreter.Frame`
 and the state's raw input and returns ``(output, next_state_name)``;
 ``next_state_name`` is ``None`` when the state ends its (sub-)machine. The
 Entered/Exited events around it are written by the interpreter's loop; the
@@ -21,11 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StatesError
-from ..retry import BackoffSchedule, Catcher, Retrier, decide, find_catcher
-from ..tasks import ResourceInfo, TaskContext, TaskFailed, parse_resource
-from .choice import compile_rule, parse_timestamp
+from ceap_engine.asl.retry import BackoffSchedule, Catcher, Retrier, decide, find_catcher
+from ceap_engine.ports import ResourceInfo, TaskContext
+from ceap_engine.runtime.tasks import TaskFailed, parse_resource
+
 from .._json import json_size
+from ..errors import StatesError
+from .choice import compile_rule, parse_timestamp
 from .flow import ABSENT, DataFlow, JsonPathFlow
 from .jsonata_flow import is_jsonata
 from .jsonpath import PathNotFound
@@ -39,7 +41,8 @@ from .payload import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..interpreter import Frame
+    from ceap_engine.asl.interpreter import Frame
+
     from .definition import Program
 
 __all__ = ["State", "Terminal", "compile_state", "payload_too_large"]

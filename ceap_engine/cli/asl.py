@@ -13,12 +13,13 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
+from ceap_engine.runtime.clock import RealClock, VirtualClock
+from ceap_engine.runtime.mocks import MockConfig
+from ceap_engine.runtime.tasks import LambdaFunctions, TaskRunners
+
 from ..asl.definition import load_definition, validate_definition
-from ..clock import RealClock, VirtualClock
 from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ..interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
-from ..mocks import MockConfig
-from ..tasks import LambdaFunctions, TaskRunners
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -216,8 +217,8 @@ def conformance(
     ids, every details object). Exit code 0 whenever a report was produced,
     2 when DIR holds no corpus.
     """
-    from ..conformance import run_conformance
-    from ..test_state import ServiceModels
+    from ceap_engine.conformance.replay import run_conformance
+    from ceap_engine.conformance.teststate import ServiceModels
 
     if not (corpus / "cases").is_dir() and not (corpus / "test_state").is_dir():
         emit_problems(ValidationFailed([Problem(
@@ -263,7 +264,7 @@ def test_state(
     Exit codes: 0 SUCCEEDED, 1 FAILED, RETRIABLE or CAUGHT_ERROR, 2 a request
     AWS would refuse (ValidationException/InvalidDefinition) or bad arguments.
     """
-    from ..test_state import (
+    from ceap_engine.conformance.teststate import (
         ServiceModels,
         TestStateRejected,
         TestStateRequest,

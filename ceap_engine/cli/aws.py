@@ -19,8 +19,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.markup import escape
 
+from ceap_engine.pipeline import express_duration_warnings
+
 from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ..workflow import express_duration_warnings
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -258,8 +259,9 @@ def status(
 
 def _aws_payload(path: Path) -> dict[str, Any]:
     """The payload file's JSON object, valid for the first stage, with an s3:// source (AWS cannot read local files)."""
-    from ..stage_runtime import load_stage_function
-    from ..workflow import REALTIME
+    from ceap_engine.pipeline import REALTIME
+    from ceap_engine.pipeline.stage_runtime import load_stage_function
+
     from .run import read_payload
 
     payload = read_payload(path)

@@ -16,13 +16,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..clock import RealClock, VirtualClock
+from ceap_engine.pipeline import BUILTIN, WorkflowSpec, builtin
+from ceap_engine.pipeline.builder import express_duration_warnings
+from ceap_engine.pipeline.layout import failure_key
+from ceap_engine.pipeline.local import LocalPipeline, PipelineResult, StageProgress
+from ceap_engine.pipeline.names import glue_job_name
+from ceap_engine.pipeline.stage_runtime import describe_errors, load_stage_function
+from ceap_engine.runtime.clock import RealClock, VirtualClock
+
 from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ..pipeline import LocalPipeline, PipelineResult, StageProgress, failure_key
-from ..stage_runtime import describe_errors, load_stage_function
-from ..workflow import BUILTIN, WorkflowSpec, builtin
-from ..workflow.builder import express_duration_warnings
-from ..workflow.names import glue_job_name
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -264,7 +266,7 @@ def event(
 
     Exit codes: 0 handled (created, updated or deduplicated), 2 bad event.
     """
-    from ..stage import PermanentError, StageContext
+    from ceap_engine.pipeline.stage import PermanentError, StageContext
 
     try:
         handler = load_stage_function("stages.reactive:handle_event")

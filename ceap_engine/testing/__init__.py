@@ -2,7 +2,7 @@
 
 Two environments, in the spirit of Temporal's ``ActivityEnvironment`` and
 time-skipping ``WorkflowEnvironment``. Both default to the engine's in-memory
-storage and a :class:`~ceap_engine.clock.VirtualClock`, and take any other
+storage and a :class:`~ceap_engine.runtime.clock.VirtualClock`, and take any other
 backends as arguments.
 
 One stage::
@@ -34,15 +34,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..clock import Clock, VirtualClock
-from ..memory import MemoryCandidateStore, MemoryObjectStore
-from ..pipeline import LocalPipeline, PipelineResult
-from ..ports import CandidateStore, ObjectStore, execution_key, read_json, write_json
-from ..stage import StageContext
-from ..stage_runtime import invoke_stage, load_stage_function
-from ..tasks import FakeLambdaContext, TaskRunner
-from ..workflow import WorkflowSpec, builtin
-from ..workflow.names import lambda_function_name
+from ceap_engine.pipeline import WorkflowSpec, builtin
+from ceap_engine.pipeline.layout import execution_key
+from ceap_engine.pipeline.local import LocalPipeline, PipelineResult
+from ceap_engine.pipeline.names import lambda_function_name
+from ceap_engine.pipeline.stage import StageContext
+from ceap_engine.pipeline.stage_runtime import invoke_stage, load_stage_function
+from ceap_engine.ports import CandidateStore, Clock, ObjectStore, TaskRunner
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import FakeLambdaContext
+from ceap_engine.storage.memory import MemoryCandidateStore, MemoryObjectStore
+from ceap_engine.storage.objects import read_json, write_json
 
 __all__ = ["StageTestEnvironment", "WorkflowTestEnvironment"]
 
@@ -52,7 +54,7 @@ Handler = Callable[[Any, Any], Any]
 
 def _stage_name(function: str) -> str:
     """The name a shipped workflow gives the stage running ``function`` (``stages.etl:run`` -> ``ETL``)."""
-    from ..workflow import BUILTIN
+    from ceap_engine.pipeline import BUILTIN
 
     for spec in BUILTIN.values():
         for stage in spec.stages:
@@ -179,7 +181,7 @@ class WorkflowTestEnvironment:
 
     def stage_handler(self, workflow: str | WorkflowSpec, stage: str) -> Callable[[Any, Any], Awaitable[Any]]:
         """The real handler of a stage on this environment's ports (to wrap in a fault-injecting one)."""
-        from ..stage_runtime import make_stage_handler
+        from ceap_engine.pipeline.stage_runtime import make_stage_handler
 
         spec = builtin(workflow) if isinstance(workflow, str) else workflow
         s = spec.stage(stage)

@@ -2,7 +2,7 @@
 
 Fixtures, each fresh per test:
 
-- ``ceap_clock``: a :class:`~ceap_engine.clock.VirtualClock` starting at a fixed instant;
+- ``ceap_clock``: a :class:`~ceap_engine.runtime.clock.VirtualClock` starting at a fixed instant;
 - ``ceap_stage_env``: a :class:`~ceap_engine.testing.StageTestEnvironment` on that clock;
 - ``ceap_workflow_env``: a :class:`~ceap_engine.testing.WorkflowTestEnvironment` on that clock.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from ceap_engine.clock import VirtualClock
+from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.testing import StageTestEnvironment, WorkflowTestEnvironment
 
 #: 2026-01-01T00:00:00Z: tests see the same "now" on every run.

@@ -19,9 +19,9 @@ from benchmarks.scenarios import (
     state_transitions,
 )
 from ceap_engine.asl.definition import load_definition
-from ceap_engine.clock import VirtualClock
-from ceap_engine.interpreter import EXPRESS, Engine
-from ceap_engine.tasks import TaskFailed
+from ceap_engine.asl.interpreter import EXPRESS, Engine
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import TaskFailed
 
 ISSUE_NAMES = [
     "bound", "bound-yield", "ceap-realtime-c1", "ceap-realtime-c1000", "moto-5pass", "ceap-5pass",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ceap_engine.conformance import (
+from ceap_engine.conformance.replay import (
     ERROR_HANDLING,
     LEVELS,
     ConformanceReport,
@@ -24,7 +24,7 @@ from ceap_engine.conformance import (
     load_test_state_cases,
     run_conformance,
 )
-from ceap_engine.test_state import ServiceModels
+from ceap_engine.conformance.teststate import ServiceModels
 
 DATA = Path(__file__).parent / "data"
 KNOWN = json.loads((Path(__file__).parent / "known_divergences.json").read_text(encoding="utf-8"))

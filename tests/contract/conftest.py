@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from adapters.local import FileObjectStore, SQLiteCandidateStore
-from ceap_engine.memory import MemoryCandidateStore, MemoryObjectStore
 from ceap_engine.ports import CandidateStore, ObjectStore
+from ceap_engine.storage.memory import MemoryCandidateStore, MemoryObjectStore
 
 BUCKET = "ceap-contract"
 OTHER_BUCKET = "ceap-contract-other"

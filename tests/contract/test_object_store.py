@@ -8,7 +8,8 @@ import random
 import pytest
 
 from ceap_engine.errors import InvalidKey, ObjectNotFound, StorageError
-from ceap_engine.ports import ObjectStore, read_json, write_json
+from ceap_engine.ports import ObjectStore
+from ceap_engine.storage.objects import read_json, write_json
 
 from .conftest import BUCKET, OTHER_BUCKET
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ceap_engine.clock import VirtualClock
+from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.testing import StageTestEnvironment, WorkflowTestEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from ceap_engine.clock import RealClock, VirtualClock
+from ceap_engine.runtime.clock import RealClock, VirtualClock
 
 
 async def test_sleep_jumps_without_wall_time():

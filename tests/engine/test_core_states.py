@@ -6,9 +6,9 @@ import json
 import pytest
 
 from ceap_engine.asl.definition import load_definition
-from ceap_engine.clock import VirtualClock
-from ceap_engine.interpreter import EXPRESS, Engine
-from ceap_engine.tasks import LambdaFunctions, TaskFailed, TaskRunners
+from ceap_engine.asl.interpreter import EXPRESS, Engine
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import LambdaFunctions, TaskFailed, TaskRunners
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

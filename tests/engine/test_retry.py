@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from ceap_engine.retry import BackoffSchedule, Catcher, Retrier, decide, error_matches, find_catcher
+from ceap_engine.asl.retry import BackoffSchedule, Catcher, Retrier, decide, error_matches, find_catcher
 
 
 @pytest.mark.parametrize(

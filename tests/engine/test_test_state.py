@@ -6,13 +6,13 @@ import pytest
 from typer.testing import CliRunner
 
 from ceap_engine.cli.app import app
-from ceap_engine.tasks import LambdaFunctions, TaskRunners
-from ceap_engine.test_state import (
+from ceap_engine.conformance.teststate import (
     ServiceModels,
     TestStateRejected,
     TestStateRequest,
     run_test_state,
 )
+from ceap_engine.runtime.tasks import LambdaFunctions, TaskRunners
 
 ROLE = "arn:aws:iam::123456789012:role/tester"
 LAMBDA_TASK = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ceap_engine.clock import VirtualClock
-from ceap_engine.memory import MemoryObjectStore
-from ceap_engine.stage import StageContext
+from ceap_engine.pipeline.stage import StageContext
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.storage.memory import MemoryObjectStore
 from glue_jobs import heavy_etl
 from glue_jobs.heavy_etl import (
     HeavyEtlInputError,

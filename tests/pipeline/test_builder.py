@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from ceap_engine.asl.definition import validate_definition
-from ceap_engine.workflow import (
+from ceap_engine.pipeline import (
     BATCH,
     REALTIME,
     RetryPolicy,

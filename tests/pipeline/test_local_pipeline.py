@@ -3,7 +3,7 @@
 import json
 import time
 
-from ceap_engine.stage import PermanentError
+from ceap_engine.pipeline.stage import PermanentError
 from ceap_engine.testing import WorkflowTestEnvironment
 
 
@@ -127,7 +127,7 @@ async def test_stage_timing_out_ends_as_ceap_stage_failed_with_the_timeout_in_th
 
 
 async def test_a_failing_glue_job_is_retried_after_300_then_600_seconds_then_recorded(ceap_workflow_env, example_payload):
-    from ceap_engine.tasks import TaskFailed
+    from ceap_engine.runtime.tasks import TaskFailed
 
     runs = []
 

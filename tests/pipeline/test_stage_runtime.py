@@ -2,10 +2,10 @@
 
 import pytest
 
-from ceap_engine.memory import MemoryObjectStore
-from ceap_engine.ports import write_json
-from ceap_engine.stage import PermanentError
-from ceap_engine.stage_runtime import StageLoadError, invoke_stage, load_stage_function
+from ceap_engine.pipeline.stage import PermanentError
+from ceap_engine.pipeline.stage_runtime import StageLoadError, invoke_stage, load_stage_function
+from ceap_engine.storage.memory import MemoryObjectStore
+from ceap_engine.storage.objects import write_json
 from ceap_engine.testing import StageTestEnvironment
 
 BUCKET = "bucket-1"

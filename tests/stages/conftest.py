@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from ceap_engine.clock import VirtualClock
-from ceap_engine.memory import MemoryCandidateStore, MemoryObjectStore
+from ceap_engine.pipeline.stage import StageContext
 from ceap_engine.ports import CandidateRecord, CandidateStore, PutResult
-from ceap_engine.stage import StageContext
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.storage.memory import MemoryCandidateStore, MemoryObjectStore
 from stages.domain import (
     CamelModel,
     Candidate,

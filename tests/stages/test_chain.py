@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from stages import etl, filter as filter_stage, reactive, score, store
+from stages import etl, reactive, score, store
+from stages import filter as filter_stage
 from stages.domain import Candidate
 
 from .conftest import BUCKET, through_json

@@ -4,8 +4,8 @@ from datetime import UTC, date, datetime
 import pytest
 from pydantic import ValidationError
 
-from ceap_engine.clock import VirtualClock
-from ceap_engine.stage import PermanentError
+from ceap_engine.pipeline.stage import PermanentError
+from ceap_engine.runtime.clock import VirtualClock
 from stages.domain import (
     CamelModel,
     Candidate,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ceap_engine.stage import PermanentError
+from ceap_engine.pipeline.stage import PermanentError
 from stages import etl
 from stages.etl import EtlInput, EtlOutput
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ceap_engine.stage import PermanentError
+from ceap_engine.pipeline.stage import PermanentError
 from stages import filter as filter_stage
 from stages.domain import DateRange, Rejection
 from stages.filter import CHECKS, FilterInput, FilterOutput

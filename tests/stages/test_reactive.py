@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ceap_engine.errors import StorageError
-from ceap_engine.stage import PermanentError
+from ceap_engine.pipeline.stage import PermanentError
 from stages import reactive
 from stages.domain import Candidate, ModelScore
 from stages.reactive import CustomerEvent, EventResult, ReactiveInput, ReactiveOutput, dedup_marker_keys, handle_event

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ceap_engine.stage import PermanentError
+from ceap_engine.pipeline.stage import PermanentError
 from stages import score as score_stage
 from stages.config import load_default
 from stages.domain import DateRange, ModelScore

@@ -4,8 +4,8 @@ from datetime import timedelta
 import pytest
 
 from ceap_engine.errors import StorageError
+from ceap_engine.pipeline.stage import PermanentError
 from ceap_engine.ports import CandidateRecord
-from ceap_engine.stage import PermanentError
 from stages import store as store_stage
 from stages.domain import Candidate, ModelScore
 from stages.store import StoreInput, StoreOutput

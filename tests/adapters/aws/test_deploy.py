@@ -24,13 +24,8 @@ from typer.testing import CliRunner
 
 from adapters.aws.packaging import LambdaBuild, dependency_pins, fetch_wheels
 from ceap_engine.cli.app import app
-from ceap_engine.workflow import (
-    REALTIME,
-    build_definition,
-    function_placeholder,
-    substitute,
-)
-from ceap_engine.workflow.builder import BUCKET_PLACEHOLDER
+from ceap_engine.pipeline import REALTIME, build_definition, function_placeholder, substitute
+from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
 
 from .moto import queue_lambda_results
 

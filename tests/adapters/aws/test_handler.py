@@ -12,9 +12,9 @@ import pytest
 from adapters.aws.candidates import DynamoDBCandidateStore, candidate_table_schema
 from adapters.aws.handler import LambdaStage, StageConfigurationError, make_handler
 from adapters.aws.session import AwsClients, AwsSettings
-from ceap_engine.stage import PermanentError
-from ceap_engine.tasks import FakeLambdaContext
-from ceap_engine.workflow import REALTIME
+from ceap_engine.pipeline import REALTIME
+from ceap_engine.pipeline.stage import PermanentError
+from ceap_engine.runtime.tasks import FakeLambdaContext
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

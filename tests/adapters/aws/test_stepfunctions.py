@@ -13,15 +13,9 @@ import pytest
 from adapters.aws.errors import AwsError, AwsNotFound
 from adapters.aws.session import AwsClients, AwsSettings
 from adapters.aws.stepfunctions import StepFunctionsClient
-from ceap_engine.workflow import (
-    BATCH,
-    REALTIME,
-    build_definition,
-    function_placeholder,
-    substitute,
-)
-from ceap_engine.workflow.builder import BUCKET_PLACEHOLDER
-from ceap_engine.workflow.names import lambda_function_name
+from ceap_engine.pipeline import BATCH, REALTIME, build_definition, function_placeholder, substitute
+from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
+from ceap_engine.pipeline.names import lambda_function_name
 
 from .moto import queue_lambda_results
 

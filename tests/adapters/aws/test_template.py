@@ -18,7 +18,7 @@ from adapters.aws.template import (
     workflow_spec,
 )
 from ceap_engine.errors import InputError
-from ceap_engine.workflow import build_definition, substitution_keys
+from ceap_engine.pipeline import build_definition, substitution_keys
 
 VARIANTS = [
     pytest.param("express", TemplateOptions(), id="express"),

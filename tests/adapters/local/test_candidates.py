@@ -11,9 +11,9 @@ import pytest
 
 from adapters.local import SQLiteCandidateStore
 from adapters.local.candidates import SCHEMA_VERSION, query_statement
-from ceap_engine.clock import VirtualClock
 from ceap_engine.errors import StorageError
 from ceap_engine.ports import CandidateRecord
+from ceap_engine.runtime.clock import VirtualClock
 
 
 def candidate(

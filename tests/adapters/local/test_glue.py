@@ -22,10 +22,11 @@ from adapters.local.glue import (
     require_glue,
 )
 from ceap_engine.asl.definition import load_definition
-from ceap_engine.clock import VirtualClock
-from ceap_engine.interpreter import Engine
-from ceap_engine.memory import MemoryObjectStore
-from ceap_engine.tasks import TaskContext, TaskFailed, TaskRunners, parse_resource
+from ceap_engine.asl.interpreter import Engine
+from ceap_engine.ports import TaskContext
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import TaskFailed, TaskRunners, parse_resource
+from ceap_engine.storage.memory import MemoryObjectStore
 from tests.glue_jobs import orders, spark_session
 
 BUCKET = "ceap-test"

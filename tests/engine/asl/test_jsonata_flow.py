@@ -6,10 +6,10 @@ import random
 import pytest
 
 from ceap_engine.asl.definition import load_definition, validate_definition
+from ceap_engine.asl.interpreter import Engine
 from ceap_engine.asl.jsonata_flow import JsonataSyntaxError, compile_jsonata, is_jsonata
-from ceap_engine.clock import VirtualClock
-from ceap_engine.interpreter import Engine
-from ceap_engine.tasks import LambdaFunctions, TaskRunners
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import LambdaFunctions, TaskRunners
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

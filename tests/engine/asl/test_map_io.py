@@ -5,9 +5,9 @@ import json
 import pytest
 
 from ceap_engine.asl.definition import load_definition
-from ceap_engine.clock import VirtualClock
-from ceap_engine.interpreter import Engine
-from ceap_engine.memory import MemoryObjectStore
+from ceap_engine.asl.interpreter import Engine
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.storage.memory import MemoryObjectStore
 
 T0 = 1_767_225_600.0
 BUCKET = "orders"

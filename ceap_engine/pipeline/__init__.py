@@ -1,8 +1,14 @@
 """Workflow specs and the builder that turns them into ASL."""
 
-from .builder import build_definition, express_duration_warnings, function_placeholder, substitute, substitution_keys
-from .builtin import BATCH, BUILTIN, REALTIME, builtin
-from .spec import GLUE_RETRY, LAMBDA_RETRY, RetryPolicy, StageSpec, WorkflowSpec
+from ceap_engine.pipeline.builder import (
+    build_definition,
+    express_duration_warnings,
+    function_placeholder,
+    substitute,
+    substitution_keys,
+)
+from ceap_engine.pipeline.builtin import BATCH, BUILTIN, REALTIME, builtin
+from ceap_engine.pipeline.spec import GLUE_RETRY, LAMBDA_RETRY, RetryPolicy, StageSpec, WorkflowSpec
 
 __all__ = [
     "BATCH",

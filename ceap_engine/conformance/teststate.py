@@ -32,16 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .asl.definition import compile_definition, validate_definition
-from .asl.flow import ABSENT
-from .asl.payload import RuntimeFailure
-from .asl.states import MapState, ParallelState, State, TaskState, Terminal
-from .clock import VirtualClock
-from .errors import CeapError
-from .history import iso_timestamp
-from .interpreter import EXPRESS, Engine, Execution, Frame
-from .retry import decide, find_catcher
-from .tasks import TaskRunners, parse_resource
+from ceap_engine.asl.definition import compile_definition, validate_definition
+from ceap_engine.asl.flow import ABSENT
+from ceap_engine.asl.history import iso_timestamp
+from ceap_engine.asl.interpreter import EXPRESS, Engine, Execution, Frame
+from ceap_engine.asl.payload import RuntimeFailure
+from ceap_engine.asl.retry import decide, find_catcher
+from ceap_engine.asl.states import MapState, ParallelState, State, TaskState, Terminal
+from ceap_engine.errors import CeapError
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import TaskRunners, parse_resource
 
 __all__ = [
     "ServiceModels",
@@ -418,7 +418,7 @@ class _StateTest:
 
     # -- error handling (Task, Map, Parallel): what a Retry and a Catch would do
     def handle_error(self, err: Exception) -> dict[str, Any]:
-        from .errors import StatesError
+        from ceap_engine.errors import StatesError
 
         if isinstance(err, (RuntimeFailure, Terminal)) or not isinstance(err, StatesError):
             return self.failed(err)
@@ -490,7 +490,7 @@ class _StateTest:
         return flow.filter_output(frame, placed), state.next
 
     def _state_failure(self, err: Exception) -> dict[str, Any]:
-        from .errors import StatesError
+        from ceap_engine.errors import StatesError
 
         if isinstance(err, (RuntimeFailure, StatesError)):
             return self.failed(err)
@@ -563,7 +563,7 @@ class _StateTest:
         return self._result_output(result)
 
     def _mocked(self) -> Any:
-        from .errors import StatesError
+        from ceap_engine.errors import StatesError
 
         mock = self.mock or {}
         if "errorOutput" in mock:
@@ -631,7 +631,7 @@ class _StateTest:
             if failures and state.has_tolerance:
                 allowed = state.tolerance(frame, effective, len(selected))
                 if failures > allowed:
-                    from .errors import StatesError
+                    from ceap_engine.errors import StatesError
 
                     raise StatesError("States.ExceedToleratedFailureThreshold",
                                       "The specified tolerated failure threshold was exceeded")

@@ -21,15 +21,10 @@ from bisect import bisect_left, insort
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import InputError, ObjectNotFound
-from .ports import (
-    CandidateRecord,
-    PutResult,
-    encode_candidate_data,
-    validate_bucket,
-    validate_key,
-    validate_query_limit,
-)
+from ceap_engine.errors import InputError, ObjectNotFound
+from ceap_engine.ports import CandidateRecord, PutResult
+from ceap_engine.storage.candidates import encode_candidate_data, validate_query_limit
+from ceap_engine.storage.objects import validate_bucket, validate_key
 
 __all__ = ["MemoryCandidateStore", "MemoryObjectStore"]
 

@@ -29,17 +29,14 @@ import itertools
 import time as _time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+
+from ceap_engine.ports import Clock, TimerHandle
 
 __all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "to_datetime"]
 
 
 def to_datetime(epoch_seconds: float) -> datetime:
     return datetime.fromtimestamp(epoch_seconds, UTC)
-
-
-class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
 
 
 class Activity:
@@ -122,21 +119,6 @@ class _Idle:
 _current_activity: contextvars.ContextVar[Activity | None] = contextvars.ContextVar(
     "ceap_current_activity", default=None
 )
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """What the engine needs of time. ``time()`` is epoch seconds."""
-
-    def time(self) -> float: ...
-
-    def now(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle: ...
-
-    def activity(self) -> Activity: ...
 
 
 class _ActivityAccounting:

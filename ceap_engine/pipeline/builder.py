@@ -1,4 +1,4 @@
-"""Turn a :class:`~ceap_engine.workflow.spec.WorkflowSpec` into ASL.
+"""Turn a :class:`~ceap_engine.pipeline.spec.WorkflowSpec` into ASL.
 
 The same definition is deployed to Step Functions (ARNs and names arrive
 through ``DefinitionSubstitutions``) and interpreted locally (the engine
@@ -26,7 +26,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .spec import StageSpec, WorkflowSpec
+from ceap_engine.pipeline.layout import FAILURE_DOCUMENT, format_template
+from ceap_engine.pipeline.spec import StageSpec, WorkflowSpec
 
 __all__ = [
     "PERMANENT_ERROR",
@@ -116,9 +117,9 @@ def _glue_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]
             "Arguments": {
                 "--execution-id.$": "$$.Execution.Name",
                 "--input-bucket": bucket,
-                "--input-key.$": f"States.Format('executions/{{}}/{previous}/output.json', $$.Execution.Name)",
+                "--input-key.$": f"States.Format('{format_template(previous)}', $$.Execution.Name)",
                 "--output-bucket": bucket,
-                "--output-key.$": f"States.Format('executions/{{}}/{stage.name}/output.json', $$.Execution.Name)",
+                "--output-key.$": f"States.Format('{format_template(stage.name)}', $$.Execution.Name)",
                 "--source-uri.$": "$.source",
                 "--date-start.$": "$.dateRange.start",
                 "--date-end.$": "$.dateRange.end",
@@ -180,7 +181,7 @@ def build_definition(spec: WorkflowSpec) -> dict[str, Any]:
         "Resource": "arn:aws:states:::aws-sdk:s3:putObject",
         "Parameters": {
             "Bucket": "${%s}" % BUCKET_PLACEHOLDER,
-            "Key.$": "States.Format('executions/{}/failure.json', $$.Execution.Name)",
+            "Key.$": f"States.Format('{format_template(name=FAILURE_DOCUMENT)}', $$.Execution.Name)",
             "ContentType": "application/json",
             "Body.$": "States.JsonToString($.failure)",
         },

@@ -10,6 +10,10 @@ result). The output model's ``metrics`` field, if any, becomes the stage's
 counts in the state machine. A stage that fails raises: a
 :class:`PermanentError` for what can never succeed (bad input data), any other
 exception for what a retry may fix.
+
+This module is a stage's whole view of the engine: everything a stage may use
+(the context, its ports and value types, the errors it raises or catches) is
+exported here, and stage code imports from nowhere else in ``ceap_engine``.
 """
 
 from __future__ import annotations
@@ -19,10 +23,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clock import Clock, RealClock
-from .ports import CandidateStore, ObjectStore
+from ceap_engine.errors import InvalidKey, ObjectNotFound, StorageError
+from ceap_engine.pipeline.layout import execution_key
+from ceap_engine.ports import CandidateRecord, CandidateStore, Clock, ObjectStore
+from ceap_engine.runtime.clock import RealClock
 
-__all__ = ["PermanentError", "StageContext"]
+__all__ = [
+    "CandidateRecord",
+    "CandidateStore",
+    "Clock",
+    "InvalidKey",
+    "ObjectNotFound",
+    "ObjectStore",
+    "PermanentError",
+    "StageContext",
+    "StorageError",
+]
 
 
 class PermanentError(Exception):
@@ -62,8 +78,6 @@ class StageContext:
 
     def output_key(self, name: str = "output.json") -> str:
         """Key of an artefact of this stage: ``executions/{id}/{stage}/{name}``."""
-        from .ports import execution_key
-
         return execution_key(self.execution_id, self.stage, name)
 
     async def read_source(self, uri: str) -> bytes:

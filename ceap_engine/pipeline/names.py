@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .spec import StageSpec, WorkflowSpec
+from ceap_engine.pipeline.spec import StageSpec, WorkflowSpec
 
 __all__ = ["glue_job_name", "lambda_function_name", "state_machine_name", "workflow_bucket_name"]
 

@@ -7,7 +7,7 @@ stage function's input model, calls the function, writes
 pointer (``{"stage", "outputKey", "counts"}``) to the state machine.
 
 Errors are raised, never returned: a missing or invalid previous output or
-request is :class:`~ceap_engine.stage.PermanentError` (``Ceap.PermanentError``,
+request is :class:`~ceap_engine.pipeline.stage.PermanentError` (``Ceap.PermanentError``,
 not retried); anything the stage raises reaches the state machine as it is, so
 Retry and Catch apply.
 
@@ -36,10 +36,12 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .clock import Clock, RealClock
-from .errors import CeapError, ObjectNotFound
-from .ports import CandidateStore, ObjectStore, execution_key, write_json
-from .stage import PermanentError, StageContext
+from ceap_engine.errors import CeapError, ObjectNotFound
+from ceap_engine.pipeline.layout import execution_key
+from ceap_engine.pipeline.stage import PermanentError, StageContext
+from ceap_engine.ports import CandidateStore, Clock, ObjectStore
+from ceap_engine.runtime.clock import RealClock
+from ceap_engine.storage.objects import write_json
 
 __all__ = ["StageFunction", "StageRequest", "invoke_stage", "load_stage_function", "make_stage_handler"]
 

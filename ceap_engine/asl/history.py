@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from ._json import compact_json
+from ceap_engine._json import compact_json
 
 __all__ = ["Event", "ExecutionHistory", "RawJson", "details_key", "iso_timestamp"]
 

@@ -22,23 +22,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .asl.definition import StateMachine, load_definition
-from .clock import Clock, VirtualClock
-from .errors import ObjectNotFound
-from .interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
-from .ports import CandidateStore, ObjectStore, read_json, validate_key
-from .stage_runtime import load_stage_function, make_stage_handler
-from .tasks import LambdaFunctions, ResourceInfo, TaskContext, TaskFailed, TaskRunner, TaskRunners
-from .workflow.builder import BUCKET_PLACEHOLDER, build_definition, function_placeholder, substitute
-from .workflow.names import glue_job_name, lambda_function_name, state_machine_name
-from .workflow.spec import WorkflowSpec
+from ceap_engine.asl.definition import StateMachine, load_definition
+from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
+from ceap_engine.errors import ObjectNotFound
+from ceap_engine.pipeline.builder import (
+    BUCKET_PLACEHOLDER,
+    build_definition,
+    function_placeholder,
+    substitute,
+)
+from ceap_engine.pipeline.layout import failure_key
+from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
+from ceap_engine.pipeline.spec import WorkflowSpec
+from ceap_engine.pipeline.stage_runtime import load_stage_function, make_stage_handler
+from ceap_engine.ports import CandidateStore, Clock, ObjectStore, ResourceInfo, TaskContext, TaskRunner
+from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.tasks import LambdaFunctions, TaskFailed, TaskRunners
+from ceap_engine.storage.objects import read_json
 
 __all__ = ["LocalPipeline", "PipelineResult", "S3ObjectIntegration", "StageProgress", "failure_key"]
-
-
-def failure_key(execution_id: str) -> str:
-    """Where RecordFailure writes a failed execution's stage, error and cause."""
-    return validate_key(f"executions/{execution_id}/failure.json")
 
 
 class S3ObjectIntegration:
@@ -184,7 +186,7 @@ class LocalPipeline:
         return EXPRESS if self.spec.type == "express" else STANDARD
 
     def start(self, payload: Any, *, name: str | None = None) -> Any:
-        """Start an execution (returns the running :class:`~ceap_engine.interpreter.Execution`)."""
+        """Start an execution (returns the running :class:`~ceap_engine.asl.interpreter.Execution`)."""
         return self.engine.start(self.machine, payload, name=name, state_machine_name=state_machine_name(self.spec),
                                  execution_type=self.execution_type)
 

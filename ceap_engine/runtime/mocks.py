@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .asl.states import Terminal
-from .errors import InputError, Problem
-from .tasks import TaskContext, TaskFailed
+from ceap_engine.asl.states import Terminal
+from ceap_engine.errors import InputError, Problem
+from ceap_engine.ports import TaskContext
+from ceap_engine.runtime.tasks import TaskFailed
 
 __all__ = ["MockConfig", "MockedResponse", "TestCaseMocks"]
 

@@ -1,7 +1,7 @@
 """Retry and catch policy, as pure functions (tenacity-style).
 
 The interpreter asks :func:`decide` what to do after a failed attempt and
-sleeps through its :class:`~ceap_engine.clock.Clock`; nothing here sleeps.
+sleeps through its :class:`~ceap_engine.ports.Clock`; nothing here sleeps.
 
 AWS rules implemented here:
 

@@ -6,7 +6,7 @@ per stage are those of the deployed platform's Lambdas.
 
 from __future__ import annotations
 
-from .spec import StageSpec, WorkflowSpec
+from ceap_engine.pipeline.spec import StageSpec, WorkflowSpec
 
 __all__ = ["BATCH", "BUILTIN", "REALTIME", "builtin"]
 

@@ -22,16 +22,15 @@ import asyncio
 import base64
 import inspect
 import json
-import random
 import re
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from .clock import Clock
-from .errors import StatesError
+from ceap_engine.errors import StatesError
+from ceap_engine.ports import Clock, ResourceInfo, TaskContext, TaskRunner
 
 __all__ = [
     "FakeLambdaContext",
@@ -59,26 +58,6 @@ _LAMBDA_RE = re.compile(r"^arn:([a-z-]+):lambda:([^:]*):([^:]*):function:([^:]+)
 _ACTIVITY_RE = re.compile(r"^arn:[a-z-]+:states:[^:]*:[^:]*:activity:.+$")
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceInfo:
-    """A Task resource, parsed.
-
-    ``kind`` is ``service`` (``arn:aws:states:::glue:startJobRun.sync``),
-    ``lambda`` (a plain function ARN) or ``activity``. ``resource_type`` and
-    ``resource`` are what AWS puts in Task* events (``glue`` /
-    ``startJobRun.sync``); ``key`` is what runners are registered under
-    (``glue:startJobRun``, ``lambda:function``).
-    """
-
-    arn: str
-    kind: str
-    key: str
-    resource_type: str
-    resource: str
-    pattern: str = ""  # "", "sync", "sync:2" or "waitForTaskToken"
-    function_name: str | None = None
-
-
 def parse_resource(arn: str) -> ResourceInfo | None:
     """Parse a Task ``Resource``; ``None`` if it is not an ARN Step Functions knows.
 
@@ -98,35 +77,6 @@ def parse_resource(arn: str) -> ResourceInfo | None:
     if _ACTIVITY_RE.match(arn):
         return ResourceInfo(arn, "activity", "activity", "activity", arn)
     return None
-
-
-@dataclass(slots=True)
-class TaskContext:
-    """What a runner knows about the task it runs."""
-
-    resource: ResourceInfo
-    state_name: str
-    execution_arn: str
-    execution_name: str
-    state_machine_arn: str
-    clock: Clock
-    rng: random.Random
-    region: str = "us-east-1"
-    account: str = "123456789012"
-    timeout_seconds: float | None = None
-    heartbeat_seconds: float | None = None
-    task_token: str | None = None
-    retry_count: int = 0
-    _heartbeat: Callable[[], None] | None = None
-
-    def heartbeat(self) -> None:
-        """Tell the engine the task is alive (resets ``HeartbeatSeconds``)."""
-        if self._heartbeat is not None:
-            self._heartbeat()
-
-
-class TaskRunner(Protocol):
-    async def __call__(self, resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any: ...
 
 
 class TaskRunners:
@@ -260,7 +210,7 @@ def _handler_frames(tb: Any) -> list[str]:
     """The handler's own stack frames, as the Lambda runtime reports them (not ours)."""
     import os
 
-    engine_dir = os.path.dirname(os.path.abspath(__file__))
+    engine_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # all of ceap_engine
     stdlib_dir = os.path.dirname(os.__file__)
     frames = [
         f for f in traceback.extract_tb(tb)

@@ -10,7 +10,7 @@ runs it on this interpreter; :func:`compare` checks three levels, each on its ow
 3. ``event_details`` - ids, previous ids and every details object.
 
 A TestState case (``test_state/``) is a request and AWS's answer;
-:func:`replay_test_state` runs it on :mod:`ceap_engine.test_state`.
+:func:`replay_test_state` runs it on :mod:`ceap_engine.conformance.teststate`.
 :func:`run_conformance` does both for a corpus folder and returns the
 :class:`ConformanceReport` that ``ceap asl conformance`` prints.
 
@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .asl.definition import load_definition
-from .clock import VirtualClock, _current_activity
-from .errors import CeapError
-from .interpreter import Engine, ExecutionResult
-from .tasks import LambdaFunctions, TaskRunners
+from ceap_engine.asl.definition import load_definition
+from ceap_engine.asl.interpreter import Engine, ExecutionResult
+from ceap_engine.errors import CeapError
+from ceap_engine.runtime.clock import VirtualClock, _current_activity
+from ceap_engine.runtime.tasks import LambdaFunctions, TaskRunners
 
 __all__ = [
     "Case",
@@ -504,7 +504,7 @@ def compare_test_state(expected: dict[str, Any], answer: dict[str, Any]) -> str 
 
 async def replay_test_state(cases: Iterable[TestStateCase], *, models: Any = None) -> list[TestStateReport]:
     """Run each recorded request on the local TestState and compare with AWS's answer."""
-    from .test_state import TestStateRejected, TestStateRequest, run_test_state
+    from ceap_engine.conformance.teststate import TestStateRejected, TestStateRequest, run_test_state
 
     reports = []
     for case in cases:

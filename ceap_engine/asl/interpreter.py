@@ -2,8 +2,8 @@
 
 One asyncio task per execution; a Parallel branch or a Map iteration is a child
 task with a frame of its own. Nothing here sleeps except through the
-execution's :class:`~ceap_engine.clock.Clock`, so under a
-:class:`~ceap_engine.clock.VirtualClock` retries, waits and timeouts cost no
+execution's :class:`~ceap_engine.ports.Clock`, so under a
+:class:`~ceap_engine.runtime.clock.VirtualClock` retries, waits and timeouts cost no
 wall time.
 
 Example::
@@ -23,16 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .asl.definition import Program, StateMachine
-from .asl.flow import ABSENT
-from .asl.jsonpath import PathNotFound
-from .asl.payload import RuntimeFailure
-from .asl.states import PAYLOAD_LIMIT_BYTES, Terminal, data_limit_cause, payload_size
-from .clock import Activity, Clock, RealClock
-from .errors import InputError, Problem, StatesError
-from .history import ExecutionHistory, RawJson, iso_timestamp
-from .ports import ObjectStore
-from .tasks import TaskRunners
+from ceap_engine.asl.definition import Program, StateMachine
+from ceap_engine.asl.flow import ABSENT
+from ceap_engine.asl.history import ExecutionHistory, RawJson, iso_timestamp
+from ceap_engine.asl.jsonpath import PathNotFound
+from ceap_engine.asl.payload import RuntimeFailure
+from ceap_engine.asl.states import PAYLOAD_LIMIT_BYTES, Terminal, data_limit_cause, payload_size
+from ceap_engine.errors import InputError, Problem, StatesError
+from ceap_engine.ports import Clock, ObjectStore
+from ceap_engine.runtime.clock import Activity, RealClock
+from ceap_engine.runtime.tasks import TaskRunners
 
 __all__ = [
     "Engine",

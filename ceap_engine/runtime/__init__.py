@@ -1,0 +1,1 @@
+"""What the interpreter runs against: clocks (real and virtual), task runners, Step Functions Local mocks."""
