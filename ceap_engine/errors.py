@@ -8,6 +8,7 @@ errors) are converted to these at the adapter boundary.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class CeapError(Exception):
@@ -29,9 +30,6 @@ class Problem:
     def __str__(self) -> str:
         where = self.path or "/"
         return f"{self.code}: {self.message} at {where}"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"path": self.path or "/", "message": self.message, "code": self.code}
 
 
 class ValidationFailed(CeapError):
@@ -74,9 +72,6 @@ class StatesError(CeapError):
         self.cause = cause
         super().__init__(f"{error}: {cause}" if cause else error)
 
-    def to_output(self) -> dict[str, str | None]:
-        return {"Error": self.error, "Cause": self.cause}
-
 
 class StorageError(CeapError):
     """A storage backend failed; the message names the backend and the key."""
@@ -96,3 +91,17 @@ class ObjectNotFound(StorageError, KeyError):
 
 class InvalidKey(StorageError, ValueError):
     """A key that could escape its bucket or is not a valid object key."""
+
+
+class TestStateRejected(CeapError):
+    """A request AWS's TestState API refuses (``ValidationException`` or ``InvalidDefinition``)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, message: str, code: str = "ValidationException") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def to_json(self) -> dict[str, Any]:
+        return {"exception": {"code": self.code, "message": self.message}}

@@ -63,7 +63,6 @@ __all__ = [
     "LocalGlueRunner",
     "LocalJobStorage",
     "find_java",
-    "glue_available",
     "glue_problems",
     "glue_script_path",
     "local_spark_session",
@@ -174,11 +173,6 @@ def glue_problems(
         if failure is not None:
             problems.append(f"Java at {executable} does not run ('java -version' failed: {failure}); fix or reinstall it")
     return problems
-
-
-def glue_available() -> bool:
-    """Whether local Glue jobs can run here (pyspark installed, Java present and working)."""
-    return not glue_problems()
 
 
 def require_glue(workflow: str | None = None, *, check: Callable[[], list[str]] = glue_problems) -> None:

@@ -608,8 +608,8 @@ def _is_terminal(state: dict[str, Any]) -> bool:
 def validate_definition(definition: Any, *, transitions: bool = True) -> list[Problem]:
     """Every problem of an ASL definition (a dict or JSON text), each with its JSON pointer.
 
-    >>> [str(p) for p in validate_definition({"StartAt": "A", "States": {"A": {"Type": "Pass"}}})]
-    ["SCHEMA_VALIDATION_FAILED: A state of type 'Pass' needs either 'Next' or \\"End\\": true at /States/A"]
+    >>> [p.code for p in validate_definition({"StartAt": "A", "States": {"A": {"Type": "Pass"}}})]
+    ['SCHEMA_VALIDATION_FAILED', 'NO_TERMINAL_STATE']
     """
     if isinstance(definition, (str, bytes)):
         try:

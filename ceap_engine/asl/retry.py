@@ -17,8 +17,8 @@ AWS rules implemented here:
   ``States.Runtime``. ``States.Runtime`` is never retried or caught. (AWS's
   recorded executions show a Task's ``States.DataLimitExceeded`` caught by
   ``States.ALL``; a state's own output over the limit fails the execution
-  before Retry/Catch are consulted - see :class:`TerminalError` in the
-  interpreter.)
+  before Retry/Catch are consulted - a ``Terminal`` error of the
+  states module.)
 
 Example::
 

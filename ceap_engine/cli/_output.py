@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +59,18 @@ def read_json_file(path: Path, what: str, code: str = "INVALID_JSON") -> Any:
         ) from None
 
 
-async def await_interruptibly(execution: Any) -> Any:
-    """Wait for a started execution; Ctrl-C stops it as ABORTED (with its ExecutionAborted event)."""
+async def await_interruptibly(execution: Any, ready: Callable[[], None] | None = None) -> Any:
+    """Wait for a started execution; Ctrl-C stops it as ABORTED (with its ExecutionAborted event).
+
+    ``ready`` is called once Ctrl-C is handled (a readiness line can say so).
+    """
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGINT, execution.stop)
     except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix event loops
         pass
+    if ready is not None:
+        ready()
     try:
         return await asyncio.shield(execution.task)
     except asyncio.CancelledError:

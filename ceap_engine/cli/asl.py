@@ -20,6 +20,7 @@ from ceap_engine.runtime.tasks import LambdaFunctions, TaskRunners
 
 from ..asl.definition import load_definition, validate_definition
 from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ._options import ClockKind, OutputFormat
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -33,16 +34,6 @@ from ._output import (
 )
 
 app = typer.Typer(no_args_is_help=True, help="Validate and run Amazon States Language definitions locally.")
-
-
-class OutputFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
-class ClockKind(str, Enum):
-    virtual = "virtual"
-    real = "real"
 
 
 class WorkflowType(str, Enum):
@@ -189,10 +180,17 @@ def run(
         execution_type = EXPRESS if type is WorkflowType.express else STANDARD
 
         async def main() -> ExecutionResult:
-            return await await_interruptibly(engine.start(
+            execution = engine.start(
                 machine, value, name=name, state_machine_name=sm_name, execution_type=execution_type,
                 input_text=text, mocks=mocks,
-            ))
+            )
+
+            def ready() -> None:
+                if clock is ClockKind.real:
+                    # Real time may be long: say it runs (on stderr, so --format json stays one document).
+                    err_console.print(f"execution {escape(execution.name)} started; Ctrl-C stops it", highlight=False)
+
+            return await await_interruptibly(execution, ready)
 
         result = asyncio.run(main())
     except ValidationFailed as exc:

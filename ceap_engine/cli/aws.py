@@ -22,6 +22,7 @@ from rich.markup import escape
 from ceap_engine.pipeline import express_duration_warnings
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ._options import OutputFormat, read_payload
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -47,11 +48,6 @@ class WorkflowType(str, Enum):
 class Arch(str, Enum):
     x86_64 = "x86_64"
     arm64 = "arm64"
-
-
-class OutputFormat(str, Enum):
-    text = "text"
-    json = "json"
 
 
 NameOption = Annotated[str, typer.Option("-n", "--name", help="Workflow name: ^[a-z][a-z0-9-]{0,29}$")]
@@ -262,7 +258,6 @@ def _aws_payload(path: Path) -> dict[str, Any]:
     from ceap_engine.pipeline import REALTIME
     from ceap_engine.pipeline.stage_runtime import load_stage_function
 
-    from .run import read_payload
 
     payload = read_payload(path)
     model = load_stage_function(REALTIME.stages[0].function).input_model  # type: ignore[arg-type]

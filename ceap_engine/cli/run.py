@@ -25,6 +25,7 @@ from ceap_engine.pipeline.stage_runtime import describe_errors, load_stage_funct
 from ceap_engine.runtime.clock import RealClock, VirtualClock
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ._options import ClockKind, OutputFormat, read_payload
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -34,9 +35,7 @@ from ._output import (
     emit_problems,
     err_console,
     print_json,
-    read_json_file,
 )
-from .asl import ClockKind, OutputFormat
 
 __all__ = ["event", "run"]
 
@@ -49,14 +48,6 @@ class Workflow(str, Enum):
 class Target(str, Enum):
     local = "local"
     aws = "aws"
-
-
-def read_payload(path: Path) -> dict[str, Any]:
-    """The payload file's JSON object."""
-    payload = read_json_file(path, "payload")
-    if not isinstance(payload, dict):
-        raise InputError([Problem("/", "the payload must be a JSON object with programId, marketplace, dateRange and source")], "payload")
-    return payload
 
 
 def check_payload(spec: WorkflowSpec, payload: dict[str, Any], payload_path: Path) -> dict[str, Any]:

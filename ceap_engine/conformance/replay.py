@@ -30,7 +30,6 @@ import concurrent.futures
 import contextvars
 import json
 import linecache
-import re
 import time as _real_time
 import types
 from collections.abc import Iterable
@@ -40,6 +39,14 @@ from typing import Any
 
 from ceap_engine.asl.definition import load_definition
 from ceap_engine.asl.interpreter import Engine, ExecutionResult
+from ceap_engine.conformance.recorded import MASK_TOKEN, REPLAY_START, short, text_match, values_match
+from ceap_engine.conformance.teststate_cases import (
+    TestStateCase,
+    TestStateReport,
+    compare_test_state,
+    load_test_state_cases,
+    replay_test_state,
+)
 from ceap_engine.errors import CeapError
 from ceap_engine.runtime.clock import VirtualClock, _current_activity
 from ceap_engine.runtime.tasks import LambdaFunctions, TaskRunners
@@ -61,18 +68,7 @@ __all__ = [
     "values_match",
 ]
 
-#: Start of the virtual clock for replays (any fixed instant keeps runs repeatable).
-REPLAY_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 LEVELS = ("outcome", "event_types", "event_details")
-
-_WHOLE_VALUE_MASKS = {
-    "snf_role_arn", "date", "timestamp", "datetime", "start-time", "entered-time", "RandomNumberGenerated",
-    "X-Amzn-Trace-Id", "map_run_arn", "start-date", "x-amzn-RequestId", "RequestId", "Date",
-    "executionSucceededEventDetails.output",
-}
-_TOKEN = re.compile(r"<[^<>]{1,80}>")
-#: A value a test masked with the name of the field it replaced (``stateExitedEventDetails.output``).
-_FIELD_MASK = re.compile(r"[a-z][A-Za-z]+EventDetails\.[a-z][A-Za-z]*")
 
 
 @dataclass
@@ -124,7 +120,7 @@ def _reads_timestamp(machine: Any) -> bool:
 
 def _has_mask_token(value: Any) -> bool:
     if isinstance(value, str):
-        return _TOKEN.fullmatch(value) is not None
+        return MASK_TOKEN.fullmatch(value) is not None
     if isinstance(value, dict):
         return any(_has_mask_token(v) for v in value.values())
     if isinstance(value, list):
@@ -233,56 +229,12 @@ async def run_case(case: Case, *, seed: int = 0) -> ExecutionResult:
 # -- comparing -----------------------------------------------------------------
 
 
-def _mask_regex(expected: str) -> re.Pattern[str] | None:
-    if not _TOKEN.search(expected):
-        return None
-    parts = _TOKEN.split(expected)
-    return re.compile(".*?".join(re.escape(p) for p in parts) + r"\Z", re.DOTALL)
 
 
-def values_match(expected: Any, actual: Any) -> bool:
-    """JSON equality where mask tokens in ``expected`` are wildcards."""
-    if isinstance(expected, str):
-        if expected in _WHOLE_VALUE_MASKS or _FIELD_MASK.fullmatch(expected):
-            return True
-        if isinstance(actual, str):
-            if expected == actual:
-                return True
-            rx = _mask_regex(expected)
-            return rx is not None and rx.match(actual) is not None
-        if _TOKEN.fullmatch(expected):
-            return True
-        # A recorded JSON text may have been parsed on one side only.
-        return False
-    if isinstance(expected, bool) or isinstance(actual, bool):
-        return expected is actual if isinstance(expected, bool) and isinstance(actual, bool) else False
-    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
-        return expected == actual
-    if isinstance(expected, dict):
-        return isinstance(actual, dict) and expected.keys() == actual.keys() and all(
-            values_match(v, actual[k]) for k, v in expected.items()
-        )
-    if isinstance(expected, list):
-        return isinstance(actual, list) and len(expected) == len(actual) and all(
-            values_match(e, a) for e, a in zip(expected, actual, strict=True)
-        )
-    return expected == actual
 
 
-def _maybe_json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except (json.JSONDecodeError, ValueError):
-            return value
-    return value
 
 
-def _text_match(expected: Any, actual: Any) -> bool:
-    """Compare a recorded field that may be JSON text on either side."""
-    if values_match(expected, actual):
-        return True
-    return values_match(_maybe_json(expected), _maybe_json(actual))
 
 
 @dataclass
@@ -294,25 +246,22 @@ class CaseReport:
     error: str | None = None
 
 
-def _short(value: Any, limit: int = 160) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else value
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _outcome(case: Case, result: ExecutionResult) -> str | None:
     exp = case.expected
     if result.status != exp["status"]:
-        return f"status {result.status} (error={result.error!r}, cause={_short(result.cause)}) != expected {exp['status']}"
+        return f"status {result.status} (error={result.error!r}, cause={short(result.cause)}) != expected {exp['status']}"
     if exp["status"] == "SUCCEEDED":
-        if not _text_match(exp.get("output"), result.output):
-            return f"output {_short(result.output)} != expected {_short(exp.get('output'))}"
+        if not text_match(exp.get("output"), result.output):
+            return f"output {short(result.output)} != expected {short(exp.get('output'))}"
         return None
     if not values_match(exp.get("error"), result.error):
         return f"error {result.error!r} != expected {exp.get('error')!r}"
     expected_cause = exp.get("cause")
     if expected_cause is not None or result.cause is not None:
-        if not _text_match(expected_cause, result.cause):
-            return f"cause {_short(result.cause)} != expected {_short(expected_cause)}"
+        if not text_match(expected_cause, result.cause):
+            return f"cause {short(result.cause)} != expected {short(expected_cause)}"
     return None
 
 
@@ -386,8 +335,8 @@ def _event_details(case: Case, events: list[dict]) -> str | None:
             return f"event {exp.get('id')} {exp['type']}: detail keys {sorted(gd)} != expected {sorted(ed)}"
         for key, value in ed.items():
             if not isinstance(value, dict):
-                if not _text_match(value, gd[key]):
-                    return f"event {exp.get('id')} {exp['type']}: {key} {_short(gd[key])} != expected {_short(value)}"
+                if not text_match(value, gd[key]):
+                    return f"event {exp.get('id')} {exp['type']}: {key} {short(gd[key])} != expected {short(value)}"
                 continue
             if value.keys() != gd[key].keys():
                 return f"event {exp.get('id')} {exp['type']}: {key} fields {sorted(gd[key])} != expected {sorted(value)}"
@@ -395,11 +344,11 @@ def _event_details(case: Case, events: list[dict]) -> str | None:
                 if k == "assignedVariables" and isinstance(v, dict) and isinstance(gd[key][k], dict):
                     # Each variable's value is JSON text; the recording parsed the ones that were objects.
                     ours = gd[key][k]
-                    if v.keys() != ours.keys() or not all(_text_match(v[n], ours[n]) for n in v):
-                        return f"event {exp.get('id')} {exp['type']}: {key}.{k} {_short(ours)} != expected {_short(v)}"
+                    if v.keys() != ours.keys() or not all(text_match(v[n], ours[n]) for n in v):
+                        return f"event {exp.get('id')} {exp['type']}: {key}.{k} {short(ours)} != expected {short(v)}"
                     continue
-                if not _text_match(v, gd[key][k]):
-                    return f"event {exp.get('id')} {exp['type']}: {key}.{k} {_short(gd[key][k])} != expected {_short(v)}"
+                if not text_match(v, gd[key][k]):
+                    return f"event {exp.get('id')} {exp['type']}: {key}.{k} {short(gd[key][k])} != expected {short(v)}"
     return None
 
 
@@ -432,95 +381,16 @@ async def replay(cases: Iterable[Case], *, timeout: float = 20.0) -> list[CaseRe
 # -- TestState cases ---------------------------------------------------------------
 
 
-@dataclass
-class TestStateCase:
-    """A recorded TestState API call: the request as sent and AWS's answer (or refusal)."""
-
-    __test__ = False  # not a pytest test class
-
-    id: str
-    path: Path
-    request: dict[str, Any]
-    expected: dict[str, Any]
-    features: list[str] = field(default_factory=list)
 
 
-@dataclass
-class TestStateReport:
-    __test__ = False  # not a pytest test class
-
-    case: TestStateCase
-    passed: bool
-    diff: str | None = None
 
 
-def load_test_state_cases(root: Path | str) -> list[TestStateCase]:
-    """Every case under ``root/test_state`` (sorted by file name)."""
-    folder = Path(root) / "test_state"
-    if not folder.is_dir():
-        return []
-    cases = []
-    for path in sorted(folder.glob("*.json")):
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        cases.append(TestStateCase(raw["id"], path, raw["request"], raw["expected"], raw.get("features", [])))
-    return cases
 
 
-_ANSWER_TEXT_FIELDS = ("output",)
-_INSPECTION_TEXT_FIELDS = ("input", "afterInputPath", "afterParameters", "result", "afterResultSelector",
-                           "afterResultPath", "afterArguments", "afterItemsPath", "afterItemSelector", "variables")
 
 
-def compare_test_state(expected: dict[str, Any], answer: dict[str, Any]) -> str | None:
-    """None when our answer matches AWS's recorded one (JSON text compared as values, masks as wildcards)."""
-    if "exception" in expected:
-        exp = expected["exception"]
-        got = answer.get("exception")
-        if got is None:
-            return f"expected {exp['code']}: {_short(exp['message'])}, got status {answer.get('status')}"
-        if got["code"] != exp["code"] or not values_match(exp["message"], got["message"]):
-            return f"exception {got['code']}: {_short(got['message'])} != expected {exp['code']}: {_short(exp['message'])}"
-        return None
-    if "exception" in answer:
-        got = answer["exception"]
-        return f"refused with {got['code']}: {_short(got['message'])}; expected status {expected.get('status')}"
-    if expected.keys() != answer.keys():
-        return f"fields {sorted(answer)} != expected {sorted(expected)}"
-    for key, value in expected.items():
-        ours = answer[key]
-        if key == "inspectionData":
-            if value.keys() != ours.keys():
-                return f"inspectionData fields {sorted(ours)} != expected {sorted(value)}"
-            for k, v in value.items():
-                got = _maybe_json(ours[k]) if k in _INSPECTION_TEXT_FIELDS else ours[k]
-                if not values_match(v, got):
-                    return f"inspectionData.{k} {_short(got)} != expected {_short(v)}"
-            continue
-        got = _maybe_json(ours) if key in _ANSWER_TEXT_FIELDS else ours
-        if not values_match(value, got):
-            return f"{key} {_short(got)} != expected {_short(value)}"
-    return None
 
 
-async def replay_test_state(cases: Iterable[TestStateCase], *, models: Any = None) -> list[TestStateReport]:
-    """Run each recorded request on the local TestState and compare with AWS's answer."""
-    from ceap_engine.conformance.teststate import TestStateRejected, TestStateRequest, run_test_state
-
-    reports = []
-    for case in cases:
-        try:
-            try:
-                request = TestStateRequest.from_api(case.request)
-                answer = await run_test_state(request, models=models, clock=VirtualClock(start=REPLAY_START), seed=0,
-                                              account="111111111111")
-            except TestStateRejected as rejected:
-                answer = rejected.to_json()
-        except Exception as exc:  # noqa: BLE001 - a crash is a reported failure, not an abort of the run
-            reports.append(TestStateReport(case, False, f"{type(exc).__name__}: {exc}"))
-            continue
-        diff = compare_test_state(case.expected, answer)
-        reports.append(TestStateReport(case, diff is None, diff))
-    return reports
 
 
 # -- the report ------------------------------------------------------------------------

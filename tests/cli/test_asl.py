@@ -104,13 +104,12 @@ def test_ctrl_c_aborts_the_execution_with_an_event(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     definition = tmp_path / "wait.json"
     definition.write_text(json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}))
     proc = subprocess.Popen([sys.executable, "-m", "ceap_engine.cli", "asl", "run", str(definition), "--clock", "real",
                              "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # let it import and enter the Wait state
+    assert "started" in proc.stderr.readline()  # the readiness line: the execution runs
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
