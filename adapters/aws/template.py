@@ -50,6 +50,7 @@ from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
 from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
 from ceap_engine.pipeline.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
 
+from .cfn import LOG_DELIVERY_WILDCARD, XRAY_WILDCARD, allow, arn, assume, getatt, policy, ref, sub
 from .schema import candidate_table_schema
 
 __all__ = [
@@ -143,68 +144,6 @@ def logical_id(stage: StageSpec, suffix: str) -> str:
     return f"{re.sub(r'[^A-Za-z0-9]', '', stage.name)}{suffix}"
 
 
-def _sub(text: str) -> dict[str, str]:
-    return {"Fn::Sub": text}
-
-
-def _arn(service: str, resource: str, *, region: bool = True, account: bool = True) -> dict[str, str]:
-    return _sub(
-        f"arn:${{AWS::Partition}}:{service}:{'${AWS::Region}' if region else ''}:"
-        f"{'${AWS::AccountId}' if account else ''}:{resource}"
-    )
-
-
-def _getatt(resource: str, attribute: str) -> dict[str, list[str]]:
-    return {"Fn::GetAtt": [resource, attribute]}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"Ref": name}
-
-
-def _assume(service: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
-    }
-
-
-def _policy(name: str, statements: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"PolicyName": name, "PolicyDocument": {"Version": "2012-10-17", "Statement": statements}}
-
-
-def _allow(sid: str, actions: list[str], resources: list[Any], **extra: Any) -> dict[str, Any]:
-    return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources, **extra}
-
-
-# --- the statements AWS accepts only on "Resource": "*" ----------------------------------------
-# X-Ray: PutTraceSegments, PutTelemetryRecords and the sampling reads have no resource-level
-# permissions at all (the X-Ray service authorization reference lists no resource types for them),
-# so tracing from Lambda or Step Functions needs "*".
-XRAY_WILDCARD = _allow(
-    "XRayTracingHasNoResourceLevelPermissions",
-    ["xray:PutTraceSegments", "xray:PutTelemetryRecords", "xray:GetSamplingRules", "xray:GetSamplingTargets"],
-    ["*"],
-)
-# Step Functions logging to CloudWatch Logs goes through "vended log delivery": these actions
-# manage deliveries and the log group resource policy, and AWS documents that they must be granted
-# on "*" (they act on delivery objects that have no ARN before they exist).
-LOG_DELIVERY_WILDCARD = _allow(
-    "StepFunctionsLogDeliveryRequiresWildcard",
-    [
-        "logs:CreateLogDelivery",
-        "logs:GetLogDelivery",
-        "logs:UpdateLogDelivery",
-        "logs:DeleteLogDelivery",
-        "logs:ListLogDeliveries",
-        "logs:PutResourcePolicy",
-        "logs:DescribeResourcePolicies",
-        "logs:DescribeLogGroups",
-    ],
-    ["*"],
-)
-
-
 def _validated_definition(spec: WorkflowSpec) -> dict[str, Any]:
     """The builder's ASL, checked by the engine's validator before it goes into any template."""
     definition = build_definition(spec)
@@ -219,105 +158,143 @@ def _validated_definition(spec: WorkflowSpec) -> dict[str, Any]:
     return definition
 
 
-def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> dict[str, Any]:
-    """The CloudFormation template (a JSON-ready dict) of ``spec``."""
-    options = options or TemplateOptions()
-    validate_workflow_name(spec.name)
-    names = resource_names(spec)
-    definition = _validated_definition(spec)
-    lambda_stages = [s for s in spec.stages if s.kind == "lambda"]
-    glue_stages = [s for s in spec.stages if s.kind == "glue"]
-    bucket_arn = _getatt("WorkflowBucket", "Arn")
-    bucket_objects = _sub("${WorkflowBucket.Arn}/*")
-    executions_objects = _sub("${WorkflowBucket.Arn}/executions/*")
+@dataclass(frozen=True)
+class _Synthesis:
+    """What every resource builder needs: the spec, its names and the synthesis options."""
 
+    spec: WorkflowSpec
+    options: TemplateOptions
+    names: ResourceNames
+
+    @property
+    def lambda_stages(self) -> list[StageSpec]:
+        return [s for s in self.spec.stages if s.kind == "lambda"]
+
+    @property
+    def glue_stages(self) -> list[StageSpec]:
+        return [s for s in self.spec.stages if s.kind == "glue"]
+
+    @property
+    def express(self) -> bool:
+        return self.spec.type == "express"
+
+
+_BUCKET_ARN = getatt("WorkflowBucket", "Arn")
+_BUCKET_OBJECTS = sub("${WorkflowBucket.Arn}/*")
+_EXECUTIONS_OBJECTS = sub("${WorkflowBucket.Arn}/executions/*")
+_TABLE_ARNS = [getatt("CandidatesTable", "Arn"), sub("${CandidatesTable.Arn}/index/*")]
+
+
+def _parameters(s: _Synthesis) -> dict[str, Any]:
     parameters: dict[str, Any] = {
         "ArtifactsBucket": {"Type": "String", "Description": "Bucket holding the Lambda code package and the Glue script"},
         "LambdaCodeKey": {"Type": "String", "Description": "Key of the Lambda code package (named by its SHA-256)"},
     }
-    if glue_stages:
+    if s.glue_stages:
         parameters["GlueScriptKey"] = {"Type": "String", "Description": "Key of the Glue job's script"}
+    return parameters
 
-    resources: dict[str, Any] = {}
-    resources["WorkflowBucket"] = {
-        "Type": "AWS::S3::Bucket",
-        "Properties": {
-            "BucketName": _sub(f"{names.bucket_prefix}-${{AWS::AccountId}}"),
-            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
-                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
-            "PublicAccessBlockConfiguration": {
-                "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+
+def _bucket_resources(s: _Synthesis) -> dict[str, Any]:
+    """The workflow bucket (SSE, no public access, executions/ expire after 7 days) and its TLS-only policy."""
+    return {
+        "WorkflowBucket": {
+            "Type": "AWS::S3::Bucket",
+            "Properties": {
+                "BucketName": sub(f"{s.names.bucket_prefix}-${{AWS::AccountId}}"),
+                "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+                "PublicAccessBlockConfiguration": {
+                    "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+                    "RestrictPublicBuckets": True,
+                },
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "LifecycleConfiguration": {"Rules": [
+                    {"Id": "ExpireExecutionData", "Status": "Enabled", "Prefix": "executions/", "ExpirationInDays": 7}]},
             },
-            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-            "LifecycleConfiguration": {"Rules": [
-                {"Id": "ExpireExecutionData", "Status": "Enabled", "Prefix": "executions/", "ExpirationInDays": 7}]},
+        },
+        "WorkflowBucketPolicy": {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": ref("WorkflowBucket"),
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Sid": "DenyRequestsWithoutTLS", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                    "Resource": [_BUCKET_ARN, _BUCKET_OBJECTS],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                }]},
+            },
         },
     }
-    resources["WorkflowBucketPolicy"] = {
-        "Type": "AWS::S3::BucketPolicy",
-        "Properties": {
-            "Bucket": _ref("WorkflowBucket"),
-            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                "Sid": "DenyRequestsWithoutTLS", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                "Resource": [bucket_arn, bucket_objects],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }]},
-        },
-    }
-    resources["DeadLetterQueue"] = {
-        "Type": "AWS::SQS::Queue",
-        "Properties": {"QueueName": names.dlq, "MessageRetentionPeriod": 14 * 24 * 3600, "SqsManagedSseEnabled": True},
-    }
-    resources["Queue"] = {
-        "Type": "AWS::SQS::Queue",
-        "Properties": {
-            "QueueName": names.queue,
-            "VisibilityTimeout": 600,
-            "MessageRetentionPeriod": 4 * 24 * 3600,
-            "SqsManagedSseEnabled": True,
-            "RedrivePolicy": {"deadLetterTargetArn": _getatt("DeadLetterQueue", "Arn"), "maxReceiveCount": 3},
-        },
-    }
-    resources["CandidatesTable"] = {
-        "Type": "AWS::DynamoDB::Table",
-        "Properties": {
-            "TableName": names.table,
-            **candidate_table_schema(),
-            "SSESpecification": {"SSEEnabled": True},
-            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-        },
-    }
-    table_arns = [_getatt("CandidatesTable", "Arn"), _sub("${CandidatesTable.Arn}/index/*")]
 
-    # -- the stage functions ---------------------------------------------------------------------
-    resources["StageRole"] = {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "RoleName": _sub(f"ceap-{spec.name}-stages-${{AWS::Region}}"),
-            "Description": f"ceap workflow {spec.name}: the stage Lambdas",
-            "AssumeRolePolicyDocument": _assume("lambda.amazonaws.com"),
-            "Policies": [_policy("ceap-stages", [
-                # Reads: the previous stage's output and the source files (kept in this bucket, under inputs/).
-                _allow("ReadWorkflowObjects", ["s3:GetObject"], [bucket_objects]),
-                # ListBucket makes S3 answer 404 (not 403) for an absent key, so a missing output reads as missing.
-                _allow("ListWorkflowBucket", ["s3:ListBucket"], [bucket_arn]),
-                _allow("WriteStageOutputs", ["s3:PutObject"], [executions_objects]),
-                _allow("UseCandidateTable",
-                       ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
-                       table_arns),
-                _allow("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
-                       [_getatt(logical_id(s, "LogGroup"), "Arn") for s in lambda_stages]),
-                XRAY_WILDCARD,
-            ])],
+
+def _queue_resources(s: _Synthesis) -> dict[str, Any]:
+    """The input queue (600 s visibility) and its dead-letter queue (after 3 receives, kept 14 days)."""
+    return {
+        "DeadLetterQueue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {"QueueName": s.names.dlq, "MessageRetentionPeriod": 14 * 24 * 3600, "SqsManagedSseEnabled": True},
+        },
+        "Queue": {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": s.names.queue,
+                "VisibilityTimeout": 600,
+                "MessageRetentionPeriod": 4 * 24 * 3600,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {"deadLetterTargetArn": getatt("DeadLetterQueue", "Arn"), "maxReceiveCount": 3},
+            },
         },
     }
-    for stage in lambda_stages:
+
+
+def _table_resources(s: _Synthesis) -> dict[str, Any]:
+    """The DynamoDB candidates table (SSE, point-in-time recovery)."""
+    return {
+        "CandidatesTable": {
+            "Type": "AWS::DynamoDB::Table",
+            "Properties": {
+                "TableName": s.names.table,
+                **candidate_table_schema(),
+                "SSESpecification": {"SSEEnabled": True},
+                "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            },
+        },
+    }
+
+
+def _stage_function_resources(s: _Synthesis) -> dict[str, Any]:
+    """The stage role and, per Lambda stage, its log group and function."""
+    spec, options = s.spec, s.options
+    resources: dict[str, Any] = {
+        "StageRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": sub(f"ceap-{spec.name}-stages-${{AWS::Region}}"),
+                "Description": f"ceap workflow {spec.name}: the stage Lambdas",
+                "AssumeRolePolicyDocument": assume("lambda.amazonaws.com"),
+                "Policies": [policy("ceap-stages", [
+                    # Reads: the previous stage's output and the source files (kept in this bucket, under inputs/).
+                    allow("ReadWorkflowObjects", ["s3:GetObject"], [_BUCKET_OBJECTS]),
+                    # ListBucket makes S3 answer 404 (not 403) for an absent key, so a missing output reads as missing.
+                    allow("ListWorkflowBucket", ["s3:ListBucket"], [_BUCKET_ARN]),
+                    allow("WriteStageOutputs", ["s3:PutObject"], [_EXECUTIONS_OBJECTS]),
+                    allow("UseCandidateTable",
+                          ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
+                          _TABLE_ARNS),
+                    allow("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
+                          [getatt(logical_id(st, "LogGroup"), "Arn") for st in s.lambda_stages]),
+                    XRAY_WILDCARD,
+                ])],
+            },
+        },
+    }
+    for stage in s.lambda_stages:
         function_name = lambda_function_name(spec, stage)
         resources[logical_id(stage, "LogGroup")] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {"LogGroupName": f"/aws/lambda/{function_name}", "RetentionInDays": options.log_retention_days},
         }
-        variables = {"CEAP_STAGE_FUNCTION": stage.function, "CEAP_CANDIDATE_TABLE": _ref("CandidatesTable")}
+        variables = {"CEAP_STAGE_FUNCTION": stage.function, "CEAP_CANDIDATE_TABLE": ref("CandidatesTable")}
         if stage.config:
             variables["CEAP_STAGE_CONFIG"] = json.dumps(stage.config, sort_keys=True, separators=(",", ":"))
         resources[logical_id(stage, "Lambda")] = {
@@ -330,150 +307,185 @@ def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> di
                 "Runtime": RUNTIME,
                 "Architectures": [options.arch],
                 "Handler": HANDLER,
-                "Code": {"S3Bucket": _ref("ArtifactsBucket"), "S3Key": _ref("LambdaCodeKey")},
+                "Code": {"S3Bucket": ref("ArtifactsBucket"), "S3Key": ref("LambdaCodeKey")},
                 "MemorySize": stage.memory_mb,
                 "Timeout": stage.timeout_seconds,
-                "Role": _getatt("StageRole", "Arn"),
+                "Role": getatt("StageRole", "Arn"),
                 "Environment": {"Variables": variables},
                 "TracingConfig": {"Mode": "Active"},
             },
         }
+    return resources
 
-    # -- the Glue job (Standard workflows) -----------------------------------------------------------
-    if glue_stages:
-        resources["GlueJobRole"] = {
+
+def _glue_resources(s: _Synthesis) -> dict[str, Any]:
+    """The Glue job role and one job per Glue stage (Standard workflows); nothing without Glue stages."""
+    spec = s.spec
+    if not s.glue_stages:
+        return {}
+    resources: dict[str, Any] = {
+        "GlueJobRole": {
             "Type": "AWS::IAM::Role",
             "Properties": {
-                "RoleName": _sub(f"ceap-{spec.name}-glue-${{AWS::Region}}"),
+                "RoleName": sub(f"ceap-{spec.name}-glue-${{AWS::Region}}"),
                 "Description": f"ceap workflow {spec.name}: the HeavyETL Glue job",
-                "AssumeRolePolicyDocument": _assume("glue.amazonaws.com"),
-                "Policies": [_policy("ceap-glue", [
-                    _allow("ReadJobScript", ["s3:GetObject"], [_sub("arn:${AWS::Partition}:s3:::${ArtifactsBucket}/ceap/glue/*")]),
-                    _allow("ReadWorkflowObjects", ["s3:GetObject"], [bucket_objects]),
-                    _allow("ListWorkflowBucket", ["s3:ListBucket"], [bucket_arn]),
-                    _allow("WriteStageOutput", ["s3:PutObject"], [executions_objects]),
+                "AssumeRolePolicyDocument": assume("glue.amazonaws.com"),
+                "Policies": [policy("ceap-glue", [
+                    allow("ReadJobScript", ["s3:GetObject"], [sub("arn:${AWS::Partition}:s3:::${ArtifactsBucket}/ceap/glue/*")]),
+                    allow("ReadWorkflowObjects", ["s3:GetObject"], [_BUCKET_OBJECTS]),
+                    allow("ListWorkflowBucket", ["s3:ListBucket"], [_BUCKET_ARN]),
+                    allow("WriteStageOutput", ["s3:PutObject"], [_EXECUTIONS_OBJECTS]),
                     # Glue writes driver and executor logs to its fixed /aws-glue/ log groups.
-                    _allow("WriteGlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-                           [_arn("logs", "log-group:/aws-glue/*")]),
+                    allow("WriteGlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                          [arn("logs", "log-group:/aws-glue/*")]),
                 ])],
             },
-        }
-        for stage in glue_stages:
-            resources[logical_id(stage, "Job")] = {
-                "Type": "AWS::Glue::Job",
-                "Properties": {
-                    "Name": glue_job_name(spec, stage),
-                    "Description": f"ceap workflow {spec.name}: stage {stage.name} ({stage.script})",
-                    "Role": _getatt("GlueJobRole", "Arn"),
-                    "Command": {"Name": "glueetl", "PythonVersion": "3",
-                                "ScriptLocation": _sub("s3://${ArtifactsBucket}/${GlueScriptKey}")},
-                    "GlueVersion": "5.0",
-                    "WorkerType": "G.1X",
-                    "NumberOfWorkers": 2,
-                    "Timeout": stage.timeout_seconds // 60,
-                    # Step Functions' Retry re-runs the job; a Glue retry as well would multiply the attempts.
-                    "MaxRetries": 0,
-                    # One run per execution: concurrent executions must not fail with ConcurrentRunsExceeded.
-                    "ExecutionProperty": {"MaxConcurrentRuns": 10},
-                    "DefaultArguments": {"--job-language": "python", "--enable-continuous-cloudwatch-log": "true"},
-                },
-            }
-
-    # -- the state machine -----------------------------------------------------------------------
-    resources["StateMachineLogGroup"] = {
-        "Type": "AWS::Logs::LogGroup",
-        "Properties": {"LogGroupName": names.state_machine_log_group, "RetentionInDays": options.log_retention_days},
+        },
     }
-    machine_statements = [
-        _allow("InvokeStageFunctions", ["lambda:InvokeFunction"],
-               [r for s in lambda_stages for r in (_getatt(logical_id(s, "Lambda"), "Arn"),
-                                                     _sub(f"${{{logical_id(s, 'Lambda')}.Arn}}:*"))]),
+    for stage in s.glue_stages:
+        resources[logical_id(stage, "Job")] = {
+            "Type": "AWS::Glue::Job",
+            "Properties": {
+                "Name": glue_job_name(spec, stage),
+                "Description": f"ceap workflow {spec.name}: stage {stage.name} ({stage.script})",
+                "Role": getatt("GlueJobRole", "Arn"),
+                "Command": {"Name": "glueetl", "PythonVersion": "3",
+                            "ScriptLocation": sub("s3://${ArtifactsBucket}/${GlueScriptKey}")},
+                "GlueVersion": "5.0",
+                "WorkerType": "G.1X",
+                "NumberOfWorkers": 2,
+                "Timeout": stage.timeout_seconds // 60,
+                # Step Functions' Retry re-runs the job; a Glue retry as well would multiply the attempts.
+                "MaxRetries": 0,
+                # One run per execution: concurrent executions must not fail with ConcurrentRunsExceeded.
+                "ExecutionProperty": {"MaxConcurrentRuns": 10},
+                "DefaultArguments": {"--job-language": "python", "--enable-continuous-cloudwatch-log": "true"},
+            },
+        }
+    return resources
+
+
+def _state_machine_resources(s: _Synthesis, definition: dict[str, Any]) -> dict[str, Any]:
+    """The state machine with its role and log group; the ASL's placeholders filled by DefinitionSubstitutions."""
+    spec, names = s.spec, s.names
+    statements = [
+        allow("InvokeStageFunctions", ["lambda:InvokeFunction"],
+              [r for st in s.lambda_stages for r in (getatt(logical_id(st, "Lambda"), "Arn"),
+                                                       sub(f"${{{logical_id(st, 'Lambda')}.Arn}}:*"))]),
         # RecordFailure writes executions/{id}/failure.json with aws-sdk:s3:putObject.
-        _allow("RecordFailures", ["s3:PutObject"], [executions_objects]),
+        allow("RecordFailures", ["s3:PutObject"], [_EXECUTIONS_OBJECTS]),
         LOG_DELIVERY_WILDCARD,
         XRAY_WILDCARD,
     ]
-    if glue_stages:
-        machine_statements.insert(1, _allow(
+    if s.glue_stages:
+        statements.insert(1, allow(
             "RunGlueJobs", ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
-            [_arn("glue", f"job/{glue_job_name(spec, s)}") for s in glue_stages],
+            [arn("glue", f"job/{glue_job_name(spec, st)}") for st in s.glue_stages],
         ))
-    resources["StateMachineRole"] = {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "RoleName": _sub(f"ceap-{spec.name}-sfn-${{AWS::Region}}"),
-            "Description": f"ceap workflow {spec.name}: the state machine",
-            "AssumeRolePolicyDocument": _assume("states.amazonaws.com"),
-            "Policies": [_policy("ceap-state-machine", machine_statements)],
-        },
-    }
-    substitutions: dict[str, Any] = {BUCKET_PLACEHOLDER: _ref("WorkflowBucket")}
+    substitutions: dict[str, Any] = {BUCKET_PLACEHOLDER: ref("WorkflowBucket")}
     for stage in spec.stages:
         substitutions[function_placeholder(stage)] = (
-            _ref(logical_id(stage, "Job")) if stage.kind == "glue" else _getatt(logical_id(stage, "Lambda"), "Arn")
+            ref(logical_id(stage, "Job")) if stage.kind == "glue" else getatt(logical_id(stage, "Lambda"), "Arn")
         )
-    resources["StateMachine"] = {
-        "Type": "AWS::StepFunctions::StateMachine",
-        "Properties": {
-            "StateMachineName": names.state_machine,
-            "StateMachineType": spec.type.upper(),
-            "DefinitionString": json.dumps(definition, indent=2, sort_keys=False),
-            "DefinitionSubstitutions": substitutions,
-            "RoleArn": _getatt("StateMachineRole", "Arn"),
-            "LoggingConfiguration": {
-                "Level": "ALL",
-                "IncludeExecutionData": options.log_execution_data,
-                "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": _getatt("StateMachineLogGroup", "Arn")}}],
+    return {
+        "StateMachineLogGroup": {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {"LogGroupName": names.state_machine_log_group, "RetentionInDays": s.options.log_retention_days},
+        },
+        "StateMachineRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": sub(f"ceap-{spec.name}-sfn-${{AWS::Region}}"),
+                "Description": f"ceap workflow {spec.name}: the state machine",
+                "AssumeRolePolicyDocument": assume("states.amazonaws.com"),
+                "Policies": [policy("ceap-state-machine", statements)],
             },
-            "TracingConfiguration": {"Enabled": True},
         },
-    }
-
-    # -- the queue -> state machine pipe ------------------------------------------------------------
-    express = spec.type == "express"
-    resources["PipeRole"] = {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "RoleName": _sub(f"ceap-{spec.name}-pipe-${{AWS::Region}}"),
-            "Description": f"ceap workflow {spec.name}: the queue-to-state-machine pipe",
-            "AssumeRolePolicyDocument": _assume("pipes.amazonaws.com"),
-            "Policies": [_policy("ceap-pipe", [
-                _allow("ConsumeQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
-                       [_getatt("Queue", "Arn")]),
-                _allow("StartExecutions", ["states:StartSyncExecution" if express else "states:StartExecution"],
-                       [_ref("StateMachine")]),
-            ])],
-        },
-    }
-    resources["Pipe"] = {
-        "Type": "AWS::Pipes::Pipe",
-        "Properties": {
-            "Name": names.pipe,
-            "Description": f"ceap workflow {spec.name}: one execution per queue message",
-            "RoleArn": _getatt("PipeRole", "Arn"),
-            "Source": _getatt("Queue", "Arn"),
-            "SourceParameters": {"SqsQueueParameters": {"BatchSize": 1}},
-            "Target": _ref("StateMachine"),
-            "TargetParameters": {
-                # Pipes hands Step Functions the SQS record, whose body is a string; "<$.body>" (unquoted)
-                # makes the execution input the body's JSON object (see docs/deploy.md for the AWS doc).
-                "InputTemplate": PIPE_INPUT_TEMPLATE,
-                "StepFunctionStateMachineParameters": {
-                    "InvocationType": "REQUEST_RESPONSE" if express else "FIRE_AND_FORGET",
+        "StateMachine": {
+            "Type": "AWS::StepFunctions::StateMachine",
+            "Properties": {
+                "StateMachineName": names.state_machine,
+                "StateMachineType": spec.type.upper(),
+                "DefinitionString": json.dumps(definition, indent=2, sort_keys=False),
+                "DefinitionSubstitutions": substitutions,
+                "RoleArn": getatt("StateMachineRole", "Arn"),
+                "LoggingConfiguration": {
+                    "Level": "ALL",
+                    "IncludeExecutionData": s.options.log_execution_data,
+                    "Destinations": [{"CloudWatchLogsLogGroup": {"LogGroupArn": getatt("StateMachineLogGroup", "Arn")}}],
                 },
+                "TracingConfiguration": {"Enabled": True},
             },
-            "DesiredState": "RUNNING",
         },
     }
 
-    outputs = {
-        "StateMachineArn": {"Description": "The workflow's state machine", "Value": _ref("StateMachine")},
-        "WorkflowBucket": {"Description": "Bucket of execution data (executions/...) and inputs", "Value": _ref("WorkflowBucket")},
-        "QueueUrl": {"Description": "Send a payload here to start an execution", "Value": _ref("Queue")},
-        "DLQUrl": {"Description": "Messages that failed 3 times", "Value": _ref("DeadLetterQueue")},
-        "CandidatesTable": {"Description": "DynamoDB table of stored candidates", "Value": _ref("CandidatesTable")},
+
+def _pipe_resources(s: _Synthesis) -> dict[str, Any]:
+    """The EventBridge Pipe from the queue to the state machine, one execution per message, and its role."""
+    spec = s.spec
+    return {
+        "PipeRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": sub(f"ceap-{spec.name}-pipe-${{AWS::Region}}"),
+                "Description": f"ceap workflow {spec.name}: the queue-to-state-machine pipe",
+                "AssumeRolePolicyDocument": assume("pipes.amazonaws.com"),
+                "Policies": [policy("ceap-pipe", [
+                    allow("ConsumeQueue", ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
+                          [getatt("Queue", "Arn")]),
+                    allow("StartExecutions", ["states:StartSyncExecution" if s.express else "states:StartExecution"],
+                          [ref("StateMachine")]),
+                ])],
+            },
+        },
+        "Pipe": {
+            "Type": "AWS::Pipes::Pipe",
+            "Properties": {
+                "Name": s.names.pipe,
+                "Description": f"ceap workflow {spec.name}: one execution per queue message",
+                "RoleArn": getatt("PipeRole", "Arn"),
+                "Source": getatt("Queue", "Arn"),
+                "SourceParameters": {"SqsQueueParameters": {"BatchSize": 1}},
+                "Target": ref("StateMachine"),
+                "TargetParameters": {
+                    # Pipes hands Step Functions the SQS record, whose body is a string; "<$.body>" (unquoted)
+                    # makes the execution input the body's JSON object (see docs/deploy.md for the AWS doc).
+                    "InputTemplate": PIPE_INPUT_TEMPLATE,
+                    "StepFunctionStateMachineParameters": {
+                        "InvocationType": "REQUEST_RESPONSE" if s.express else "FIRE_AND_FORGET",
+                    },
+                },
+                "DesiredState": "RUNNING",
+            },
+        },
+    }
+
+
+def _outputs(s: _Synthesis) -> dict[str, Any]:
+    return {
+        "StateMachineArn": {"Description": "The workflow's state machine", "Value": ref("StateMachine")},
+        "WorkflowBucket": {"Description": "Bucket of execution data (executions/...) and inputs", "Value": ref("WorkflowBucket")},
+        "QueueUrl": {"Description": "Send a payload here to start an execution", "Value": ref("Queue")},
+        "DLQUrl": {"Description": "Messages that failed 3 times", "Value": ref("DeadLetterQueue")},
+        "CandidatesTable": {"Description": "DynamoDB table of stored candidates", "Value": ref("CandidatesTable")},
         "StateMachineLogGroup": {"Description": "Execution logs (Express executions are read from here)",
-                                 "Value": names.state_machine_log_group},
+                                 "Value": s.names.state_machine_log_group},
+    }
+
+
+def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> dict[str, Any]:
+    """The CloudFormation template (a JSON-ready dict) of ``spec``: the per-resource builders' parts, merged."""
+    validate_workflow_name(spec.name)
+    s = _Synthesis(spec, options or TemplateOptions(), resource_names(spec))
+    definition = _validated_definition(spec)
+    resources: dict[str, Any] = {
+        **_bucket_resources(s),
+        **_queue_resources(s),
+        **_table_resources(s),
+        **_stage_function_resources(s),
+        **_glue_resources(s),
+        **_state_machine_resources(s, definition),
+        **_pipe_resources(s),
     }
     for resource in resources.values():
         if resource["Type"] in _STATEFUL:
@@ -484,10 +496,10 @@ def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> di
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"ceap workflow {spec.name} ({spec.type}): "
-                       f"{' -> '.join(s.name for s in spec.stages)}. Generated by ceap synth; do not edit.",
-        "Parameters": parameters,
+                       f"{' -> '.join(st.name for st in spec.stages)}. Generated by ceap synth; do not edit.",
+        "Parameters": _parameters(s),
         "Resources": resources,
-        "Outputs": outputs,
+        "Outputs": _outputs(s),
     }
 
 
