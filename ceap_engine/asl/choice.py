@@ -11,13 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .frame import Frame
 from .jsonpath import PathNotFound
 from .payload import RuntimeFailure, ValuePath, to_json
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ceap_engine.asl.interpreter import Frame
 
 __all__ = ["COMPARISONS", "Predicate", "compile_rule", "parse_timestamp"]
 

@@ -11,15 +11,15 @@ behaviour does not depend on its query language.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+from .frame import Frame
 from .jsonpath import PathNotFound, compile_reference_path, set_path
-from .payload import RuntimeFailure, Template, ValuePath, compile_template, to_json
+from .payload import RuntimeFailure, Template, ValuePath, compile_template, payload_size, to_json
+from .retry import Catcher
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ceap_engine.asl.interpreter import Frame
-
-__all__ = ["DataFlow", "JsonPathFlow", "ABSENT"]
+__all__ = ["ABSENT", "CatchClause", "DataFlow", "JsonPathFlow"]
 
 
 class _Absent:
@@ -28,6 +28,16 @@ class _Absent:
 
 #: A field that is not in the definition (distinct from a field set to null).
 ABSENT: Any = _Absent()
+
+
+@dataclass(frozen=True, slots=True)
+class CatchClause:
+    """A compiled catcher: where to go and how to shape the error output."""
+
+    catcher: Catcher
+    result_path: Any  # compiled reference path, None, or ABSENT
+    output: Any = ABSENT  # JSONata Output
+    assign: Any = None
 
 
 class DataFlow:
@@ -164,8 +174,6 @@ class JsonPathFlow(DataFlow):
     # only an output whose bound passes the limit is measured exactly.
 
     def _output_bound(self, frame: Frame, selected: Any, result: Any) -> int:
-        from .states import payload_size
-
         rp = self.result_path
         if rp is None:
             bound = frame.size_bound

@@ -19,16 +19,16 @@ import asyncio
 import random
 import re
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ceap_engine.asl.definition import Program, StateMachine
+from ceap_engine.asl.definition import StateMachine
 from ceap_engine.asl.flow import ABSENT
+from ceap_engine.asl.frame import Program
 from ceap_engine.asl.history import ExecutionHistory, RawJson, iso_timestamp
 from ceap_engine.asl.jsonpath import PathNotFound
-from ceap_engine.asl.payload import RuntimeFailure
-from ceap_engine.asl.states import PAYLOAD_LIMIT_BYTES, Terminal, data_limit_cause, payload_size
+from ceap_engine.asl.payload import PAYLOAD_LIMIT_BYTES, RuntimeFailure, data_limit_cause, payload_size
+from ceap_engine.asl.states import Terminal
 from ceap_engine.errors import InputError, Problem, StatesError
 from ceap_engine.ports import Clock, ObjectStore
 from ceap_engine.runtime.clock import Activity, RealClock
@@ -106,10 +106,6 @@ class ExecutionResult:
             "cause": self.cause,
             "events": self.history.to_aws() if (include_events and self.history is not None) else [],
         }
-
-
-class _ExecutionTimedOut(Exception):
-    pass
 
 
 _UNDEFINED = object()
@@ -217,176 +213,16 @@ class Frame:
             frame = frame.parent
         return default
 
-    def all_variables(self) -> dict[str, Any]:
-        chain: list[dict[str, Any]] = []
-        frame: Frame | None = self
-        while frame is not None:
-            chain.append(frame.variables)
-            frame = frame.parent
-        merged: dict[str, Any] = {}
-        for scope in reversed(chain):
-            merged.update(scope)
-        return merged
+    def child(self, activity: Activity, *, detached: bool) -> Frame:
+        """A frame for a Parallel branch or Map iteration started from this one.
 
-    # -- children (Parallel branches, Map iterations) --------------------------
-    async def run_children(
-        self,
-        children: Sequence[tuple[Program, Any, int | None]],
-        *,
-        max_concurrency: int = 0,
-        map_name: str | None = None,
-        tolerated_failures: int = 0,
-        record_events: bool = True,
-        threshold_error: bool = False,
-    ) -> list[Any]:
-        """Run sub-programs concurrently; return their outputs in order.
-
-        The first failure beyond ``tolerated_failures`` stops the others and is
-        raised - as ``States.ExceedToleratedFailureThreshold`` when
-        ``threshold_error`` (a Distributed Map run), else as the child's own error.
-
-        previousEventId follows what AWS records: each child's first event
-        points at the event that started the children; MapIterationSucceeded/
-        Failed point at the child's last event; when a child fails the state,
-        every abort event (``<Kind>StateAborted``, ``MapIterationAborted``) and
-        the state's own Failed event point at the failing child's last event,
-        and a Task that failed the iteration is closed with ``TaskStateAborted``.
+        A Distributed Map's child workflows are executions of their own
+        (``detached``): they cannot read the variables of the scopes around the
+        Map, and their events start a history of their own.
         """
-        execution = self.execution
-        clock = execution.clock
-        results: list[Any] = [None] * len(children)
-        if not children:
-            return results
-        limit = max_concurrency if max_concurrency and max_concurrency > 0 else len(children)
-        semaphore = asyncio.Semaphore(limit) if limit < len(children) else None
-        failures: list[StatesError] = []
-        failed_count = 0
-        done_frames: list[Frame] = []
-        start_last = self.last_event
-        last_iteration_end = 0
-        failed_at = 0  # the failing child's last event, once a failure stops the others
-        failed_child: list[Frame] = []
-        stopped = False
-        remaining = [len(children)]
-
-        def aborted(child: Frame, index: int | None) -> None:
-            if not record_events:
-                return
-            if child.state is not None:
-                execution.history.add(f"{child.state.type}StateAborted", failed_at or child.last_event)
-            if map_name is not None:
-                execution.history.add("MapIterationAborted", failed_at or child.last_event,
-                                      {"index": index, "name": map_name})
-
-        async def run_child(position: int, program: Program, value: Any, index: int | None, activity: Activity) -> None:
-            nonlocal failed_count, stopped, last_iteration_end, failed_at
-            with activity:
-                if semaphore is not None:
-                    with activity.idle():
-                        await semaphore.acquire()
-                try:
-                    if stopped:
-                        return  # a sibling already failed the whole state: never start
-                    # A Distributed Map's child workflows are executions of their own: they
-                    # cannot read the variables of the scopes around the Map (AWS).
-                    child = Frame(execution, self if record_events else None, activity,
-                                  self.last_event if record_events else 0)
-                    if map_name is not None:
-                        child.event("MapIterationStarted", {"index": index, "name": map_name})
-                        if limit > 1:
-                            await asyncio.sleep(0)  # every running iteration starts before any goes on
-                    try:
-                        if record_events:
-                            results[position] = await execution.run_program(program, value, child)
-                        else:
-                            results[position] = await execution.run_detached(program, value, child)
-                    except asyncio.CancelledError:
-                        aborted(child, index)
-                        raise
-                    except StatesError as err:
-                        # Siblings failing at the same instant record their own failure first (as AWS does).
-                        await asyncio.sleep(0)
-                        if stopped:
-                            aborted(child, index)
-                            return
-                        failed_count += 1
-                        end = child.last_event
-                        if map_name is not None and record_events:
-                            last_iteration_end = execution.history.add(
-                                "MapIterationFailed", end, {"index": index, "name": map_name}
-                            )
-                        if failed_count > tolerated_failures:
-                            stopped = True
-                            if record_events:
-                                failed_at = end
-                                failed_child.append(child)
-                            failure = StatesError(
-                                "States.ExceedToleratedFailureThreshold",
-                                "The specified tolerated failure threshold was exceeded",
-                            ) if threshold_error else err
-                            failures.append(failure)
-                            raise failure from None
-                        if record_events:
-                            self.last_event = end
-                        return
-                    if map_name is not None and record_events:
-                        last_iteration_end = execution.history.add(
-                            "MapIterationSucceeded", child.last_event, {"index": index, "name": map_name}
-                        )
-                    if record_events:
-                        self.last_event = child.last_event
-                    done_frames.append(child)
-                finally:
-                    if semaphore is not None:
-                        semaphore.release()
-                    remaining[0] -= 1
-                    if stopped or remaining[0] == 0:
-                        # This child's end is what wakes the parent: make the parent busy
-                        # before this child stops counting, or virtual time could jump
-                        # ahead in between.
-                        self.activity.wake()
-
-        tasks = []
-        for position, (program, value, index) in enumerate(children):
-            activity = clock.activity()  # busy from now, before the task first runs
-            tasks.append(asyncio.ensure_future(run_child(position, program, value, index, activity)))
-        try:
-            with self.activity.idle():
-                await _gather_fail_fast(tasks)
-        except StatesError:
-            if failed_child:
-                child = failed_child[0]
-                if child.state is not None and child.state.type == "Task":
-                    # The Task that failed its iteration is closed too (recorded on AWS).
-                    execution.history.add("TaskStateAborted", failed_at)
-                self.last_event = failed_at
-            raise failures[0] if failures else StatesError("States.Runtime", "a branch failed") from None
-        if map_name is not None and last_iteration_end:
-            # AWS chains the Map's own closing events to the last iteration's end event.
-            self.last_event = last_iteration_end
-        elif record_events and self.last_event == start_last and done_frames:
-            self.last_event = done_frames[-1].last_event
-        return results
-
-
-async def _gather_fail_fast(tasks: list[asyncio.Future]) -> None:
-    """Wait for all tasks; on the first exception cancel the rest, wait for them, re-raise."""
-    try:
-        pending = set(tasks)
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if t.cancelled():
-                    continue
-                exc = t.exception()
-                if exc is not None:
-                    raise exc
-    except BaseException:
-        for t in tasks:
-            if not t.done():
-                t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        if detached:
+            return Frame(self.execution, None, activity, 0)
+        return Frame(self.execution, self, activity, self.last_event)
 
 
 class Execution:

@@ -29,7 +29,7 @@ import random
 import re
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jsonata import Jsonata
 from jsonata.functions import Functions
@@ -38,13 +38,9 @@ from jsonata.utils import Utils
 from ceap_engine.asl.retry import Catcher
 
 from ..errors import StatesError
-from .flow import ABSENT, DataFlow
+from .flow import ABSENT, CatchClause, DataFlow
+from .frame import Frame
 from .payload import to_json
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ceap_engine.asl.interpreter import Frame
-
-    from .states import CatchClause
 
 __all__ = [
     "QUERY_EVALUATION_ERROR",
@@ -480,8 +476,6 @@ class JsonataFlow(DataFlow):
 
 def compile_jsonata_catch(raw: dict[str, Any], index: int) -> CatchClause:
     """A JSONata catcher: its ``Output`` and ``Assign`` see ``$states.errorOutput``."""
-    from .states import CatchClause
-
     output = JsonataTemplate(raw["Output"], "Output") if "Output" in raw else ABSENT
     assign = JsonataTemplate(raw["Assign"], "Assign") if "Assign" in raw else None
     return CatchClause(Catcher(tuple(raw["ErrorEquals"]), raw["Next"], index), ABSENT, output, assign)

@@ -23,18 +23,23 @@ import csv
 import hashlib
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import StatesError
+from .flow import DataFlow
+from .frame import Frame
 from .payload import RuntimeFailure, ValuePath, compile_template, to_json
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ceap_engine.asl.interpreter import Frame
-
-    from .flow import DataFlow
-    from .states import MapState
-
 __all__ = ["ItemBatcher", "ItemReader", "write_results"]
+
+
+class _ResultWriting(Protocol):
+    """What :func:`write_results` reads of the Map state."""
+
+    name: str
+    language: str
+    flow: DataFlow
+    result_writer: dict[str, Any] | None
 
 ITEM_READER_FAILED = "States.ItemReaderFailed"
 RESULT_WRITER_FAILED = "States.ResultWriterFailed"
@@ -247,7 +252,7 @@ class ItemBatcher:
         ]
 
 
-async def write_results(frame: Frame, state: MapState, raw: Any, effective: Any, results: list[Any]) -> Any:
+async def write_results(frame: Frame, state: _ResultWriting, raw: Any, effective: Any, results: list[Any]) -> Any:
     """Write a Distributed Map's results to the object store; return AWS's pointer result."""
     writer = state.result_writer or {}
     settings = _Arguments(writer, state.language, "ResultWriter").evaluate(frame, raw, effective, state.flow)

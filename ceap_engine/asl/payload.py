@@ -11,21 +11,40 @@ costs one path lookup and two dict builds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._json import compact_json
+from .._json import compact_json, json_size
+from .frame import Frame
 from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from .jsonpath import InvalidPath, PathNotFound, compile_path
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ceap_engine.asl.interpreter import Frame
 
-__all__ = ["RuntimeFailure", "Template", "ValuePath", "compile_dynamic", "compile_template", "compile_value_path", "to_json"]
+__all__ = ["RuntimeFailure", "Template", "ValuePath", "compile_dynamic", "compile_template", "to_json",
+           "PAYLOAD_LIMIT_BYTES", "data_limit_cause", "payload_size"]
+
+#: Step Functions' limit on any input, output or result: 256 KiB of UTF-8 JSON.
+PAYLOAD_LIMIT_BYTES = 262_144
 
 
 def to_json(value: Any) -> str:
     """Compact JSON as Step Functions prints it in histories and error causes."""
     return compact_json(value)
+
+
+def payload_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON.
+
+    >>> payload_size({"a": 1})
+    7
+    """
+    if value is None or value is True or value is False:
+        return 5
+    return json_size(value)
+
+
+def data_limit_cause(name: str) -> str:
+    """AWS's cause of States.DataLimitExceeded for a state or task named ``name``."""
+    return f"The state/task '{name}' returned a result with a size exceeding the maximum number of bytes service limit."
 
 
 class RuntimeFailure(Exception):
@@ -100,10 +119,6 @@ class ValuePath:
                     pass  # the full path gives the error its AWS wording
             return self.path.get(frame.context())
         return self.path.get(frame.variable(self.variable))
-
-
-def compile_value_path(text: str) -> ValuePath:
-    return ValuePath(text)
 
 
 _Evaluate = Callable[[Any, "Frame"], Any]
