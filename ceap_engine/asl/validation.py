@@ -6,8 +6,8 @@ them in one go.
 
 Example::
 
-    >>> [p.code for p in validate_definition({"StartAt": "A", "States": {"A": {"Type": "Pass"}}})]
-    ['SCHEMA_VALIDATION_FAILED', 'NO_TERMINAL_STATE']
+    problems = validate_definition({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}})
+    assert problems == []
 """
 
 from __future__ import annotations
