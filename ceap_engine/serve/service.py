@@ -24,6 +24,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ceap_engine.asl.definition import compile_definition
 from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
 from ceap_engine.errors import InputError, ValidationFailed
 from ceap_engine.ports import ExecutionJournal, ExecutionRecord
@@ -155,9 +156,9 @@ class StepFunctionsService:
                           "ExecutionTimedOut": "TIMED_OUT"}.get(last["type"], "ABORTED")
                 self.journal.put_execution(_ended(record, status, last["timestamp"]))
                 continue
-            from ceap_engine.asl.definition import load_definition
-
-            self.runs.start(target.engine, load_definition(plan.definition), state_machine_arn=record.state_machine_arn,
+            # The original definition was validated; the derived one only starts elsewhere, so
+            # states before the resume point are unreachable on purpose: compile, do not validate.
+            self.runs.start(target.engine, compile_definition(plan.definition), state_machine_arn=record.state_machine_arn,
                             state_machine_name=target.name, execution_type=STANDARD, name=record.name,
                             input_value=plan.input, input_text=record.input, mocks=mocks, plan=plan, record=record)
             resumed.append(record.execution_arn)
