@@ -100,7 +100,8 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
 
     from ..asl.interpreter import Engine
     from ..runtime.clock import RealClock, VirtualClock
-    from ..runtime.tasks import LambdaFunctions, TaskRunners
+    from ..runtime.tasks import LambdaFunctions
+    from ..serve.callbacks import CallbackRunners, TaskTokens
     from ..serve.clocks import ScaledClock
     from ..serve.endpoint import Endpoint
     from ..serve.service import StepFunctionsService
@@ -108,13 +109,14 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     base = VirtualClock() if clock_kind is ServeClock.virtual else RealClock()
     clock = ScaledClock(base, scale) if scale != 1.0 else base
     journal = SQLiteExecutionJournal(data / "journal.sqlite3")
-    runners = TaskRunners()
+    tokens = TaskTokens()
+    runners = CallbackRunners(tokens)
     functions = runners.register_lambda(LambdaFunctions(region=region, account=account))
     for name, handler in handlers:
         functions.register(name, handler)
     engine = Engine(clock=clock, runners=runners, region=region, account=account)
     service = StepFunctionsService(journal, engine, mock_config=mocks, keep_express_history=keep_express,
-                                   region=region, account=account, wait_scale=scale)
+                                   region=region, account=account, wait_scale=scale, tokens=tokens)
     closers: list[Any] = [journal]
     if workflows:
         closers += _register_workflows(service, data, clock, region, account)

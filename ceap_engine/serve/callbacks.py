@@ -6,6 +6,9 @@ An activity Task puts ``(token, input)`` on its activity's queue and waits;
 or keep it alive. While a task waits on a worker its execution counts as busy, so a
 virtual clock does not skip time past it.
 
+``.waitForTaskToken`` Tasks get their token through :func:`with_task_tokens` and wait
+through :class:`CallbackRunners`.
+
 Example::
 
     tasks = TaskTokens()
@@ -17,16 +20,18 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ceap_engine.ports import ResourceInfo, TaskContext
-from ceap_engine.runtime.tasks import TaskFailed
+from ceap_engine.ports import ResourceInfo, TaskContext, TaskRunner
+from ceap_engine.runtime.tasks import TaskFailed, TaskRunners
 from ceap_engine.serve.errors import ServiceError
 
-__all__ = ["TaskTokens"]
+__all__ = ["CallbackRunners", "TaskTokens", "tokens_in", "with_task_tokens"]
 
 
 @dataclass
@@ -57,9 +62,13 @@ class TaskTokens:
     def issue(self, context: TaskContext) -> tuple[str, asyncio.Future]:
         """A new token for the task of ``context``, and the future its Send* call resolves."""
         token = uuid.uuid4().hex + uuid.uuid4().hex  # opaque, unguessable, like AWS's
+        return token, self.register(token, context)
+
+    def register(self, token: str, context: TaskContext) -> asyncio.Future:
+        """Open ``token`` for the task of ``context``; the future its Send* call resolves."""
         future = asyncio.get_running_loop().create_future()
         self._open[token] = _Waiting(future, context, context.execution_arn)
-        return token, future
+        return future
 
     async def wait(self, token: str, future: asyncio.Future) -> Any:
         try:
@@ -108,3 +117,94 @@ class TaskTokens:
 
     def heartbeat(self, token: str) -> None:
         self._waiting(token).context.heartbeat()
+
+
+# -- .waitForTaskToken -------------------------------------------------------------------
+TOKEN_PREFIX = "ceap-token-"
+_TOKEN_RE = re.compile(re.escape(TOKEN_PREFIX) + r"[0-9a-f-]{36}")
+_JSONPATH_TOKEN = f"States.Format('{TOKEN_PREFIX}{{}}', States.UUID())"
+_JSONATA_TOKEN = f"('{TOKEN_PREFIX}' & $uuid())"
+
+
+def with_task_tokens(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with ``$$.Task.Token`` of every ``.waitForTaskToken`` Task made a fresh token.
+
+    The engine's context object has no ``Task.Token``; this gives every attempt of a
+    callback Task a new, unique token (``ceap-token-<uuid>``) computed where the
+    definition reads it, so the token shows in the TaskScheduled event as on AWS and the
+    runner finds it in the parameters it is called with.
+
+    >>> with_task_tokens({"StartAt": "T", "States": {"T": {"Type": "Task", "End": True,
+    ...   "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+    ...   "Parameters": {"MessageBody": {"token.$": "$$.Task.Token"}}}}})["States"]["T"]["Parameters"]
+    {'MessageBody': {'token.$': "States.Format('ceap-token-{}', States.UUID())"}}
+    """
+    out = copy.deepcopy(definition)
+    _rewrite_machine(out)
+    return out
+
+
+def _rewrite_machine(machine: dict[str, Any]) -> None:
+    for state in (machine.get("States") or {}).values():
+        if not isinstance(state, dict):
+            continue
+        if state.get("Type") == "Task" and str(state.get("Resource", "")).endswith(".waitForTaskToken"):
+            for key in ("Parameters", "Arguments"):
+                if key in state:
+                    state[key] = _rewrite_value(state[key], jsonpath_key=False)
+        for branch in state.get("Branches") or ():
+            if isinstance(branch, dict):
+                _rewrite_machine(branch)
+        for key in ("Iterator", "ItemProcessor"):
+            if isinstance(state.get(key), dict):
+                _rewrite_machine(state[key])
+
+
+def _rewrite_value(value: Any, jsonpath_key: bool) -> Any:
+    if isinstance(value, dict):
+        return {k: _rewrite_value(v, k.endswith(".$")) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite_value(v, False) for v in value]
+    if isinstance(value, str):
+        if jsonpath_key and "$$.Task.Token" in value:
+            return _JSONPATH_TOKEN if value.strip() == "$$.Task.Token" else value.replace("$$.Task.Token", _JSONPATH_TOKEN)
+        if "$states.context.Task.Token" in value:
+            return value.replace("$states.context.Task.Token", _JSONATA_TOKEN)
+    return value
+
+
+def tokens_in(value: Any) -> list[str]:
+    """Every ``ceap-token-<uuid>`` in a parameters document."""
+    return _TOKEN_RE.findall(json.dumps(value))
+
+
+class CallbackRunners(TaskRunners):
+    """Task runners that also serve ``.waitForTaskToken``: call the integration, then wait for the token.
+
+    A callback Task whose integration has no runner here (``sqs:sendMessage`` without an
+    SQS) only waits: its token is in its TaskScheduled event, for a test to send back.
+    """
+
+    def __init__(self, tokens: TaskTokens) -> None:
+        super().__init__()
+        self.tokens = tokens
+
+    def supports(self, info: ResourceInfo) -> bool:
+        return info.pattern == "waitForTaskToken" or super().supports(info)
+
+    def runner_for(self, info: ResourceInfo) -> TaskRunner:
+        if info.pattern != "waitForTaskToken":
+            return super().runner_for(info)
+        inner = super().runner_for(info) if super().supports(info) else None
+        tokens = self.tokens
+
+        async def callback(resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any:
+            found = tokens_in(parameters)
+            if not found:
+                raise TaskFailed("States.Runtime", "A .waitForTaskToken Task must pass $$.Task.Token in its Parameters")
+            future = tokens.register(found[0], context)
+            if inner is not None:
+                await inner(resource, parameters, context)  # delivers the token; its result is not the task's
+            return await tokens.wait(found[0], future)
+
+        return callback

@@ -20,10 +20,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ceap_engine.asl.definition import StateMachine, load_definition, validate_definition
+from ceap_engine.asl.definition import StateMachine, compile_definition, load_definition, validate_definition
 from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
 from ceap_engine.errors import DefinitionError
 from ceap_engine.ports import Clock, ExecutionJournal
+from ceap_engine.serve.callbacks import with_task_tokens
 from ceap_engine.serve.errors import ServiceError
 
 __all__ = ["MachineTarget", "StateMachines", "check_name", "definition_error"]
@@ -115,7 +116,9 @@ class StateMachines:
     def compiled(self, revision_id: str) -> StateMachine:
         machine = self._compiled.get(revision_id)
         if machine is None:
-            machine = self._compiled[revision_id] = load_definition(self.revision(revision_id))
+            text = self.revision(revision_id)
+            load_definition(text)  # validated as written, then compiled with callback tokens in place
+            machine = self._compiled[revision_id] = compile_definition(with_task_tokens(json.loads(text)))
         return machine
 
     @staticmethod

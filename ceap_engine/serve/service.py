@@ -29,7 +29,7 @@ from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
 from ceap_engine.errors import InputError, ValidationFailed
 from ceap_engine.ports import ExecutionJournal, ExecutionRecord
 from ceap_engine.runtime.mocks import MockConfig
-from ceap_engine.serve.callbacks import TaskTokens
+from ceap_engine.serve.callbacks import TaskTokens, with_task_tokens
 from ceap_engine.serve.errors import ServiceError
 from ceap_engine.serve.machines import StateMachines, check_name, definition_error
 from ceap_engine.serve.resume import plan_resume
@@ -85,14 +85,15 @@ class StepFunctionsService:
 
     def __init__(self, journal: ExecutionJournal, engine: Engine, *, mock_config: MockConfig | None = None,
                  keep_express_history: bool = False, region: str = "us-east-1", account: str = "123456789012",
-                 shapes: RequestShapes | None = None, wait_scale: float = 1.0) -> None:
+                 shapes: RequestShapes | None = None, wait_scale: float = 1.0, tokens: TaskTokens | None = None) -> None:
         self.journal = journal
         self.engine = engine
         self.clock = engine.clock
         self.shapes = shapes or RequestShapes.load("stepfunctions")
         self.machines = StateMachines(journal, engine, engine.clock, region=region, account=account)
         self.runs = ExecutionRuns(journal, keep_express_history=keep_express_history)
-        self.tokens = TaskTokens()
+        # ``engine.runners`` should be the CallbackRunners of these tokens, for .waitForTaskToken Tasks.
+        self.tokens = tokens if tokens is not None else getattr(engine.runners, "tokens", None) or TaskTokens()
         self.mock_config = mock_config
         self.wait_scale = wait_scale
         self.rng = random.Random()
@@ -158,7 +159,7 @@ class StepFunctionsService:
                 continue
             # The original definition was validated; the derived one only starts elsewhere, so
             # states before the resume point are unreachable on purpose: compile, do not validate.
-            self.runs.start(target.engine, compile_definition(plan.definition), state_machine_arn=record.state_machine_arn,
+            self.runs.start(target.engine, compile_definition(with_task_tokens(plan.definition)), state_machine_arn=record.state_machine_arn,
                             state_machine_name=target.name, execution_type=STANDARD, name=record.name,
                             input_value=plan.input, input_text=record.input, mocks=mocks, plan=plan, record=record)
             resumed.append(record.execution_arn)

@@ -303,3 +303,35 @@ def test_aws_cli_against_the_endpoint(server) -> None:
     express = aws("create-state-machine", "--name", unique("clix"), "--type", "EXPRESS", "--definition", json.dumps(PASS),
                   "--role-arn", ROLE)["stateMachineArn"]
     assert aws("start-sync-execution", "--state-machine-arn", express)["status"] == "SUCCEEDED"
+
+
+def test_callback_task_completed_by_send_task_success(sfn) -> None:
+    definition = {"StartAt": "Ask", "States": {
+        "Ask": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/approvals",
+                               "MessageBody": {"order.$": "$.order", "token.$": "$$.Task.Token"}},
+                "Next": "Again"},
+        "Again": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                  "Parameters": {"QueueUrl": "q", "MessageBody.$": "States.Format('token={}', $$.Task.Token)"},
+                  "TimeoutSeconds": 60, "End": True}}}
+    arn = sfn.start_execution(stateMachineArn=create(sfn, definition), input='{"order": 5}')["executionArn"]
+
+    def scheduled_tokens() -> list:
+        events = sfn.get_execution_history(executionArn=arn)["events"]
+        return [json.loads(e["taskScheduledEventDetails"]["parameters"]) for e in events if e["type"] == "TaskScheduled"]
+
+    deadline = time.monotonic() + 30
+    while not scheduled_tokens() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first = scheduled_tokens()[0]["MessageBody"]
+    assert first["order"] == 5 and first["token"].startswith("ceap-token-")
+    sfn.send_task_success(taskToken=first["token"], output='{"approved": true}')
+    while len(scheduled_tokens()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = scheduled_tokens()[1]["MessageBody"].removeprefix("token=")
+    assert second != first["token"]
+    sfn.send_task_failure(taskToken=second, error="Rejected", cause="by a human")
+    doc = wait_status(sfn, arn)
+    assert (doc["status"], doc["error"], doc["cause"]) == ("FAILED", "Rejected", "by a human")
+    types = [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
+    assert "TaskSucceeded" in types and "TaskFailed" in types
