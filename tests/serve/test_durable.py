@@ -55,15 +55,13 @@ def test_kill_minus_nine_during_a_wait_then_restart_succeeds_with_one_history(tm
     assert killed_at - began < 4.5, "the kill must land inside the 5 s Wait"
 
     second = start_server(data, "--no-workflows", "--keep-express-history")
+    ready_at = time.time()
     try:
         assert "resumed 2 execution(s)" in second.lines[-1]
         sfn = second.client()
         done = _wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d)
-        finished_at = time.time()
         assert done["status"] == "SUCCEEDED", done
         assert json.loads(done["output"]) == {"prepared": {"step": 1}, "seen": "yes", "order": 42}
-        # The Wait was not waited again from the start: it ended 5 s after it began.
-        assert finished_at - began < 5 + (finished_at - killed_at) and finished_at - began < 9
 
         events = sfn.get_execution_history(executionArn=execution)["events"]
         assert [e["id"] for e in events] == list(range(1, len(events) + 1))
@@ -72,7 +70,10 @@ def test_kill_minus_nine_during_a_wait_then_restart_succeeds_with_one_history(tm
                          "WaitStateExited", "PassStateEntered", "PassStateExited", "ExecutionSucceeded"]
         assert all(0 <= e["previousEventId"] < e["id"] for e in events)
         entered, exited = events[3], events[4]
-        assert 4.9 <= _seconds(exited["timestamp"]) - _seconds(entered["timestamp"]) <= 6.5
+        # The Wait ended at its original deadline (or at once, if the restart came after it):
+        # it was not waited again from the start.
+        deadline = _seconds(entered["timestamp"]) + 5
+        assert deadline - 0.01 <= _seconds(exited["timestamp"]) <= max(deadline, ready_at) + 1.5
         assert json.loads(events[0]["executionStartedEventDetails"]["input"]) == {"order": 42}
 
         # The asynchronous Express execution in flight ran again from its start (at least once).
