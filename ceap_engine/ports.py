@@ -10,6 +10,9 @@ One module holds them all, so a newcomer reads the whole contract in one place:
   in-process Lambda runner.
 - :class:`ObjectStore`: bytes by (bucket, key) with S3 semantics.
 - :class:`CandidateStore`: candidates (:class:`CandidateRecord`) by (pk, sk).
+- :class:`ExecutionJournal`: durable executions (:class:`ExecutionRecord`), their history
+  events and the resources around them (state machines, activities); ``ceap serve`` keeps
+  Standard executions in it so they survive a restart.
 
 Each storage port has an in-memory implementation in :mod:`ceap_engine.storage.memory`,
 an embedded one in :mod:`adapters.local` and an AWS one in :mod:`adapters.aws`; one
@@ -31,6 +34,8 @@ __all__ = [
     "CandidateRecord",
     "CandidateStore",
     "Clock",
+    "ExecutionJournal",
+    "ExecutionRecord",
     "ObjectStore",
     "PutResult",
     "ResourceInfo",
@@ -218,4 +223,81 @@ class CandidateStore(Protocol):
 
     async def delete(self, pk: str, sk: str) -> None:
         """Remove the record at (pk, sk); removing an absent record is not an error."""
+        ...
+
+
+# -- executions ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """One execution as DescribeExecution sees it; times are epoch seconds.
+
+    ``input``/``output`` are JSON text, as the API returns them. ``extra`` holds what a
+    server needs to run it again after a restart (``mapRunArn``, ``redriveCount``,
+    ``testCase``, ...), JSON-serialisable.
+    """
+
+    execution_arn: str
+    state_machine_arn: str
+    name: str
+    type: str  # "STANDARD" or "EXPRESS"
+    status: str  # RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED
+    start_date: float
+    input: str = "{}"
+    stop_date: float | None = None
+    output: str | None = None
+    error: str | None = None
+    cause: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ExecutionJournal(Protocol):
+    """Durable executions: records, their history events (GetExecutionHistory shape), resources.
+
+    Calls are short local writes, made inline (SQLite: a transaction is well under a
+    millisecond). Events are AWS-shaped dicts (``id``, ``previousEventId``, ``type``,
+    ``timestamp`` as epoch seconds, ``<type>EventDetails``); each execution's ids run
+    1, 2, 3 ... without gaps, so a reader can page by id.
+
+    Example::
+
+        journal.put_execution(record)
+        journal.append_events(record.execution_arn, [{"id": 1, "previousEventId": 0, ...}])
+        journal.events(record.execution_arn, after_id=0, limit=100)
+    """
+
+    def put_execution(self, record: ExecutionRecord) -> None:
+        """Insert or replace the record of ``record.execution_arn``."""
+        ...
+
+    def get_execution(self, execution_arn: str) -> ExecutionRecord | None:
+        """The record, or ``None``."""
+        ...
+
+    def list_executions(self, state_machine_arn: str | None = None, status: str | None = None) -> list[ExecutionRecord]:
+        """Records, newest start first (ties: by ARN), optionally of one state machine / status."""
+        ...
+
+    def delete_execution(self, execution_arn: str) -> None:
+        """Forget an execution and its events (absent: not an error)."""
+        ...
+
+    def append_events(self, execution_arn: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Append events; the first id must follow the last stored one (``ValueError`` otherwise)."""
+        ...
+
+    def events(self, execution_arn: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Events with ``id > after_id`` in id order, at most ``limit``."""
+        ...
+
+    def put_resource(self, kind: str, arn: str, document: Mapping[str, Any]) -> None:
+        """Insert or replace a resource document (``kind``: ``stateMachine``, ``activity`` ...)."""
+        ...
+
+    def delete_resource(self, kind: str, arn: str) -> None:
+        """Remove a resource (absent: not an error)."""
+        ...
+
+    def resources(self, kind: str) -> list[dict[str, Any]]:
+        """Every document of ``kind``, in the order they were first stored."""
         ...

@@ -1,6 +1,7 @@
 """Embedded backends: the defaults of a local run."""
 
 from .candidates import SQLiteCandidateStore
+from .journal import SQLiteExecutionJournal
 from .objects import FileObjectStore
 
-__all__ = ["FileObjectStore", "SQLiteCandidateStore"]
+__all__ = ["FileObjectStore", "SQLiteCandidateStore", "SQLiteExecutionJournal"]

@@ -1,0 +1,178 @@
+"""``ceap serve``: the Step Functions API on this machine (the composition root of the endpoint).
+
+Wires the embedded backends (:mod:`adapters.local`: the SQLite execution journal, files and
+SQLite for ceap's own workflows) to :mod:`ceap_engine.serve` and runs it on uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import signal
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ._output import EXIT_BAD_INPUT, emit_problems, err_console
+
+READY = "ceap serve: listening on"
+
+
+class ServeClock(str, Enum):
+    real = "real"
+    virtual = "virtual"
+
+
+def _handler(spec: str) -> tuple[str, Any]:
+    name, sep, target = spec.partition("=")
+    module, colon, attr = target.partition(":")
+    if not sep or not colon or not name or not module or not attr:
+        raise InputError([Problem("/--function", f"--function {spec!r}: use NAME=module:attr (e.g. Hello=app.handlers:hello)")],
+                         "arguments")
+    try:
+        handler = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InputError([Problem("/--function", f"--function {spec!r}: cannot load {target}: {exc}")], "arguments") from None
+    if not callable(handler):
+        raise InputError([Problem("/--function", f"--function {spec!r}: {target} is not callable")], "arguments")
+    return name, handler
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default; 0.0.0.0 exposes it)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port (0: any free port, printed in the readiness line)")] = 8083,
+    data: Annotated[Path | None, typer.Option("--data", help="Where state machines, executions and their history live "
+                                                         "(SQLite) and ceap's workflows keep their data; default .ceap/serve")] = None,
+    function: Annotated[list[str] | None, typer.Option("--function", help="A local Lambda handler: NAME=module:attr (repeatable)")] = None,
+    mock_config: Annotated[Path | None, typer.Option("--mock-config", envvar="SFN_MOCK_CONFIG",
+                                                     help="Step Functions Local MockConfigFile: start '<arn>#<TestCase>' to use a test case")] = None,
+    clock: Annotated[ServeClock, typer.Option("--clock", help="real, or virtual: skip time while every execution waits on a timer")] = ServeClock.real,
+    wait_time_scale: Annotated[float, typer.Option("--wait-time-scale", help="Scale Wait, retry and timeout timers (0.01: 100x faster)")] = 1.0,
+    keep_express_history: Annotated[bool, typer.Option("--keep-express-history", help="Keep Express executions visible to "
+                                                       "DescribeExecution/ListExecutions/GetExecutionHistory (AWS does not)")] = False,
+    workflows: Annotated[bool, typer.Option("--workflows/--no-workflows", help="Register ceap's realtime and batch workflows")] = True,
+    region: Annotated[str, typer.Option("--region", help="Region in the ARNs")] = "us-east-1",
+    account: Annotated[str, typer.Option("--account", help="Account id in the ARNs")] = "123456789012",
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "warning",
+) -> None:
+    """Serve the AWS Step Functions API (AWS JSON 1.0) for boto3, the AWS CLI and SDK tests.
+
+    Point a client at it with --endpoint-url http://127.0.0.1:8083. StartSyncExecution needs the
+    client's 'sync-' host prefix off (docs/serve.md). Exit codes: 0 stopped, 2 bad arguments.
+    """
+    try:
+        import uvicorn  # noqa: F401
+        import botocore  # noqa: F401
+    except ImportError as exc:
+        err_console.print(f"[bold red]error:[/] ceap serve needs uvicorn and botocore: pip install 'ceap[serve]' ({exc})")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        handlers = [_handler(spec) for spec in function or []]
+        mocks = None
+        if mock_config is not None:
+            from ..runtime.mocks import MockConfig
+
+            mocks = MockConfig.load(mock_config)
+        if not wait_time_scale >= 0:
+            raise InputError([Problem("/--wait-time-scale", f"must be >= 0, got {wait_time_scale}")], "arguments")
+        if not 0 <= port <= 65535:
+            raise InputError([Problem("/--port", f"must be 0-65535, got {port}")], "arguments")
+    except ValidationFailed as exc:
+        emit_problems(exc, "text")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    try:
+        asyncio.run(_serve(host, port, data or Path(".ceap/serve"), handlers, mocks, clock, wait_time_scale,
+                           keep_express_history, workflows, region, account, log_level))
+    except CeapError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any]], mocks: Any, clock_kind: ServeClock,
+                 scale: float, keep_express: bool, workflows: bool, region: str, account: str, log_level: str) -> None:
+    import uvicorn
+
+    from adapters.local import SQLiteExecutionJournal
+
+    from ..asl.interpreter import Engine
+    from ..runtime.clock import RealClock, VirtualClock
+    from ..runtime.tasks import LambdaFunctions
+    from ..serve.callbacks import CallbackRunners, TaskTokens
+    from ..serve.clocks import ScaledClock
+    from ..serve.endpoint import Endpoint
+    from ..serve.service import StepFunctionsService
+
+    base = VirtualClock() if clock_kind is ServeClock.virtual else RealClock()
+    clock = ScaledClock(base, scale) if scale != 1.0 else base
+    journal = SQLiteExecutionJournal(data / "journal.sqlite3")
+    tokens = TaskTokens()
+    runners = CallbackRunners(tokens)
+    functions = runners.register_lambda(LambdaFunctions(region=region, account=account))
+    for name, handler in handlers:
+        functions.register(name, handler)
+    engine = Engine(clock=clock, runners=runners, region=region, account=account)
+    service = StepFunctionsService(journal, engine, mock_config=mocks, keep_express_history=keep_express,
+                                   region=region, account=account, wait_scale=scale, tokens=tokens)
+    closers: list[Any] = [journal]
+    if workflows:
+        closers += _register_workflows(service, data, clock, region, account)
+    resumed = service.resume()
+    service.runs.start_flusher()
+    endpoint = Endpoint()
+    endpoint.mount("AWSStepFunctions", service.handle)
+    config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False)
+    server = uvicorn.Server(config)
+    # uvicorn's own handlers would re-raise Ctrl-C after shutdown; ours just stop the server.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    serving = asyncio.ensure_future(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if serving.done():
+        serving.result()
+        raise CeapError(f"ceap serve could not listen on {host}:{port}")
+    bound = server.servers[0].sockets[0].getsockname()
+    print(f"{READY} http://{bound[0]}:{bound[1]} (data: {data}; resumed {len(resumed)} execution(s))", flush=True)
+    try:
+        await serving
+    finally:
+        await service.runs.close()
+        for closer in closers:
+            closer.close()
+
+
+def _register_workflows(service: Any, data: Path, clock: Any, region: str, account: str) -> list[Any]:
+    """ceap's realtime and batch workflows, on the embedded stores under ``data`` (batch only with Glue)."""
+    from adapters.local import FileObjectStore, SQLiteCandidateStore
+
+    from ..pipeline.builder import substitute
+    from ..pipeline.builtin import BUILTIN
+    from ..pipeline.local import LocalPipeline
+    from ..pipeline.names import glue_job_name, state_machine_name
+
+    objects = FileObjectStore(data / "store")
+    candidates = SQLiteCandidateStore(data / "store" / "candidates.sqlite3", clock=clock)
+    for spec in BUILTIN.values():
+        runners = {}
+        if any(s.kind == "glue" for s in spec.stages):
+            try:
+                from adapters.local.glue import LocalGlueRunner, require_glue
+
+                require_glue(spec.name)
+            except CeapError as exc:
+                err_console.print(f"[yellow]warning:[/] {state_machine_name(spec)} not registered: {exc}")
+                continue
+            runners = {"glue:startJobRun": LocalGlueRunner(objects, {glue_job_name(spec, s): s.script
+                                                                     for s in spec.stages if s.kind == "glue"})}
+        pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=clock, runners=runners,
+                                 region=region, account=account)
+        definition = json.dumps(substitute(pipeline.definition, pipeline.substitutions), indent=2)
+        service.register(state_machine_name(spec), definition, pipeline.execution_type, pipeline.engine,
+                         f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
+    return [candidates]

@@ -1,0 +1,475 @@
+"""The Step Functions API (``AWSStepFunctions.<Action>``) over the engine.
+
+:class:`StepFunctionsService` checks each request against the API model, then answers it
+from :class:`~ceap_engine.serve.machines.StateMachines` (resources) and
+:class:`~ceap_engine.serve.runs.ExecutionRuns` (executions), with AWS's semantics:
+StartExecution returns at once; Standard StartExecution is idempotent for the same name and
+input while that execution runs; Express executions are not visible to DescribeExecution,
+ListExecutions or GetExecutionHistory; StartSyncExecution (Express only) returns the result
+with ``billingDetails``.
+
+Example::
+
+    service = StepFunctionsService(journal, engine)
+    endpoint.mount("AWSStepFunctions", service.handle)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ceap_engine.asl.definition import compile_definition
+from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
+from ceap_engine.errors import InputError, ValidationFailed
+from ceap_engine.ports import ExecutionJournal, ExecutionRecord
+from ceap_engine.runtime.mocks import MockConfig
+from ceap_engine.serve.callbacks import TaskTokens, with_task_tokens
+from ceap_engine.serve.errors import ServiceError
+from ceap_engine.serve.machines import StateMachines, check_name, definition_error
+from ceap_engine.serve.resume import plan_resume
+from ceap_engine.serve.runs import ExecutionRuns, Run
+from ceap_engine.serve.shapes import RequestShapes
+
+__all__ = ["StepFunctionsService"]
+
+_STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE")
+
+
+def _page(items: list[Any], body: dict[str, Any], default: int = 100) -> tuple[list[Any], str | None]:
+    """One page of ``items`` and the token of the next (opaque to the caller, as AWS's are)."""
+    size = body.get("maxResults") or default
+    start = 0
+    token = body.get("nextToken")
+    if token:
+        try:
+            start = int(base64.urlsafe_b64decode(token.encode()).decode())
+        except (ValueError, UnicodeDecodeError):
+            raise ServiceError("InvalidToken", f"Invalid Token: '{token}'") from None
+    chunk = items[start:start + size]
+    more = start + size < len(items)
+    return chunk, base64.urlsafe_b64encode(str(start + size).encode()).decode() if more else None
+
+
+def _record_json(record: ExecutionRecord, full: bool = True) -> dict[str, Any]:
+    doc: dict[str, Any] = {"executionArn": record.execution_arn, "stateMachineArn": record.state_machine_arn,
+                           "name": record.name, "status": record.status, "startDate": record.start_date}
+    if record.stop_date is not None:
+        doc["stopDate"] = record.stop_date
+    extra = record.extra
+    for key in ("stateMachineVersionArn", "stateMachineAliasArn", "mapRunArn"):
+        if key in extra:
+            doc[key] = extra[key]
+    if full:
+        doc["input"] = record.input
+        doc["inputDetails"] = {"included": True}
+        if record.output is not None:
+            doc["output"] = record.output
+            doc["outputDetails"] = {"included": True}
+        if record.error is not None:
+            doc["error"] = record.error
+        if record.cause is not None:
+            doc["cause"] = record.cause
+        doc["redriveCount"] = extra.get("redriveCount", 0)
+        doc["redriveStatus"] = "NOT_REDRIVABLE"
+    return doc
+
+
+class StepFunctionsService:
+    """Every Step Functions action, as one async handler for the endpoint."""
+
+    def __init__(self, journal: ExecutionJournal, engine: Engine, *, mock_config: MockConfig | None = None,
+                 keep_express_history: bool = False, region: str = "us-east-1", account: str = "123456789012",
+                 shapes: RequestShapes | None = None, wait_scale: float = 1.0, tokens: TaskTokens | None = None) -> None:
+        self.journal = journal
+        self.engine = engine
+        self.clock = engine.clock
+        self.shapes = shapes or RequestShapes.load("stepfunctions")
+        self.machines = StateMachines(journal, engine, engine.clock, region=region, account=account)
+        self.runs = ExecutionRuns(journal, keep_express_history=keep_express_history)
+        # ``engine.runners`` should be the CallbackRunners of these tokens, for .waitForTaskToken Tasks.
+        self.tokens = tokens if tokens is not None else getattr(engine.runners, "tokens", None) or TaskTokens()
+        self.mock_config = mock_config
+        self.wait_scale = wait_scale
+        self.rng = random.Random()
+        engine.runners.register("activity", self.tokens.run_activity)
+        self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]] = {
+            name[3:]: getattr(self, name) for name in dir(self) if name.startswith("do_")
+        }
+
+    async def handle(self, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The endpoint's handler: ``(action, body) -> (status, document)``."""
+        method = self._actions.get(action)
+        if method is None:
+            known = action in self.shapes.operations
+            raise ServiceError("UnknownOperationException" if not known else "UnsupportedOperation",
+                               f"{'Unknown' if not known else 'Unsupported'} operation: {action}"
+                               + (" (ceap serve does not implement it yet)" if known else ""))
+        self.shapes.check(action, body)
+        result = method(body)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return 200, result
+
+    # -- startup ------------------------------------------------------------------------
+    def register(self, name: str, definition: str, machine_type: str, engine: Engine, role_arn: str) -> str:
+        """Register (or refresh) a machine the server provides itself, served by its own ``engine``."""
+        arn = self.machines.arn("stateMachine", name)
+        if arn in self.machines.machines:
+            doc = self.machines.machines[arn]
+            if self.machines.revision(doc["revisionId"]) != definition:
+                self.machines.update({"stateMachineArn": arn, "definition": definition})
+            self.machines.engines[arn] = engine
+        else:
+            self.machines.create({"name": name, "definition": definition, "type": machine_type, "roleArn": role_arn},
+                                 engine=engine)
+        return arn
+
+    def resume(self) -> list[str]:
+        """Go on with every execution the journal says was running (after a restart)."""
+        resumed = []
+        for record in self.runs.running_in_journal():
+            try:
+                target = self.machines.target_of_revision(record.state_machine_arn, record.extra["revisionId"])
+            except (ServiceError, KeyError):
+                self.journal.put_execution(_ended(record, "ABORTED", self.clock.time()))
+                continue
+            mocks = self._mocks(target.name, record.extra.get("testCase"))
+            if record.type == EXPRESS:  # at least once, as AWS: run it again from the start
+                self.journal.delete_execution(record.execution_arn)
+                self.runs.start(target.engine, target.compiled, state_machine_arn=record.state_machine_arn,
+                                state_machine_name=target.name, execution_type=EXPRESS, name=record.name,
+                                input_value=json.loads(record.input), input_text=record.input, mocks=mocks,
+                                extra=dict(record.extra))
+                resumed.append(record.execution_arn)
+                continue
+            events = self.journal.events(record.execution_arn)
+            definition = json.loads(target.definition)
+            plan = plan_resume(definition, events, now=self.clock.time(), wait_scale=self.wait_scale)
+            if plan is None:  # it had ended; only its record was behind
+                last = events[-1]
+                status = {"ExecutionSucceeded": "SUCCEEDED", "ExecutionFailed": "FAILED",
+                          "ExecutionTimedOut": "TIMED_OUT"}.get(last["type"], "ABORTED")
+                self.journal.put_execution(_ended(record, status, last["timestamp"]))
+                continue
+            # The original definition was validated; the derived one only starts elsewhere, so
+            # states before the resume point are unreachable on purpose: compile, do not validate.
+            self.runs.start(target.engine, compile_definition(with_task_tokens(plan.definition)), state_machine_arn=record.state_machine_arn,
+                            state_machine_name=target.name, execution_type=STANDARD, name=record.name,
+                            input_value=plan.input, input_text=record.input, mocks=mocks, plan=plan, record=record)
+            resumed.append(record.execution_arn)
+        return resumed
+
+    def _mocks(self, machine_name: str, test_case: str | None) -> Any:
+        if test_case is None:
+            return None
+        if self.mock_config is None:
+            raise ServiceError("InvalidArn", f"Invalid Arn: a '#{test_case}' test case needs --mock-config (or SFN_MOCK_CONFIG)")
+        try:
+            return self.mock_config.test_case(machine_name, test_case)
+        except InputError as exc:
+            raise ServiceError("InvalidArn", f"Invalid Arn: {exc.problems[0].message}") from None
+
+    # -- state machines -------------------------------------------------------------
+    def do_CreateStateMachine(self, body: dict[str, Any]) -> dict[str, Any]:
+        doc = self.machines.create(body)
+        out = {"stateMachineArn": doc["stateMachineArn"], "creationDate": doc["creationDate"]}
+        if "stateMachineVersionArn" in doc:
+            out["stateMachineVersionArn"] = doc["stateMachineVersionArn"]
+        return out
+
+    def do_DescribeStateMachine(self, body: dict[str, Any]) -> dict[str, Any]:
+        arn = body["stateMachineArn"]
+        parts = self.machines.check_arn(arn)
+        if len(parts) == 8:  # a version or alias ARN
+            if parts[7].isdigit():
+                version = self.machines.version(arn)
+                doc = self.machines.machine(version["stateMachineArn"])
+                return self._describe(doc, version["revisionId"]) | {"stateMachineArn": arn,
+                                                                      "description": version.get("description", "")}
+            target = self.machines.resolve(arn, self.rng)
+            return self._describe(target.machine, target.revision_id)
+        doc = self.machines.machine(arn)
+        return self._describe(doc, doc["revisionId"])
+
+    def _describe(self, doc: dict[str, Any], revision_id: str) -> dict[str, Any]:
+        return {"stateMachineArn": doc["stateMachineArn"], "name": doc["name"], "status": "ACTIVE",
+                "definition": self.machines.revision(revision_id), "roleArn": doc["roleArn"], "type": doc["type"],
+                "creationDate": doc["creationDate"], "loggingConfiguration": doc["loggingConfiguration"],
+                "tracingConfiguration": doc["tracingConfiguration"], "revisionId": revision_id,
+                "description": doc.get("description", "")}
+
+    def do_UpdateStateMachine(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.machines.update(body)
+
+    def do_DeleteStateMachine(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.machines.delete(body["stateMachineArn"])
+        return {}
+
+    def do_ListStateMachines(self, body: dict[str, Any]) -> dict[str, Any]:
+        items = [{"stateMachineArn": d["stateMachineArn"], "name": d["name"], "type": d["type"],
+                  "creationDate": d["creationDate"]} for d in sorted(self.machines.machines.values(), key=lambda d: d["name"])]
+        page, token = _page(items, body)
+        return {"stateMachines": page} | ({"nextToken": token} if token else {})
+
+    def do_ValidateStateMachineDefinition(self, body: dict[str, Any]) -> dict[str, Any]:
+        problems = validate_definition_problems(body["definition"], body.get("type", STANDARD))
+        limit = body.get("maxResults") or 100
+        diagnostics = [{"severity": "ERROR", "code": p.code, "message": p.message, "location": p.path}
+                       for p in problems[:limit]]
+        return {"result": "FAIL" if problems else "OK", "diagnostics": diagnostics, "truncated": len(problems) > limit}
+
+    async def do_TestState(self, body: dict[str, Any]) -> dict[str, Any]:
+        from ceap_engine.conformance.teststate import TestStateRejected, TestStateRequest, run_test_state
+
+        try:
+            return await run_test_state(TestStateRequest.from_api(body), runners=self.engine.runners)
+        except TestStateRejected as exc:
+            raise ServiceError("ValidationException", str(exc)) from None
+        except ValidationFailed as exc:
+            raise definition_error(exc.problems) from None
+
+    # -- versions and aliases -------------------------------------------------------------
+    def do_PublishStateMachineVersion(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.machines.publish(body["stateMachineArn"], body.get("description", ""), body.get("revisionId"))
+
+    def do_ListStateMachineVersions(self, body: dict[str, Any]) -> dict[str, Any]:
+        arn = body["stateMachineArn"]
+        self.machines.machine(arn)
+        versions = [{"stateMachineVersionArn": v["stateMachineVersionArn"], "creationDate": v["creationDate"]}
+                    for v in self.machines.versions.values() if v["stateMachineArn"] == arn]
+        versions.reverse()  # newest first, as AWS lists them
+        page, token = _page(versions, body)
+        return {"stateMachineVersions": page} | ({"nextToken": token} if token else {})
+
+    def do_DeleteStateMachineVersion(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.machines.delete_version(body["stateMachineVersionArn"])
+        return {}
+
+    def do_CreateStateMachineAlias(self, body: dict[str, Any]) -> dict[str, Any]:
+        alias = self.machines.put_alias(body, update=False)
+        return {"stateMachineAliasArn": alias["stateMachineAliasArn"], "creationDate": alias["creationDate"]}
+
+    def do_UpdateStateMachineAlias(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"updateDate": self.machines.put_alias(body, update=True)["updateDate"]}
+
+    def do_DescribeStateMachineAlias(self, body: dict[str, Any]) -> dict[str, Any]:
+        alias = self.machines.alias(body["stateMachineAliasArn"])
+        return {k: alias[k] for k in ("stateMachineAliasArn", "name", "description", "routingConfiguration",
+                                      "creationDate", "updateDate") if k in alias}
+
+    def do_DeleteStateMachineAlias(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.machines.delete_alias(body["stateMachineAliasArn"])
+        return {}
+
+    def do_ListStateMachineAliases(self, body: dict[str, Any]) -> dict[str, Any]:
+        arn = body["stateMachineArn"]
+        self.machines.machine(arn)
+        aliases = [{"stateMachineAliasArn": a["stateMachineAliasArn"], "creationDate": a["creationDate"]}
+                   for a in self.machines.aliases.values() if a["stateMachineAliasArn"].rsplit(":", 1)[0] == arn]
+        page, token = _page(aliases, body)
+        return {"stateMachineAliases": page} | ({"nextToken": token} if token else {})
+
+    # -- executions -----------------------------------------------------------------------
+    def _start(self, body: dict[str, Any], *, sync: bool) -> tuple[Run | None, ExecutionRecord]:
+        arn, _, test_case = body["stateMachineArn"].partition("#")
+        target = self.machines.resolve(arn, self.rng)
+        if sync and target.type != EXPRESS:
+            raise ServiceError("StateMachineTypeNotSupported",
+                               "This operation is not supported by this type of state machine")
+        mocks = self._mocks(target.name, test_case or None)
+        name = check_name(body["name"], "Name") if "name" in body else None
+        input_text = body.get("input", "{}")
+        try:
+            value = json.loads(input_text)
+        except json.JSONDecodeError as exc:
+            raise ServiceError("InvalidExecutionInput", f"Invalid State Machine Execution Input: '{exc}'") from None
+        if name is not None and target.type == STANDARD:
+            kind = "execution"
+            existing = self.runs.record(f"{self.machines.arn(kind, target.name)}:{name}")
+            if existing is not None:
+                if existing.status == "RUNNING" and existing.input == input_text:
+                    return None, existing  # idempotent while it runs, as AWS
+                raise ServiceError("ExecutionAlreadyExists", f"Execution Already Exists: '{existing.execution_arn}'")
+        extra: dict[str, Any] = {"revisionId": target.revision_id}
+        if target.version_arn:
+            extra["stateMachineVersionArn"] = target.version_arn
+        if target.alias_arn:
+            extra["stateMachineAliasArn"] = target.alias_arn
+        if test_case:
+            extra["testCase"] = test_case
+        try:
+            run = self.runs.start(target.engine, target.compiled, state_machine_arn=target.arn,
+                                  state_machine_name=target.name, execution_type=target.type, name=name,
+                                  input_value=value, input_text=input_text, mocks=mocks, extra=extra, sync=sync)
+        except InputError as exc:
+            message = "; ".join(p.message for p in exc.problems)
+            code = "InvalidExecutionInput" if any(p.path == "/input" for p in exc.problems) else "ValidationException"
+            raise ServiceError(code, message) from None
+        return run, run.record
+
+    def do_StartExecution(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.runs.start_flusher()
+        _, record = self._start(body, sync=False)
+        return {"executionArn": record.execution_arn, "startDate": record.start_date}
+
+    async def do_StartSyncExecution(self, body: dict[str, Any]) -> dict[str, Any]:
+        run, _ = self._start(body, sync=True)
+        assert run is not None
+        await asyncio.shield(run.finished)
+        record = run.record
+        doc = _record_json(record)
+        for key in ("redriveCount", "redriveStatus"):
+            doc.pop(key, None)
+        duration_ms = max(100, math.ceil(((record.stop_date or record.start_date) - record.start_date) * 10) * 100)
+        doc["billingDetails"] = {"billedMemoryUsedInMB": 64, "billedDurationInMilliseconds": duration_ms}
+        return doc
+
+    def _visible(self, arn: str) -> ExecutionRecord:
+        parts = self.machines.check_arn(arn, ("execution", "express"))
+        if parts[5] == "express" and not self.runs.keep_express_history:
+            raise ServiceError("InvalidArn", "Invalid Arn: 'Resource type not valid in this context: express'")
+        record = self.runs.record(arn)
+        if record is None or (record.type == EXPRESS and not self.runs.keep_express_history):
+            raise ServiceError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
+        return record
+
+    def do_DescribeExecution(self, body: dict[str, Any]) -> dict[str, Any]:
+        return _record_json(self._visible(body["executionArn"]))
+
+    def do_DescribeStateMachineForExecution(self, body: dict[str, Any]) -> dict[str, Any]:
+        record = self._visible(body["executionArn"])
+        doc = self.machines.machines.get(record.state_machine_arn)
+        revision = record.extra.get("revisionId")
+        if doc is None or revision is None:
+            raise ServiceError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{body['executionArn']}'")
+        out = self._describe(doc, revision)
+        return {k: out[k] for k in ("stateMachineArn", "name", "definition", "roleArn", "loggingConfiguration",
+                                    "tracingConfiguration", "revisionId")} | {"updateDate": doc.get("updateDate", doc["creationDate"])}
+
+    def do_StopExecution(self, body: dict[str, Any]) -> dict[str, Any]:
+        record = self._visible(body["executionArn"])
+        run = self.runs.live.get(record.execution_arn)
+        if run is None or record.status != "RUNNING":
+            raise ServiceError("ValidationException", f"Execution is not running: '{record.execution_arn}'")
+        run.execution.stop()
+        return {"stopDate": self.clock.time()}
+
+    def do_ListExecutions(self, body: dict[str, Any]) -> dict[str, Any]:
+        if "mapRunArn" in body:
+            raise ServiceError("ResourceNotFound", f"Resource not found: '{body['mapRunArn']}'")
+        if "stateMachineArn" not in body:
+            raise ServiceError("ValidationException", "Must specify either a stateMachineArn or a mapRunArn")
+        arn = body["stateMachineArn"]
+        parts = self.machines.check_arn(arn)
+        machine_arn = ":".join(parts[:7])
+        doc = self.machines.machine(machine_arn)
+        if doc["type"] == EXPRESS and not self.runs.keep_express_history:
+            raise ServiceError("StateMachineTypeNotSupported", "This operation is not supported by this type of state machine")
+        records = self.journal.list_executions(machine_arn, body.get("statusFilter"))
+        if len(parts) == 8:
+            key = "stateMachineVersionArn" if parts[7].isdigit() else "stateMachineAliasArn"
+            records = [r for r in records if r.extra.get(key) == arn]
+        page, token = _page([_record_json(r, full=False) for r in records], body)
+        return {"executions": page} | ({"nextToken": token} if token else {})
+
+    def do_GetExecutionHistory(self, body: dict[str, Any]) -> dict[str, Any]:
+        record = self._visible(body["executionArn"])
+        events = self.runs.history(record.execution_arn)
+        if body.get("reverseOrder"):
+            events.reverse()
+        if body.get("includeExecutionData") is False:
+            for event in events:
+                for key, details in event.items():
+                    if key.endswith("EventDetails") and isinstance(details, dict):
+                        for field in ("input", "output"):
+                            details.pop(field, None)
+        page, token = _page(events, body)
+        return {"events": page} | ({"nextToken": token} if token else {})
+
+    def do_RedriveExecution(self, body: dict[str, Any]) -> dict[str, Any]:
+        record = self._visible(body["executionArn"])
+        raise ServiceError("ExecutionNotRedrivable", f"Execution is not redrivable: '{record.execution_arn}' "
+                           "(ceap serve does not redrive executions yet)")
+
+    # -- callbacks and activities -----------------------------------------------------------
+    def do_SendTaskSuccess(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.tokens.succeed(body["taskToken"], body["output"])
+        return {}
+
+    def do_SendTaskFailure(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.tokens.fail(body["taskToken"], body.get("error"), body.get("cause"))
+        return {}
+
+    def do_SendTaskHeartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.tokens.heartbeat(body["taskToken"])
+        return {}
+
+    def do_CreateActivity(self, body: dict[str, Any]) -> dict[str, Any]:
+        doc = self.machines.create_activity(body)
+        return {"activityArn": doc["activityArn"], "creationDate": doc["creationDate"]}
+
+    def do_DescribeActivity(self, body: dict[str, Any]) -> dict[str, Any]:
+        doc = self.machines.activity(body["activityArn"])
+        return {"activityArn": doc["activityArn"], "name": doc["name"], "creationDate": doc["creationDate"]}
+
+    def do_DeleteActivity(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.machines.delete_activity(body["activityArn"])
+        self.tokens.forget_activity(body["activityArn"])
+        return {}
+
+    def do_ListActivities(self, body: dict[str, Any]) -> dict[str, Any]:
+        items = [{"activityArn": d["activityArn"], "name": d["name"], "creationDate": d["creationDate"]}
+                 for d in self.machines.activities.values()]
+        page, token = _page(items, body)
+        return {"activities": page} | ({"nextToken": token} if token else {})
+
+    async def do_GetActivityTask(self, body: dict[str, Any]) -> dict[str, Any]:
+        arn = body["activityArn"]
+        self.machines.activity(arn)
+        task = await self.tokens.poll(arn, wait_seconds=60.0)
+        if task is None:
+            return {}
+        return {"taskToken": task[0], "input": task[1]}
+
+    # -- map runs ------------------------------------------------------------------------
+    def do_ListMapRuns(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._visible(body["executionArn"])
+        return {"mapRuns": []}
+
+    # -- tags -----------------------------------------------------------------------------
+    def do_TagResource(self, body: dict[str, Any]) -> dict[str, Any]:
+        tags = self.machines.tags(body["resourceArn"])
+        tags.update({t["key"]: t.get("value", "") for t in body["tags"]})
+        self.machines.set_tags(body["resourceArn"], tags)
+        return {}
+
+    def do_UntagResource(self, body: dict[str, Any]) -> dict[str, Any]:
+        tags = self.machines.tags(body["resourceArn"])
+        for key in body["tagKeys"]:
+            tags.pop(key, None)
+        self.machines.set_tags(body["resourceArn"], tags)
+        return {}
+
+    def do_ListTagsForResource(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"tags": [{"key": k, "value": v} for k, v in self.machines.tags(body["resourceArn"]).items()]}
+
+
+def validate_definition_problems(definition: str, machine_type: str) -> list[Any]:
+    from ceap_engine.asl.definition import load_definition, validate_definition
+
+    problems = validate_definition(definition)
+    if not problems and machine_type == EXPRESS:
+        problems = list(load_definition(definition).express_problems)
+    return problems
+
+
+def _ended(record: ExecutionRecord, status: str, at: float) -> ExecutionRecord:
+    from dataclasses import replace
+
+    return replace(record, status=status, stop_date=at)
