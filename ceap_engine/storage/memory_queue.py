@@ -128,29 +128,35 @@ class MemoryQueues:
     def _take(self, name: str, max_messages: int, visibility: int) -> list[ReceivedMessage]:
         queue = self._queue(name)
         now = self.clock.time()
-        out: list[ReceivedMessage] = []
-        for stored in sorted(queue.messages.values(), key=lambda m: m.seq):
-            if len(out) >= max_messages:
+        delivered: list[_Stored] = []
+        leaving: list[tuple[_Stored, str]] = []
+        # A dict keeps insertion order, which is arrival order (a dead-lettered message arrives anew);
+        # the scan stops as soon as it has enough, so a long queue costs what its head costs.
+        for stored in queue.messages.values():
+            if len(delivered) >= max_messages:
                 break
             verdict = rules.delivery(sent_at=stored.sent_at, visible_at=stored.visible_at,
                                      receive_count=stored.receive_count, settings=queue.settings, now=now)
-            if verdict == rules.EXPIRE:
-                del queue.messages[stored.message_id]
-            elif verdict == rules.DEAD_LETTER:
-                del queue.messages[stored.message_id]
+            if verdict == rules.DELIVER:
+                delivered.append(stored)
+            elif verdict != rules.WAIT:
+                leaving.append((stored, verdict))
+        for stored, verdict in leaving:
+            del queue.messages[stored.message_id]
+            if verdict == rules.DEAD_LETTER:
                 dlq = self._queues.get(queue.settings.redrive.dead_letter_queue)  # type: ignore[union-attr]
                 if dlq is not None:  # as on SQS, a redrive policy naming a deleted DLQ drops the message
-                    stored = replace(stored, visible_at=now, receipt=None, seq=next(self._seq),
-                                     dead_letter_source=name)
-                    dlq.messages[stored.message_id] = stored
+                    moved = replace(stored, visible_at=now, receipt=None, seq=next(self._seq), dead_letter_source=name)
+                    dlq.messages[moved.message_id] = moved
                     dlq.wake.set()
-            elif verdict == rules.DELIVER:
-                stored.receive_count += 1
-                if stored.first_received_at is None:
-                    stored.first_received_at = now
-                stored.visible_at = now + visibility
-                stored.receipt = rules.new_receipt_handle(name, stored.message_id)
-                out.append(stored.received(name))
+        out = []
+        for stored in delivered:
+            stored.receive_count += 1
+            if stored.first_received_at is None:
+                stored.first_received_at = now
+            stored.visible_at = now + visibility
+            stored.receipt = rules.new_receipt_handle(name, stored.message_id)
+            out.append(stored.received(name))
         return out
 
     async def receive(self, queue: str, max_messages: int = 1, *, visibility_timeout: int | None = None,

@@ -159,3 +159,61 @@ def test_the_invocation_type_follows_the_workflow_type() -> None:
                 spec_type="express").invocation == REQUEST_RESPONSE
     with pytest.raises(ValueError):
         Pipe(MemoryQueues(), "q", LocalPipelineTarget(None), clock=VirtualClock(), invocation="SYNC")
+
+
+# -- load and faults ------------------------------------------------------------------------
+
+LOAD_MESSAGES = int(__import__("os").environ.get("CEAP_LOAD_MESSAGES", "10000"))
+
+
+async def test_load_with_poison_and_transient_faults_loses_nothing_and_stores_each_message_once() -> None:
+    from ceap_engine.pipeline.spec import StageSpec, WorkflowSpec
+
+    from . import load_stages
+
+    seed = 16
+    print(f"load-and-fault seed: {seed}")
+    load_stages.FAULTS.seed(seed)
+    picks = __import__("random").Random(seed)
+    spec = WorkflowSpec(name="load", type="express", stages=(
+        StageSpec(name="Work", function="tests.queueing.load_stages:work"),
+        StageSpec(name="Act", function="tests.queueing.load_stages:act"),
+    ))
+    w = Wiring(spec)
+    pipe = await w.pipe(pollers=10)
+    poison = {f"m{i}" for i in range(LOAD_MESSAGES) if picks.random() < 0.05}
+    for start in range(0, LOAD_MESSAGES, 10):
+        batch = [OutgoingMessage(json.dumps({"id": f"m{i}", "poison": f"m{i}" in poison}), id=f"e{i}")
+                 for i in range(start, start + 10)]
+        assert not (await w.queues.send_batch(w.queue, batch)).failed
+    wall = time.perf_counter()
+
+    await pipe.drain()
+
+    wall = time.perf_counter() - wall
+    by_message: dict[str, list[Delivery]] = {}
+    for d in w.deliveries:
+        by_message.setdefault(d.execution_input[0]["id"], []).append(d)
+    succeeded = {m for m, ds in by_message.items() if any(d.status == "SUCCEEDED" for d in ds)}
+    dead = {json.loads(m.body)["id"]: m for m in await w.queues.peek(w.dlq, limit=LOAD_MESSAGES)}
+    assert len(by_message) == LOAD_MESSAGES  # every message was delivered
+    assert not succeeded & set(dead)
+    assert len(succeeded) + len(dead) == LOAD_MESSAGES  # N in = successes + DLQ: none lost
+    assert set(dead) == poison
+    for message_id in dead:
+        assert [d.receive_count for d in by_message[message_id]] == [1, 2, 3]
+        assert dead[message_id].receive_count == 3
+    for message_id in succeeded:  # a success is the last delivery, and is deleted
+        assert by_message[message_id][-1].status == "SUCCEEDED" and by_message[message_id][-1].deleted
+    redelivered = sum(1 for m in succeeded if len(by_message[m]) > 1)
+    assert redelivered > 0  # some executions failed even after their retries, and came back
+    assert await w.queues.counts(w.queue) == QueueCounts()
+    # Exactly one stored row and one action per successful message, however often it was delivered.
+    rows = await w.candidates.query(load_stages.PROGRAM)
+    assert sorted(r.customer_id for r in rows) == sorted(succeeded)
+    actions = await w.pipeline.objects.list(w.pipeline.bucket, "actions/")
+    assert sorted(actions) == sorted(f"actions/{m}.json" for m in succeeded)
+    print(f"{LOAD_MESSAGES} messages, {len(poison)} poison, {redelivered} redelivered after a failed execution, "
+          f"{pipe.stats.internal_errors} pipe errors; {wall:.1f} s wall, "
+          f"{LOAD_MESSAGES / wall:.0f} messages/s")
+    assert wall < 300
