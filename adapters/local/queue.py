@@ -46,13 +46,13 @@ from ceap_engine.ports import (
     SendBatchResult,
     SentMessage,
 )
-from ceap_engine.runtime.clock import RealClock
+from ceap_engine.runtime.clock import RealClock, VirtualClock
 from ceap_engine.storage import queue as rules
 
 __all__ = ["POLL_INTERVAL", "SQLiteQueues"]
 
 POLL_INTERVAL = 0.05
-"""Seconds between looks at the file while a long poll waits (another process may send)."""
+"""Seconds between looks at the file while a long poll on a real clock waits (another process may send)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queues (
@@ -298,8 +298,11 @@ class SQLiteQueues:
                                        (queue,)).fetchone()
             return row["due"]
 
+        # Another process's send is seen by looking again every POLL_INTERVAL of real time; on a
+        # virtual clock a wait jumps straight to its end or to the next due message instead.
+        interval = None if isinstance(self.clock, VirtualClock) else POLL_INTERVAL
         return await rules.long_poll(self.clock, take, wait, next_due=next_due, wake=self._event(queue),
-                                     poll_interval=POLL_INTERVAL)
+                                     poll_interval=interval)
 
     def _current(self, db: sqlite3.Connection, queue: str, receipt_handle: str) -> sqlite3.Row | None:
         message_id = rules.parse_receipt_handle(queue, receipt_handle)

@@ -299,8 +299,14 @@ class Pipe:
                 if self._stopping:
                     return
                 raise
-            if not got and until_empty and await self._drained():
+            if got:
+                continue
+            if until_empty and await self._drained():
                 self.stop()
+            elif not until_empty:
+                # On a virtual clock an empty long poll ends at once; a pause of real time keeps an
+                # idle `ceap serve` from spinning (a real clock has waited out wait_seconds already).
+                await asyncio.sleep(0.05)
 
     async def _drained(self) -> bool:
         counts = await self.queues.counts(self.queue)
