@@ -249,36 +249,45 @@ class SQLiteQueues:
             settings = self._settings(db, queue)
             hide_for = settings.visibility_timeout if visibility is None else visibility
             now = self.clock.time()
-            # Expired, dead-lettered and delivered messages leave the candidates; scan in arrival order.
-            rows = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE queue = ? AND visible_at <= ? ORDER BY seq",
-                              (queue, now)).fetchall()
+            # Scan in arrival order, a chunk at a time, so a long queue costs what its head costs; expired
+            # and dead-lettered messages leave on the way.
             dlq_exists = None
-            for row in rows:
-                if len(out) >= max_messages:
+            after = -1
+            while len(out) < max_messages:
+                rows = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE queue = ? AND visible_at <= ? AND seq > ? "
+                                  "ORDER BY seq LIMIT ?", (queue, now, after, max_messages * 2)).fetchall()
+                if not rows:
                     break
-                verdict = rules.delivery(sent_at=row["sent_at"], visible_at=row["visible_at"],
-                                         receive_count=row["receive_count"], settings=settings, now=now)
-                if verdict == rules.EXPIRE:
-                    db.execute("DELETE FROM messages WHERE seq = ?", (row["seq"],))
-                elif verdict == rules.DEAD_LETTER:
-                    dlq = settings.redrive.dead_letter_queue  # type: ignore[union-attr]
-                    if dlq_exists is None:
-                        dlq_exists = db.execute("SELECT 1 FROM queues WHERE name = ?", (dlq,)).fetchone() is not None
-                    db.execute("DELETE FROM messages WHERE seq = ?", (row["seq"],))
-                    if dlq_exists:  # as on SQS, a redrive policy naming a deleted DLQ drops the message
-                        db.execute(
-                            "INSERT INTO messages (queue, message_id, body, attributes, sent_at, visible_at, "
-                            "receive_count, first_received_at, dead_letter_source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (dlq, row["message_id"], row["body"], row["attributes"], row["sent_at"], now,
-                             row["receive_count"], row["first_received_at"], queue))
-                        self._event(dlq).set()
-                elif verdict == rules.DELIVER:
-                    receipt = rules.new_receipt_handle(queue, row["message_id"])
-                    first = row["first_received_at"] if row["first_received_at"] is not None else now
-                    db.execute("UPDATE messages SET receive_count = receive_count + 1, first_received_at = ?, "
-                               "visible_at = ?, receipt = ? WHERE seq = ?", (first, now + hide_for, receipt, row["seq"]))
-                    delivered = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE seq = ?", (row["seq"],)).fetchone()
-                    out.append(_received(delivered))
+                for row in rows:
+                    after = row["seq"]
+                    if len(out) >= max_messages:
+                        break
+                    verdict = rules.delivery(sent_at=row["sent_at"], visible_at=row["visible_at"],
+                                             receive_count=row["receive_count"], settings=settings, now=now)
+                    if verdict == rules.EXPIRE:
+                        db.execute("DELETE FROM messages WHERE seq = ?", (row["seq"],))
+                    elif verdict == rules.DEAD_LETTER:
+                        dlq = settings.redrive.dead_letter_queue  # type: ignore[union-attr]
+                        if dlq_exists is None:
+                            dlq_exists = db.execute("SELECT 1 FROM queues WHERE name = ?", (dlq,)).fetchone() is not None
+                        db.execute("DELETE FROM messages WHERE seq = ?", (row["seq"],))
+                        if dlq_exists:  # as on SQS, a redrive policy naming a deleted DLQ drops the message
+                            db.execute(
+                                "INSERT INTO messages (queue, message_id, body, attributes, sent_at, visible_at, "
+                                "receive_count, first_received_at, dead_letter_source) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (dlq, row["message_id"], row["body"], row["attributes"], row["sent_at"], now,
+                                 row["receive_count"], row["first_received_at"], queue))
+                            self._event(dlq).set()
+                    elif verdict == rules.DELIVER:
+                        receipt = rules.new_receipt_handle(queue, row["message_id"])
+                        first = row["first_received_at"] if row["first_received_at"] is not None else now
+                        db.execute("UPDATE messages SET receive_count = receive_count + 1, first_received_at = ?, "
+                                   "visible_at = ?, receipt = ? WHERE seq = ?",
+                                   (first, now + hide_for, receipt, row["seq"]))
+                        delivered = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE seq = ?",
+                                               (row["seq"],)).fetchone()
+                        out.append(_received(delivered))
         return out
 
     async def receive(self, queue: str, max_messages: int = 1, *, visibility_timeout: int | None = None,
