@@ -24,6 +24,7 @@ from typing import Any
 
 from .environment import machine, versions
 from .report import markdown, ratios, table
+from . import queue as queue_scenarios
 from .scenarios import Scenario, plan, run_scenario
 
 __all__ = ["main", "run_all"]
@@ -132,12 +133,13 @@ def run_all(
 
 
 def _child(name: str, mode: str, keep_histories: bool) -> int:
-    scenarios = {s.name: s for s in plan(mode)}
+    scenarios = {s.name: s for s in [*plan(mode), *queue_scenarios.plan(mode)]}
     if name not in scenarios:
         print(f"unknown scenario {name!r} in {mode} mode: choose from {', '.join(scenarios)}", file=sys.stderr)
         return 2
     try:
-        rows = run_scenario(scenarios[name], mode=mode, keep_histories=keep_histories)
+        runner = queue_scenarios.run_scenario if scenarios[name].kind == "queue-pipe" else run_scenario
+        rows = runner(scenarios[name], mode=mode, keep_histories=keep_histories)
     except Exception as exc:  # noqa: BLE001 - reported as the scenario's row, the run goes on
         traceback.print_exc()
         rows = [_failed_row(scenarios[name], f"{type(exc).__name__}: {exc}")]
@@ -151,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = _mode(args)
     if args.run_scenario:
         return _child(args.run_scenario, mode, args.keep_histories)
-    scenarios = _select(plan(mode), args.only, mode)
+    scenarios = _select([*plan(mode), *queue_scenarios.plan(mode)], args.only, mode)
     if args.list:
         for s in scenarios:
             print(f"{s.name}\t{s.kind}\texecutions={s.executions}\tconcurrency={s.concurrency}\trecords={s.records}")

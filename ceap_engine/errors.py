@@ -105,3 +105,29 @@ class TestStateRejected(CeapError):
 
     def to_json(self) -> dict[str, Any]:
         return {"exception": {"code": self.code, "message": self.message}}
+
+
+class QueueError(StorageError):
+    """A queue refused a request; ``code`` is SQS's error code (``InvalidParameterValue``, ``OverLimit`` ...).
+
+    Every queue backend raises the same codes for the same mistakes, so the SQS API
+    endpoint answers with the shape AWS would (``sender_fault``: the caller's mistake).
+    """
+
+    def __init__(self, code: str, message: str, *, sender_fault: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.sender_fault = sender_fault
+
+
+class QueueNotFound(QueueError, LookupError):
+    """No queue of this name (SQS: ``QueueDoesNotExist``)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("QueueDoesNotExist", f"the queue {name!r} does not exist: create it first "
+                         "(ceap creates a workflow's queue and DLQ when it first uses them)")
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError-style quoting off
+        return self.message

@@ -13,6 +13,9 @@ One module holds them all, so a newcomer reads the whole contract in one place:
 - :class:`ExecutionJournal`: durable executions (:class:`ExecutionRecord`), their history
   events and the resources around them (state machines, activities); ``ceap serve`` keeps
   Standard executions in it so they survive a restart.
+- :class:`Queues`: named message queues with SQS semantics (:class:`QueueSettings`,
+  :class:`OutgoingMessage`, :class:`ReceivedMessage`); the rules and limits every
+  implementation applies are in :mod:`ceap_engine.storage.queue`.
 
 Each storage port has an in-memory implementation in :mod:`ceap_engine.storage.memory`,
 an embedded one in :mod:`adapters.local` and an AWS one in :mod:`adapters.aws`; one
@@ -36,8 +39,18 @@ __all__ = [
     "Clock",
     "ExecutionJournal",
     "ExecutionRecord",
+    "MessageAttribute",
     "ObjectStore",
+    "OutgoingMessage",
     "PutResult",
+    "QueueCounts",
+    "QueueSettings",
+    "Queues",
+    "ReceivedMessage",
+    "RedrivePolicy",
+    "SendBatchResult",
+    "SentMessage",
+    "BatchEntryFailure",
     "ResourceInfo",
     "TaskContext",
     "TaskRunner",
@@ -300,4 +313,164 @@ class ExecutionJournal(Protocol):
 
     def resources(self, kind: str) -> list[dict[str, Any]]:
         """Every document of ``kind``, in the order they were first stored."""
+# -- queues --------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RedrivePolicy:
+    """Where a message goes after ``max_receive_count`` receives: the dead-letter queue's name."""
+
+    dead_letter_queue: str
+    max_receive_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """A queue's attributes, with SQS's defaults (seconds; sizes in bytes)."""
+
+    visibility_timeout: int = 30
+    retention_seconds: int = 4 * 24 * 3600
+    delay_seconds: int = 0
+    receive_wait_seconds: int = 0
+    maximum_message_size: int = 262_144
+    redrive: RedrivePolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAttribute:
+    """One message attribute: ``data_type`` is ``String``, ``Number`` or ``Binary`` (``.label`` allowed)."""
+
+    data_type: str
+    string_value: str | None = None
+    binary_value: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """A message to send; ``id`` names it within a batch (``SendMessageBatch``'s entry id)."""
+
+    body: str
+    id: str = "0"
+    delay_seconds: int | None = None
+    attributes: Mapping[str, MessageAttribute] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """What a send returns: the entry id, the new message id and the MD5 digests SQS returns."""
+
+    id: str
+    message_id: str
+    md5_of_body: str
+    md5_of_attributes: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntryFailure:
+    """One entry of a batch that failed: SQS's error code and message."""
+
+    id: str
+    code: str
+    message: str
+    sender_fault: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatchResult:
+    successful: tuple[SentMessage, ...] = ()
+    failed: tuple[BatchEntryFailure, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A delivered message. ``sent_at``/``first_received_at`` are epoch seconds of the queue's clock.
+
+    ``receive_count`` counts this delivery; ``dead_letter_source`` is the queue a
+    dead-lettered message came from.
+    """
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    md5_of_body: str
+    receive_count: int
+    sent_at: float
+    first_received_at: float | None = None
+    attributes: Mapping[str, MessageAttribute] = field(default_factory=dict)
+    md5_of_attributes: str | None = None
+    dead_letter_source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """``ApproximateNumberOfMessages``, ``...NotVisible`` and ``...Delayed``."""
+
+    visible: int = 0
+    in_flight: int = 0
+    delayed: int = 0
+
+
+@runtime_checkable
+class Queues(Protocol):
+    """Named queues with SQS standard-queue semantics, on an injected :class:`Clock`.
+
+    At-least-once delivery; a received message is invisible for the visibility
+    timeout, then delivered again unless deleted; with a :class:`RedrivePolicy` a
+    message received ``max_receive_count`` times moves to the dead-letter queue on
+    the next receive, keeping its original enqueue time (so the DLQ's retention
+    counts from the first send). Every argument is checked by
+    :mod:`ceap_engine.storage.queue`, and every error is a
+    :class:`~ceap_engine.errors.QueueError` carrying SQS's error code.
+    """
+
+    async def create_queue(self, name: str, settings: QueueSettings | None = None) -> None:
+        """Create ``name`` (again with the same settings: no-op; with other settings: ``QueueNameExists``)."""
+        ...
+
+    async def settings(self, name: str) -> QueueSettings: ...
+
+    async def list_queues(self, prefix: str = "") -> list[str]:
+        """Queue names starting with ``prefix``, sorted."""
+        ...
+
+    async def send(self, queue: str, message: OutgoingMessage) -> SentMessage: ...
+
+    async def send_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> SendBatchResult:
+        """Up to 10 messages of distinct ids; an entry that breaks a rule fails alone."""
+        ...
+
+    async def receive(
+        self,
+        queue: str,
+        max_messages: int = 1,
+        *,
+        visibility_timeout: int | None = None,
+        wait_seconds: int | None = None,
+    ) -> list[ReceivedMessage]:
+        """Up to ``max_messages`` (1-10) visible messages; waits up to ``wait_seconds`` (long polling) for one."""
+        ...
+
+    async def delete(self, queue: str, receipt_handle: str) -> None:
+        """Delete the message of this receive; a handle of a deleted message is no error."""
+        ...
+
+    async def change_visibility(self, queue: str, receipt_handle: str, visibility_timeout: int) -> None:
+        """Make the in-flight message visible ``visibility_timeout`` seconds from now (0: at once)."""
+        ...
+
+    async def purge(self, queue: str) -> None: ...
+
+    async def counts(self, queue: str) -> QueueCounts: ...
+
+    async def peek(self, queue: str, limit: int = 100) -> list[ReceivedMessage]:
+        """Messages waiting in ``queue``, oldest first, without taking them (for ``ceap dlq list``)."""
+        ...
+
+    async def dead_letter_sources(self, queue: str) -> list[str]:
+        """The queues whose redrive policy names ``queue``."""
+        ...
+
+    async def move_messages(self, source: str, destination: str | None = None) -> int:
+        """Move every message of dead-letter queue ``source`` back (to its source queue, or ``destination``).
+
+        Moved messages are sent anew: receive count 0, enqueued now. Returns how many moved.
+        """
         ...

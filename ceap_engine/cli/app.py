@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import asl, aws, run, serve
+from . import asl, aws, queue, run, serve
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -16,6 +16,7 @@ app.command("run")(run.run)
 app.command("event")(run.event)
 app.command("serve")(serve.serve)
 aws.register(app)
+queue.register(app)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""``ceap deploy | destroy | status | send | synth``, and the AWS side of ``ceap run --target aws``.
+"""``ceap deploy | destroy | status | synth``, and the AWS side of ``ceap run --target aws`` and ``ceap send -n``.
 
 Every command takes ``--region``, ``--profile`` and ``--endpoint-url`` (or
 ``AWS_ENDPOINT_URL``, for LocalStack or moto); credentials come from the usual
@@ -276,29 +276,6 @@ def _aws_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
-def send(
-    name: NameOption,
-    payload: Annotated[Path, typer.Argument(help="The execution input (JSON) to put on the workflow's queue")],
-    region: RegionOption = None,
-    profile: ProfileOption = None,
-    endpoint_url: EndpointOption = None,
-) -> None:
-    """Put a payload on the workflow's queue; the Pipe starts an execution with it."""
-    from adapters.aws.deploy import send_payload
-    from adapters.aws.session import AwsClients
-
-    spec = _spec(name, "express")
-
-    async def work() -> int:
-        body = _aws_payload(payload)
-        async with AwsClients(_settings(region, profile, endpoint_url)) as aws:
-            message_id = await send_payload(aws, spec.name, body)
-        console.print(f"sent to the queue of {spec.name}: message {message_id}")
-        return EXIT_OK
-
-    raise typer.Exit(_run(work))
-
-
 def run_remote(
     payload: Path,
     *,
@@ -383,5 +360,5 @@ def register(app: typer.Typer) -> None:
     app.command("deploy")(needs_aws_sdk(deploy))
     app.command("destroy")(needs_aws_sdk(destroy))
     app.command("status")(needs_aws_sdk(status))
-    app.command("send")(needs_aws_sdk(send))
+    # `ceap send` (local and AWS) is registered by .queue, which calls _aws_payload for -n NAME.
     app.command("synth")(needs_aws_sdk(synth))

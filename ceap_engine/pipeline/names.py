@@ -6,7 +6,8 @@ import re
 
 from ceap_engine.pipeline.spec import StageSpec, WorkflowSpec
 
-__all__ = ["glue_job_name", "lambda_function_name", "state_machine_name", "workflow_bucket_name"]
+__all__ = ["dlq_name", "glue_job_name", "lambda_function_name", "queue_name", "state_machine_name",
+           "workflow_bucket_name"]
 
 
 def _kebab(name: str) -> str:
@@ -33,3 +34,13 @@ def workflow_bucket_name(spec: WorkflowSpec, account: str | None = None) -> str:
     if account:
         return f"ceap-workflow-{spec.name}-{account}"
     return spec.workflow_bucket
+
+
+def queue_name(spec: WorkflowSpec) -> str:
+    """``ceap-workflow-{name}-queue``: where payloads go to start executions."""
+    return f"ceap-workflow-{spec.name}-queue"
+
+
+def dlq_name(spec: WorkflowSpec) -> str:
+    """``ceap-workflow-{name}-dlq``: where a message goes after ``spec.queue.max_receive_count`` receives."""
+    return f"ceap-workflow-{spec.name}-dlq"

@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RetryPolicy", "StageSpec", "WorkflowSpec", "LAMBDA_RETRY", "GLUE_RETRY"]
+from ceap_engine.ports import QueueSettings, RedrivePolicy
+
+__all__ = ["QueueSpec", "RetryPolicy", "StageSpec", "WorkflowSpec", "LAMBDA_RETRY", "GLUE_RETRY"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -95,6 +97,33 @@ class StageSpec(BaseModel):
         return self.timeout_seconds * (policy.max_attempts + 1) + sum(policy.delays())
 
 
+class QueueSpec(BaseModel):
+    """The workflow's queue and dead-letter queue: what the stack deploys and the local queue uses.
+
+    The defaults are the original platform's: a 10-minute visibility timeout, the DLQ
+    after 3 receives, messages kept 4 days in the queue and 14 days in the DLQ.
+
+    >>> QueueSpec().settings("q-dlq").redrive
+    RedrivePolicy(dead_letter_queue='q-dlq', max_receive_count=3)
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    visibility_timeout_seconds: int = Field(600, ge=0, le=43_200)
+    max_receive_count: int = Field(3, ge=1, le=1000)
+    retention_seconds: int = Field(4 * 24 * 3600, ge=60, le=1_209_600)
+    dlq_retention_seconds: int = Field(14 * 24 * 3600, ge=60, le=1_209_600)
+
+    def settings(self, dlq_name: str) -> QueueSettings:
+        """The queue's settings, redriving to ``dlq_name``."""
+        return QueueSettings(visibility_timeout=self.visibility_timeout_seconds, retention_seconds=self.retention_seconds,
+                             redrive=RedrivePolicy(dlq_name, self.max_receive_count))
+
+    def dlq_settings(self) -> QueueSettings:
+        return QueueSettings(visibility_timeout=self.visibility_timeout_seconds,
+                             retention_seconds=self.dlq_retention_seconds)
+
+
 class WorkflowSpec(BaseModel):
     """A CEAP workflow: ordered stages, a type and a bucket."""
 
@@ -104,6 +133,7 @@ class WorkflowSpec(BaseModel):
     type: Literal["express", "standard"] = "standard"
     bucket: str | None = None
     stages: tuple[StageSpec, ...]
+    queue: QueueSpec = Field(default_factory=QueueSpec)
 
     @field_validator("name")
     @classmethod
