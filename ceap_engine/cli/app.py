@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import asl, aws, run
+from . import asl, aws, graph, run
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -14,6 +14,7 @@ app = typer.Typer(
 app.add_typer(asl.app, name="asl")
 app.command("run")(run.run)
 app.command("event")(run.event)
+app.command("graph")(graph.graph)
 aws.register(app)
 
 

@@ -193,4 +193,5 @@ class Graphviz:
         """The SVG document as text, without the XML prolog and DOCTYPE (ready to inline in HTML)."""
         text = self.render(dot_text, "svg").decode("utf-8")
         start = text.find("<svg")
-        return text[start:] if start >= 0 else text
+        # Graphviz writes every "-" of an id or class as "&#45;": the same character, but unreadable.
+        return (text[start:] if start >= 0 else text).replace("&#45;", "-")

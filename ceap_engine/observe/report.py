@@ -272,8 +272,9 @@ def _history_section(events: Sequence[Mapping[str, Any]], clock: _Clock) -> str:
     names: dict[int, str] = {}
     for event in events:
         details = next((v for k, v in event.items() if k.endswith("EventDetails") and isinstance(v, dict)), {})
-        event_id = int(event.get("id", 0))
-        name = details.get("name") or names.get(int(event.get("previousEventId") or 0), "")
+        event_id = event.get("id") if isinstance(event.get("id"), int) else -1
+        previous = event.get("previousEventId")
+        name = details.get("name") or (names.get(previous, "") if isinstance(previous, int) else "")
         kind = str(event.get("type"))
         if not kind.endswith("StateExited") and not kind.startswith("Execution"):
             names[event_id] = name

@@ -37,13 +37,15 @@ def _is_attempt_failure(event_type: str) -> bool:
             and event_type not in ("MapIterationFailed", "MapRunFailed"))
 
 
-def event_time(event: Mapping[str, Any]) -> float:
-    """An event's timestamp as epoch seconds (AWS gives ISO 8601 text or a datetime).
+def event_time(event: Mapping[str, Any], default: float = 0.0) -> float:
+    """An event's timestamp as epoch seconds (AWS gives ISO 8601 text or a datetime; ``default`` if none).
 
     >>> event_time({"timestamp": "1970-01-01T00:01:00.000Z"})
     60.0
     """
     ts = event.get("timestamp")
+    if ts is None:
+        return default
     if isinstance(ts, int | float):
         return float(ts)
     if isinstance(ts, datetime):
@@ -126,12 +128,18 @@ def trace_execution(events: Sequence[Mapping[str, Any]]) -> ExecutionTrace:
     owner: dict[int, StateVisit | None] = {}  # event id -> the visit it belongs to
     open_groups: list[StateVisit] = []  # Map/Parallel visits not exited yet, innermost last
     status, started, stopped, error, cause, output = "RUNNING", None, None, None, None, None
-    for event in events:
+    at = 0.0
+    for index, event in enumerate(events):
         kind = str(event.get("type", ""))
-        at = event_time(event)
+        at = event_time(event, at)
         details = _details(event)
-        event_id = int(event.get("id", 0))
-        previous = owner.get(int(event.get("previousEventId") or 0))
+        # Recorded histories may mask ids; a synthetic one keeps the event apart from the rest.
+        event_id = event.get("id") if isinstance(event.get("id"), int) else -(index + 1)
+        previous_id = event.get("previousEventId") if isinstance(event.get("previousEventId"), int) else None
+        if previous_id in owner:
+            previous = owner[previous_id]
+        else:  # a history without previous ids (some recorded ones): the state entered last
+            previous = next((v for v in reversed(visits) if v.exited is None), None)
         if kind == "ExecutionStarted":
             started = at
             owner[event_id] = None
