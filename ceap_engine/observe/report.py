@@ -27,7 +27,7 @@ from .dot import OUTCOME_COLOURS, to_dot
 from .graph import workflow_graph
 from .trace import ExecutionTrace, StateVisit, event_time, trace_execution
 
-__all__ = ["WallTimes", "execution_report", "graph_page"]
+__all__ = ["AttemptStopwatch", "WallTimes", "execution_report", "graph_page"]
 
 #: Wall-clock seconds of task attempts, by (state name, attempt number), as a caller measured them.
 WallTimes = Mapping[tuple[str, int], float]
@@ -287,3 +287,31 @@ def _history_section(events: Sequence[Mapping[str, Any]], clock: _Clock) -> str:
                     f"<td>{escape(str(name))}</td><td>{shown}</td></tr>")
     return ('<section id="history"><h2>History</h2><table><tr><th>id</th><th>previous</th><th>t (s)</th><th>type</th>'
             f"<th>state</th><th>details</th></tr>{''.join(rows)}</table></section>")
+
+
+class AttemptStopwatch:
+    """A progress callback that measures each task attempt's wall time (for ``wall_times``).
+
+    Under a virtual clock the history's times are the execution clock's; this keeps what the
+    attempts took on the wall, by (state name, attempt number).
+
+    Example::
+
+        stopwatch = AttemptStopwatch()
+        pipeline = LocalPipeline(spec, objects=..., progress=stopwatch)
+        execution_report(..., wall_times=stopwatch.seconds)
+    """
+
+    def __init__(self, timer: Callable[[], float] | None = None) -> None:
+        import time
+
+        self._timer = timer or time.perf_counter
+        self._started: dict[tuple[str, int], float] = {}
+        self.seconds: dict[tuple[str, int], float] = {}
+
+    def __call__(self, progress: Any) -> None:
+        key = (progress.stage, progress.attempt)
+        if progress.status == "started":
+            self._started[key] = self._timer()
+        elif key in self._started:
+            self.seconds[key] = self._timer() - self._started.pop(key)
