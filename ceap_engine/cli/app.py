@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import asl, aws, graph, run
+from . import asl, aws, cost, graph, run
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -15,6 +15,7 @@ app.add_typer(asl.app, name="asl")
 app.command("run")(run.run)
 app.command("event")(run.event)
 app.command("graph")(graph.graph)
+app.command("cost")(cost.cost)
 aws.register(app)
 
 
