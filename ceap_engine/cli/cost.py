@@ -125,6 +125,8 @@ def cost(
 
 
 def _money(value: float) -> str:
+    if 0 < value < 0.0001:
+        return "< $0.0001"
     return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:,.4f}"
 
 
