@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import asl, aws, cost, graph, run
+from . import asl, aws, cost, executions, graph, run
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -12,6 +12,7 @@ app = typer.Typer(
     help="ceap: run the CEAP pipeline locally on an exact ASL interpreter, or deploy it to AWS.",
 )
 app.add_typer(asl.app, name="asl")
+app.add_typer(executions.app, name="executions")
 app.command("run")(run.run)
 app.command("event")(run.event)
 app.command("graph")(graph.graph)

@@ -47,8 +47,10 @@ def graph(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="FILE.svg, FILE.png, FILE.html (a page) or FILE.dot; default: DOT text on stdout")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json: how the result or the error is reported")] = OutputFormat.text,
 ) -> None:
-    """Draw the state machine: states by type, labelled Next/Default/Choice/Catch/Retry edges,
-    Map and Parallel as nested groups, terminal states doubly outlined.
+    """Draw a state machine as a graph: SVG, PNG, an HTML page, or DOT text.
+
+    States are nodes by type, Next/Default/Choice/Catch/Retry edges are labelled, Map and
+    Parallel are nested groups, terminal states are doubly outlined.
 
     SVG, PNG and HTML are laid out by Graphviz's 'dot' (Debian/Ubuntu: apt-get install graphviz).
     Exit codes: 0 written, 2 bad definition or arguments, or Graphviz missing (nothing written).

@@ -38,6 +38,7 @@ from ._output import (
     read_json_file,
 )
 from ._report import check_report_path, write_report
+from .executions import record_local_run
 from .asl import ClockKind, OutputFormat
 
 __all__ = ["event", "run"]
@@ -234,6 +235,7 @@ def run(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     finally:
         candidates.close()
+    record_local_run(store, result.execution, pipeline.definition, pipeline.execution_type, spec.name)
     if report is not None:
         write_report(report, pipeline.definition, result.execution.to_json(), counts=result.counts,
                      checks=reconciliation(result.counts), wall_times=stopwatch.seconds, wall_seconds=wall_seconds)
