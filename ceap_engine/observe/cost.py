@@ -273,6 +273,8 @@ def estimate_cost(
              f"measured locally: one {m.workflow} execution of {m.records:,} records"
              + (f", scaled x{scale:.3g} to {records:,} records per execution (stage time, bytes, Map items, writes grow linearly)"
                 if scale != 1.0 else ""),
+             "local time of a Lambda stage: the CPU time its attempts took here (steady on a busy machine); "
+             "of a Glue stage: the wall time of its local Spark run",
              rule.describe()]
     free = prices.free_tier
 
