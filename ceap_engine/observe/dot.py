@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from ..errors import CeapError
 from .graph import StateNode, WorkflowGraph
@@ -68,8 +68,10 @@ def _short_resource(resource: str | None) -> str:
     return resource.removeprefix("arn:aws:states:::").split(":function:")[-1]
 
 
-def to_dot(graph: WorkflowGraph, outcomes: Mapping[str, str] | None = None, title: str | None = None) -> str:
-    """DOT text of the graph; ``outcomes`` maps node keys to an :data:`OUTCOME_COLOURS` key.
+def to_dot(graph: WorkflowGraph, outcomes: Mapping[str, str] | None = None, title: str | None = None,
+           taken: Collection[tuple[str, str]] | None = None) -> str:
+    """DOT text of the graph; ``outcomes`` maps node keys to an :data:`OUTCOME_COLOURS` key,
+    ``taken`` holds the (source, target) node keys of the edges an execution went along (drawn bold).
 
     >>> from ceap_engine.observe.graph import workflow_graph
     >>> "digraph" in to_dot(workflow_graph({"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}))
@@ -129,10 +131,15 @@ def to_dot(graph: WorkflowGraph, outcomes: Mapping[str, str] | None = None, titl
 
     emit(None, "  ")
     lines.append(f'  "__start__" -> {_quote(graph.start)} [color="#263238"];')
+    went = set(taken or ())
     for edge in graph.edges:
         attrs = _EDGE_STYLE[edge.kind]
         label = f" label={_quote(edge.label)}" if edge.label else ""
-        lines.append(f"  {_quote(edge.source)} -> {_quote(edge.target)} [{attrs}{label} class=\"edge-{edge.kind}\"];")
+        classes = f"edge-{edge.kind}"
+        if (edge.source, edge.target) in went:
+            attrs += " penwidth=2.6"
+            classes += " taken"
+        lines.append(f"  {_quote(edge.source)} -> {_quote(edge.target)} [{attrs}{label} class=\"{classes}\"];")
     for node in graph.children(None):
         if node.terminal:
             style = 'color="#c62828" style=dashed' if node.type == "Fail" else 'color="#263238"'

@@ -153,7 +153,9 @@ def execution_report(
     trace = trace_execution(events)
     graph = workflow_graph(definition)
     outcomes = {n.key: trace.outcomes.get(n.name, "not_reached") for n in graph.nodes}
-    svg = svg_of(to_dot(graph, outcomes))
+    taken = {(a, b) for source, target in trace.transitions
+             for a in graph.keys_named(source) for b in graph.keys_named(target)}
+    svg = svg_of(to_dot(graph, outcomes, taken=taken))
     if counts is None:
         counts = stage_counts(execution.get("output") or trace.output, events)
     status = str(execution.get("status") or trace.status)

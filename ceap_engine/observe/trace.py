@@ -107,6 +107,8 @@ class ExecutionTrace:
     error: str | None = None
     cause: str | None = None
     output: Any = None
+    #: (from, to) state names of every transition taken; a retried state has (name, name).
+    transitions: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def failed_states(self) -> list[str]:
@@ -127,6 +129,8 @@ def trace_execution(events: Sequence[Mapping[str, Any]]) -> ExecutionTrace:
     visits: list[StateVisit] = []
     owner: dict[int, StateVisit | None] = {}  # event id -> the visit it belongs to
     open_groups: list[StateVisit] = []  # Map/Parallel visits not exited yet, innermost last
+    exited_by: dict[int, str] = {}  # id of a StateExited event -> the state's name
+    transitions: set[tuple[str, str]] = set()
     status, started, stopped, error, cause, output = "RUNNING", None, None, None, None, None
     at = 0.0
     for index, event in enumerate(events):
@@ -152,6 +156,10 @@ def trace_execution(events: Sequence[Mapping[str, Any]]) -> ExecutionTrace:
             continue
         if kind.endswith("StateEntered"):
             visit = StateVisit(str(details.get("name")), kind[: -len("StateEntered")], at, event_id)
+            if previous_id in exited_by:
+                transitions.add((exited_by[previous_id], visit.name))
+            elif previous is not None and previous.type in ("Map", "Parallel"):
+                transitions.add((previous.name, visit.name))  # into a branch or an item
             visits.append(visit)
             owner[event_id] = visit
             if visit.type in ("Map", "Parallel"):
@@ -165,6 +173,7 @@ def trace_execution(events: Sequence[Mapping[str, Any]]) -> ExecutionTrace:
                 if visit in open_groups:
                     open_groups.remove(visit)
             owner[event_id] = None
+            exited_by[event_id] = str(name)
             continue
         if kind.startswith(("Map", "Parallel")) and open_groups:
             visit = next((v for v in reversed(open_groups) if kind.startswith(v.type)), previous)
@@ -186,11 +195,13 @@ def trace_execution(events: Sequence[Mapping[str, Any]]) -> ExecutionTrace:
     finished = status != "RUNNING"
     outcomes: dict[str, str] = {}
     for visit in visits:
+        if len(visit.attempts) > 1:
+            transitions.add((visit.name, visit.name))
         visit.outcome = _outcome(visit, finished)
         known = outcomes.get(visit.name)
         if known is None or _SEVERITY.index(visit.outcome) < _SEVERITY.index(known):
             outcomes[visit.name] = visit.outcome
-    return ExecutionTrace(status, started, stopped, visits, outcomes, error, cause, output)
+    return ExecutionTrace(status, started, stopped, visits, outcomes, error, cause, output, transitions)
 
 
 def _last_open(visits: list[StateVisit], name: Any) -> StateVisit | None:

@@ -112,5 +112,8 @@ def test_report_of_a_failed_run_marks_the_failed_caught_and_retried_states(faile
     assert "the candidate store did not answer" in dom.text_by_id["cause"]
     timeline = dom.text_by_id["timeline"]
     assert "retry wait 20.000 s" in timeline and "retry wait 40.000 s" in timeline  # Store's two retries
+    taken = {dom.text_by_id[a["id"]].strip().splitlines()[0] for a in dom.with_class("taken")}  # the edge title
+    assert {"Score->Score", "Store->Store", "Store->Store.Failed", "Failed->Failed.Stage"} <= taken
+    assert "Store->Reactive" not in taken and "Failed->Failed.Reserved" not in taken
     assert no_network_references(dom) == []
     keep_screenshot(failed_run, "report-failed.png")

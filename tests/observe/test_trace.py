@@ -59,6 +59,11 @@ async def test_outcomes_attempts_and_waits_of_a_run():
     assert trace.outcomes == {"Flaky": "retried", "Both": "succeeded", "Left": "succeeded", "Right": "succeeded",
                               "Broken": "caught", "Stop": "failed"}
     assert trace.failed_states == ["Stop"]
+    # (The report draws only the pairs the definition has an edge for: how a history chains
+    # parallel branches' first events is the interpreter's business.)
+    assert trace.transitions >= {("Flaky", "Flaky"), ("Flaky", "Both"), ("Both", "Left"), ("Both", "Broken"),
+                                 ("Broken", "Stop")}
+    assert ("Broken", "Never") not in trace.transitions
     flaky = trace.visits[0]
     assert [(a.number, a.status, a.error) for a in flaky.attempts] == [(1, "failed", "ConnectionError"),
                                                                         (2, "succeeded", None)]
