@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import asl, aws, queue, run, serve
+from . import asl, aws, cost, executions, graph, queue, run, serve
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -12,9 +12,12 @@ app = typer.Typer(
     help="ceap: run the CEAP pipeline locally on an exact ASL interpreter, or deploy it to AWS.",
 )
 app.add_typer(asl.app, name="asl")
+app.add_typer(executions.app, name="executions")
 app.command("run")(run.run)
 app.command("event")(run.event)
 app.command("serve")(serve.serve)
+app.command("graph")(graph.graph)
+app.command("cost")(cost.cost)
 aws.register(app)
 queue.register(app)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import time
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -32,6 +33,7 @@ from ._output import (
     print_json,
     read_json_file,
 )
+from ._report import check_report_path, write_report
 
 app = typer.Typer(no_args_is_help=True, help="Validate and run Amazon States Language definitions locally.")
 
@@ -145,6 +147,7 @@ def run(
     function: Annotated[list[str] | None, typer.Option("--function", help="Register a Lambda function: NAME=module:handler (repeatable)")] = None,
     objects: Annotated[Path | None, typer.Option("--objects", help="Folder of the local object store (the S3 of Distributed Map ItemReader/ResultWriter): objects are DIR/buckets/<bucket>/<key>")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write the execution's report page (FILE.html: graph, timeline, history)")] = None,
 ) -> None:
     """Run a definition on the local interpreter and print its result and history.
 
@@ -157,6 +160,7 @@ def run(
         if (mock_config is None) != (test_case is None):
             raise InputError([Problem("/mock-config", "--mock-config and --test-case go together")], "arguments")
         sm_name = state_machine_name or definition.stem
+        check_report_path(report)
         mocks = MockConfig.load(mock_config).test_case(sm_name, test_case) if mock_config else None  # type: ignore[arg-type]
         start = parse_start_time(start_time)
         if clock is ClockKind.real and start is not None:
@@ -192,13 +196,17 @@ def run(
 
             return await await_interruptibly(execution, ready)
 
+        began = time.perf_counter()
         result = asyncio.run(main())
+        wall_seconds = time.perf_counter() - began
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except CeapError as exc:
         emit_problems(ValidationFailed([Problem("/", str(exc), "ERROR")], "run"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if report is not None:
+        write_report(report, document, result.to_json(), wall_seconds=wall_seconds)
     print_result(result, format)
     raise typer.Exit(EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED)
 

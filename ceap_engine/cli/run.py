@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from ceap_engine.observe.report import AttemptStopwatch
 from ceap_engine.pipeline import BUILTIN, WorkflowSpec, builtin
 from ceap_engine.pipeline.builder import express_duration_warnings
 from ceap_engine.pipeline.layout import failure_key
@@ -36,6 +37,8 @@ from ._output import (
     err_console,
     print_json,
 )
+from ._report import check_report_path, write_report
+from .executions import record_local_run
 
 __all__ = ["event", "run"]
 
@@ -175,6 +178,7 @@ def run(
     execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID)")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+    report: Annotated[Path | None, typer.Option("--report", help="Also write the execution's report page (FILE.html: graph, timeline, counts, history)")] = None,
 ) -> None:
     """Run the CEAP pipeline: locally on the ASL interpreter (default), or on a deployed AWS workflow.
 
@@ -189,6 +193,7 @@ def run(
     try:
         spec = builtin(workflow.value)
         body = check_payload(spec, read_payload(payload), payload)
+        check_report_path(report)
         needs_glue = any(s.kind == "glue" for s in spec.stages)
         if needs_glue:
             _require_glue(spec)  # before anything is written: no half run
@@ -208,10 +213,11 @@ def run(
     objects = FileObjectStore(store)
     candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock)
     progress = _Progress(run_clock.time(), enabled=format is OutputFormat.text)
+    stopwatch = AttemptStopwatch()
     runners = _glue_runners(spec, objects) if needs_glue else {}
     try:
         pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock, runners=runners,
-                                 seed=seed, progress=progress)
+                                 seed=seed, progress=lambda p: (progress(p), stopwatch(p)))
         began = time.perf_counter()
         result = asyncio.run(_run_interruptible(pipeline, body, execution_name))
         wall_seconds = time.perf_counter() - began
@@ -220,10 +226,16 @@ def run(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     finally:
         candidates.close()
+    record_local_run(store, result.execution, pipeline.definition, pipeline.execution_type, spec.name)
+    if report is not None:
+        write_report(report, pipeline.definition, result.execution.to_json(), counts=result.counts,
+                     checks=reconciliation(result.counts), wall_times=stopwatch.seconds, wall_seconds=wall_seconds)
     if format is OutputFormat.json:
         print_json(_json_document(result, store))
     else:
         _print_text(result, store, wall_seconds)
+        if report is not None:
+            console.print(escape(f"report:     {report.resolve()}"))
     raise typer.Exit(EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED)
 
 
