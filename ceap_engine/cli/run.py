@@ -184,6 +184,7 @@ def run(
     execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID)")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="With --target aws: seconds to follow a Standard execution before leaving it running")] = 1800,
 ) -> None:
     """Run the CEAP pipeline: locally on the ASL interpreter (default), or on a deployed AWS workflow.
 
@@ -194,7 +195,7 @@ def run(
 
         remote = aws_cli.needs_aws_sdk(aws_cli.run_remote)
         raise typer.Exit(remote(payload, name=name, format=format.value, region=region, profile=profile,
-                                endpoint_url=endpoint_url))
+                                endpoint_url=endpoint_url, execution_name=execution_name, timeout=timeout))
     try:
         spec = builtin(workflow.value)
         body = check_payload(spec, read_payload(payload), payload)
