@@ -8,9 +8,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-__all__ = ["LOG_DELIVERY_WILDCARD", "XRAY_WILDCARD", "allow", "arn", "assume", "getatt", "policy", "ref", "sub"]
+from ceap_engine.pipeline.spec import StageSpec
+
+__all__ = [
+    "LOG_DELIVERY_WILDCARD", "XRAY_WILDCARD", "allow", "arn", "assume", "getatt", "logical_id", "policy", "ref", "sub",
+]
+
+
+def logical_id(stage: StageSpec, suffix: str) -> str:
+    """``ETLLambda``, ``ETLLogGroup``, ``HeavyETLJob`` ..."""
+    return f"{re.sub(r'[^A-Za-z0-9]', '', stage.name)}{suffix}"
 
 
 def sub(text: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ Example::
 
 from __future__ import annotations
 
-from .execute import DeployResult, describe_changes, execute_deploy, preview_change_set
+from .execute import DeployResult, describe_changes, execute_deploy, preview_change_set, resources_to_create
 from .execution_logs import express_executions_from_logs
 from .operations import (
     DestroyResult,
@@ -62,6 +62,7 @@ __all__ = [
     "express_executions_from_logs",
     "plan_deploy",
     "preview_change_set",
+    "resources_to_create",
     "run_workflow",
     "send_payload",
     "state_machine_arn",

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,17 +25,24 @@ from .plan import ApplyStack, DeployPlan, EnsureArtifactsBucket, UploadArtifact
 from .session import AwsClients
 from .stacks import DeployFailed, Report, Sleep, describe_stack, wait_for_stack, workflow_outputs
 
-__all__ = ["DeployResult", "describe_changes", "execute_deploy", "preview_change_set"]
+__all__ = ["DeployResult", "describe_changes", "execute_deploy", "preview_change_set", "resources_to_create"]
 
 NO_CHANGES = "didn't contain changes"
 
 
 @dataclass(frozen=True)
 class DeployResult:
+    """How a deploy ended: ``status`` is the stack's, or ``CHANGE_SET_CREATED`` (``--no-execute``) or
+    ``DECLINED`` (the confirmation said no; the change set was deleted)."""
+
     stack: str
     status: str
     changed: bool
     outputs: dict[str, str]
+    change_set: str | None = None
+
+
+Confirm = Callable[[list[str]], bool]
 
 
 async def _create_artifacts_bucket(s3: Any, bucket: str, region: str) -> None:
@@ -82,9 +90,16 @@ def describe_changes(change_set: dict[str, Any]) -> list[str]:
 
 async def execute_deploy(
     aws: AwsClients, plan: DeployPlan, *, report: Report, poll_seconds: float = 5.0, timeout_seconds: float = 3600,
-    sleep: Sleep = asyncio.sleep,
+    sleep: Sleep = asyncio.sleep, execute: bool = True, confirm: Confirm | None = None,
 ) -> DeployResult:
-    """Carry out ``plan``; raise :class:`DeployFailed` (with the failing events) if the stack does not settle well."""
+    """Carry out ``plan``; raise :class:`DeployFailed` (with the failing events) if the stack does not settle well.
+
+    With ``execute=False`` the change set is created, shown and kept for review; with
+    ``confirm`` it is executed only if ``confirm(changes)`` says yes (else it is deleted).
+    A plan with blockers is refused before anything is created.
+    """
+    if plan.blockers:
+        raise DeployFailed(f"the deploy of {plan.workflow} would fail, nothing was changed: " + " ".join(plan.blockers))
     s3 = await aws.client("s3")
     cfn = await aws.client("cloudformation")
     for step in plan.steps:
@@ -114,10 +129,22 @@ async def execute_deploy(
             report(f"stack {step.stack}: no change")
             stack = await describe_stack(cfn, step.stack) or {}
             return DeployResult(step.stack, stack.get("StackStatus", "?"), False, await workflow_outputs(cfn, stack))
+        await _drop_empty_stack(cfn, step)
         raise DeployFailed(f"CloudFormation refused the change set for {step.stack}: {reason}")
+    changes = describe_changes(change_set)
     report(f"change set for {step.stack}:")
-    for line in describe_changes(change_set):
+    for line in changes:
         report(f"  {line}")
+    if not execute:
+        report(f"kept for review, not executed: execute it with `aws cloudformation execute-change-set "
+               f"--change-set-name {change_set['ChangeSetId']}`, or delete it with delete-change-set")
+        return DeployResult(step.stack, "CHANGE_SET_CREATED", False, {}, change_set["ChangeSetId"])
+    if confirm is not None and not confirm(changes):
+        with aws_errors("CloudFormation DeleteChangeSet", step.stack):
+            await cfn.delete_change_set(ChangeSetName=change_set["ChangeSetId"], StackName=step.stack)
+        await _drop_empty_stack(cfn, step)
+        report("not executed; the change set was deleted")
+        return DeployResult(step.stack, "DECLINED", False, {}, None)
     with aws_errors("CloudFormation ExecuteChangeSet", step.stack):
         await cfn.execute_change_set(ChangeSetName=change_set["ChangeSetId"], StackName=step.stack)
     status, events = await wait_for_stack(cfn, step.stack, since, report, sleep, poll_seconds, timeout_seconds)
@@ -128,6 +155,16 @@ async def execute_deploy(
     return DeployResult(step.stack, status, True, await workflow_outputs(cfn, stack))
 
 
+async def _drop_empty_stack(cfn: Any, step: ApplyStack) -> None:
+    """A CREATE change set leaves a REVIEW_IN_PROGRESS stack with no resources; remove it when it is not used."""
+    if step.change_set_type != "CREATE":
+        return
+    stack = await describe_stack(cfn, step.stack)
+    if stack and stack["StackStatus"] == "REVIEW_IN_PROGRESS":
+        with aws_errors("CloudFormation DeleteStack", step.stack):
+            await cfn.delete_stack(StackName=step.stack)
+
+
 def _base64_sha256(hex_digest: str) -> str:
     import base64
 
@@ -136,9 +173,16 @@ def _base64_sha256(hex_digest: str) -> str:
 
 async def preview_change_set(aws: AwsClients, plan: DeployPlan, *, sleep: Sleep = asyncio.sleep,
                              poll_seconds: float = 2.0) -> list[str] | None:
-    """For a dry run: the changes an update would make (the change set is deleted again); ``None`` for a new stack."""
+    """For a dry run: the changes an update would make (the change set is deleted again).
+
+    ``[]`` when nothing changes; ``None`` when there is no stack to compare with (a new
+    stack: a change set would itself create a REVIEW_IN_PROGRESS stack, so none is made -
+    :func:`resources_to_create` lists what the deploy would create).
+    """
     step = plan.stack
-    if step.change_set_type == "CREATE" or step.unchanged:
+    if step.unchanged:
+        return []
+    if step.change_set_type == "CREATE":
         return None
     cfn = await aws.client("cloudformation")
     change_set = await _create_change_set(cfn, step, sleep, poll_seconds)
@@ -148,3 +192,11 @@ async def preview_change_set(aws: AwsClients, plan: DeployPlan, *, sleep: Sleep 
         reason = change_set.get("StatusReason", "")
         return [] if NO_CHANGES in reason else [f"(change set failed: {reason})"]
     return describe_changes(change_set)
+
+
+def resources_to_create(plan: DeployPlan) -> list[str]:
+    """For a dry run of a new stack: one line per resource of the template, as a change set would show it."""
+    import json
+
+    resources = json.loads(plan.stack.body).get("Resources", {})
+    return [f"{'Add':<7} {r['Type'].removeprefix('AWS::')} {logical}" for logical, r in sorted(resources.items())]

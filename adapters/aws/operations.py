@@ -167,23 +167,37 @@ async def state_machine_arn(aws: AwsClients, workflow: str) -> tuple[str, str]:
         try:
             described = await sfn.describe_state_machine(stateMachineArn=arn)
         except Exception as exc:
-            if error_code(exc) == "StateMachineDoesNotExist":
+            if error_code(exc) != "StateMachineDoesNotExist":
+                raise
+            if stack is not None:
+                # The stack says the machine is there; this endpoint's Step Functions does not know it.
                 raise AwsNotFound(
-                    f"no state machine for workflow {workflow!r} in {aws.region}: deploy it with "
-                    f"`ceap deploy --target aws -n {workflow}`", code="StateMachineDoesNotExist",
+                    f"the stack {stack['StackName']} ({stack['StackStatus']}) has the state machine {arn}, but this "
+                    f"endpoint's Step Functions API does not know it. moto's CloudFormation keeps the state machines "
+                    f"it creates apart from its Step Functions API (a known moto limit): run the workflow on AWS "
+                    f"or MiniStack; on AWS, check --region and that the stack was not changed by hand",
+                    code="StateMachineDoesNotExist",
                 ) from exc
-            raise
+            raise AwsNotFound(
+                f"no state machine for workflow {workflow!r} in {aws.region}: deploy it with "
+                f"`ceap deploy --target aws -n {workflow}`", code="StateMachineDoesNotExist",
+            ) from exc
     return arn, described.get("type", "STANDARD")
 
 
 async def run_workflow(
     aws: AwsClients, workflow: str, payload: dict[str, Any], *, on_event: Callable[[dict[str, Any]], None] | None = None,
     name: str | None = None, poll_seconds: float = 2.0, sleep: Sleep = asyncio.sleep,
+    timeout_seconds: float | None = None,
 ) -> Execution:
-    """Start an execution: synchronously for Express, start-and-follow for Standard; return its end state."""
+    """Start an execution: synchronously for Express, start-and-follow for Standard; return its end state.
+
+    A Standard execution still running after ``timeout_seconds`` is returned as it is (RUNNING).
+    """
     arn, machine_type = await state_machine_arn(aws, workflow)
     sfn = StepFunctionsClient(await aws.client("stepfunctions"))
     if machine_type == "EXPRESS":
         return await sfn.start_sync_execution(arn, payload, name=name)
     execution_arn = await sfn.start_execution(arn, payload, name=name)
-    return await sfn.wait(execution_arn, on_event=on_event, poll_seconds=poll_seconds, sleep=sleep)
+    return await sfn.wait(execution_arn, on_event=on_event, poll_seconds=poll_seconds, sleep=sleep,
+                          timeout_seconds=timeout_seconds)

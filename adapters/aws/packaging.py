@@ -3,8 +3,9 @@
 The Lambda zip holds the engine (without the CLI and the test kit), the
 stages with their package data (``stages/config/*.json``), ``adapters/aws``,
 and the dependencies of the Lambda side - pydantic and aiobotocore with
-everything they need - as wheels built for Lambda's platform (CPython 3.11,
-``manylinux2014_x86_64`` or ``manylinux2014_aarch64``). Wheels are pinned to
+everything they need - as wheels built for the Lambda runtime's platform (CPython 3.12 by
+default - runtime ``python3.12`` on Amazon Linux 2023, glibc 2.34 - for ``x86_64`` or
+``aarch64``; ``python3.13`` and the deprecated ``python3.11`` on request). Wheels are pinned to
 the versions installed here, fetched with ``pip download --only-binary=:all:
 --platform ...`` or taken from a wheelhouse folder (offline builds).
 
@@ -28,7 +29,7 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -43,11 +44,17 @@ __all__ = [
     "dependency_pins",
     "fetch_wheels",
     "glue_script_artifact",
+    "wheel_fits",
 ]
 
 Arch = Literal["x86_64", "arm64"]
 PLATFORM_TAGS: dict[str, str] = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
-PYTHON_VERSION = "3.11"  # Lambda's python3.11 runtime, as the local engine
+# The Lambda runtime the stages run on. python3.12+ run on Amazon Linux 2023 (glibc 2.34);
+# python3.11 runs on Amazon Linux 2 (glibc 2.26) and is deprecated on 2027-06-30. The local
+# tool itself stays on 3.11+: only the wheels in the zip follow the runtime.
+DEFAULT_LAMBDA_PYTHON = "3.12"
+LAMBDA_PYTHONS: dict[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}  # version -> glibc minor of its OS
+DEPRECATED_LAMBDA_PYTHONS = {"3.11": "2027-06-30"}
 LAMBDA_DEPENDENCY_ROOTS = ("pydantic", "aiobotocore")
 SOURCE_PACKAGES = ("ceap_engine", "stages", "adapters")
 # Not needed inside Lambda: the CLI (typer, rich), the pytest kit, the embedded backends.
@@ -55,6 +62,7 @@ EXCLUDED_SOURCES = ("ceap_engine/cli/", "ceap_engine/testing/", "adapters/local/
 # botocore ships the models of ~400 services; the stages talk to these.
 BOTOCORE_SERVICES = ("s3", "dynamodb", "sts")
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+_DOWNLOAD_BATCH = 8
 
 
 class PackagingError(CeapError):
@@ -84,16 +92,40 @@ class LambdaBuild:
     wheelhouse: Path | None = None
     cache_dir: Path | None = None
     source_root: Path | None = None
+    python: str = DEFAULT_LAMBDA_PYTHON
+
+    def __post_init__(self) -> None:
+        if self.python not in LAMBDA_PYTHONS:
+            raise PackagingError(f"Lambda runtime python{self.python} is not supported: choose one of "
+                                 + ", ".join(f"python{v}" for v in LAMBDA_PYTHONS))
 
     @property
     def platform(self) -> str:
         return PLATFORM_TAGS[self.arch]
 
+    @property
+    def runtime(self) -> str:
+        """The Lambda runtime these wheels are for: ``python3.12``."""
+        return f"python{self.python}"
 
-def _marker_environment(arch: str) -> dict[str, str]:
+    @property
+    def cpython_tag(self) -> str:
+        """``cp312``."""
+        return "cp" + self.python.replace(".", "")
+
+    @property
+    def platforms(self) -> list[str]:
+        """Every ``--platform`` pip may take a wheel for: manylinux2014 and the newer glibc tags the runtime's OS has."""
+        machine = "aarch64" if self.arch == "arm64" else "x86_64"
+        glibc = LAMBDA_PYTHONS[self.python]
+        newer = [f"manylinux_2_{minor}_{machine}" for minor in (34, 28) if minor <= glibc]
+        return [*newer, self.platform]
+
+
+def _marker_environment(arch: str, python: str = DEFAULT_LAMBDA_PYTHON) -> dict[str, str]:
     return {
-        "python_version": PYTHON_VERSION,
-        "python_full_version": f"{PYTHON_VERSION}.0",
+        "python_version": python,
+        "python_full_version": f"{python}.0",
         "sys_platform": "linux",
         "platform_system": "Linux",
         "platform_machine": "aarch64" if arch == "arm64" else "x86_64",
@@ -116,14 +148,15 @@ def _normalise(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def dependency_pins(roots: Iterable[str] = LAMBDA_DEPENDENCY_ROOTS, arch: Arch = "x86_64") -> list[str]:
+def dependency_pins(roots: Iterable[str] = LAMBDA_DEPENDENCY_ROOTS, arch: Arch = "x86_64",
+                    python: str = DEFAULT_LAMBDA_PYTHON) -> list[str]:
     """``name==version`` of ``roots`` and everything they need on Lambda, as installed here (sorted).
 
     >>> any(pin.startswith("pydantic-core==") for pin in dependency_pins(["pydantic"]))
     True
     """
     requirement = _requirement_class()
-    environment = _marker_environment(arch)
+    environment = _marker_environment(arch, python)
     pins: dict[str, str] = {}
     todo: list[tuple[str, tuple[str, ...]]] = [(root, ()) for root in roots]
     while todo:
@@ -146,21 +179,22 @@ def dependency_pins(roots: Iterable[str] = LAMBDA_DEPENDENCY_ROOTS, arch: Arch =
     return sorted(f"{name}=={version}" for name, version in pins.items())
 
 
-def _pip_download(pins: list[str], platform: str, dest: Path) -> None:
+def _pip_download(pins: list[str], build: LambdaBuild, dest: Path) -> None:
+    platforms = [arg for platform in build.platforms for arg in ("--platform", platform)]
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-        "--no-deps", "--only-binary=:all:", "--platform", platform,
-        "--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311",
-        "--dest", str(dest), *pins,
+        "--no-deps", "--only-binary=:all:", *platforms,
+        "--python-version", build.python, "--implementation", "cp", "--abi", build.cpython_tag, "--abi", "abi3",
+        "--abi", "none", "--dest", str(dest), *pins,
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise PackagingError(
-            f"could not download wheels for Lambda ({platform}, CPython {PYTHON_VERSION}) from the package index:\n"
+            f"could not download wheels for Lambda ({build.platform}, CPython {build.python}) from the package index:\n"
             f"{result.stderr.strip()[-1500:]}\n"
             "Each dependency needs a wheel for that platform at the version installed here. Offline, or for a "
-            "package without such a wheel, build them (for example in the public.ecr.aws/lambda/python:3.11 "
-            "image) into a folder and pass --wheelhouse DIR"
+            "package without such a wheel, build them (for example in the public.ecr.aws/lambda/python:"
+            f"{build.python} image) into a folder and pass --wheelhouse DIR"
         )
 
 
@@ -170,11 +204,12 @@ def _wheel_matches(path: Path, pins: dict[str, str]) -> str | None:
     return key if pins.get(key) == version.replace("_", "-") or pins.get(key) == version else None
 
 
-def fetch_wheels(pins: list[str], build: LambdaBuild, dest: Path) -> list[Path]:
+def fetch_wheels(pins: list[str], build: LambdaBuild, dest: Path, *, report: Callable[[str], None] | None = None) -> list[Path]:
     """One wheel per pin that runs on ``build``'s platform.
 
     From ``build.wheelhouse`` if set (read in place, nothing fetched), else
-    from the package index into ``dest``, which keeps them for the next build.
+    from the package index into ``dest``, which keeps them for the next build;
+    ``report`` hears what is being downloaded (it can take a while).
     """
     wanted = {_normalise(p.split("==")[0]): p.split("==")[1] for p in pins}
     folder = build.wheelhouse or dest
@@ -184,43 +219,63 @@ def fetch_wheels(pins: list[str], build: LambdaBuild, dest: Path) -> list[Path]:
         found: dict[str, Path] = {}
         for wheel in sorted(folder.glob("*.whl")):
             key = _wheel_matches(wheel, wanted)
-            if key and _wheel_fits(wheel.name, build.arch):
+            if key and wheel_fits(wheel.name, build.arch, build.python):
                 found.setdefault(key, wheel)
         return found
 
     have = present()
     missing = [f"{name}=={version}" for name, version in sorted(wanted.items()) if name not in have]
     if missing and build.wheelhouse is None:
-        _pip_download(missing, build.platform, dest)
+        if report is not None:
+            report(f"downloading {len(missing)} wheel(s) for Lambda ({build.runtime}, {build.arch}) into {dest}: "
+                   + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""))
+        # One pip per batch of wheels, so a long download shows progress instead of silence.
+        for start in range(0, len(missing), _DOWNLOAD_BATCH):
+            _pip_download(missing[start:start + _DOWNLOAD_BATCH], build, dest)
+            if report is not None and len(missing) > _DOWNLOAD_BATCH:
+                report(f"  {min(start + _DOWNLOAD_BATCH, len(missing))}/{len(missing)} wheels")
         have = present()
     still = [f"{name}=={wanted[name]}" for name in sorted(set(wanted) - set(have))]
     if still:
         where = f"the wheelhouse {build.wheelhouse}" if build.wheelhouse else f"{dest} after pip download"
         raise PackagingError(
-            f"no wheel for Lambda ({build.platform}, CPython {PYTHON_VERSION}) in {where} for: {', '.join(still)}; "
+            f"no wheel for Lambda ({build.platform}, CPython {build.python}) in {where} for: {', '.join(still)}; "
             "put one there (pip download --only-binary=:all: --platform "
-            f"{build.platform} --python-version {PYTHON_VERSION} NAME==VERSION) or pass another --wheelhouse DIR"
+            f"{build.platform} --python-version {build.python} NAME==VERSION) or pass another --wheelhouse DIR"
         )
     return [have[name] for name in sorted(have)]
 
 
-def _wheel_fits(filename: str, arch: str) -> bool:
-    """True if a wheel runs on Lambda's CPython 3.11 for ``arch`` (pure wheels fit every arch)."""
-    python_tags, abi_tag, platform_tags = filename[: -len(".whl")].split("-")[-3:]
+def wheel_fits(tags: str, arch: str, python: str = DEFAULT_LAMBDA_PYTHON) -> bool:
+    """True if a wheel runs on Lambda's CPython ``python`` for ``arch`` (pure wheels fit every arch).
+
+    ``tags`` is a wheel file name or its ``python-abi-platform`` tag triple.
+
+    >>> wheel_fits("pydantic_core-2.0-cp312-cp312-manylinux_2_17_x86_64.whl", "x86_64", "3.12")
+    True
+    >>> wheel_fits("pydantic_core-2.0-cp311-cp311-manylinux_2_17_x86_64.whl", "x86_64", "3.12")
+    False
+    """
+    python_tags, abi_tag, platform_tags = tags.removesuffix(".whl").split("-")[-3:]
     pythons = set(python_tags.split("."))
+    minor = int(python.split(".")[1])
+    own = f"cp3{minor}"
     if abi_tag == "abi3":
-        python_ok = any(t.startswith("cp3") and t[3:].isdigit() and int(t[3:]) <= 11 for t in pythons)
+        python_ok = any(t.startswith("cp3") and t[3:].isdigit() and int(t[3:]) <= minor for t in pythons)
     else:
-        python_ok = bool(pythons & {"py3", "cp311", "py311"}) and abi_tag in {"none", "cp311"}
+        python_ok = bool(pythons & {"py3", own, f"py3{minor}"}) and abi_tag in {"none", own}
     if not python_ok:
         return False
     if platform_tags == "any":
         return True
     machine = "aarch64" if arch == "arm64" else "x86_64"
-    # Lambda's python3.11 runs on Amazon Linux 2 (glibc 2.26): manylinux1/2010/2014 (= 2_17) wheels fit.
+    # The runtime's OS decides the newest glibc a wheel may need: Amazon Linux 2 has 2.26 (python3.11),
+    # Amazon Linux 2023 has 2.34 (python3.12+). manylinux1/2010/2014 are glibc 2.5/2.12/2.17.
+    glibc = LAMBDA_PYTHONS.get(python, 26)
     fitting = {f"manylinux1_{machine}", f"manylinux2010_{machine}", f"manylinux2014_{machine}"}
-    fitting |= {f"manylinux_2_{minor}_{machine}" for minor in range(5, 27)}
+    fitting |= {f"manylinux_2_{m}_{machine}" for m in range(5, glibc + 1)}
     return bool(set(platform_tags.split(".")) & fitting)
+
 
 
 @dataclass(frozen=True)
@@ -305,22 +360,23 @@ def _artifact(path: Path, kind: str, filename: str | None = None) -> Artifact:
     return Artifact(path=path, sha256=digest, key=key, size=len(data))
 
 
-def build_lambda_package(build: LambdaBuild, out_dir: Path, *, pins: list[str] | None = None) -> Artifact:
+def build_lambda_package(build: LambdaBuild, out_dir: Path, *, pins: list[str] | None = None,
+                         report: Callable[[str], None] | None = None) -> Artifact:
     """Build the Lambda zip into ``out_dir`` and return it as an :class:`Artifact`.
 
     ``pins`` (``name==version``) defaults to :func:`dependency_pins`: the Lambda side's
     dependencies at the versions installed here.
     """
-    pins = dependency_pins(arch=build.arch) if pins is None else pins
-    wheel_dir = build.cache_dir or out_dir / f"wheels-{build.arch}"
-    wheels = fetch_wheels(pins, build, wheel_dir)
+    pins = dependency_pins(arch=build.arch, python=build.python) if pins is None else pins
+    wheel_dir = build.cache_dir or out_dir / f"wheels-{build.runtime}-{build.arch}"
+    wheels = fetch_wheels(pins, build, wheel_dir, report=report)
 
     def entries() -> Iterator[_Entry]:
         yield from _source_entries(_source_root(build))  # our code first: it wins any name clash
         for wheel in wheels:
             yield from _wheel_entries(wheel)
 
-    path = out_dir / f"ceap-lambda-{build.arch}.zip"
+    path = out_dir / f"ceap-lambda-{build.runtime}-{build.arch}.zip"
     write_deterministic_zip(entries(), path)
     return _artifact(path, "lambda")
 

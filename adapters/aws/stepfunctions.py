@@ -127,7 +127,9 @@ class StepFunctionsClient:
         with aws_errors("Step Functions ListExecutions", state_machine_arn):
             response = await self.client.list_executions(**request)
         return [
-            ExecutionSummary(e["executionArn"], e["name"], e["status"], e.get("startDate"), e.get("stopDate"))
+            # Some backends leave out the name (it is the ARN's last part).
+            ExecutionSummary(e["executionArn"], e.get("name") or e["executionArn"].rsplit(":", 1)[-1],
+                             e.get("status", "?"), e.get("startDate"), e.get("stopDate"))
             for e in response.get("executions", ())
         ]
 

@@ -3,20 +3,26 @@
 One stack per workflow name (``ceap-workflow-{name}``), so several workflows
 live side by side in one account. What it holds:
 
-* the workflow bucket ``ceap-workflow-{name}-{account}`` (SSE, public access
-  blocked, TLS only, ``executions/`` deleted after 7 days);
+* the workflow bucket ``ceap-workflow-{name}-{account}-{region}`` (a long name is
+  shortened with a hash so the bucket name stays within S3's 63 characters; SSE,
+  public access blocked, TLS only, ``executions/`` deleted after 7 days);
 * the queue ``ceap-workflow-{name}-queue`` (600 s visibility, SSE) with the
   dead-letter queue ``ceap-workflow-{name}-dlq`` (14 days, after 3 receives);
 * an EventBridge Pipe from the queue to the state machine (batch size 1;
   REQUEST_RESPONSE for Express, FIRE_AND_FORGET for Standard) whose
   ``InputTemplate`` makes the execution input the message body's JSON object;
 * one Lambda per stage ``CeapWorkflow-{name}-{Stage}Lambda`` (the shared code
-  package, ``adapters.aws.handler.handler``), each with its log group;
+  package, ``adapters.aws.handler.handler``, runtime python3.12 by default), each
+  with its log group and its own role: it reads the previous stage's
+  ``executions/*/{prev}/`` (ETL: ``inputs/``) and writes its own ``executions/*/{stage}/``;
+  only Store and Reactive may use the candidates table;
 * the state machine ``Ceap-{name}-Workflow`` whose definition is the builder's
   ASL (ARNs and names through DefinitionSubstitutions), logging level ALL to
   ``/aws/stepfunctions/Ceap-{name}-Workflow``, X-Ray tracing on;
 * for Standard workflows the Glue job ``ceap-workflow-{name}-heavy-etl``;
-* the DynamoDB candidates table; least-privilege IAM roles.
+* the DynamoDB candidates table; least-privilege IAM roles;
+* CloudWatch alarms (DLQ depth, failed and timed-out executions, each function's
+  errors and throttles) and, with ``alarm_email``, an SNS topic mailing them.
 
 The code locations are stack parameters (``ArtifactsBucket``,
 ``LambdaCodeKey``, ``GlueScriptKey``), so synthesis needs no AWS call and a
@@ -32,7 +38,6 @@ Example::
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,10 +52,26 @@ from ceap_engine.pipeline import (
     substitution_keys,
 )
 from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
-from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
+from ceap_engine.pipeline.names import (
+    glue_job_name,
+    kebab,
+    lambda_function_name,
+    state_machine_name,
+    workflow_bucket_name,
+    workflow_bucket_prefix,
+)
 from ceap_engine.pipeline.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
 
-from .cfn import LOG_DELIVERY_WILDCARD, XRAY_WILDCARD, allow, arn, assume, getatt, policy, ref, sub
+from .alarms import alarm_resources
+from .cfn import allow, arn, assume, getatt, logical_id, policy, ref, sub
+from .iam import (
+    BUCKET_ARN,
+    CANDIDATE_STAGES,
+    has_distributed_map,
+    machine_role_statements,
+    stage_role_statements,
+    with_stage_sids,
+)
 from .schema import candidate_table_schema
 
 __all__ = [
@@ -60,13 +81,18 @@ __all__ = [
     "resource_names",
     "stack_name",
     "synthesize",
+    "has_distributed_map",
+    "machine_role_statements",
+    "stage_role_statements",
     "template_body",
     "validate_workflow_name",
+    "workflow_bucket_name",
     "workflow_spec",
 ]
 
 HANDLER = "adapters.aws.handler.handler"
-RUNTIME = "python3.11"
+DEFAULT_RUNTIME = "python3.12"
+RUNTIMES = ("python3.12", "python3.13", "python3.11")
 PIPE_INPUT_TEMPLATE = "<$.body>"
 WorkflowType = Literal["express", "standard"]
 
@@ -103,7 +129,7 @@ def stack_name(spec: WorkflowSpec) -> str:
 
 @dataclass(frozen=True)
 class ResourceNames:
-    """The physical names the template gives (the bucket also gets the account id on AWS)."""
+    """The physical names the template gives (the bucket also gets the account id and region on AWS)."""
 
     bucket_prefix: str
     queue: str
@@ -113,14 +139,14 @@ class ResourceNames:
     state_machine: str
     state_machine_log_group: str
 
-    def bucket(self, account: str) -> str:
-        return f"{self.bucket_prefix}-{account}"
+    def bucket(self, account: str, region: str) -> str:
+        return f"{self.bucket_prefix}-{account}-{region}"
 
 
 def resource_names(spec: WorkflowSpec) -> ResourceNames:
     name = spec.name
     return ResourceNames(
-        bucket_prefix=f"ceap-workflow-{name}",
+        bucket_prefix=workflow_bucket_prefix(spec),
         queue=f"ceap-workflow-{name}-queue",
         dlq=f"ceap-workflow-{name}-dlq",
         table=f"ceap-workflow-{name}-candidates",
@@ -137,11 +163,13 @@ class TemplateOptions:
     log_execution_data: bool = True
     arch: Literal["x86_64", "arm64"] = "x86_64"
     log_retention_days: int = 30
+    runtime: str = DEFAULT_RUNTIME
+    alarm_email: str | None = None
 
-
-def logical_id(stage: StageSpec, suffix: str) -> str:
-    """``ETLLambda``, ``ETLLogGroup``, ``HeavyETLJob`` ..."""
-    return f"{re.sub(r'[^A-Za-z0-9]', '', stage.name)}{suffix}"
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise InputError([Problem("/runtime", f"Lambda runtime {self.runtime!r} must be one of {', '.join(RUNTIMES)}")],
+                             "argument")
 
 
 def _validated_definition(spec: WorkflowSpec) -> dict[str, Any]:
@@ -179,10 +207,7 @@ class _Synthesis:
         return self.spec.type == "express"
 
 
-_BUCKET_ARN = getatt("WorkflowBucket", "Arn")
-_BUCKET_OBJECTS = sub("${WorkflowBucket.Arn}/*")
-_EXECUTIONS_OBJECTS = sub("${WorkflowBucket.Arn}/executions/*")
-_TABLE_ARNS = [getatt("CandidatesTable", "Arn"), sub("${CandidatesTable.Arn}/index/*")]
+_BUCKET_OBJECTS = sub("${WorkflowBucket.Arn}/*")  # only the TLS-only bucket policy names every object
 
 
 def _parameters(s: _Synthesis) -> dict[str, Any]:
@@ -201,7 +226,7 @@ def _bucket_resources(s: _Synthesis) -> dict[str, Any]:
         "WorkflowBucket": {
             "Type": "AWS::S3::Bucket",
             "Properties": {
-                "BucketName": sub(f"{s.names.bucket_prefix}-${{AWS::AccountId}}"),
+                "BucketName": sub(f"{s.names.bucket_prefix}-${{AWS::AccountId}}-${{AWS::Region}}"),
                 "BucketEncryption": {"ServerSideEncryptionConfiguration": [
                     {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
                 "PublicAccessBlockConfiguration": {
@@ -219,7 +244,7 @@ def _bucket_resources(s: _Synthesis) -> dict[str, Any]:
                 "Bucket": ref("WorkflowBucket"),
                 "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
                     "Sid": "DenyRequestsWithoutTLS", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                    "Resource": [_BUCKET_ARN, _BUCKET_OBJECTS],
+                    "Resource": [BUCKET_ARN, _BUCKET_OBJECTS],
                     "Condition": {"Bool": {"aws:SecureTransport": "false"}},
                 }]},
             },
@@ -263,38 +288,27 @@ def _table_resources(s: _Synthesis) -> dict[str, Any]:
 
 
 def _stage_function_resources(s: _Synthesis) -> dict[str, Any]:
-    """The stage role and, per Lambda stage, its log group and function."""
+    """Per Lambda stage: its role (scoped to what it reads and writes), its log group and its function."""
     spec, options = s.spec, s.options
-    resources: dict[str, Any] = {
-        "StageRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": sub(f"ceap-{spec.name}-stages-${{AWS::Region}}"),
-                "Description": f"ceap workflow {spec.name}: the stage Lambdas",
-                "AssumeRolePolicyDocument": assume("lambda.amazonaws.com"),
-                "Policies": [policy("ceap-stages", [
-                    # Reads: the previous stage's output and the source files (kept in this bucket, under inputs/).
-                    allow("ReadWorkflowObjects", ["s3:GetObject"], [_BUCKET_OBJECTS]),
-                    # ListBucket makes S3 answer 404 (not 403) for an absent key, so a missing output reads as missing.
-                    allow("ListWorkflowBucket", ["s3:ListBucket"], [_BUCKET_ARN]),
-                    allow("WriteStageOutputs", ["s3:PutObject"], [_EXECUTIONS_OBJECTS]),
-                    allow("UseCandidateTable",
-                          ["dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"],
-                          _TABLE_ARNS),
-                    allow("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
-                          [getatt(logical_id(st, "LogGroup"), "Arn") for st in s.lambda_stages]),
-                    XRAY_WILDCARD,
-                ])],
-            },
-        },
-    }
+    resources: dict[str, Any] = {}
     for stage in s.lambda_stages:
         function_name = lambda_function_name(spec, stage)
+        resources[logical_id(stage, "Role")] = {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": sub(f"ceap-{spec.name}-{kebab(stage.name)}-${{AWS::Region}}"),
+                "Description": f"ceap workflow {spec.name}: stage {stage.name}",
+                "AssumeRolePolicyDocument": assume("lambda.amazonaws.com"),
+                "Policies": [policy(f"ceap-stage-{kebab(stage.name)}", stage_role_statements(spec, stage))],
+            },
+        }
         resources[logical_id(stage, "LogGroup")] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {"LogGroupName": f"/aws/lambda/{function_name}", "RetentionInDays": options.log_retention_days},
         }
-        variables = {"CEAP_STAGE_FUNCTION": stage.function, "CEAP_CANDIDATE_TABLE": ref("CandidatesTable")}
+        variables: dict[str, Any] = {"CEAP_STAGE_FUNCTION": stage.function}
+        if stage.name in CANDIDATE_STAGES:
+            variables["CEAP_CANDIDATE_TABLE"] = ref("CandidatesTable")
         if stage.config:
             variables["CEAP_STAGE_CONFIG"] = json.dumps(stage.config, sort_keys=True, separators=(",", ":"))
         resources[logical_id(stage, "Lambda")] = {
@@ -304,13 +318,13 @@ def _stage_function_resources(s: _Synthesis) -> dict[str, Any]:
             "Properties": {
                 "FunctionName": function_name,
                 "Description": f"ceap workflow {spec.name}: stage {stage.name} ({stage.function})",
-                "Runtime": RUNTIME,
+                "Runtime": options.runtime,
                 "Architectures": [options.arch],
                 "Handler": HANDLER,
                 "Code": {"S3Bucket": ref("ArtifactsBucket"), "S3Key": ref("LambdaCodeKey")},
                 "MemorySize": stage.memory_mb,
                 "Timeout": stage.timeout_seconds,
-                "Role": getatt("StageRole", "Arn"),
+                "Role": getatt(logical_id(stage, "Role"), "Arn"),
                 "Environment": {"Variables": variables},
                 "TracingConfig": {"Mode": "Active"},
             },
@@ -332,9 +346,7 @@ def _glue_resources(s: _Synthesis) -> dict[str, Any]:
                 "AssumeRolePolicyDocument": assume("glue.amazonaws.com"),
                 "Policies": [policy("ceap-glue", [
                     allow("ReadJobScript", ["s3:GetObject"], [sub("arn:${AWS::Partition}:s3:::${ArtifactsBucket}/ceap/glue/*")]),
-                    allow("ReadWorkflowObjects", ["s3:GetObject"], [_BUCKET_OBJECTS]),
-                    allow("ListWorkflowBucket", ["s3:ListBucket"], [_BUCKET_ARN]),
-                    allow("WriteStageOutput", ["s3:PutObject"], [_EXECUTIONS_OBJECTS]),
+                    *(st for stage in s.glue_stages for st in with_stage_sids(stage_role_statements(spec, stage), stage)),
                     # Glue writes driver and executor logs to its fixed /aws-glue/ log groups.
                     allow("WriteGlueLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
                           [arn("logs", "log-group:/aws-glue/*")]),
@@ -368,20 +380,7 @@ def _glue_resources(s: _Synthesis) -> dict[str, Any]:
 def _state_machine_resources(s: _Synthesis, definition: dict[str, Any]) -> dict[str, Any]:
     """The state machine with its role and log group; the ASL's placeholders filled by DefinitionSubstitutions."""
     spec, names = s.spec, s.names
-    statements = [
-        allow("InvokeStageFunctions", ["lambda:InvokeFunction"],
-              [r for st in s.lambda_stages for r in (getatt(logical_id(st, "Lambda"), "Arn"),
-                                                       sub(f"${{{logical_id(st, 'Lambda')}.Arn}}:*"))]),
-        # RecordFailure writes executions/{id}/failure.json with aws-sdk:s3:putObject.
-        allow("RecordFailures", ["s3:PutObject"], [_EXECUTIONS_OBJECTS]),
-        LOG_DELIVERY_WILDCARD,
-        XRAY_WILDCARD,
-    ]
-    if s.glue_stages:
-        statements.insert(1, allow(
-            "RunGlueJobs", ["glue:StartJobRun", "glue:GetJobRun", "glue:GetJobRuns", "glue:BatchStopJobRun"],
-            [arn("glue", f"job/{glue_job_name(spec, st)}") for st in s.glue_stages],
-        ))
+    statements = machine_role_statements(spec, definition)
     substitutions: dict[str, Any] = {BUCKET_PLACEHOLDER: ref("WorkflowBucket")}
     for stage in spec.stages:
         substitutions[function_placeholder(stage)] = (
@@ -486,6 +485,7 @@ def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> di
         **_glue_resources(s),
         **_state_machine_resources(s, definition),
         **_pipe_resources(s),
+        **alarm_resources(spec, dlq_name=s.names.dlq, alarm_email=s.options.alarm_email),
     }
     for resource in resources.values():
         if resource["Type"] in _STATEFUL:

@@ -17,7 +17,6 @@ from .frame import Frame
 from .jsonpath import PathNotFound
 from .payload import RuntimeFailure, ValuePath, to_json
 
-
 __all__ = ["COMPARISONS", "Predicate", "compile_rule", "parse_timestamp"]
 
 Predicate = Callable[[Any, "Frame"], bool]

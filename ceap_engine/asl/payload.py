@@ -18,7 +18,6 @@ from .frame import Frame
 from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from .jsonpath import InvalidPath, PathNotFound, compile_path
 
-
 __all__ = ["RuntimeFailure", "Template", "ValuePath", "compile_dynamic", "compile_template", "to_json",
            "PAYLOAD_LIMIT_BYTES", "data_limit_cause", "payload_size"]
 

@@ -50,6 +50,20 @@ class Arch(str, Enum):
     arm64 = "arm64"
 
 
+class Runtime(str, Enum):
+    python312 = "python3.12"
+    python313 = "python3.13"
+    python311 = "python3.11"
+
+
+RuntimeOption = Annotated[
+    Runtime, typer.Option("--runtime", help="Lambda runtime of the stages (python3.11 is deprecated on 2027-06-30)")
+]
+AlarmEmailOption = Annotated[
+    str | None, typer.Option("--alarm-email", help="Mail the workflow's CloudWatch alarms here (an SNS topic; AWS asks to confirm)")
+]
+
+
 NameOption = Annotated[str, typer.Option("-n", "--name", help="Workflow name: ^[a-z][a-z0-9-]{0,29}$")]
 TypeOption = Annotated[WorkflowType, typer.Option("-t", "--type", help="express (realtime) or standard (batch, with Glue)")]
 RegionOption = Annotated[str | None, typer.Option("--region", help="AWS region (default: AWS_REGION or the profile's)")]
@@ -102,18 +116,32 @@ def _spec(name: str, workflow_type: str) -> Any:
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+def _template_options(log_execution_data: bool, arch: str, runtime: str, alarm_email: str | None) -> Any:
+    from adapters.aws.template import TemplateOptions
+
+    try:
+        return TemplateOptions(log_execution_data=log_execution_data, arch=arch, runtime=runtime,  # type: ignore[arg-type]
+                               alarm_email=alarm_email)
+    except ValidationFailed as exc:
+        emit_problems(exc, "text")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
 def synth(
     name: NameOption,
     workflow_type: TypeOption = WorkflowType.express,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the template here instead of stdout")] = None,
     log_execution_data: LogDataOption = True,
     arch: Annotated[Arch, typer.Option("--arch", help="Lambda architecture")] = Arch.x86_64,
+    runtime: RuntimeOption = Runtime.python312,
+    alarm_email: AlarmEmailOption = None,
 ) -> None:
     """Print the CloudFormation template of a workflow (no AWS call)."""
-    from adapters.aws.template import TemplateOptions, synthesize, template_body
+    from adapters.aws.template import synthesize, template_body
 
     spec = _spec(name, workflow_type.value)
-    body = template_body(synthesize(spec, TemplateOptions(log_execution_data=log_execution_data, arch=arch.value)))
+    options = _template_options(log_execution_data, arch.value, runtime.value, alarm_email)
+    body = template_body(synthesize(spec, options))
     if output is None:
         typer.echo(body)
     else:
@@ -134,17 +162,26 @@ def deploy(
     artifacts_bucket: Annotated[str | None, typer.Option("--artifacts-bucket", help="Default: ceap-artifacts-{account}-{region}")] = None,
     build_dir: Annotated[Path, typer.Option("--build-dir", help="Where the code package is built")] = Path(".ceap/build"),
     log_execution_data: LogDataOption = True,
+    runtime: RuntimeOption = Runtime.python312,
+    alarm_email: AlarmEmailOption = None,
+    no_execute: Annotated[bool, typer.Option("--no-execute", help="Create and show the change set, keep it for review, execute nothing")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Execute the change set without asking (asked only on a terminal)")] = False,
 ) -> None:
-    """Deploy a workflow: package, upload, create a change set, show it, execute it, wait, print the outputs."""
+    """Deploy a workflow: package, upload, create a change set, show it, execute it, wait, print the outputs.
+
+    On a terminal the change set is executed only after you say yes (--yes skips the question).
+    """
+    import sys
+
     from adapters.aws.deploy import (
         DeployRequest,
         execute_deploy,
         plan_deploy,
         preview_change_set,
+        resources_to_create,
     )
     from adapters.aws.packaging import LambdaBuild
     from adapters.aws.session import AwsClients
-    from adapters.aws.template import TemplateOptions
 
     spec = _spec(name, workflow_type.value)
     if wheelhouse is not None and not wheelhouse.is_dir():
@@ -152,31 +189,50 @@ def deploy(
         raise typer.Exit(EXIT_BAD_INPUT)
     for warning in express_duration_warnings(spec):
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if runtime is Runtime.python311:
+        err_console.print("[yellow]warning:[/] Lambda's python3.11 runtime runs on Amazon Linux 2 and is deprecated "
+                          "on 2027-06-30; python3.12 (the default) runs on Amazon Linux 2023")
     request = DeployRequest(
         build_dir=build_dir,
-        build=LambdaBuild(arch=arch.value, wheelhouse=wheelhouse),
-        options=TemplateOptions(log_execution_data=log_execution_data, arch=arch.value),
+        build=LambdaBuild(arch=arch.value, wheelhouse=wheelhouse, python=runtime.value.removeprefix("python")),
+        options=_template_options(log_execution_data, arch.value, runtime.value, alarm_email),
         artifacts_bucket=artifacts_bucket,
     )
+    # Ask only a person: scripts and CI (no terminal) get the old behaviour, --yes skips the question.
+    ask = not (yes or dry_run or no_execute) and sys.stdin.isatty()
+
+    def confirm(changes: list[str]) -> bool:
+        return typer.confirm(f"Execute this change set ({len(changes)} change(s))?", default=False)
 
     async def work() -> int:
         async with AwsClients(_settings(region, profile, endpoint_url)) as aws:
-            plan = await plan_deploy(aws, spec, request)
+            plan = await plan_deploy(aws, spec, request, report=lambda line: err_console.print(escape(line)))
             for line in plan.describe():
-                console.print(line)
+                console.print(escape(line))
             if dry_run:
-                changes = await preview_change_set(aws, plan)
-                if changes is None:
-                    console.print("dry run: the stack does not exist yet; a deploy would create every resource of "
-                                  "`ceap synth`")
-                elif not changes:
-                    console.print("dry run: the change set has no changes")
-                else:
-                    console.print("dry run: the change set (deleted again) would do:")
-                    for line in changes:
+                step = plan.stack
+                if step.unchanged:
+                    console.print("dry run: no change - the stack has this template and these parameters already")
+                elif step.change_set_type == "CREATE":
+                    console.print(f"dry run: the stack {step.stack} does not exist yet; a deploy would create:")
+                    for line in resources_to_create(plan):
                         console.print(f"  {escape(line)}")
+                else:
+                    changes = await preview_change_set(aws, plan)
+                    if not changes:
+                        console.print("dry run: the change set has no changes")
+                    else:
+                        console.print("dry run: the change set (deleted again) would do:")
+                        for line in changes:
+                            console.print(f"  {escape(line)}")
+                return EXIT_FAILED if plan.blockers else EXIT_OK
+            result = await execute_deploy(aws, plan, report=lambda line: console.print(escape(line)),
+                                          execute=not no_execute, confirm=confirm if ask else None)
+            if result.status == "CHANGE_SET_CREATED":
+                console.print(f"[bold]{result.stack}: change set created, not executed[/] ({result.change_set})")
                 return EXIT_OK
-            result = await execute_deploy(aws, plan, report=console.print)
+            if result.status == "DECLINED":
+                return EXIT_FAILED
             console.print(f"[bold green]{result.stack}: {result.status}[/]" + ("" if result.changed else " (no change)"))
             for key, value in sorted(result.outputs.items()):
                 console.print(f"  {key}: {value}")
@@ -247,7 +303,7 @@ def status(
             console.print("  none")
         for e in state.executions:
             error = f"  {e['error']}: {e.get('cause') or ''}" if e.get("error") else ""
-            console.print(f"  {e['startDate'] or '?'}  {e['status']:<10} {e['name']}{error}")
+            console.print(f"  {e.get('startDate') or '?'}  {e.get('status', '?'):<10} {e.get('name') or '?'}{error}")
         return EXIT_OK
 
     raise typer.Exit(_run(work, format.value))
@@ -284,11 +340,14 @@ def run_remote(
     region: str | None = None,
     profile: str | None = None,
     endpoint_url: str | None = None,
+    execution_name: str | None = None,
+    timeout: float = 1800,
 ) -> int:
     """``ceap run --target aws``: start an execution of a deployed workflow and report its end; returns the exit code.
 
     Express workflows run synchronously (StartSyncExecution); Standard ones are
-    started and followed state by state until they end.
+    started and followed state by state until they end, or for ``timeout`` seconds
+    (then the execution goes on, and the message says where to follow it).
     """
     from adapters.aws.deploy import run_workflow
     from adapters.aws.session import AwsClients
@@ -306,7 +365,8 @@ def run_remote(
         spec_name = _spec(name, "express").name
         body = _aws_payload(payload)
         async with AwsClients(_settings(region, profile, endpoint_url)) as aws:
-            execution = await run_workflow(aws, spec_name, body, on_event=on_event)
+            execution = await run_workflow(aws, spec_name, body, on_event=on_event, name=execution_name,
+                                           timeout_seconds=timeout)
         if format == "json":
             print_json({"schemaVersion": 1, "workflow": spec_name, "target": "aws", "executionArn": execution.arn,
                         "executionId": execution.name, "status": execution.status, "output": execution.output,
@@ -314,6 +374,10 @@ def run_remote(
         else:
             colour = "green" if execution.status == "SUCCEEDED" else "red"
             console.print(f"[bold {colour}]{execution.status}[/] {execution.arn}")
+            if execution.status == "RUNNING":
+                console.print(f"  still running after {timeout:.0f} s (--timeout); it goes on: follow it with "
+                              f"`ceap status -n {spec_name}` or `aws stepfunctions describe-execution --execution-arn "
+                              f"{execution.arn}`")
             if execution.error:
                 console.print(f"  {escape(str(execution.error))}: {escape(str(execution.cause))}")
             stages = (execution.output or {}).get("stages") if isinstance(execution.output, dict) else None

@@ -179,6 +179,7 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the execution's report page (FILE.html: graph, timeline, counts, history)")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="With --target aws: seconds to follow a Standard execution before leaving it running")] = 1800,
 ) -> None:
     """Run the CEAP pipeline: locally on the ASL interpreter (default), or on a deployed AWS workflow.
 
@@ -189,7 +190,7 @@ def run(
 
         remote = aws_cli.needs_aws_sdk(aws_cli.run_remote)
         raise typer.Exit(remote(payload, name=name, format=format.value, region=region, profile=profile,
-                                endpoint_url=endpoint_url))
+                                endpoint_url=endpoint_url, execution_name=execution_name, timeout=timeout))
     try:
         spec = builtin(workflow.value)
         body = check_payload(spec, read_payload(payload), payload)

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import DefinitionError
 from ..asl.definition import validate_definition
+from ..errors import DefinitionError
 
 __all__ = ["StateGroup", "StateNode", "Transition", "WorkflowGraph", "choice_label", "workflow_graph"]
 

@@ -32,9 +32,9 @@ import asyncio
 import base64
 import hashlib
 import json
-import uuid
 import re
 import struct
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any

@@ -22,7 +22,6 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
-from adapters.aws.packaging import LambdaBuild, dependency_pins, fetch_wheels
 from ceap_engine.cli.app import app
 from ceap_engine.pipeline import REALTIME, build_definition, function_placeholder, substitute
 from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
@@ -31,14 +30,6 @@ from .moto import queue_lambda_results
 
 pytestmark = pytest.mark.moto
 ACCOUNT, REGION = "123456789012", "us-east-1"
-
-
-@pytest.fixture(scope="session")
-def lambda_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Lambda-platform (manylinux2014_x86_64, CPython 3.11) wheels, fetched from the index once per session."""
-    folder = tmp_path_factory.mktemp("lambda-wheels")
-    fetch_wheels(dependency_pins(), LambdaBuild(), folder)
-    return folder
 
 
 def aws(moto_endpoint: str, service: str) -> Any:
@@ -79,7 +70,7 @@ def test_deploy_reaches_create_complete_and_prints_the_outputs(express: tuple[De
     assert first.exit_code == 0, first.output
     assert "change set for ceap-workflow-" in first.output and "Add     Lambda::Function ETLLambda" in first.output
     assert f"ceap-workflow-{deployment.name}: CREATE_COMPLETE" in first.output
-    assert f"WorkflowBucket: ceap-workflow-{deployment.name}-{ACCOUNT}" in first.output
+    assert f"WorkflowBucket: ceap-workflow-{deployment.name}-{ACCOUNT}-{REGION}" in first.output
     assert f"StateMachineArn: arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:Ceap-{deployment.name}-Workflow" in first.output
 
 
@@ -91,7 +82,7 @@ def test_the_resources_are_there_with_the_code_package_from_the_artifacts_bucket
     [package] = [o["Key"] for o in aws(endpoint, "s3").list_objects_v2(Bucket=artifacts, Prefix="ceap/lambda/")["Contents"]
                  if o["Key"] in _uploaded_keys(deployment)]
     etl = aws(endpoint, "lambda").get_function(FunctionName=f"CeapWorkflow-{name}-ETLLambda")["Configuration"]
-    assert (etl["Handler"], etl["Runtime"], etl["MemorySize"], etl["Timeout"]) == ("adapters.aws.handler.handler", "python3.11", 1024, 300)
+    assert (etl["Handler"], etl["Runtime"], etl["MemorySize"], etl["Timeout"]) == ("adapters.aws.handler.handler", "python3.12", 1024, 300)
     assert etl["Environment"]["Variables"]["CEAP_STAGE_FUNCTION"] == "stages.etl:run"
     assert package.startswith("ceap/lambda/") and package.endswith(".zip")
     sqs = aws(endpoint, "sqs")
@@ -99,7 +90,7 @@ def test_the_resources_are_there_with_the_code_package_from_the_artifacts_bucket
                                      AttributeNames=["All"])["Attributes"]
     assert queue["VisibilityTimeout"] == "600"
     assert json.loads(queue["RedrivePolicy"])["maxReceiveCount"] == 3
-    aws(endpoint, "s3").head_bucket(Bucket=f"ceap-workflow-{name}-{ACCOUNT}")
+    aws(endpoint, "s3").head_bucket(Bucket=f"ceap-workflow-{name}-{ACCOUNT}-{REGION}")
     table = aws(endpoint, "dynamodb").describe_table(TableName=f"ceap-workflow-{name}-candidates")["Table"]
     assert table["GlobalSecondaryIndexes"][0]["IndexName"] == "ByProgramRank"
     groups = aws(endpoint, "logs").describe_log_groups(logGroupNamePrefix=f"/aws/stepfunctions/Ceap-{name}-Workflow")
@@ -141,6 +132,63 @@ def test_a_dry_run_prints_the_plan_and_the_change_set_and_changes_nothing(expres
     pending = [c for c in cfn.list_change_sets(StackName=stack)["Summaries"]
                if c.get("StackName") == stack and c.get("ExecutionStatus") == "AVAILABLE"]
     assert pending == []
+
+
+def test_a_dry_run_of_an_unchanged_stack_says_no_change_not_does_not_exist(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+
+    dry = deployment.deploy("--dry-run")
+
+    assert dry.exit_code == 0, dry.output
+    assert "dry run: no change" in dry.output
+    assert "does not exist" not in dry.output
+
+
+def test_a_type_switch_is_flagged_in_the_plan_and_refused_before_anything_changes(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+    stack = f"ceap-workflow-{deployment.name}"
+
+    dry = deployment.deploy("--dry-run", workflow_type="standard")
+    real = deployment.deploy(workflow_type="standard")
+
+    assert dry.exit_code == 1, dry.output
+    assert "the workflow type changes from EXPRESS to STANDARD" in dry.output
+    assert "blocked:" in dry.output and f"ceap destroy -n {deployment.name}" in dry.output
+    assert real.exit_code == 1 and "nothing was changed" in real.output
+    described = aws(deployment.endpoint, "cloudformation").describe_stacks(StackName=stack)["Stacks"][0]
+    assert described["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_no_execute_creates_and_shows_the_change_set_and_keeps_it_for_review(express: tuple[Deployment, Any]) -> None:
+    deployment, _ = express
+    cfn = aws(deployment.endpoint, "cloudformation")
+    stack = f"ceap-workflow-{deployment.name}"
+
+    kept = deployment.deploy("--no-log-execution-data", "--no-execute")
+    plan_after = deployment.deploy("--dry-run")
+
+    assert kept.exit_code == 0, kept.output
+    assert "Modify  StepFunctions::StateMachine StateMachine" in kept.output
+    assert "change set created, not executed" in kept.output
+    [pending] = [c for c in cfn.list_change_sets(StackName=stack)["Summaries"] if c.get("ExecutionStatus") == "AVAILABLE"]
+    assert pending["ChangeSetId"] in kept.output
+    body = cfn.get_template(StackName=stack)["TemplateBody"]
+    template = json.loads(body) if isinstance(body, str) else body
+    assert template["Resources"]["StateMachine"]["Properties"]["LoggingConfiguration"]["IncludeExecutionData"] is True
+    assert f"change sets waiting for review: {pending['ChangeSetName']}" in plan_after.output
+    cfn.delete_change_set(ChangeSetName=pending["ChangeSetId"], StackName=stack)
+
+
+def test_run_right_after_a_moto_deploy_names_motos_limit_instead_of_saying_deploy_it(
+    express: tuple[Deployment, Any], tmp_path: Path
+) -> None:
+    deployment, _ = express
+
+    result = ceap("run", "--target", "aws", "-n", deployment.name, "--endpoint-url", deployment.endpoint,
+                  str(_payload(tmp_path, "b-any")))
+
+    assert result.exit_code == 1
+    assert "a known moto limit" in result.output and "deploy it with" not in result.output
 
 
 def test_moto_cloudformation_skips_pipes_glue_jobs_and_bucket_policies(express: tuple[Deployment, Any]) -> None:
@@ -194,7 +242,7 @@ def test_send_puts_the_payload_on_the_workflows_queue(express: tuple[Deployment,
     deployment, _ = express
     payload = {"programId": "review-solicitation", "marketplace": "US",
                "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
-               "source": f"s3://ceap-workflow-{deployment.name}-{ACCOUNT}/inputs/orders.jsonl"}
+               "source": f"s3://ceap-workflow-{deployment.name}-{ACCOUNT}-{REGION}/inputs/orders.jsonl"}
     path = tmp_path / "payload.json"
     path.write_text(json.dumps(payload))
 
@@ -232,7 +280,7 @@ def test_destroy_asks_first_and_does_nothing_on_no(express: tuple[Deployment, An
 def test_destroy_removes_the_stack_and_says_what_it_removed(express: tuple[Deployment, Any]) -> None:
     deployment, _ = express
     s3 = aws(deployment.endpoint, "s3")
-    bucket = f"ceap-workflow-{deployment.name}-{ACCOUNT}"
+    bucket = f"ceap-workflow-{deployment.name}-{ACCOUNT}-{REGION}"
     s3.put_object(Bucket=bucket, Key="executions/e-1/ETL/output.json", Body=b"{}")
 
     gone = deployment.cli("destroy", "--yes")
@@ -273,7 +321,7 @@ def test_a_bad_name_is_refused_before_anything_is_created(moto_endpoint: str, la
     assert refused.exit_code == 2
     assert "workflow name 'Bad_Name'" in refused.output
     assert aws(moto_endpoint, "cloudformation").list_stacks()["StackSummaries"] == stacks_before
-    assert not (tmp_path / "ceap-lambda-x86_64.zip").exists()
+    assert not (tmp_path / "ceap-lambda-python3.12-x86_64.zip").exists()
 
 
 def _machine_through_the_api(endpoint: str, name: str, machine_type: str) -> None:
@@ -286,7 +334,7 @@ def _machine_through_the_api(endpoint: str, name: str, machine_type: str) -> Non
     code = io.BytesIO()
     with zipfile.ZipFile(code, "w") as archive:
         archive.writestr("x.py", "")
-    values = {BUCKET_PLACEHOLDER: f"ceap-workflow-{name}-{ACCOUNT}"}
+    values = {BUCKET_PLACEHOLDER: f"ceap-workflow-{name}-{ACCOUNT}-{REGION}"}
     for stage in REALTIME.stages:
         values[function_placeholder(stage)] = lam.create_function(
             FunctionName=f"CeapWorkflow-{name}-{stage.name}Lambda", Runtime="python3.11", Role=role,
@@ -346,3 +394,138 @@ def test_run_target_aws_on_a_workflow_never_deployed_says_to_deploy(
 
     assert result.exit_code == 1
     assert "ceap deploy --target aws -n never-deployed" in result.output
+
+
+def test_a_dry_run_of_a_new_stack_lists_what_it_would_create_and_creates_nothing(
+    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+) -> None:
+    deployment = Deployment(moto_endpoint, f"new-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path)
+
+    dry = deployment.deploy("--dry-run")
+
+    assert dry.exit_code == 0, dry.output
+    assert "does not exist; create it through a change set" in dry.output
+    assert "a deploy would create:" in dry.output and "Add     Lambda::Function ETLLambda" in dry.output
+    assert "Add     CloudWatch::Alarm DeadLetterQueueAlarm" in dry.output
+    with pytest.raises(Exception, match="does not exist"):
+        aws(moto_endpoint, "cloudformation").describe_stacks(StackName=f"ceap-workflow-{deployment.name}")
+
+
+def test_names_taken_outside_the_stack_are_found_in_the_plan_and_nothing_is_created(
+    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+) -> None:
+    # What a stack of the original platform leaves in the account: same queue and table names.
+    name = f"clash-{uuid.uuid4().hex[:6]}"
+    aws(moto_endpoint, "sqs").create_queue(QueueName=f"ceap-workflow-{name}-queue")
+    aws(moto_endpoint, "dynamodb").create_table(
+        TableName=f"ceap-workflow-{name}-candidates", BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    deployment = Deployment(moto_endpoint, name, lambda_wheelhouse, tmp_path)
+
+    dry = deployment.deploy("--dry-run")
+    real = deployment.deploy()
+
+    assert dry.exit_code == 1 and "blocked:" in dry.output
+    for output in (dry.output, real.output):
+        assert f"SQS::Queue ceap-workflow-{name}-queue" in " ".join(output.split())
+        assert f"DynamoDB::Table ceap-workflow-{name}-candidates" in " ".join(output.split())
+    assert real.exit_code == 1 and "nothing was changed" in real.output
+    with pytest.raises(Exception, match="does not exist"):
+        aws(moto_endpoint, "cloudformation").describe_stacks(StackName=f"ceap-workflow-{name}")
+
+
+def test_a_stack_left_review_in_progress_is_created_through_a_new_change_set(
+    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+) -> None:
+    name = f"rev-{uuid.uuid4().hex[:6]}"
+    stack = f"ceap-workflow-{name}"
+    cfn = aws(moto_endpoint, "cloudformation")
+    # A first change set created and never executed leaves the stack REVIEW_IN_PROGRESS, without resources.
+    cfn.create_change_set(StackName=stack, ChangeSetName="abandoned", ChangeSetType="CREATE",
+                          TemplateBody=json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}))
+    assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "REVIEW_IN_PROGRESS"
+    deployment = Deployment(moto_endpoint, name, lambda_wheelhouse, tmp_path)
+
+    dry = deployment.deploy("--dry-run")
+    real = deployment.deploy()
+
+    assert dry.exit_code == 0, dry.output
+    assert "REVIEW_IN_PROGRESS (its first change set was never executed, or failed)" in dry.output
+    assert "another operation is running" not in real.output
+    assert real.exit_code == 0, real.output
+    assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_the_same_workflow_name_deploys_to_a_second_region(moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path) -> None:
+    deployment = Deployment(moto_endpoint, f"mr-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path)
+
+    first = deployment.deploy("--region", "us-east-1")
+    second = deployment.deploy("--region", "eu-west-1")
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    buckets = {b["Name"] for b in aws(moto_endpoint, "s3").list_buckets()["Buckets"]}
+    assert {f"ceap-workflow-{deployment.name}-{ACCOUNT}-us-east-1", f"ceap-workflow-{deployment.name}-{ACCOUNT}-eu-west-1"} <= buckets
+
+
+def test_an_interactive_deploy_asks_before_executing_the_change_set(
+    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+) -> None:
+    """Through the real `ceap` entry point on a terminal (a pty): "n" deletes the change set and creates nothing."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    name = f"ask-{uuid.uuid4().hex[:6]}"
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ceap"), "deploy", "--target", "aws", "-n", name, "--endpoint-url",
+         moto_endpoint, "--wheelhouse", str(lambda_wheelhouse), "--build-dir", str(tmp_path)],
+        stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    os.close(secondary)
+    os.write(primary, b"n\n")  # typed ahead: read when the question comes
+    output, _ = process.communicate(timeout=300)
+    os.close(primary)
+    text = output.decode()
+
+    assert "Execute this change set" in text, text
+    assert "not executed; the change set was deleted" in text
+    assert process.returncode == 1
+    with pytest.raises(Exception, match="does not exist"):
+        aws(moto_endpoint, "cloudformation").describe_stacks(StackName=f"ceap-workflow-{name}")
+
+
+def test_run_target_aws_passes_the_execution_name(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"named-{uuid.uuid4().hex[:6]}"
+    _machine_through_the_api(moto_endpoint, name, "STANDARD")
+    queue_lambda_results(moto_endpoint, [
+        {"stage": s.name, "outputKey": f"executions/x/{s.name}/output.json", "counts": {}} for s in REALTIME.stages])
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+
+    result = ceap("run", "--target", "aws", "-n", name, str(_payload(tmp_path, "b-any")), "--execution-name", "my-run-1",
+                  "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.output)
+    assert document["executionId"] == "my-run-1" and document["executionArn"].endswith(":my-run-1")
+
+
+def test_run_target_aws_leaves_a_long_standard_execution_running_after_the_timeout(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"slow-{uuid.uuid4().hex[:6]}"
+    role = aws(moto_endpoint, "iam").create_role(RoleName=f"ceap-{name}-sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    aws(moto_endpoint, "stepfunctions").create_state_machine(
+        name=f"Ceap-{name}-Workflow", roleArn=role, type="STANDARD",
+        definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+
+    result = ceap("run", "--target", "aws", "-n", name, str(_payload(tmp_path, "b-any")), "--timeout", "1")
+
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "RUNNING" in text and "still running after 1 s (--timeout); it goes on" in text
+    assert f"ceap status -n {name}" in text

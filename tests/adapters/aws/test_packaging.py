@@ -66,9 +66,9 @@ def wheelhouse(tmp_path: Path) -> Path:
         "botocore/data/dynamodb/2012-08-10/service-2.json.gz": "ddb",
         "botocore/data/ec2/2016-11-15/service-2.json.gz": "ec2",
     })
-    make_wheel(folder, "fastpkg-2.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    make_wheel(folder, "fastpkg-2.0-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
                {"fastpkg/_speedups.so": "x86 machine code"})
-    make_wheel(folder, "fastpkg-2.0-cp311-cp311-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
+    make_wheel(folder, "fastpkg-2.0-cp312-cp312-manylinux2014_aarch64.manylinux_2_17_aarch64.whl",
                {"fastpkg/_speedups.so": "arm machine code"})
     return folder
 
@@ -128,7 +128,7 @@ def test_the_package_holds_the_engine_stages_package_data_and_dependencies_only(
                      "botocore/data/ec2/2016-11-15/service-2.json.gz", "purepkg-1.0.data/scripts/purepkg-cli"]:
         assert left_out not in listed
     assert not [n for n in listed if n.endswith(".pyc")]
-    infos = zipfile.ZipFile(tmp_path / "one" / "ceap-lambda-x86_64.zip").infolist()
+    infos = zipfile.ZipFile(tmp_path / "one" / "ceap-lambda-python3.12-x86_64.zip").infolist()
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
 
 
@@ -145,7 +145,7 @@ def test_arm64_takes_the_aarch64_wheel(tmp_path: Path, source_tree: Path, wheelh
 def test_a_wheel_missing_from_the_wheelhouse_is_named_with_what_to_do(
     tmp_path: Path, source_tree: Path, wheelhouse: Path
 ) -> None:
-    (wheelhouse / "fastpkg-2.0-cp311-cp311-manylinux2014_aarch64.manylinux_2_17_aarch64.whl").unlink()
+    (wheelhouse / "fastpkg-2.0-cp312-cp312-manylinux2014_aarch64.manylinux_2_17_aarch64.whl").unlink()
 
     with pytest.raises(PackagingError, match="(?s)fastpkg.*--wheelhouse"):
         build(tmp_path, source_tree, wheelhouse, "arm", arch="arm64")
@@ -174,20 +174,31 @@ def test_the_glue_script_is_keyed_by_content_and_keeps_its_name(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
-    ("filename", "arch", "fits"),
+    ("filename", "arch", "python", "fits"),
     [
-        ("six-1.17.0-py2.py3-none-any.whl", "arm64", True),
-        ("pydantic_core-2.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "x86_64", True),
-        ("pydantic_core-2.0-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "arm64", False),
-        ("pydantic_core-2.0-cp312-cp312-manylinux2014_x86_64.whl", "x86_64", False),
-        ("wrapt-2.0-cp311-cp311-manylinux1_x86_64.manylinux_2_28_x86_64.manylinux_2_5_x86_64.whl", "x86_64", True),
-        ("newglibc-1.0-cp311-cp311-manylinux_2_28_x86_64.whl", "x86_64", False),
-        ("stable-1.0-cp38-abi3-manylinux_2_17_aarch64.whl", "arm64", True),
-        ("mac-1.0-cp311-cp311-macosx_11_0_arm64.whl", "arm64", False),
-        ("old-1.0-py2-none-any.whl", "x86_64", False),
+        ("six-1.17.0-py2.py3-none-any.whl", "arm64", "3.12", True),
+        ("pydantic_core-2.0-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "x86_64", "3.12", True),
+        ("pydantic_core-2.0-cp312-cp312-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "arm64", "3.12", False),
+        ("pydantic_core-2.0-cp311-cp311-manylinux2014_x86_64.whl", "x86_64", "3.12", False),
+        ("pydantic_core-2.0-cp312-cp312-manylinux2014_x86_64.whl", "x86_64", "3.11", False),
+        ("pydantic_core-2.0-cp313-cp313-manylinux_2_17_x86_64.whl", "x86_64", "3.13", True),
+        ("wrapt-2.0-cp311-cp311-manylinux1_x86_64.manylinux_2_28_x86_64.manylinux_2_5_x86_64.whl", "x86_64", "3.11", True),
+        # Amazon Linux 2 (python3.11) has glibc 2.26, Amazon Linux 2023 (python3.12+) 2.34.
+        ("newglibc-1.0-cp311-cp311-manylinux_2_28_x86_64.whl", "x86_64", "3.11", False),
+        ("newglibc-1.0-cp312-cp312-manylinux_2_28_x86_64.whl", "x86_64", "3.12", True),
+        ("newerglibc-1.0-cp312-cp312-manylinux_2_35_x86_64.whl", "x86_64", "3.12", False),
+        ("stable-1.0-cp38-abi3-manylinux_2_17_aarch64.whl", "arm64", "3.12", True),
+        ("stable-1.0-cp313-abi3-manylinux_2_17_aarch64.whl", "arm64", "3.12", False),
+        ("mac-1.0-cp312-cp312-macosx_11_0_arm64.whl", "arm64", "3.12", False),
+        ("old-1.0-py2-none-any.whl", "x86_64", "3.12", False),
     ],
 )
-def test_only_wheels_that_run_on_lambdas_python_and_glibc_fit(filename: str, arch: str, fits: bool) -> None:
-    from adapters.aws.packaging import _wheel_fits
+def test_only_wheels_that_run_on_lambdas_python_and_glibc_fit(filename: str, arch: str, python: str, fits: bool) -> None:
+    from adapters.aws.packaging import wheel_fits
 
-    assert _wheel_fits(filename, arch) is fits
+    assert wheel_fits(filename, arch, python) is fits
+
+
+def test_an_unknown_lambda_python_is_refused() -> None:
+    with pytest.raises(PackagingError, match="python3.9 is not supported"):
+        LambdaBuild(python="3.9")

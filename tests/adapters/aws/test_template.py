@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from cfnlint.api import ManualArgs, lint
 
+from adapters.aws.cfn import LOG_DELIVERY_WILDCARD, XRAY_WILDCARD
 from adapters.aws.template import (
-    LOG_DELIVERY_WILDCARD,
-    XRAY_WILDCARD,
     TemplateOptions,
+    has_distributed_map,
+    machine_role_statements,
     stack_name,
     synthesize,
     template_body,
     workflow_spec,
 )
+from ceap_engine.pipeline.names import BUCKET_NAME_MAX, workflow_bucket_name
 from ceap_engine.errors import InputError
 from ceap_engine.pipeline import build_definition, substitution_keys
 
@@ -25,6 +28,8 @@ VARIANTS = [
     pytest.param("standard", TemplateOptions(), id="standard"),
     pytest.param("express", TemplateOptions(log_execution_data=False, arch="arm64"), id="express-nodata-arm64"),
     pytest.param("standard", TemplateOptions(log_execution_data=False), id="standard-nodata"),
+    pytest.param("express", TemplateOptions(runtime="python3.13", alarm_email="ops@example.com"), id="express-3.13-email"),
+    pytest.param("standard", TemplateOptions(arch="arm64", alarm_email="ops@example.com"), id="standard-arm64-email"),
 ]
 
 
@@ -98,7 +103,7 @@ def test_the_stage_functions_have_the_platforms_memory_and_timeouts() -> None:
         "CeapWorkflow-demo-ReactiveLambda": (1024, 60),
     }
     etl = resources["ETLLambda"]["Properties"]
-    assert etl["Handler"] == "adapters.aws.handler.handler" and etl["Runtime"] == "python3.11"
+    assert etl["Handler"] == "adapters.aws.handler.handler" and etl["Runtime"] == "python3.12"
     assert etl["Environment"]["Variables"]["CEAP_STAGE_FUNCTION"] == "stages.etl:run"
     assert resources["ETLLogGroup"]["Properties"]["LogGroupName"] == "/aws/lambda/CeapWorkflow-demo-ETLLambda"
 
@@ -122,7 +127,7 @@ def test_queues_bucket_and_outputs_are_as_the_platform_needs() -> None:
     assert queue["RedrivePolicy"]["maxReceiveCount"] == 3
     assert (dlq["QueueName"], dlq["MessageRetentionPeriod"]) == ("ceap-workflow-demo-dlq", 1209600)
     bucket = resources["WorkflowBucket"]["Properties"]
-    assert bucket["BucketName"] == {"Fn::Sub": "ceap-workflow-demo-${AWS::AccountId}"}
+    assert bucket["BucketName"] == {"Fn::Sub": "ceap-workflow-demo-${AWS::AccountId}-${AWS::Region}"}
     assert bucket["LifecycleConfiguration"]["Rules"] == [
         {"Id": "ExpireExecutionData", "Status": "Enabled", "Prefix": "executions/", "ExpirationInDays": 7}]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
@@ -144,9 +149,12 @@ def test_the_longest_name_gives_valid_aws_names() -> None:
     name = "a" + "b-" * 14 + "c"  # 30 characters
     template = synthesize(workflow_spec(name, "standard"))
     resources = template["Resources"]
-    longest_region, account = "ap-southeast-5", "123456789012"
+    longest_region, account = "us-isof-south-1", "123456789012"
 
-    assert len(f"ceap-workflow-{name}-{account}") <= 63
+    bucket = resources["WorkflowBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    bucket = bucket.replace("${AWS::AccountId}", account).replace("${AWS::Region}", longest_region)
+    assert bucket == workflow_bucket_name(workflow_spec(name, "standard"), account, longest_region)
+    assert len(bucket) <= BUCKET_NAME_MAX and re.fullmatch(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]", bucket), bucket
     assert max(len(r["Properties"]["FunctionName"]) for r in resources.values() if r["Type"] == "AWS::Lambda::Function") <= 64
     for role in (r for r in resources.values() if r["Type"] == "AWS::IAM::Role"):
         assert len(role["Properties"]["RoleName"]["Fn::Sub"].replace("${AWS::Region}", longest_region)) <= 64
@@ -158,3 +166,91 @@ def test_the_longest_name_gives_valid_aws_names() -> None:
 def test_a_bad_name_is_refused_before_anything_is_built(name: str) -> None:
     with pytest.raises(InputError, match="workflow name"):
         workflow_spec(name, "express")
+
+
+def test_the_same_name_gets_a_bucket_per_region_and_long_names_stay_apart() -> None:
+    spec = workflow_spec("mr", "express")
+    assert workflow_bucket_name(spec, "123456789012", "us-east-1") != workflow_bucket_name(spec, "123456789012", "eu-west-1")
+    # Two 30-character names that share their first 20 characters: the hash keeps their buckets apart.
+    one, two = (workflow_spec("a" * 20 + tail, "express") for tail in ("0123456789", "9876543210"))
+    names = {workflow_bucket_name(s, "123456789012", "us-isof-south-1") for s in (one, two)}
+    assert len(names) == 2 and all(len(n) <= BUCKET_NAME_MAX for n in names)
+
+
+def _role(resources: dict[str, Any], logical: str) -> dict[str, list[Any]]:
+    """Sid -> resources of the role's one inline policy, resources as their Fn::Sub text."""
+    [inline] = resources[logical]["Properties"]["Policies"]
+    def text(r: Any) -> Any:
+        return r.get("Fn::Sub", r) if isinstance(r, dict) else r
+    return {st["Sid"]: sorted(map(str, map(text, st["Resource"]))) for st in inline["PolicyDocument"]["Statement"]}
+
+
+@pytest.mark.parametrize("workflow_type", ["express", "standard"])
+def test_each_stage_has_its_own_role_reading_the_previous_stage_and_writing_only_its_own_prefix(workflow_type: str) -> None:
+    spec = workflow_spec("demo", workflow_type)
+    resources = synthesize(spec)["Resources"]
+    lambdas = [s for s in spec.stages if s.kind == "lambda"]
+
+    assert "StageRole" not in resources
+    assert len({resources[f"{s.name}Lambda"]["Properties"]["Role"]["Fn::GetAtt"][0] for s in lambdas}) == len(lambdas)
+    for stage in spec.stages:
+        role = _role(resources, "GlueJobRole" if stage.kind == "glue" else f"{stage.name}Role")
+        tag = stage.name if stage.kind == "glue" else ""
+        own = f"${{WorkflowBucket.Arn}}/executions/*/{stage.name}/*"
+        previous = spec.previous(stage.name)
+        expected_input = "${WorkflowBucket.Arn}/inputs/*" if previous is None else f"${{WorkflowBucket.Arn}}/executions/*/{previous}/*"
+        assert role[f"ReadStageInput{tag}"] == [expected_input]
+        assert role[f"WriteOwnOutput{tag}"] == [own] and role[f"ReadOwnOutput{tag}"] == [own]
+        writes = [st for st in resources[stage.kind == "glue" and "GlueJobRole" or f"{stage.name}Role"]["Properties"]
+                  ["Policies"][0]["PolicyDocument"]["Statement"] if "s3:PutObject" in st["Action"]]
+        assert len(writes) == 1
+        assert (f"UseCandidateTable{tag}" in role) is (stage.name in {"Store", "Reactive"}), stage.name
+        if stage.kind == "lambda":
+            variables = resources[f"{stage.name}Lambda"]["Properties"]["Environment"]["Variables"]
+            assert ("CEAP_CANDIDATE_TABLE" in variables) is (stage.name in {"Store", "Reactive"})
+            assert role["WriteOwnLogs"] == [str({"Fn::GetAtt": [f"{stage.name}LogGroup", "Arn"]})]
+
+
+def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then() -> None:
+    spec = workflow_spec("demo", "standard")
+    plain = build_definition(spec)
+    mapped = {"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "End": True, "ItemReader": {}, "ItemProcessor": {
+        "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P",
+        "States": {"P": {"Type": "Pass", "End": True}}}}}}
+    nested = {"StartAt": "B", "States": {"B": {"Type": "Parallel", "End": True, "Branches": [mapped]}}}
+
+    assert not has_distributed_map(plain) and has_distributed_map(mapped) and has_distributed_map(nested)
+    sids = {st["Sid"]: st for st in machine_role_statements(spec, nested)}
+    assert sids["RunMapChildExecutions"]["Action"] == ["states:StartExecution"]
+    assert sids["RunMapChildExecutions"]["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:Ceap-demo-Workflow"}]
+    assert sids["FollowMapChildExecutions"]["Action"] == ["states:DescribeExecution", "states:StopExecution"]
+    assert sids["ReadMapItems"]["Action"] == ["s3:GetObject"]
+    assert "s3:PutObject" in sids["WriteMapResults"]["Action"]
+    assert sids["WriteMapResults"]["Resource"] == [{"Fn::Sub": "${WorkflowBucket.Arn}/executions/*"}]
+    assert not {"RunMapChildExecutions", "ReadMapItems"} & {st["Sid"] for st in machine_role_statements(spec, plain)}
+
+
+def test_alarms_watch_the_dlq_executions_and_each_function_and_mail_only_when_asked() -> None:
+    quiet = synthesize(workflow_spec("demo", "express"))["Resources"]
+    loud = synthesize(workflow_spec("demo", "express"), TemplateOptions(alarm_email="ops@example.com"))["Resources"]
+
+    alarms = {k: r["Properties"] for k, r in quiet.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {(a["Namespace"], a["MetricName"]) for a in alarms.values()} == {
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"), ("AWS/States", "ExecutionsFailed"),
+        ("AWS/States", "ExecutionsTimedOut"), ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Throttles")}
+    assert len(alarms) == 3 + 2 * 5
+    assert alarms["DeadLetterQueueAlarm"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]
+    assert alarms["ScoreThrottlesAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ScoreLambda"}}]
+    assert all(a["Threshold"] == 0 and a["ComparisonOperator"] == "GreaterThanThreshold" for a in alarms.values())
+    assert "AlarmTopic" not in quiet and all("AlarmActions" not in a for a in alarms.values())
+    assert loud["AlarmTopicEmail"]["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
+                                                     "Endpoint": "ops@example.com"}
+    assert loud["ExecutionsFailedAlarm"]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+@pytest.mark.parametrize(("field", "value"), [("runtime", "python3.9"), ("alarm_email", "not-an-address")])
+def test_a_bad_runtime_or_alarm_address_is_refused(field: str, value: str) -> None:
+    with pytest.raises(InputError):
+        synthesize(workflow_spec("demo", "express"), TemplateOptions(**{field: value}))
