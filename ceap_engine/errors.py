@@ -96,3 +96,25 @@ class ObjectNotFound(StorageError, KeyError):
 
 class InvalidKey(StorageError, ValueError):
     """A key that could escape its bucket or is not a valid object key."""
+
+
+class ConditionFailed(StorageError):
+    """A conditional write found another version than expected: someone else wrote first.
+
+    ``key`` is the record's ``(pk, sk)``, ``expected`` the version the writer read
+    (``None``: no record), ``found`` the version stored now. Re-read and decide again;
+    :func:`ceap_engine.storage.candidates.write_candidates` does that a few times
+    before it raises this.
+    """
+
+    def __init__(self, key: tuple[str, str], expected: int | None, found: int | None, attempts: int = 1) -> None:
+        self.key = key
+        self.expected = expected
+        self.found = found
+        self.attempts = attempts
+        want = "no record" if expected is None else f"version {expected}"
+        got = "no record" if found is None else f"version {found}"
+        super().__init__(
+            f"candidate {key[0]} / {key[1]} changed under this write {attempts} time(s) in a row "
+            f"(expected {want}, found {got}): other writers keep updating it; retry later"
+        )

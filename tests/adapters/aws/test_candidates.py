@@ -125,7 +125,7 @@ async def test_records_dynamodb_cannot_hold_are_failed_before_any_call() -> None
     reasons = dict(result.failed)
     assert "number range" in reasons[(too_small.pk, too_small.sk)]
     assert "sort key limit" in reasons[(long_ids.pk, long_ids.sk)]
-    assert "400 KiB" in reasons[(huge.pk, huge.sk)]
+    assert "400 KB item limit" in reasons[(huge.pk, huge.sk)]
     assert result.stored == ((record(4).pk, record(4).sk),)
 
 
