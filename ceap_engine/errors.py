@@ -118,3 +118,15 @@ class ConditionFailed(StorageError):
             f"candidate {key[0]} / {key[1]} changed under this write {attempts} time(s) in a row "
             f"(expected {want}, found {got}): other writers keep updating it; retry later"
         )
+
+
+class ExecutionAlreadyExists(InputError):
+    """An execution name already used with another input (Step Functions' ExecutionAlreadyExists).
+
+    ``earlier`` is the record of the run that holds the name (its status, start
+    time, input digest). Nothing was started or written.
+    """
+
+    def __init__(self, message: str, earlier: dict[str, object]) -> None:
+        self.earlier = earlier
+        super().__init__([Problem("/executionName", message, "ExecutionAlreadyExists")], "execution name")
