@@ -131,3 +131,35 @@ class QueueNotFound(QueueError, LookupError):
 
     def __str__(self) -> str:  # KeyError-style quoting off
         return self.message
+class ConditionFailed(StorageError):
+    """A conditional write found another version than expected: someone else wrote first.
+
+    ``key`` is the record's ``(pk, sk)``, ``expected`` the version the writer read
+    (``None``: no record), ``found`` the version stored now. Re-read and decide again;
+    :func:`ceap_engine.storage.candidates.write_candidates` does that a few times
+    before it raises this.
+    """
+
+    def __init__(self, key: tuple[str, str], expected: int | None, found: int | None, attempts: int = 1) -> None:
+        self.key = key
+        self.expected = expected
+        self.found = found
+        self.attempts = attempts
+        want = "no record" if expected is None else f"version {expected}"
+        got = "no record" if found is None else f"version {found}"
+        super().__init__(
+            f"candidate {key[0]} / {key[1]} changed under this write {attempts} time(s) in a row "
+            f"(expected {want}, found {got}): other writers keep updating it; retry later"
+        )
+
+
+class ExecutionAlreadyExists(InputError):
+    """An execution name already used with another input (Step Functions' ExecutionAlreadyExists).
+
+    ``earlier`` is the record of the run that holds the name (its status, start
+    time, input digest). Nothing was started or written.
+    """
+
+    def __init__(self, message: str, earlier: dict[str, object]) -> None:
+        self.earlier = earlier
+        super().__init__([Problem("/executionName", message, "ExecutionAlreadyExists")], "execution name")

@@ -193,26 +193,71 @@ class CandidateRecord:
     def sk(self) -> str:
         return f"SUBJECT#{self.subject_type}#{self.subject_id}"
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """``(pk, sk)``."""
+        return self.pk, self.sk
+
+    @property
+    def version(self) -> int:
+        """``data.metadata.version`` (what conditional writes compare), 0 when ``data`` has none.
+
+        >>> CandidateRecord("c", "p", "US", "ORDER", "o", data={"metadata": {"version": 3}}).version
+        3
+        """
+        metadata = self.data.get("metadata") if isinstance(self.data, Mapping) else None
+        version = metadata.get("version") if isinstance(metadata, Mapping) else None
+        return version if isinstance(version, int) and not isinstance(version, bool) else 0
+
 
 @dataclass(frozen=True, slots=True)
 class PutResult:
-    """What a batch write did: keys stored, and keys that failed with the reason."""
+    """What a batch write did, record by record.
+
+    ``stored``: keys written (or already holding exactly that record); ``failed``:
+    keys not written, with the reason; ``retryable``: the keys of ``failed`` that
+    failed for a passing reason (throttling, a busy backend) after the store's own
+    retries, so writing them again later may succeed - the others were refused for
+    what they are (a limit, a bad value) and will be refused again; ``conflicts``:
+    keys whose condition (``expected_versions``) did not hold, with the version
+    found (``None``: no record) - re-read them and decide again.
+    """
 
     stored: tuple[tuple[str, str], ...] = ()
     failed: tuple[tuple[tuple[str, str], str], ...] = ()
+    conflicts: tuple[tuple[tuple[str, str], int | None], ...] = ()
+    retryable: tuple[tuple[str, str], ...] = ()
 
 
 @runtime_checkable
 class CandidateStore(Protocol):
-    """Candidates keyed by (pk, sk); writes are idempotent upserts."""
+    """Candidates keyed by (pk, sk); writes are idempotent upserts, optionally conditional.
 
-    async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
+    Optimistic concurrency: a record's version is ``data.metadata.version``
+    (:attr:`CandidateRecord.version`). A writer reads a record, decides the new
+    one (version + 1) and writes it with ``expected_versions={key: version read}``
+    (``None``: "only if there is no record yet"); if another writer got there
+    first the key comes back in :attr:`PutResult.conflicts` and nothing of it is
+    written. :func:`ceap_engine.storage.candidates.write_candidates` is that loop.
+    """
+
+    async def put_batch(
+        self,
+        records: Sequence[CandidateRecord],
+        *,
+        expected_versions: Mapping[tuple[str, str], int | None] | None = None,
+    ) -> PutResult:
         """Upsert records (the store splits them into batches of 25).
 
-        Every record lands in ``stored`` or in ``failed`` with its reason (see
-        :func:`encode_candidate_data`), in input order; a record that fails
-        does not stop the others. Of two records with the same key in one
-        call, the later wins.
+        Every record lands in ``stored``, ``failed`` (with its reason, see
+        :func:`encode_candidate_data` and :func:`check_dynamodb_limits`) or
+        ``conflicts``, in input order; a record that fails does not stop the
+        others. A record whose key is in ``expected_versions`` is written only if
+        the stored record's version equals the expected one (``None``: no stored
+        record); other records are written unconditionally. Writing a record
+        identical to the stored one changes nothing (and meets its condition if
+        the stored version is the expected one). Of two records with the same key
+        in one call, the later wins; give such a key no condition.
         """
         ...
 

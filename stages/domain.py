@@ -45,13 +45,16 @@ __all__ = [
     "Subject",
     "TimingWindow",
     "UtcDatetime",
+    "action_id",
     "candidate_context",
     "describe_validation_error",
     "eligible_channels",
+    "engagement_key",
     "experiment_arm",
     "is_finite",
     "load_config",
     "reference_time",
+    "same_content",
     "timing_window_after",
 ]
 
@@ -421,3 +424,76 @@ def load_config(model: type[CamelModel], config: Mapping[str, Any], stage: str) 
 def is_finite(value: float) -> bool:
     """False for NaN and infinities (which JSON cannot carry and models must not emit)."""
     return not (math.isnan(value) or math.isinf(value))
+
+
+# -- identity of effects: what an action or a stored row *is*, never which execution made it --
+
+
+def engagement_key(candidate: Candidate) -> str:
+    """What one engagement is: customer, subject, program, marketplace and engagement window.
+
+    A customer is engaged about a subject at most once per timing window, whichever
+    channel, execution or re-run asks; Reactive skips a candidate whose engagement an
+    earlier execution already issued. A candidate without a window has one engagement.
+
+    >>> c = Candidate(customer_id="C-1", context=candidate_context("reviews", "US"),
+    ...               subject=Subject(type="PRODUCT", id="B0X1"))
+    >>> len(engagement_key(c)), engagement_key(c) == engagement_key(c.model_copy())
+    (32, True)
+    """
+    window = candidate.attributes.timing_window
+    parts = [
+        candidate.customer_id,
+        candidate.subject.type,
+        candidate.subject.id,
+        candidate.program_id,
+        candidate.marketplace,
+        window.start.isoformat() if window else "",
+        window.end.isoformat() if window else "",
+    ]
+    # Length-prefixed, so that no id containing the separator can collide with another split.
+    text = "".join(f"{len(part)}:{part}|" for part in parts)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def action_id(candidate: Candidate, channel: str) -> str:
+    """An engagement action's identity: its :func:`engagement_key` and channel, never the execution.
+
+    The same input run twice, or resumed after a crash, gives the same ids, so a
+    delivery system can drop repeats.
+
+    >>> c = Candidate(customer_id="C-1", context=candidate_context("reviews", "US"),
+    ...               subject=Subject(type="PRODUCT", id="B0X1"))
+    >>> action_id(c, "email") != action_id(c, "push")
+    True
+    """
+    return hashlib.sha256(f"{engagement_key(candidate)}|{channel}".encode()).hexdigest()[:32]
+
+
+# What changes between two runs over the same data without the candidate changing:
+# when and by which execution it was computed and stored.
+_VOLATILE_METADATA = ("created_at", "updated_at", "expires_at", "version", "workflow_execution_id")
+
+
+def _content(candidate: Candidate) -> dict[str, Any]:
+    document = candidate.model_dump(mode="json")
+    for name in _VOLATILE_METADATA:
+        document["metadata"].pop(name, None)
+    for score in document["scores"].values():
+        score.pop("timestamp", None)
+    for rejection in document["rejection_history"]:
+        rejection.pop("timestamp", None)
+    return document
+
+
+def same_content(a: Candidate, b: Candidate) -> bool:
+    """Whether two candidates say the same thing, timestamps and version aside.
+
+    Store writes a candidate only when it is not :func:`same_content` as the stored
+    one: a re-run over the same data changes no row and no version.
+
+    >>> c = Candidate(customer_id="C-1", subject=Subject(type="PRODUCT", id="B0X1"))
+    >>> same_content(c, c.model_copy(update={"metadata": CandidateMetadata(version=7)}))
+    True
+    """
+    return _content(a) == _content(b)

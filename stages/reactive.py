@@ -6,13 +6,25 @@ primary score meets (``channelMinScores[channel]``, else ``minScore``). The
 actions are written as JSON Lines to
 ``executions/{executionId}/Reactive/actions.jsonl`` in the workflow bucket
 (the file is written even when empty, so ``actionsKey`` always names an
-object). An action's ``actionId`` is a hash of execution, candidate key and
-channel, so a re-run of the same execution writes the same actions and a
-delivery system can drop repeats. Candidates without an action are counted
-under ``skipped`` by reason::
+object). An action's ``actionId`` comes from what it is - customer, subject,
+program, marketplace, timing window and channel (:func:`stages.domain.action_id`)
+- never from the execution, so the same input run again, or resumed after a
+crash, gives the same ids and a delivery system can drop repeats.
+
+Effects happen once per engagement window: each issued engagement leaves a
+marker ``actions/issued/{engagementKey}.json`` (the execution and action id) in
+the workflow bucket, written after ``actions.jsonl``. A candidate whose
+engagement another execution already issued is skipped (``ALREADY_ACTIONED``);
+the same execution run again (a resume, a re-run under its name) writes the
+same actions again. Just before it acts, Reactive reads the candidate again
+from the candidate store: one consumed since Store (a ``ceap event`` in the
+meantime) is skipped as ``ALREADY_CONSUMED``. Two executions acting on the same
+candidate at the very same moment may both issue it (the object store has no
+conditional write) - with the same ``actionId``. Candidates without an action
+are counted under ``skipped`` by reason::
 
     inputCount = actionCount + sum(skipped.values())
-    skipped reasons: ALREADY_CONSUMED, NO_SCORE, NO_ELIGIBLE_CHANNEL, SCORE_BELOW_THRESHOLD
+    skipped reasons: ALREADY_CONSUMED, ALREADY_ACTIONED, NO_SCORE, NO_ELIGIBLE_CHANNEL, SCORE_BELOW_THRESHOLD
 
 The batch does not mark candidates consumed: an action is a request, and the
 delivery system reports the engagement back as an ``ENGAGEMENT_CONSUMED`` event.
@@ -39,6 +51,7 @@ store has no conditional write); the ``sourceEventIds`` check still keeps a
 redelivered id from being counted twice in the candidate's order value.
 """
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -47,7 +60,13 @@ from typing import Literal
 
 from pydantic import Field
 
-from ceap_engine.pipeline.stage import CandidateRecord, ObjectNotFound, StageContext, StorageError
+from ceap_engine.pipeline.stage import (
+    CandidateRecord,
+    ObjectNotFound,
+    StageContext,
+    StorageError,
+    write_candidates,
+)
 
 from .domain import (
     DEFAULT_TIMING_WINDOW_END_DAYS,
@@ -58,8 +77,10 @@ from .domain import (
     DateRange,
     Subject,
     UtcDatetime,
+    action_id,
     candidate_context,
     eligible_channels,
+    engagement_key,
     experiment_arm,
     load_config,
     timing_window_after,
@@ -74,6 +95,7 @@ __all__ = [
     "ReactiveInput",
     "ReactiveMetrics",
     "ReactiveOutput",
+    "action_marker_key",
     "dedup_marker_keys",
     "handle_event",
     "run",
@@ -81,6 +103,9 @@ __all__ = [
 
 #: Candidates keep at most this many source event ids (newest last).
 MAX_SOURCE_EVENT_IDS = 50
+
+#: How many candidate re-reads and action markers are in flight at once.
+IO_CONCURRENCY = 16
 
 
 class ReactiveConfig(CamelModel):
@@ -153,8 +178,43 @@ class ReactiveOutput(CamelModel):
     metrics: ReactiveMetrics
 
 
-def _action_id(execution_id: str, key: tuple[str, str], channel: str) -> str:
-    return hashlib.sha256(f"{execution_id}|{key[0]}|{key[1]}|{channel}".encode()).hexdigest()[:32]
+def action_marker_key(engagement: str) -> str:
+    """Where the issue of an engagement is recorded: ``actions/issued/{engagementKey}.json``."""
+    return f"actions/issued/{engagement}.json"
+
+
+async def _issued_by(context: StageContext, engagement: str) -> str | None:
+    """The execution that issued this engagement, or ``None`` if none did."""
+    key = action_marker_key(engagement)
+    try:
+        marker = json.loads(await context.objects.get(context.bucket, key))
+        return str(marker["executionId"])
+    except ObjectNotFound:
+        return None
+    except (ValueError, KeyError, TypeError):
+        context.log.warning("ignoring unreadable action marker s3://%s/%s", context.bucket, key)
+        return None
+
+
+async def _consumed_since(context: StageContext, candidate: Candidate) -> bool:
+    """Whether the stored candidate is consumed now (an event may have come in since Store)."""
+    if context.candidates is None:
+        return False
+    stored = await context.candidates.get(*candidate.key)
+    if stored is None or not isinstance(stored.data, dict):
+        return False
+    attributes = stored.data.get("attributes")
+    return isinstance(attributes, dict) and attributes.get("consumed") is True
+
+
+async def _recheck(context: StageContext, candidate: Candidate) -> str | None:
+    """``ALREADY_CONSUMED`` / ``ALREADY_ACTIONED`` when acting now would repeat an effect, else ``None``."""
+    if await _consumed_since(context, candidate):
+        return "ALREADY_CONSUMED"
+    issued_by = await _issued_by(context, engagement_key(candidate))
+    if issued_by is not None and issued_by != context.execution_id:
+        return "ALREADY_ACTIONED"
+    return None
 
 
 def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -> tuple[str | None, str | None]:
@@ -187,6 +247,7 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
     actions: list[EngagementAction] = []
     skipped: Counter[str] = Counter()
 
+    chosen: list[tuple[Candidate, str, float]] = []
     for candidate in input.candidates:
         score = primary_score(candidate, primary_model)
         channel, skip_reason = _choose(candidate, score, config)
@@ -194,11 +255,26 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
             skipped[skip_reason or "UNKNOWN"] += 1
             continue
         assert score is not None
+        chosen.append((candidate, channel, score))
+
+    limit = asyncio.Semaphore(IO_CONCURRENCY)
+
+    async def recheck(candidate: Candidate) -> str | None:
+        async with limit:
+            return await _recheck(context, candidate)
+
+    rechecks = await asyncio.gather(*(recheck(candidate) for candidate, _, _ in chosen))
+    engagements: list[str] = []  # of each action, in order
+    for (candidate, channel, score), skip_reason in zip(chosen, rechecks, strict=True):
+        if skip_reason is not None:
+            skipped[skip_reason] += 1
+            continue
         program_id = candidate.program_id or input.program_id or ""
         window = candidate.attributes.timing_window
+        engagements.append(engagement_key(candidate))
         actions.append(
             EngagementAction(
-                action_id=_action_id(context.execution_id, candidate.key, channel),
+                action_id=action_id(candidate, channel),
                 execution_id=context.execution_id,
                 program_id=program_id,
                 marketplace=candidate.marketplace or input.marketplace or "",
@@ -218,6 +294,16 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
     key = context.output_key("actions.jsonl")
     body = "".join(json.dumps(a.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n" for a in actions)
     await context.objects.put(context.bucket, key, body.encode("utf-8"), content_type="application/x-ndjson")
+    # Markers after the actions file: a crash in between leaves actions without markers,
+    # and the resume (same execution) writes the same actions and then the markers.
+    async def mark(action: EngagementAction, engagement: str) -> None:
+        marker = json.dumps({"executionId": context.execution_id, "actionId": action.action_id,
+                             "channel": action.channel, "issuedAt": now.isoformat()}).encode()
+        async with limit:
+            await context.objects.put(context.bucket, action_marker_key(engagement), marker,
+                                      content_type="application/json")
+
+    await asyncio.gather(*(mark(action, engagement) for action, engagement in zip(actions, engagements, strict=True)))
     by_channel = Counter(a.channel for a in actions)
     context.log.info("Reactive wrote %d actions to s3://%s/%s", len(actions), context.bucket, key)
     return ReactiveOutput(
@@ -409,23 +495,38 @@ async def handle_event(event: CustomerEvent, context: StageContext) -> EventResu
         if seen is not None and now - seen < window:
             return EventResult(event_id=event.event_id, status="DEDUPLICATED", reason=reason, pk=pk, sk=sk)
 
-    before = _readable(await store.get(pk, sk), context)
-    if before is not None and event.event_id in before.attributes.source_event_ids:
+    primary_model = primary_model_of(context)
+    outcome: dict[str, Candidate | None] = {}
+
+    def decide(key: tuple[str, str], stored: CandidateRecord | None) -> CandidateRecord | None:
+        # Called again with the fresh record when a concurrent write (a run's Store,
+        # another event) got in between: the event is applied to what is stored now.
+        before = _readable(stored, context)
+        outcome["before"] = before
+        if before is not None and event.event_id in before.attributes.source_event_ids:
+            outcome["after"] = None
+            return None
+        after = _apply_event(before, event, config, now, context.execution_id)
+        if stored is not None:
+            after = after.model_copy(update={"metadata": after.metadata.model_copy(
+                update={"version": stored.version + 1})})
+        outcome["after"] = after
+        return after.to_record(primary_score(after, primary_model))
+
+    writes = await write_candidates(store, [(pk, sk)], decide)
+    before, candidate = outcome.get("before"), outcome.get("after")
+    if (pk, sk) in writes.failed:
+        reason = writes.failed[(pk, sk)]
+        raise StorageError(f"could not store candidate {pk}/{sk} for event {event.event_id}: {reason}; retry the event")
+    if candidate is None:
         return EventResult(
             event_id=event.event_id,
             status="DEDUPLICATED",
             reason="ALREADY_APPLIED",
             pk=pk,
             sk=sk,
-            version=before.metadata.version,
+            version=before.metadata.version if before is not None else None,
         )
-
-    candidate = _apply_event(before, event, config, now, context.execution_id)
-    primary_model = primary_model_of(context)
-    result = await store.put_batch([candidate.to_record(primary_score(candidate, primary_model))])
-    if result.failed or (pk, sk) not in set(result.stored):
-        reason = result.failed[0][1] if result.failed else "not reported as stored"
-        raise StorageError(f"could not store candidate {pk}/{sk} for event {event.event_id}: {reason}; retry the event")
 
     marker = json.dumps({"eventId": event.event_id, "eventType": event.event_type, "seenAt": now.isoformat()}).encode()
     for key in markers.values():

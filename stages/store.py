@@ -11,31 +11,51 @@ What a write keeps of a record already in the store (read first, by key):
 * ``metadata.createdAt`` and the consumed state (``consumed``, ``consumedAt``,
   ``consumedChannel``) - a new order must not make an engaged customer
   eligible again;
-* ``metadata.version``: +1 when another execution wrote it, unchanged when
-  this execution did (a re-run or a retry of the same execution therefore
-  writes the same records again and duplicates nothing).
+* ``metadata.version``: +1 on every write that changes what the candidate says
+  (:func:`stages.domain.same_content`: timestamps and executions aside); a
+  candidate that says the same as the stored one is not written at all, so a
+  re-run, a retry or a resume changes no row and no version.
 
-Counting: ``inputCount = storedCount + failedCount``; failed writes are listed
-under ``failed`` with the store's reason. If *every* write fails the stage
-raises :class:`~ceap_engine.errors.StorageError` so the state machine's Retry
-applies (the store is down, not the data wrong). A missing candidate store is
-a :class:`PermanentError` (the workflow is wired wrong).
+Every write is conditional on the version read (optimistic concurrency,
+:func:`~ceap_engine.pipeline.stage.write_candidates`): when a ``ceap event`` or
+a concurrent run wrote the record in between, it is read again and merged
+again, so no update is lost and a consumed candidate stays consumed.
+
+Counting: ``inputCount = storedCount + failedCount``; the log says how many of
+the stored needed no write and how many writes lost a race and were redone.
+Writes refused for what the record is (a DynamoDB limit, a bad value) are
+listed under ``failed`` with the store's reason. Writes that failed for a
+passing reason (throttling after the adapter's own retries, a record other
+writers kept changing) fail the stage with a
+:class:`~ceap_engine.errors.StorageError` naming the count, so the state
+machine's Retry applies - and the retry rewrites nothing already stored. If
+*every* write fails the stage raises too (the store is down, not the data
+wrong). A missing candidate store is a :class:`PermanentError` (the workflow
+is wired wrong).
 """
 
-import asyncio
+from datetime import datetime
 
 from pydantic import Field
 
-from ceap_engine.pipeline.stage import CandidateRecord, CandidateStore, PermanentError, StageContext, StorageError
+from ceap_engine.pipeline.stage import (
+    CandidateRecord,
+    CandidateStore,
+    PermanentError,
+    StageContext,
+    StorageError,
+    write_candidates,
+)
 
 from .config import load_default
-from .domain import CamelModel, Candidate, DateRange
+from .domain import CamelModel, Candidate, DateRange, eligible_channels, same_content
 
 __all__ = [
     "FailedWrite",
     "StoreInput",
     "StoreMetrics",
     "StoreOutput",
+    "decide_write",
     "primary_model_of",
     "primary_score",
     "require_candidate_store",
@@ -107,31 +127,55 @@ def primary_score(candidate: Candidate, primary_model: str) -> float | None:
     return None if score is None else score.value
 
 
-def _merged_with_existing(candidate: Candidate, existing: CandidateRecord | None, execution_id: str) -> Candidate:
+def _stored_candidate(existing: CandidateRecord | None) -> Candidate | None:
     if existing is None or not existing.data:
-        return candidate
+        return None
     try:
-        before = Candidate.model_validate(existing.data)
+        return Candidate.model_validate(existing.data)
     except ValueError:
-        return candidate  # an unreadable old document is replaced, not merged
-    metadata = candidate.metadata.model_copy(
-        update={
-            "created_at": before.metadata.created_at or candidate.metadata.created_at,
-            "version": before.metadata.version
-            if before.metadata.workflow_execution_id == execution_id
-            else before.metadata.version + 1,
-        }
-    )
+        return None  # an unreadable old document is replaced, not merged
+
+
+def decide_write(
+    candidate: Candidate, existing: CandidateRecord | None, *, now: datetime, execution_id: str, primary_model: str
+) -> Candidate | None:
+    """The candidate to write over ``existing`` (the stored record), or ``None`` when nothing changes.
+
+    Keeps the stored ``createdAt`` and consumed state; the version is the stored
+    one + 1 (1 for a new candidate); ``None`` when the result says the same as
+    the stored candidate (:func:`~stages.domain.same_content`) and would be
+    ranked the same (score of ``primary_model``, channels).
+
+    >>> from stages.domain import Subject
+    >>> c = Candidate(customer_id="C-1", subject=Subject(type="PRODUCT", id="B0X1"))
+    >>> decide_write(c, None, now=datetime(2025, 3, 1), execution_id="e-1", primary_model="m").metadata.version
+    1
+    """
+    before = _stored_candidate(existing)
+    metadata = candidate.metadata.model_copy(update={"updated_at": now, "workflow_execution_id": execution_id})
     attributes = candidate.attributes
-    if before.attributes.consumed and not attributes.consumed:
-        attributes = attributes.model_copy(
-            update={
-                "consumed": True,
-                "consumed_at": before.attributes.consumed_at,
-                "consumed_channel": before.attributes.consumed_channel,
-            }
-        )
-    return candidate.model_copy(update={"metadata": metadata, "attributes": attributes})
+    if before is not None:
+        metadata = metadata.model_copy(update={"created_at": before.metadata.created_at or metadata.created_at})
+        if before.attributes.consumed and not attributes.consumed:
+            # A new order must not make an engaged customer eligible again.
+            attributes = attributes.model_copy(
+                update={
+                    "consumed": True,
+                    "consumed_at": before.attributes.consumed_at,
+                    "consumed_channel": before.attributes.consumed_channel,
+                }
+            )
+    merged = candidate.model_copy(update={"metadata": metadata, "attributes": attributes})
+    if (
+        before is not None
+        and existing is not None
+        and same_content(merged, before)
+        and existing.score == primary_score(merged, primary_model)
+        and existing.channels == frozenset(eligible_channels(merged))
+    ):
+        return None
+    version = 1 if existing is None else existing.version + 1
+    return merged.model_copy(update={"metadata": metadata.model_copy(update={"version": version})})
 
 
 async def run(input: StoreInput, context: StageContext) -> StoreOutput:
@@ -145,35 +189,28 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
     store = require_candidate_store(context)
     primary_model = input.primary_model or primary_model_of(context)
     now = context.clock.now()
-    limit = asyncio.Semaphore(READ_CONCURRENCY)
+    # One write per key; with duplicate keys in the input the last one wins, as an upsert would.
+    latest: dict[tuple[str, str], Candidate] = {candidate.key: candidate for candidate in input.candidates}
+    decided: dict[tuple[str, str], Candidate] = {}
 
-    async def prepare(candidate: Candidate) -> Candidate:
-        async with limit:
-            existing = await store.get(*candidate.key)
-        fresh = candidate.model_copy(
-            update={
-                "metadata": candidate.metadata.model_copy(
-                    update={"updated_at": now, "workflow_execution_id": context.execution_id}
-                )
-            }
-        )
-        return _merged_with_existing(fresh, existing, context.execution_id)
+    def decide(key: tuple[str, str], existing: CandidateRecord | None) -> CandidateRecord | None:
+        after = decide_write(latest[key], existing, now=now, execution_id=context.execution_id,
+                             primary_model=primary_model)
+        if after is None:
+            # Unchanged: what Reactive sees is the stored candidate (with its consumed state and version).
+            decided[key] = _stored_candidate(existing) or latest[key]
+            return None
+        decided[key] = after
+        return after.to_record(primary_score(after, primary_model))
 
-    prepared = list(await asyncio.gather(*(prepare(c) for c in input.candidates)))
-    # One record per key; with duplicate keys in the input the last one wins, as an upsert would.
-    records: dict[tuple[str, str], CandidateRecord] = {
-        candidate.key: candidate.to_record(primary_score(candidate, primary_model)) for candidate in prepared
-    }
-    result = await store.put_batch(list(records.values())) if records else None
-    stored_keys = set(result.stored) if result else set()
-    failures = dict(result.failed) if result else {}
+    writes = await write_candidates(store, list(latest), decide, read_concurrency=READ_CONCURRENCY)
 
     stored: list[Candidate] = []
     failed: list[FailedWrite] = []
-    for candidate in prepared:
+    for candidate in input.candidates:
         key = candidate.key
-        if key in stored_keys and key not in failures:
-            stored.append(candidate)
+        if key in writes.current and key not in writes.failed:
+            stored.append(decided[key])
             continue
         failed.append(
             FailedWrite(
@@ -182,15 +219,26 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
                 subject_id=candidate.subject.id,
                 pk=key[0],
                 sk=key[1],
-                reason=failures.get(key, "the candidate store did not report this record as stored"),
+                reason=writes.failed.get(key, "the candidate store did not report this record as stored"),
             )
         )
 
+    if writes.retryable:
+        sample = "; ".join(f"{k[0]}/{k[1]}: {writes.failed[k]}" for k in list(writes.retryable)[:3])
+        raise StorageError(
+            f"{len(writes.retryable)} of {len(latest)} candidate writes failed for a passing reason after the "
+            f"store's retries ({len(latest) - len(writes.failed)} stored; for example {sample}); the stage fails so "
+            "that its Retry writes them again - what is stored already is not rewritten"
+        )
     if input.candidates and not stored:
         sample = "; ".join(f"{f.pk}/{f.sk}: {f.reason}" for f in failed[:3])
         raise StorageError(f"every one of {len(failed)} candidate writes failed (for example {sample}); retry later")
     if failed:
         context.log.warning("Store: %d of %d candidate writes failed", len(failed), len(input.candidates))
+    context.log.info(
+        "Store: %d candidates, %d unchanged (not rewritten), %d writes redone after a concurrent update",
+        len(latest), len(writes.unchanged), writes.conflicts,
+    )
     return StoreOutput(
         program_id=input.program_id,
         marketplace=input.marketplace,

@@ -16,11 +16,26 @@ scan and a sort. Like every GSI it is eventually consistent: on AWS a write
 shows up in queries after a short delay (usually well under a second); ``get``
 reads the table itself with ConsistentRead.
 
-Writes are BatchWriteItem calls of at most 25 items. Items that DynamoDB
-returns as UnprocessedItems (throttling) are sent again with exponential
-backoff; what is still unprocessed after ``max_attempts`` calls is reported in
-``PutResult.failed``, never dropped. Puts replace whole items, so writing the
-same batch again leaves the same table: idempotent.
+    version (N)     metadata.version of data, what conditional writes compare
+
+Unconditional writes are BatchWriteItem calls of at most 25 items. Items that
+DynamoDB returns as UnprocessedItems (throttling) are sent again with
+exponential backoff; what is still unprocessed after ``max_attempts`` calls is
+reported in ``PutResult.failed`` (and ``retryable``), never dropped. Puts
+replace whole items, so writing the same batch again leaves the same table:
+idempotent.
+
+Conditional writes (``expected_versions``) cannot go through BatchWriteItem,
+which takes no conditions: each is a PutItem with ``ConditionExpression``
+(``attribute_not_exists(pk)`` or ``#version = :expected``), sent
+``write_concurrency`` at a time; ConditionalCheckFailedException becomes a
+``PutResult.conflicts`` entry, throttling is retried with the same backoff.
+The waits go through the injected clock (``clock.sleep``).
+
+What DynamoDB refuses (key and item sizes, the number range) is checked before
+any call by :func:`ceap_engine.storage.candidates.encode_candidate_data`, the
+rule every candidate store applies, so the local stores refuse the same records
+with the same reason.
 
 Example::
 
@@ -34,14 +49,14 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ceap_engine.errors import InputError
-from ceap_engine.ports import CandidateRecord, PutResult
-from ceap_engine.storage.candidates import encode_candidate_data, validate_query_limit
+from ceap_engine.ports import CandidateRecord, Clock, PutResult
+from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_query_limit
 
 from .errors import aws_errors, error_code
 from .schema import RANK_INDEX, candidate_table_schema
@@ -49,11 +64,6 @@ from .schema import RANK_INDEX, candidate_table_schema
 __all__ = ["RANK_INDEX", "DynamoDBCandidateStore", "candidate_table_schema", "rank_key"]
 
 BATCH_SIZE = 25  # BatchWriteItem's limit
-_MAX_ITEM_BYTES = 400 * 1024
-_MAX_PARTITION_KEY_BYTES = 2048
-_MAX_SORT_KEY_BYTES = 1024
-# DynamoDB numbers: magnitudes from 1E-130 to below 1E+126 (and zero).
-_MIN_NUMBER, _MAX_NUMBER = 1e-130, 1e126
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
               "InternalServerError", "ServiceUnavailable"}
 
@@ -91,31 +101,13 @@ def _item(record: CandidateRecord, data_json: str) -> dict[str, Any]:
         "subjectId": {"S": record.subject_id},
         "rank": {"B": rank_key(record.score, record.pk, record.sk)},
         "data": {"S": data_json},
+        "version": {"N": str(record.version)},
     }
     if record.score is not None:
         item["score"] = {"N": repr(float(record.score) + 0.0)}
     if record.channels:
         item["channels"] = {"SS": sorted(record.channels)}
     return item
-
-
-def _dynamodb_limits(record: CandidateRecord, item: dict[str, Any]) -> list[str]:
-    """What about ``record`` DynamoDB would refuse (checked first, so one bad record cannot fail a batch)."""
-    problems = []
-    if len(record.pk.encode("utf-8")) > _MAX_PARTITION_KEY_BYTES:
-        problems.append(f"the key {record.pk[:60]!r}... is over DynamoDB's {_MAX_PARTITION_KEY_BYTES}-byte partition key limit")
-    if len(item["rank"]["B"]) > _MAX_SORT_KEY_BYTES or len(record.sk.encode("utf-8")) > _MAX_SORT_KEY_BYTES:
-        problems.append(
-            f"customer, program, marketplace and subject ids are too long together: the ranking key is over "
-            f"DynamoDB's {_MAX_SORT_KEY_BYTES}-byte sort key limit; shorten the ids"
-        )
-    score = record.score
-    if score is not None and score != 0 and not (_MIN_NUMBER <= abs(score) < _MAX_NUMBER):
-        problems.append(f"score {score!r} is outside DynamoDB's number range (1E-130 to 1E+126 in magnitude)")
-    size = sum(len(k) + len(json.dumps(v, default=repr)) for k, v in item.items())
-    if size > _MAX_ITEM_BYTES:
-        problems.append(f"the candidate is about {size // 1024} KiB, over DynamoDB's 400 KiB item limit; store less in data")
-    return problems
 
 
 def _record(item: dict[str, Any]) -> CandidateRecord:
@@ -143,8 +135,10 @@ def backoff_delays(attempts: int, base_seconds: float = 0.05, max_seconds: float
 class DynamoDBCandidateStore:
     """A :class:`~ceap_engine.ports.CandidateStore` over an aiobotocore DynamoDB client.
 
-    ``sleep`` waits between resends of unprocessed items (inject a fake in
-    tests); ``max_attempts`` bounds the BatchWriteItem calls per chunk of 25.
+    The waits between resends of throttled writes go through ``clock.sleep``
+    (or ``sleep``; inject a fake in tests); ``max_attempts`` bounds the calls
+    per chunk of 25 (and per conditional item); ``write_concurrency`` is how
+    many conditional PutItem calls are in flight at once.
     """
 
     def __init__(
@@ -155,54 +149,124 @@ class DynamoDBCandidateStore:
         max_attempts: int = 8,
         base_delay_seconds: float = 0.05,
         max_delay_seconds: float = 2.0,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[Any]] | None = None,
+        clock: Clock | None = None,
+        write_concurrency: int = 16,
     ) -> None:
         self.client = client
         self.table_name = table_name
         self.max_attempts = max_attempts
         self.delays = backoff_delays(max(max_attempts - 1, 0), base_delay_seconds, max_delay_seconds)
-        self.sleep = sleep
+        self.sleep = sleep or (clock.sleep if clock is not None else asyncio.sleep)
+        self.write_concurrency = write_concurrency
 
     def _where(self) -> str:
         return f"DynamoDB table {self.table_name}"
 
-    async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
+    async def put_batch(
+        self,
+        records: Sequence[CandidateRecord],
+        *,
+        expected_versions: Mapping[Key, int | None] | None = None,
+    ) -> PutResult:
+        expected_versions = expected_versions or {}
         order: list[tuple[Key, str | None]] = []  # every record's key, with its failure reason if refused
         latest: dict[Key, dict[str, Any]] = {}
+        conditional: dict[Key, dict[str, Any]] = {}
         for record in records:
             key = (record.pk, record.sk)
             try:
                 data_json = encode_candidate_data(record)
             except InputError as error:
-                order.append((key, "; ".join(p.message for p in error.problems)))
-                continue
-            item = _item(record, data_json)
-            problems = _dynamodb_limits(record, item)
-            if problems:
-                order.append((key, "; ".join(problems)))
+                order.append((key, failure_reason(error)))
                 continue
             order.append((key, None))
+            target = conditional if key in expected_versions else latest
             # BatchWriteItem refuses two puts of one key in a call; the later record wins, as on every store.
-            latest.pop(key, None)
-            latest[key] = item
+            target.pop(key, None)
+            target[key] = _item(record, data_json)
 
         unwritten: dict[Key, str] = {}
+        retryable: set[Key] = set()
         items = list(latest.items())
         for start in range(0, len(items), BATCH_SIZE):
-            unwritten.update(await self._write_chunk(items[start : start + BATCH_SIZE]))
+            chunk_failures, chunk_retryable = await self._write_chunk(items[start : start + BATCH_SIZE])
+            unwritten.update(chunk_failures)
+            retryable |= chunk_retryable
+        conflicts: dict[Key, int | None] = {}
+        if conditional:
+            limit = asyncio.Semaphore(self.write_concurrency)
+
+            async def put(key: Key, item: dict[str, Any]) -> None:
+                async with limit:
+                    outcome = await self._put_conditional(item, expected_versions[key])
+                if outcome == "ok":
+                    return
+                if isinstance(outcome, tuple):
+                    conflicts[key] = outcome[1]
+                else:
+                    unwritten[key] = outcome
+                    retryable.add(key)
+
+            await asyncio.gather(*(put(key, item) for key, item in conditional.items()))
 
         stored: list[Key] = []
         failed: list[tuple[Key, str]] = []
         for key, reason in order:
+            if key in conflicts:
+                continue
             reason = reason or unwritten.get(key)
             if reason is None:
                 stored.append(key)
             else:
                 failed.append((key, reason))
-        return PutResult(stored=tuple(stored), failed=tuple(failed))
+        return PutResult(
+            stored=tuple(stored),
+            failed=tuple(failed),
+            conflicts=tuple(conflicts.items()),
+            retryable=tuple(key for key, _ in failed if key in retryable),
+        )
 
-    async def _write_chunk(self, items: list[tuple[Key, dict[str, Any]]]) -> dict[Key, str]:
-        """Write up to 25 items; return the keys that could not be written, with why."""
+    async def _put_conditional(self, item: dict[str, Any], expected: int | None) -> str | tuple[str, int | None]:
+        """PutItem if the stored version is ``expected``: ``"ok"``, ``("conflict", found)`` or a failure reason."""
+        request: dict[str, Any] = {"TableName": self.table_name, "Item": item,
+                                   "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        if expected is None:
+            request["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            # Items written before versions were kept have no version attribute: the first
+            # conditional write of each is let through (and gives it one).
+            request["ConditionExpression"] = (
+                "#version = :expected OR (attribute_exists(pk) AND attribute_not_exists(#version))"
+            )
+            request["ExpressionAttributeNames"] = {"#version": "version"}
+            request["ExpressionAttributeValues"] = {":expected": {"N": str(expected)}}
+        for attempt in range(self.max_attempts):
+            try:
+                await self.client.put_item(**request)
+                return "ok"
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ConditionalCheckFailedException":
+                    old = exc.response.get("Item")
+                    found = None
+                    if old:
+                        found = int(old["version"]["N"]) if "version" in old else 0
+                    elif expected is None:
+                        found = 0  # it exists (that is why the condition failed); re-read tells the rest
+                    return ("conflict", found)
+                if code not in _THROTTLED:
+                    with aws_errors("DynamoDB PutItem", self._where(), storage=True):
+                        raise
+            if attempt < len(self.delays):
+                await self.sleep(self.delays[attempt])
+        return (
+            f"DynamoDB throttled the conditional write {self.max_attempts} times; "
+            "write it again later or raise the table's capacity"
+        )
+
+    async def _write_chunk(self, items: list[tuple[Key, dict[str, Any]]]) -> tuple[dict[Key, str], set[Key]]:
+        """Write up to 25 items; return the keys that could not be written, with why, and the retryable ones."""
         by_pk_sk = {key: item for key, item in items}
         pending = [{"PutRequest": {"Item": item}} for _, item in items]
         for attempt in range(self.max_attempts):
@@ -212,7 +276,7 @@ class DynamoDBCandidateStore:
                 code = error_code(exc)
                 if code == "ValidationException" and len(pending) > 1:
                     # One item DynamoDB refuses fails the whole call: write them one by one to find it.
-                    return await self._write_one_by_one(by_pk_sk)
+                    return await self._write_one_by_one(by_pk_sk), set()
                 if code not in _THROTTLED:
                     with aws_errors("DynamoDB BatchWriteItem", self._where(), storage=True):
                         raise
@@ -220,7 +284,7 @@ class DynamoDBCandidateStore:
             else:
                 unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])
             if not unprocessed:
-                return {}
+                return {}, set()
             pending = unprocessed
             if attempt < len(self.delays):
                 await self.sleep(self.delays[attempt])
@@ -228,7 +292,8 @@ class DynamoDBCandidateStore:
             f"DynamoDB left the item unprocessed {self.max_attempts} times (throttled); "
             "write it again later or raise the table's capacity"
         )
-        return {(p["PutRequest"]["Item"]["pk"]["S"], p["PutRequest"]["Item"]["sk"]["S"]): reason for p in pending}
+        left = {(p["PutRequest"]["Item"]["pk"]["S"], p["PutRequest"]["Item"]["sk"]["S"]): reason for p in pending}
+        return left, set(left)
 
     async def _write_one_by_one(self, items: dict[Key, dict[str, Any]]) -> dict[Key, str]:
         failures: dict[Key, str] = {}

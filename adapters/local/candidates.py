@@ -7,6 +7,11 @@ transaction as DynamoDB's ``BatchWriteItem``; a rewrite of an unchanged record
 leaves the row (and its ``updated_at``) alone, so re-running a Store stage does
 not churn the table.
 
+Conditional writes (``expected_versions``) compare the stored document's
+``metadata.version`` inside the same ``BEGIN IMMEDIATE`` transaction that
+writes, so no other writer - thread or process - can slip in between the check
+and the write.
+
 Why the calls run inline on the event loop: a transaction of 25 upserts takes
 ~0.1-0.3 ms (WAL, ``synchronous=NORMAL``: no fsync per commit), less than a
 round trip through ``asyncio.to_thread`` costs, and ``put_batch`` yields to
@@ -28,18 +33,35 @@ import asyncio
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ceap_engine.errors import InputError, StorageError
 from ceap_engine.ports import CandidateRecord, Clock, PutResult
 from ceap_engine.runtime.clock import RealClock
-from ceap_engine.storage.candidates import encode_candidate_data, validate_query_limit
+from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_query_limit
 
-__all__ = ["BATCH_SIZE", "SQLiteCandidateStore", "query_statement"]
+__all__ = ["BATCH_SIZE", "BUSY_TIMEOUT_SECONDS", "SQLiteCandidateStore", "query_statement"]
 
 BATCH_SIZE = 25
 """Records per transaction, as in DynamoDB's BatchWriteItem."""
+
+BUSY_TIMEOUT_SECONDS = 30.0
+"""How long a write waits, in wall time, for a lock another process holds.
+
+SQLite's own busy handler waits (on wall time: the virtual clock of a local run
+cannot shorten it), so a short lock elsewhere - a backup, a second ``ceap run``,
+a notebook writing - is waited for instead of failing the stage. The state
+machine's Retry waits come on top of this, and under ``--clock virtual`` those
+pass instantly: this timeout is what makes a local run outlast a real lock.
+"""
+
+# The stored version, read as CandidateRecord.version reads it: an integer
+# metadata.version, else 0.
+_VERSION = (
+    "SELECT CASE json_type(data, '$.metadata.version') WHEN 'integer' "
+    "THEN json_extract(data, '$.metadata.version') ELSE 0 END FROM candidates WHERE pk = ? AND sk = ?"
+)
 
 SCHEMA_VERSION = 1
 
@@ -98,7 +120,8 @@ class SQLiteCandidateStore:
     so readers in other processes (``sqlite3`` on the command line, a
     notebook) do not block writes. ``clock`` stamps ``updated_at`` (a
     :class:`~ceap_engine.runtime.clock.VirtualClock` gives virtual timestamps);
-    ``timeout`` is how long a write waits for another process's lock.
+    ``timeout`` is how long (wall time) a write waits for another process's
+    lock (:data:`BUSY_TIMEOUT_SECONDS`).
     Close the store with :meth:`close` or use it as a context manager.
 
     >>> import asyncio
@@ -113,7 +136,7 @@ class SQLiteCandidateStore:
         path: Path | str = ".ceap/candidates.sqlite3",
         *,
         clock: Clock | None = None,
-        timeout: float = 5.0,
+        timeout: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
         self.path = path if path == ":memory:" else Path(path)
         self._clock = clock or RealClock()
@@ -158,7 +181,12 @@ class SQLiteCandidateStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
+    async def put_batch(
+        self,
+        records: Sequence[CandidateRecord],
+        *,
+        expected_versions: Mapping[tuple[str, str], int | None] | None = None,
+    ) -> PutResult:
         failed: list[tuple[tuple[str, str], str]] = []
         keys: list[tuple[str, str]] = []
         rows: list[tuple[object, ...]] = []
@@ -168,7 +196,7 @@ class SQLiteCandidateStore:
             try:
                 data_json = encode_candidate_data(record)
             except InputError as error:
-                failed.append((key, "; ".join(p.message for p in error.problems)))
+                failed.append((key, failure_reason(error)))
                 continue
             keys.append(key)
             rows.append(
@@ -186,11 +214,12 @@ class SQLiteCandidateStore:
                     updated_at,
                 )
             )
+        conflicts: dict[tuple[str, str], int | None] = {}
         for start in range(0, len(rows), BATCH_SIZE):
             if start:
                 await asyncio.sleep(0)  # let other executions run between transactions
             try:
-                self._write_transaction(rows[start : start + BATCH_SIZE])
+                conflicts.update(self._write_transaction(rows[start : start + BATCH_SIZE], expected_versions or {}))
             except sqlite3.Error as exc:
                 raise self._storage_error(
                     exc,
@@ -198,7 +227,11 @@ class SQLiteCandidateStore:
                     f"{start} of the {len(rows)} valid records of this call were stored before the failure; "
                     "writes are idempotent upserts, so retrying the whole call is safe",
                 ) from exc
-        return PutResult(stored=tuple(keys), failed=tuple(failed))
+        return PutResult(
+            stored=tuple(key for key in keys if key not in conflicts),
+            failed=tuple(failed),
+            conflicts=tuple(conflicts.items()),
+        )
 
     async def get(self, pk: str, sk: str) -> CandidateRecord | None:
         try:
@@ -232,18 +265,36 @@ class SQLiteCandidateStore:
         except sqlite3.Error as exc:
             raise self._storage_error(exc, "delete") from exc
 
-    def _write_transaction(self, rows: list[tuple[object, ...]]) -> None:
+    def _write_transaction(
+        self, rows: list[tuple[object, ...]], expected: Mapping[tuple[str, str], int | None]
+    ) -> dict[tuple[str, str], int | None]:
+        """Write ``rows`` in one transaction, skipping those whose condition fails; return those."""
+        conflicts: dict[tuple[str, str], int | None] = {}
         with self._lock:
             # IMMEDIATE takes the write lock up front, so a concurrent writer
-            # in another process waits at BEGIN instead of failing mid-batch.
+            # in another process waits at BEGIN instead of failing mid-batch,
+            # and nobody writes between a condition's check and its write.
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if expected:
+                    writable = []
+                    for row in rows:
+                        key = (row[0], row[1])
+                        if key in expected:
+                            found_row = self._db.execute(_VERSION, key).fetchone()
+                            found = None if found_row is None else int(found_row[0])
+                            if found != expected[key]:  # type: ignore[index]
+                                conflicts[key] = found  # type: ignore[index]
+                                continue
+                        writable.append(row)
+                    rows = writable
                 self._db.executemany(_UPSERT, rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+        return conflicts
 
     def _storage_error(self, exc: BaseException, doing: str, note: str = "") -> StorageError:
         """Turn a sqlite3 or OS error into a :class:`StorageError` that says what to do."""

@@ -32,19 +32,73 @@ import errno
 import io
 import os
 import secrets
+import time
 from pathlib import Path
 
 from ceap_engine.errors import InvalidKey, ObjectNotFound, StorageError
 from ceap_engine.storage.objects import validate_bucket, validate_key
 
-__all__ = ["TEMP_FILE_PREFIX", "FileObjectStore"]
+__all__ = ["TEMP_FILE_PREFIX", "FileObjectStore", "remove_orphan_temp_files"]
 
 TEMP_FILE_PREFIX = ".ceap-tmp-"
-"""File names starting with this are writes in progress: never listed, refused as keys."""
+"""File names starting with this are writes in progress: never listed, refused as keys.
+
+The full name is ``.ceap-tmp-{pid}-{random}``: the writing process's id tells a
+later :class:`FileObjectStore` whether the write is still in progress or was cut
+off (``kill -9``, a power cut) and its file can go."""
+
+# A temp file without a process id (written by an older ceap) is an orphan once it is this old.
+_ORPHAN_AGE_SECONDS = 3600.0
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 # How often put re-creates a folder that a concurrent delete pruned just after it was made.
 _FOLDER_RETRIES = 3
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another store of this process may be writing right now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
+
+
+def remove_orphan_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files under ``folder`` whose write was cut off; return their paths.
+
+    A temp file is an orphan when the process that wrote it is gone (or, for a name
+    without a process id, when it is over an hour old). Writes in progress in live
+    processes are left alone, so opening a store beside a running ``ceap run`` is safe.
+
+    >>> import tempfile
+    >>> remove_orphan_temp_files(Path(tempfile.mkdtemp()))
+    []
+    """
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            if not name.startswith(TEMP_FILE_PREFIX):
+                continue
+            path = os.path.join(dirpath, name)
+            pid_text = name[len(TEMP_FILE_PREFIX) :].partition("-")[0]
+            try:
+                if pid_text.isdigit() and "-" in name[len(TEMP_FILE_PREFIX) :]:
+                    if _writer_alive(int(pid_text)):
+                        continue
+                elif now - os.stat(path).st_mtime < _ORPHAN_AGE_SECONDS:
+                    continue
+                os.unlink(path)
+            except OSError:
+                continue  # gone already, or not ours to remove: leave it
+            removed.append(Path(path))
+    return removed
 
 
 class FileObjectStore:
@@ -72,6 +126,8 @@ class FileObjectStore:
     def __init__(self, root: Path | str = Path(".ceap")) -> None:
         self.root = Path(os.path.realpath(root))
         self._bucket_dirs: dict[str, str] = {}
+        self.removed_temp_files: list[Path] = remove_orphan_temp_files(self.root / "buckets")
+        """The temp files of interrupted writes that opening this store removed."""
 
     def path_of(self, bucket: str, key: str) -> Path:
         """The file that holds ``key`` (whether or not it exists yet).
@@ -170,7 +226,7 @@ class FileObjectStore:
                     os.makedirs(folder, exist_ok=True)
                 except (FileExistsError, NotADirectoryError):
                     raise self._clash_error(bucket, key, path) from None
-                temp = os.path.join(folder, TEMP_FILE_PREFIX + secrets.token_hex(8))
+                temp = os.path.join(folder, f"{TEMP_FILE_PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
                 try:
                     fd = os.open(temp, _OPEN_FLAGS, 0o666)
                     break

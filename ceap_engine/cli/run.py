@@ -128,6 +128,9 @@ def _print_text(result: PipelineResult, store: Path, wall_seconds: float) -> Non
     ex = result.execution
     colour = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}.get(ex.status, "white")
     console.print(f"[bold {colour}]{ex.status}[/]  workflow {result.workflow}, execution {result.execution_id}")
+    earlier = result.name_claim.describe() if result.name_claim is not None else None
+    if earlier:
+        console.print(f"note: {escape(earlier)}")
     if ex.stop_time is not None:
         # Under the virtual clock only waits (retries, Wait states) move the workflow clock.
         console.print(f"took {wall_seconds:.2f} s; workflow clock {ex.stop_time - ex.start_time:.1f} s")
@@ -160,8 +163,18 @@ def _json_document(result: PipelineResult, store: Path) -> dict[str, Any]:
         "counts": result.counts,
         "reconciliation": [{"check": text, "ok": ok} for text, ok in reconciliation(result.counts)],
         "failure": result.failure,
+        "executionName": _name_claim_json(result),
     })
     return doc
+
+
+def _name_claim_json(result: PipelineResult) -> dict[str, Any] | None:
+    """What the execution-name rule found, for ``--format json``."""
+    claim = result.name_claim
+    if claim is None or claim.earlier is None:
+        return None
+    outcome = "resumed" if claim.resumed else "rerun" if claim.rerun else "replaced"
+    return {"outcome": outcome, "earlier": claim.earlier, "message": claim.describe()}
 
 
 def run(
@@ -175,7 +188,8 @@ def run(
     workflow: Annotated[Workflow, typer.Option("--workflow", help="realtime (EXPRESS) or batch (STANDARD, with the Glue HeavyETL job)")] = Workflow.realtime,
     store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives (objects and candidates)")] = Path(".ceap"),
     clock: Annotated[ClockKind, typer.Option("--clock", help="virtual: retry waits cost no wall time")] = ClockKind.virtual,
-    execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID)")] = None,
+    execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID). A name already used with another input is refused (exit 2); one whose run never finished is resumed; the same input again re-runs idempotently")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="With --execution-name: reuse a name that holds a run of another input, deleting that run's outputs")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the execution's report page (FILE.html: graph, timeline, counts, history)")] = None,
@@ -220,7 +234,7 @@ def run(
         pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock, runners=runners,
                                  seed=seed, progress=lambda p: (progress(p), stopwatch(p)))
         began = time.perf_counter()
-        result = asyncio.run(_run_interruptible(pipeline, body, execution_name))
+        result = asyncio.run(_run_interruptible(pipeline, body, execution_name, replace))
         wall_seconds = time.perf_counter() - began
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
@@ -255,8 +269,10 @@ def _glue_runners(spec: WorkflowSpec, objects: Any) -> dict[str, Any]:
     return {"glue:startJobRun": LocalGlueRunner(objects, scripts)}
 
 
-async def _run_interruptible(pipeline: LocalPipeline, payload: dict[str, Any], name: str | None) -> PipelineResult:
-    return await pipeline.collect(await await_interruptibly(pipeline.start(payload, name=name)))
+async def _run_interruptible(pipeline: LocalPipeline, payload: dict[str, Any], name: str | None,
+                             replace: bool = False) -> PipelineResult:
+    execution = await pipeline.start_checked(payload, name=name, replace=replace)
+    return await pipeline.collect(await await_interruptibly(execution))
 
 
 def event(

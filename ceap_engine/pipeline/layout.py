@@ -5,6 +5,7 @@ their keys from here, so the layout can change in one place::
 
     executions/{executionId}/{stage}/output.json   a stage's output (its handoff document)
     executions/{executionId}/failure.json          why an execution failed (the Catch path)
+    executions/{executionId}/execution.json        the run that holds the name (input digest, status)
 
 >>> execution_key("e-1", "ETL")
 'executions/e-1/ETL/output.json'
@@ -16,11 +17,21 @@ from __future__ import annotations
 
 from ceap_engine.storage.objects import validate_key
 
-__all__ = ["EXECUTIONS_PREFIX", "FAILURE_DOCUMENT", "STAGE_OUTPUT", "execution_key", "failure_key", "format_template"]
+__all__ = [
+    "EXECUTIONS_PREFIX",
+    "EXECUTION_RECORD",
+    "FAILURE_DOCUMENT",
+    "STAGE_OUTPUT",
+    "execution_key",
+    "execution_record_key",
+    "failure_key",
+    "format_template",
+]
 
 EXECUTIONS_PREFIX = "executions"
 STAGE_OUTPUT = "output.json"
 FAILURE_DOCUMENT = "failure.json"
+EXECUTION_RECORD = "execution.json"
 
 
 def execution_key(execution_id: str, stage: str, name: str = STAGE_OUTPUT) -> str:
@@ -31,6 +42,15 @@ def execution_key(execution_id: str, stage: str, name: str = STAGE_OUTPUT) -> st
 def failure_key(execution_id: str) -> str:
     """Where the failure path of an execution writes its error and cause."""
     return validate_key(f"{EXECUTIONS_PREFIX}/{execution_id}/{FAILURE_DOCUMENT}")
+
+
+def execution_record_key(execution_id: str) -> str:
+    """Where a local run records the execution that holds its name (see :mod:`ceap_engine.pipeline.executions`).
+
+    >>> execution_record_key("daily")
+    'executions/daily/execution.json'
+    """
+    return validate_key(f"{EXECUTIONS_PREFIX}/{execution_id}/{EXECUTION_RECORD}")
 
 
 def format_template(stage: str | None = None, name: str = STAGE_OUTPUT) -> str:

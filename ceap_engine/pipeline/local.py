@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ceap_engine.asl.definition import StateMachine, load_definition
-from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine, ExecutionResult
+from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine, ExecutionResult, validate_execution_name
 from ceap_engine.errors import ObjectNotFound
 from ceap_engine.pipeline.builder import (
     BUCKET_PLACEHOLDER,
@@ -31,6 +31,7 @@ from ceap_engine.pipeline.builder import (
     function_placeholder,
     substitute,
 )
+from ceap_engine.pipeline.executions import NameClaim, claim_name, record_end, record_start
 from ceap_engine.pipeline.layout import failure_key
 from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
 from ceap_engine.pipeline.spec import WorkflowSpec
@@ -119,6 +120,8 @@ class PipelineResult:
     outputs: dict[str, str] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
+    name_claim: NameClaim | None = None
+    """What the execution-name rule found (an earlier run resumed, re-run or replaced)."""
 
     @property
     def status(self) -> str:
@@ -176,6 +179,7 @@ class LocalPipeline:
             for key in ("lambda:invoke", *(runners or {})):
                 task_runners.register(key, _reporting(task_runners.runner_for_key(key), progress))
         self.substitutions = substitutions
+        self._running: dict[str, tuple[NameClaim | None, dict[str, Any]]] = {}
         self.machine: StateMachine = load_definition(substitute(self.definition, substitutions))
         self.engine = Engine(clock=self.clock, runners=task_runners, seed=seed, region=region, account=account,
                              role_arn=f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
@@ -190,8 +194,28 @@ class LocalPipeline:
         return self.engine.start(self.machine, payload, name=name, state_machine_name=state_machine_name(self.spec),
                                  execution_type=self.execution_type)
 
-    async def run(self, payload: Any, *, name: str | None = None) -> PipelineResult:
+    async def start_checked(self, payload: Any, *, name: str | None = None, replace: bool = False) -> Any:
+        """Start an execution under ceap's execution-name rule (:mod:`ceap_engine.pipeline.executions`).
+
+        A ``name`` that holds a run of another input raises
+        :class:`~ceap_engine.errors.ExecutionAlreadyExists` (nothing started) unless
+        ``replace``; one whose run never ended is resumed; one that ran the same input
+        runs again. Without a name the execution gets a fresh one, as on AWS.
+        """
+        claim = None
+        if name is not None:
+            validate_execution_name(name)
+            claim = await claim_name(self.objects, self.bucket, name, payload, workflow=self.spec.name,
+                                     replace=replace)
         execution = self.start(payload, name=name)
+        record = await record_start(self.objects, self.bucket, execution.name, payload, workflow=self.spec.name,
+                                    clock=self.clock)
+        self._running[execution.name] = (claim, record)
+        return execution
+
+    async def run(self, payload: Any, *, name: str | None = None, replace: bool = False) -> PipelineResult:
+        """Run one execution to its end (under the execution-name rule, see :meth:`start_checked`)."""
+        execution = await self.start_checked(payload, name=name, replace=replace)
         return await self.collect(await execution.task)
 
     async def _metrics_of(self, key: str) -> dict[str, Any]:
@@ -203,6 +227,10 @@ class LocalPipeline:
     async def collect(self, result: ExecutionResult) -> PipelineResult:
         """Attach outputs, counts and (on failure) the recorded failure to a finished execution."""
         out = PipelineResult(self.spec.name, result, self.bucket)
+        claim, record = self._running.pop(result.name, (None, None))
+        out.name_claim = claim
+        if record is not None:
+            await record_end(self.objects, self.bucket, record, result.status, clock=self.clock)
         stages = (result.output or {}).get("stages") if result.status == "SUCCEEDED" else None
         if stages is None:
             stages = _stages_so_far(result)

@@ -23,21 +23,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ceap_engine.errors import InvalidKey, ObjectNotFound, StorageError
+from ceap_engine.errors import ConditionFailed, InvalidKey, ObjectNotFound, StorageError
 from ceap_engine.pipeline.layout import execution_key
 from ceap_engine.ports import CandidateRecord, CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock
+from ceap_engine.storage.candidates import CandidateWrites, write_candidates
 
 __all__ = [
     "CandidateRecord",
     "CandidateStore",
+    "CandidateWrites",
     "Clock",
+    "ConditionFailed",
     "InvalidKey",
     "ObjectNotFound",
     "ObjectStore",
     "PermanentError",
     "StageContext",
     "StorageError",
+    "write_candidates",
 ]
 
 

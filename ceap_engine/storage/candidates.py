@@ -1,15 +1,51 @@
-"""Rules every CandidateStore applies before it writes, so all backends refuse the same records."""
+"""Rules every CandidateStore applies, so all backends behave alike.
+
+- :func:`encode_candidate_data`: what a store refuses before it writes, including
+  DynamoDB's limits (:func:`check_dynamodb_limits`), so a record that passes on
+  SQLite or in memory also passes on AWS - one rule, one message, every backend;
+- :func:`write_candidates`: the optimistic-concurrency loop over any store (read,
+  decide, conditional write, re-read the keys that conflicted, decide again).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from ceap_engine.errors import InputError, Problem
-from ceap_engine.ports import CandidateRecord
+from ceap_engine.errors import ConditionFailed, InputError, Problem
+from ceap_engine.ports import CandidateRecord, CandidateStore
 
-__all__ = ["encode_candidate_data", "validate_query_limit"]
+__all__ = [
+    "MAX_ITEM_BYTES",
+    "MAX_PARTITION_KEY_BYTES",
+    "MAX_SORT_KEY_BYTES",
+    "CandidateWrites",
+    "check_dynamodb_limits",
+    "encode_candidate_data",
+    "failure_reason",
+    "item_size",
+    "ranking_key_size",
+    "validate_query_limit",
+    "write_candidates",
+]
+
+MAX_PARTITION_KEY_BYTES = 2048
+"""DynamoDB's limit on a partition key value (``pk``)."""
+MAX_SORT_KEY_BYTES = 1024
+"""DynamoDB's limit on a sort key value (``sk``, and the ranking index key)."""
+MAX_ITEM_BYTES = 400_000
+"""DynamoDB's limit on an item ("400 KB"), attribute names plus values, read as 400,000 bytes.
+
+AWS's own check lets a little more through (about 409 KB in practice); the decimal
+reading is the safe side that AWS, DynamoDB Local and moto all accept."""
+# DynamoDB numbers: magnitudes from 1E-130 to below 1E+126 (and zero).
+_MIN_NUMBER, _MAX_NUMBER = 1e-130, 1e126
+# What the item holds besides the keys and data (names as in adapters/aws/candidates.py).
+_ITEM_NAMES = ("pk", "sk", "customerId", "programId", "marketplace", "subjectType", "subjectId", "rank", "data")
+_NUMBER_BYTES = 21  # DynamoDB stores a number in at most 21 bytes
 
 
 _CANDIDATE_KEY_FIELDS = ("customer_id", "program_id", "marketplace", "subject_type", "subject_id")
@@ -73,9 +109,83 @@ def encode_candidate_data(record: CandidateRecord) -> str:
         else:
             if not _is_utf8(text):
                 problems.append(Problem("/data", "data holds a string that is not valid UTF-8 (a lone surrogate)"))
+    if not problems:
+        problems.extend(check_dynamodb_limits(record, text))
     if problems:
         raise InputError(problems, f"candidate {record.pk} {record.sk}")
     return text
+
+
+def failure_reason(error: InputError) -> str:
+    """The reason a store reports in :attr:`PutResult.failed` for a refused record."""
+    return "; ".join(p.message for p in error.problems)
+
+
+def ranking_key_size(record: CandidateRecord) -> int:
+    """Bytes of the ranking index key (score, pk, sk) that the DynamoDB adapter writes."""
+    return 9 + len(record.pk.encode("utf-8")) + 1 + len(record.sk.encode("utf-8"))
+
+
+def item_size(record: CandidateRecord, data_json: str) -> int:
+    """The record's size as DynamoDB counts it (attribute names plus values), in bytes.
+
+    >>> item_size(CandidateRecord("c", "p", "US", "ORDER", "o"), "{}") < 300
+    True
+    """
+    values = (
+        record.pk, record.sk, record.customer_id, record.program_id, record.marketplace,
+        record.subject_type, record.subject_id, data_json,
+    )
+    # The ranking key is binary; counted as its base64 text (4/3 of its bytes), as
+    # DynamoDB emulators do, so that the rule errs on the safe side of AWS's own.
+    size = sum(len(name) for name in _ITEM_NAMES) + -(-ranking_key_size(record) // 3) * 4
+    size += sum(len(value.encode("utf-8")) for value in values)
+    size += len("version") + _NUMBER_BYTES
+    if record.score is not None:
+        size += len("score") + _NUMBER_BYTES
+    if record.channels:
+        size += len("channels") + sum(len(c.encode("utf-8")) for c in record.channels)
+    return size
+
+
+def check_dynamodb_limits(record: CandidateRecord, data_json: str) -> list[Problem]:
+    """What about ``record`` DynamoDB would refuse: key and item sizes, the number range of ``score``.
+
+    Every store applies it (see :func:`encode_candidate_data`): a run that stores
+    its candidates locally stores them on AWS too.
+
+    >>> [p.path for p in check_dynamodb_limits(CandidateRecord("c", "p", "US", "ORDER", "o" * 2000), "{}")]
+    ['/sk']
+    """
+    problems = []
+    pk_bytes = len(record.pk.encode("utf-8"))
+    if pk_bytes > MAX_PARTITION_KEY_BYTES:
+        problems.append(Problem(
+            "/pk", f"the partition key ({pk_bytes} bytes, {record.pk[:60]!r}...) is over DynamoDB's "
+            f"{MAX_PARTITION_KEY_BYTES}-byte partition key limit; shorten the customer, program or marketplace id",
+            "LIMIT_EXCEEDED"))
+    sk_bytes = len(record.sk.encode("utf-8"))
+    if sk_bytes > MAX_SORT_KEY_BYTES:
+        problems.append(Problem(
+            "/sk", f"the sort key ({sk_bytes} bytes, {record.sk[:60]!r}...) is over DynamoDB's "
+            f"{MAX_SORT_KEY_BYTES}-byte sort key limit; shorten the subject type or id", "LIMIT_EXCEEDED"))
+    if not problems and ranking_key_size(record) > MAX_SORT_KEY_BYTES:
+        problems.append(Problem(
+            "/rank", "customer, program, marketplace and subject ids are too long together: the ranking key "
+            f"is over DynamoDB's {MAX_SORT_KEY_BYTES}-byte sort key limit; shorten the ids", "LIMIT_EXCEEDED"))
+    score = record.score
+    if isinstance(score, int | float) and math.isfinite(score) and score != 0 and not (
+        _MIN_NUMBER <= abs(score) < _MAX_NUMBER
+    ):
+        problems.append(Problem(
+            "/score", f"score {score!r} is outside DynamoDB's number range (1E-130 to 1E+126 in magnitude)",
+            "LIMIT_EXCEEDED"))
+    size = item_size(record, data_json)
+    if size > MAX_ITEM_BYTES:
+        problems.append(Problem(
+            "/data", f"the candidate is {size} bytes, over DynamoDB's 400 KB item limit ({MAX_ITEM_BYTES} bytes); "
+            "store less in data", "LIMIT_EXCEEDED"))
+    return problems
 
 
 def validate_query_limit(limit: int | None) -> int | None:
@@ -90,3 +200,99 @@ def validate_query_limit(limit: int | None) -> int | None:
             "candidate query",
         )
     return limit
+
+
+Key = tuple[str, str]
+Decide = Callable[[Key, CandidateRecord | None], CandidateRecord | None]
+
+
+@dataclass
+class CandidateWrites:
+    """What :func:`write_candidates` did, key by key.
+
+    ``current``: each key's record as the store now holds it (the one written, or the
+    stored one when there was nothing to change); ``unchanged``: keys left as they were;
+    ``failed``: keys not written, with the reason; ``retryable``: the keys of ``failed``
+    that may succeed later (throttled, or still conflicting after every attempt);
+    ``conflicts``: how many conditional writes lost a race and were decided again.
+    """
+
+    current: dict[Key, CandidateRecord] = field(default_factory=dict)
+    unchanged: set[Key] = field(default_factory=set)
+    failed: dict[Key, str] = field(default_factory=dict)
+    retryable: set[Key] = field(default_factory=set)
+    conflicts: int = 0
+
+
+async def write_candidates(
+    store: CandidateStore,
+    keys: Sequence[Key],
+    decide: Decide,
+    *,
+    max_attempts: int = 8,
+    read_concurrency: int = 16,
+) -> CandidateWrites:
+    """Read each key, ``decide`` its new record, write it only if nobody wrote in between; repeat on conflict.
+
+    ``decide(key, stored)`` gets the stored record (``None``: none) and returns the
+    record to write - with ``metadata.version`` one above the stored one - or ``None``
+    when nothing needs to change (then nothing is written, which keeps re-runs from
+    churning versions). A key another writer changed between the read and the write
+    is read again and decided again, up to ``max_attempts`` times; after that it is
+    reported failed and retryable with the :class:`~ceap_engine.errors.ConditionFailed`
+    message. No update is lost: every write is conditional on the version read.
+
+    >>> import asyncio
+    >>> from ceap_engine.storage.memory import MemoryCandidateStore
+    >>> store = MemoryCandidateStore()
+    >>> new = CandidateRecord("c", "p", "US", "ORDER", "o", data={"metadata": {"version": 1}})
+    >>> done = asyncio.run(write_candidates(store, [new.key], lambda key, old: new if old is None else None))
+    >>> done.current[new.key].version, done.unchanged
+    (1, set())
+    """
+    writes = CandidateWrites()
+    limit = asyncio.Semaphore(read_concurrency)
+
+    async def read(key: Key) -> CandidateRecord | None:
+        async with limit:
+            return await store.get(*key)
+
+    pending = list(dict.fromkeys(keys))
+    last_conflict: dict[Key, tuple[int | None, int | None]] = {}
+    for _attempt in range(max_attempts):
+        if not pending:
+            break
+        stored = await asyncio.gather(*(read(key) for key in pending))
+        records: list[CandidateRecord] = []
+        expected: dict[Key, int | None] = {}
+        for key, before in zip(pending, stored, strict=True):
+            after = decide(key, before)
+            if after is None:
+                if before is not None:
+                    writes.current[key] = before
+                writes.unchanged.add(key)
+                continue
+            records.append(after)
+            expected[key] = None if before is None else before.version
+        pending = []
+        if not records:
+            break
+        result = await store.put_batch(records, expected_versions=expected)
+        by_key = {r.key: r for r in records}
+        for key in result.stored:
+            writes.current[key] = by_key[key]
+            writes.failed.pop(key, None)
+        retryable = set(result.retryable)
+        for key, reason in result.failed:
+            writes.failed[key] = reason
+            if key in retryable:
+                writes.retryable.add(key)
+        for key, found in result.conflicts:
+            writes.conflicts += 1
+            last_conflict[key] = (expected[key], found)
+            pending.append(key)
+    for key in pending:
+        want, found = last_conflict[key]
+        writes.failed[key] = str(ConditionFailed(key, want, found, max_attempts))
+        writes.retryable.add(key)
+    return writes

@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import threading
 from bisect import bisect_left, insort
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ceap_engine.errors import InputError, ObjectNotFound
 from ceap_engine.ports import CandidateRecord, PutResult
-from ceap_engine.storage.candidates import encode_candidate_data, validate_query_limit
+from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_query_limit
 from ceap_engine.storage.objects import validate_bucket, validate_key
 
 __all__ = ["MemoryCandidateStore", "MemoryObjectStore"]
@@ -136,6 +136,7 @@ class _StoredCandidate:
     score: float | None
     channels: frozenset[str]
     data_json: str
+    version: int
     # Highest score first, no score last, then by key, so that ties come out in
     # the same order as from the SQLite store.
     rank: tuple[bool, float, str, str]
@@ -192,15 +193,22 @@ class MemoryCandidateStore:
         self._programs: dict[str, _Program] = {}
         self._lock = threading.Lock()
 
-    async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
+    async def put_batch(
+        self,
+        records: Sequence[CandidateRecord],
+        *,
+        expected_versions: Mapping[tuple[str, str], int | None] | None = None,
+    ) -> PutResult:
         stored: list[tuple[str, str]] = []
         failed: list[tuple[tuple[str, str], str]] = []
+        conflicts: list[tuple[tuple[str, str], int | None]] = []
+        expected_versions = expected_versions or {}
         for record in records:
             key = (record.pk, record.sk)
             try:
                 data_json = encode_candidate_data(record)
             except InputError as error:
-                failed.append((key, "; ".join(p.message for p in error.problems)))
+                failed.append((key, failure_reason(error)))
                 continue
             score = None if record.score is None else float(record.score)
             entry = _StoredCandidate(
@@ -212,9 +220,17 @@ class MemoryCandidateStore:
                 score=score,
                 channels=frozenset(record.channels),
                 data_json=data_json,
+                version=record.version,
                 rank=(score is None, -score if score is not None else 0.0, key[0], key[1]),
             )
             with self._lock:
+                if key in expected_versions:
+                    # Check and write under one lock: the memory twin of a conditional put.
+                    now = self._records.get(key)
+                    found = None if now is None else now.version
+                    if found != expected_versions[key]:
+                        conflicts.append((key, found))
+                        continue
                 self._remove(key)
                 self._records[key] = entry
                 program = self._programs.get(entry.program_id)
@@ -223,7 +239,7 @@ class MemoryCandidateStore:
                 program.keys.add(key)
                 program.ranked = None
             stored.append(key)
-        return PutResult(stored=tuple(stored), failed=tuple(failed))
+        return PutResult(stored=tuple(stored), failed=tuple(failed), conflicts=tuple(conflicts))
 
     async def get(self, pk: str, sk: str) -> CandidateRecord | None:
         with self._lock:

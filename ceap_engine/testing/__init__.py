@@ -22,6 +22,9 @@ A whole workflow, with a stage replaced by a fault-injecting handler::
     result = await wf.run("realtime", payload, handlers={"Score": flaky})
     result.status, result.counts, result.execution.history.types()
 
+Faults to inject (a throttled or raced candidate store, a process killed after a
+stage) are in :mod:`ceap_engine.testing.faults`.
+
 With the pytest plugin (installed with ceap) the fixtures ``ceap_stage_env``,
 ``ceap_workflow_env`` and ``ceap_clock`` give fresh environments per test.
 """
@@ -174,10 +177,15 @@ class WorkflowTestEnvironment:
         name: str | None = None,
         handlers: Mapping[str, Handler] | None = None,
         runners: Mapping[str, TaskRunner] | None = None,
+        replace: bool = False,
     ) -> PipelineResult:
-        """Run one execution to its end; the result carries status, counts, outputs and the full history."""
+        """Run one execution to its end; the result carries status, counts, outputs and the full history.
+
+        ``name`` follows ceap's execution-name rule (:mod:`ceap_engine.pipeline.executions`);
+        ``replace`` reuses a name that holds a run of another input.
+        """
         pipeline = self.pipeline(workflow, handlers=handlers, runners=runners)
-        return await pipeline.run(payload, name=name)
+        return await pipeline.run(payload, name=name, replace=replace)
 
     def stage_handler(self, workflow: str | WorkflowSpec, stage: str) -> Callable[[Any, Any], Awaitable[Any]]:
         """The real handler of a stage on this environment's ports (to wrap in a fault-injecting one)."""

@@ -335,3 +335,164 @@ async def test_a_query_sees_every_write_and_delete_made_after_an_earlier_query(
 
     await candidate_store.delete(third.pk, third.sk)
     assert [r.customer_id for r in await candidate_store.query("p-1", limit=2)] == ["c-1", "c-2"]
+
+
+# -- optimistic concurrency: conditional writes on metadata.version -----------
+
+
+def versioned(customer: str, subject: str, version: int, **data: object) -> CandidateRecord:
+    return candidate(customer, subject, 0.5, data={"metadata": {"version": version}, **data})
+
+
+async def test_a_record_reads_back_with_the_version_of_its_data(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch([versioned("c-1", "o-1", 3), candidate("c-2", "o-2")])
+
+    assert (await candidate_store.get(*versioned("c-1", "o-1", 3).key)).version == 3
+    assert (await candidate_store.get(*candidate("c-2", "o-2").key)).version == 0
+
+
+async def test_a_conditional_create_writes_only_when_there_is_no_record(candidate_store: CandidateStore) -> None:
+    first, second = versioned("c-1", "o-1", 1, by="first"), versioned("c-1", "o-1", 1, by="second")
+
+    created = await candidate_store.put_batch([first], expected_versions={first.key: None})
+    refused = await candidate_store.put_batch([second], expected_versions={second.key: None})
+
+    assert created == PutResult(stored=(first.key,))
+    assert refused.stored == () and refused.failed == ()
+    assert [key for key, _ in refused.conflicts] == [first.key]
+    assert (await candidate_store.get(*first.key)).data["by"] == "first"
+
+
+async def test_a_conditional_update_needs_the_version_it_read(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch([versioned("c-1", "o-1", 1)])
+    mine, theirs = versioned("c-1", "o-1", 2, by="mine"), versioned("c-1", "o-1", 2, by="theirs")
+
+    won = await candidate_store.put_batch([theirs], expected_versions={theirs.key: 1})
+    lost = await candidate_store.put_batch([mine], expected_versions={mine.key: 1})
+
+    assert won.stored == (theirs.key,)
+    assert lost.conflicts == ((mine.key, 2),)
+    assert await candidate_store.get(*mine.key) == theirs
+
+
+async def test_a_conflict_in_a_batch_leaves_the_other_records_written(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch([versioned(f"c-{n}", f"o-{n}", 1) for n in range(30)])
+    batch = [versioned(f"c-{n}", f"o-{n}", 2) for n in range(30)]
+    expected = {r.key: (7 if n == 13 else 1) for n, r in enumerate(batch)}
+
+    result = await candidate_store.put_batch(batch, expected_versions=expected)
+
+    assert result.stored == tuple(r.key for n, r in enumerate(batch) if n != 13)
+    assert result.conflicts == ((batch[13].key, 1),)
+    assert (await candidate_store.get(*batch[13].key)).version == 1
+    assert (await candidate_store.get(*batch[12].key)).version == 2
+
+
+async def test_conditional_and_plain_writes_mix_in_one_call(candidate_store: CandidateStore) -> None:
+    plain, conditional = versioned("c-1", "o-1", 1), versioned("c-2", "o-2", 1)
+
+    result = await candidate_store.put_batch([plain, conditional], expected_versions={conditional.key: None})
+
+    assert result.stored == (plain.key, conditional.key)
+
+
+async def test_write_candidates_retries_a_lost_race_by_reading_again(candidate_store: CandidateStore) -> None:
+    from ceap_engine.storage.candidates import write_candidates
+
+    await candidate_store.put_batch([versioned("c-1", "o-1", 1, count=0)])
+    racing = True
+
+    def bump(key: tuple[str, str], stored: CandidateRecord | None) -> CandidateRecord:
+        nonlocal racing
+        assert stored is not None
+        if racing:  # another writer commits between our read and our write, once
+            racing = False
+            other = versioned("c-1", "o-1", stored.version + 1, count=stored.data["count"] + 1)
+            import asyncio
+
+            asyncio.get_running_loop().create_task(candidate_store.put_batch([other]))
+        return versioned("c-1", "o-1", stored.version + 1, count=stored.data["count"] + 1)
+
+    key = versioned("c-1", "o-1", 1).key
+    # The racing write is scheduled, not awaited: _Yielding lets it land before our conditional write.
+    done = await write_candidates(_Yielding(candidate_store), [key], bump)
+
+    assert done.failed == {}
+    assert done.conflicts == 1
+    stored = await candidate_store.get(*key)
+    assert (stored.version, stored.data["count"]) == (3, 2)
+
+
+class _Yielding:
+    """A store that lets scheduled tasks run before each write (so a racing write lands first)."""
+
+    def __init__(self, inner: CandidateStore) -> None:
+        self.inner = inner
+
+    async def get(self, pk: str, sk: str) -> CandidateRecord | None:
+        return await self.inner.get(pk, sk)
+
+    async def put_batch(self, records, *, expected_versions=None):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        for _ in range(20):
+            await asyncio.sleep(0)
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        return await self.inner.put_batch(records, expected_versions=expected_versions)
+
+
+async def test_write_candidates_writes_nothing_when_nothing_changed(candidate_store: CandidateStore) -> None:
+    from ceap_engine.storage.candidates import write_candidates
+
+    record = versioned("c-1", "o-1", 4)
+    await candidate_store.put_batch([record])
+
+    done = await write_candidates(candidate_store, [record.key], lambda key, stored: None)
+
+    assert done.unchanged == {record.key}
+    assert done.current == {record.key: record}
+
+
+# -- DynamoDB's limits, on every backend ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "path", "words"),
+    [
+        (lambda: CandidateRecord("c" * 2100, "p-1", "US", "ORDER", "o-1"), "/pk", "2048-byte partition key limit"),
+        (lambda: CandidateRecord("c-1", "p-1", "US", "ORDER", "o" * 1100), "/sk", "1024-byte sort key limit"),
+        (lambda: CandidateRecord("c" * 600, "p-1", "US", "ORDER", "o" * 600), "/rank", "sort key limit"),
+        (lambda: CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", data={"blob": "x" * 410_000}), "/data",
+         "400 KB item limit"),
+        (lambda: CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", score=1e-200), "/score", "number range"),
+    ],
+    ids=["partition-key", "sort-key", "ranking-key", "item-size", "number-range"],
+)
+async def test_every_backend_refuses_what_dynamodb_refuses_with_one_reason(
+    candidate_store: CandidateStore, make, path: str, words: str
+) -> None:
+    from ceap_engine.storage.candidates import encode_candidate_data
+
+    bad = make()
+    with pytest.raises(InputError) as caught:
+        encode_candidate_data(bad)
+    assert [p.path for p in caught.value.problems] == [path]
+
+    result = await candidate_store.put_batch([bad, candidate("c-9", "o-9")])
+
+    assert result.stored == (candidate("c-9", "o-9").key,)
+    assert result.failed == ((bad.key, "; ".join(p.message for p in caught.value.problems)),)
+    assert words in result.failed[0][1]
+    assert await candidate_store.get(*bad.key) is None
+
+
+async def test_a_record_just_under_the_limits_is_stored(candidate_store: CandidateStore) -> None:
+    from ceap_engine.storage.candidates import MAX_ITEM_BYTES, item_size
+
+    base = CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", data={"blob": ""})
+    room = MAX_ITEM_BYTES - item_size(base, '{"blob":""}')
+    record = CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", data={"blob": "x" * room})
+
+    assert (await candidate_store.put_batch([record])).stored == (record.key,)
+    assert (await candidate_store.get(*record.key)).data["blob"] == "x" * room

@@ -81,11 +81,12 @@ class RefusingCandidateStore:
         self.refuse = refuse
         self.put_calls = 0
 
-    async def put_batch(self, records: Sequence[CandidateRecord]) -> PutResult:
+    async def put_batch(self, records: Sequence[CandidateRecord], *, expected_versions=None) -> PutResult:
         self.put_calls += 1
         refused = [((r.pk, r.sk), reason) for r in records if (reason := self.refuse(r)) is not None]
-        result = await self.inner.put_batch([r for r in records if self.refuse(r) is None])
-        return PutResult(stored=result.stored, failed=result.failed + tuple(refused))
+        result = await self.inner.put_batch([r for r in records if self.refuse(r) is None],
+                                            expected_versions=expected_versions)
+        return PutResult(stored=result.stored, failed=result.failed + tuple(refused), conflicts=result.conflicts)
 
     async def get(self, pk: str, sk: str) -> CandidateRecord | None:
         return await self.inner.get(pk, sk)

@@ -125,9 +125,40 @@ class TestBatch:
         first = await actions_of(objects, await run_reactive(make_context, scored(), scored("C2")))
         clock.advance(300)
         again = await actions_of(objects, await run_reactive(make_context, scored(), scored("C2")))
-        other = await actions_of(objects, await run_reactive(make_context, scored(), scored("C2"), execution_id="exec-2"))
         assert [a["actionId"] for a in again] == [a["actionId"] for a in first]
-        assert not {a["actionId"] for a in other} & {a["actionId"] for a in first}
+        assert len({a["actionId"] for a in first}) == 2
+
+    async def test_an_action_id_is_what_the_action_is_not_which_execution_made_it(self, make_context, objects):
+        mine = await actions_of(objects, await run_reactive(make_context, scored(), execution_id="exec-a"))
+        # Another execution on another bucket's worth of markers: same action, same id.
+        context = make_context("Reactive", execution_id="exec-b")
+        context.objects = type(objects)()
+        payload = ReactiveInput(program_id="reviews", marketplace="US", primary_model=PRIMARY, candidates=[scored()])
+        theirs = await actions_of(context.objects, await reactive.run(payload, context))
+        assert [a["actionId"] for a in theirs] == [a["actionId"] for a in mine]
+        assert theirs[0]["executionId"] == "exec-b"
+        later_window = scored(delivery_date=NOW + timedelta(days=60),
+                              timing_window=reactive.timing_window_after(NOW + timedelta(days=60)))
+        other = await actions_of(objects, await run_reactive(make_context, later_window, execution_id="exec-c"))
+        assert other[0]["actionId"] != mine[0]["actionId"]
+
+    async def test_an_engagement_another_execution_issued_is_skipped(self, make_context, objects):
+        first = await run_reactive(make_context, scored(), scored("C2"), execution_id="exec-a")
+        second = await run_reactive(make_context, scored(), scored("C2"), scored("C3"), execution_id="exec-b")
+        assert first.metrics.action_count == 2
+        assert second.skipped == {"ALREADY_ACTIONED": 2}
+        assert [a["customerId"] for a in await actions_of(objects, second)] == ["C3"]
+        marker = json.loads(await objects.get(BUCKET, reactive.action_marker_key(reactive.engagement_key(scored()))))
+        assert marker["executionId"] == "exec-a"
+        # The same execution again (a resume) writes its actions again.
+        again = await run_reactive(make_context, scored(), scored("C2"), execution_id="exec-a")
+        assert again.metrics.action_count == 2
+
+    async def test_a_candidate_consumed_since_store_gets_no_action(self, make_context, objects, candidates):
+        await candidates.put_batch([scored(consumed=True).to_record(0.7)])
+        out = await run_reactive(make_context, scored(), scored("C2"))
+        assert out.skipped == {"ALREADY_CONSUMED": 1}
+        assert [a["customerId"] for a in await actions_of(objects, out)] == ["C2"]
 
     async def test_input_ignores_what_store_adds_and_output_round_trips(self, make_context):
         store_like = {

@@ -125,7 +125,7 @@ async def test_records_dynamodb_cannot_hold_are_failed_before_any_call() -> None
     reasons = dict(result.failed)
     assert "number range" in reasons[(too_small.pk, too_small.sk)]
     assert "sort key limit" in reasons[(long_ids.pk, long_ids.sk)]
-    assert "400 KiB" in reasons[(huge.pk, huge.sk)]
+    assert "400 KB item limit" in reasons[(huge.pk, huge.sk)]
     assert result.stored == ((record(4).pk, record(4).sk),)
 
 
@@ -165,3 +165,91 @@ async def test_a_query_with_filters_pages_through_the_index_until_the_limit(moto
             assert [r.score for r in best] == [float(n) for n in range(298, 58, -2)]
         finally:
             await client.delete_table(TableName=table)
+
+
+class ConditionalDynamoDB:
+    """A DynamoDB client double for conditional PutItem: throttles as scripted, checks versions."""
+
+    def __init__(self, throttles: int = 0) -> None:
+        self.throttles = throttles
+        self.calls = 0
+        self.table: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def put_item(self, **request: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.throttles:
+            self.throttles -= 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
+                              "PutItem")
+        item = request["Item"]
+        key = (item["pk"]["S"], item["sk"]["S"])
+        old = self.table.get(key)
+        condition = request["ConditionExpression"]
+        if condition == "attribute_not_exists(pk)":
+            ok = old is None
+        else:
+            ok = old is not None and old["version"]["N"] == request["ExpressionAttributeValues"][":expected"]["N"]
+        if not ok:
+            error: dict[str, Any] = {"Error": {"Code": "ConditionalCheckFailedException", "Message": "failed"}}
+            if old is not None:
+                error["Item"] = old
+            raise ClientError(error, "PutItem")
+        self.table[key] = item
+        return {}
+
+    async def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        for requests in RequestItems.values():
+            for request in requests:
+                item = request["PutRequest"]["Item"]
+                self.table[(item["pk"]["S"], item["sk"]["S"])] = item
+        return {}
+
+
+def versioned(n: int, version: int) -> CandidateRecord:
+    return CandidateRecord(f"c-{n}", "p-1", "US", "ORDER", f"o-{n}", data={"metadata": {"version": version}})
+
+
+async def test_a_throttled_conditional_write_is_sent_again_with_the_same_backoff() -> None:
+    client, sleep = ConditionalDynamoDB(throttles=2), RecordingSleep()
+    store = DynamoDBCandidateStore(client, "t", sleep=sleep, base_delay_seconds=0.05)
+
+    result = await store.put_batch([versioned(1, 1)], expected_versions={versioned(1, 1).key: None})
+
+    assert result == PutResult(stored=(versioned(1, 1).key,))
+    assert client.calls == 3 and sleep.waits == [0.05, 0.1]
+    assert client.table[versioned(1, 1).key]["version"] == {"N": "1"}
+
+
+async def test_a_conditional_write_throttled_to_the_end_is_failed_and_retryable() -> None:
+    client = ConditionalDynamoDB(throttles=99)
+    store = DynamoDBCandidateStore(client, "t", sleep=RecordingSleep(), max_attempts=3)
+
+    result = await store.put_batch([versioned(1, 1)], expected_versions={versioned(1, 1).key: None})
+
+    assert result.stored == ()
+    assert result.retryable == (versioned(1, 1).key,)
+    assert "throttled the conditional write 3 times" in result.failed[0][1]
+
+
+async def test_a_lost_condition_is_a_conflict_with_the_version_found() -> None:
+    client = ConditionalDynamoDB()
+    store = DynamoDBCandidateStore(client, "t", sleep=RecordingSleep())
+    await store.put_batch([versioned(1, 5)])
+
+    result = await store.put_batch([versioned(1, 5)], expected_versions={versioned(1, 5).key: 4})
+
+    assert result.conflicts == ((versioned(1, 5).key, 5),)
+    assert result.stored == () and result.failed == ()
+
+
+async def test_the_waits_go_through_the_injected_clock() -> None:
+    from ceap_engine.runtime.clock import VirtualClock
+
+    clock = VirtualClock(1_700_000_000)
+    store = DynamoDBCandidateStore(ConditionalDynamoDB(throttles=1), "t", clock=clock, base_delay_seconds=30,
+                                   max_delay_seconds=60)
+
+    result = await store.put_batch([versioned(1, 1)], expected_versions={versioned(1, 1).key: None})
+
+    assert result.stored == (versioned(1, 1).key,)
+    assert clock.time() == 1_700_000_030

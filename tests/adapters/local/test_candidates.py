@@ -170,3 +170,35 @@ async def test_a_closed_store_says_so(db_path: Path) -> None:
         await store.query("p-1")
     with pytest.raises(StorageError, match="the store was closed"):
         await store.put_batch([candidate("c-1")])
+
+
+async def test_a_short_lock_held_by_another_process_is_waited_for_on_wall_time(db_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from adapters.local.candidates import BUSY_TIMEOUT_SECONDS
+
+    assert BUSY_TIMEOUT_SECONDS >= 30
+    # The virtual clock stands still: the wait must not depend on it.
+    with SQLiteCandidateStore(db_path, clock=VirtualClock(1_700_000_000)) as store:
+        holder = subprocess.Popen(
+            [sys.executable, "-c",
+             "import sqlite3, sys, time\n"
+             f"db = sqlite3.connect({str(db_path)!r}, isolation_level=None)\n"
+             "db.execute('BEGIN IMMEDIATE')\n"
+             "print('locked', flush=True)\n"
+             "time.sleep(0.6)\n"
+             "db.execute('ROLLBACK')\n"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+            began = time.monotonic()
+            result = await store.put_batch([candidate(f"c-{n}") for n in range(30)])
+            waited = time.monotonic() - began
+        finally:
+            holder.wait(timeout=30)
+
+    assert len(result.stored) == 30
+    assert waited >= 0.3  # it waited for the other process, then wrote

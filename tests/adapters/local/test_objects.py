@@ -267,3 +267,62 @@ async def test_delete_of_a_folder_name_deletes_nothing(store: FileObjectStore) -
     await store.delete(BUCKET, "executions/e-1")
 
     assert await store.get(BUCKET, KEY) == b"x"
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+async def test_temp_files_of_interrupted_writes_are_removed_on_the_next_open(tmp_path: Path) -> None:
+    import os
+    import time
+
+    first = FileObjectStore(tmp_path)
+    await first.put(BUCKET, KEY, b"kept")
+    folder = first.path_of(BUCKET, KEY).parent
+    orphan = folder / f"{TEMP_FILE_PREFIX}{_dead_pid()}-0123456789abcdef"  # what kill -9 mid-write leaves
+    orphan.write_bytes(b"x" * 1_000_000)
+    in_progress = folder / f"{TEMP_FILE_PREFIX}{os.getpid()}-fedcba9876543210"  # a live writer's
+    in_progress.write_bytes(b"half")
+    old_style_young = folder / f"{TEMP_FILE_PREFIX}00112233aabbccdd"
+    old_style_young.write_bytes(b"")
+    old_style_stale = folder.parent / f"{TEMP_FILE_PREFIX}ddccbbaa33221100"
+    old_style_stale.write_bytes(b"")
+    an_hour_ago = time.time() - 3700
+    os.utime(old_style_stale, (an_hour_ago, an_hour_ago))
+
+    reopened = FileObjectStore(tmp_path)
+
+    assert sorted(reopened.removed_temp_files) == sorted([orphan, old_style_stale])
+    assert not orphan.exists() and not old_style_stale.exists()
+    assert in_progress.exists() and old_style_young.exists()
+    assert await reopened.get(BUCKET, KEY) == b"kept"
+    assert FileObjectStore(tmp_path).removed_temp_files == []
+
+
+async def test_a_write_names_its_temp_file_after_the_writing_process(tmp_path: Path) -> None:
+    import os
+
+    store = FileObjectStore(tmp_path)
+    await store.put(BUCKET, KEY, b"x")  # creates the folder
+    folder = store.path_of(BUCKET, KEY).parent
+    seen: list[str] = []
+    original = os.replace
+
+    def spy(src, dst):  # type: ignore[no-untyped-def]
+        seen.append(os.path.basename(src))
+        return original(src, dst)
+
+    os.replace = spy  # the OS call, not our code: the file name is what a later open reads
+    try:
+        await store.put(BUCKET, KEY, b"y")
+    finally:
+        os.replace = original
+    assert seen and seen[0].startswith(f"{TEMP_FILE_PREFIX}{os.getpid()}-")
+    assert [p.name for p in folder.iterdir()] == [KEY.rpartition("/")[2]]
