@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,7 +99,12 @@ def ceap_server() -> Iterator[str]:
 def moto_server() -> Iterator[str]:
     port = _free_port()
     with _process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port):
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        # By default moto leaves executions RUNNING; this makes it interpret them.
+        request = urllib.request.Request(f"{url}/moto-api/config", method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode())
+        urllib.request.urlopen(request, timeout=10).read()
+        yield url
 
 
 def ministack_python(given: str | None) -> str:
@@ -205,13 +211,16 @@ def sequential_standard(url: str, count: int) -> dict[str, Any]:
     arn = _create(client, f"bench-s-{time.time_ns()}", "STANDARD")
     polls = 0
     began = time.perf_counter()
-    for _ in range(count):
-        execution = client.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    for i in range(count):
+        execution = client.start_execution(stateMachineArn=arn, name=f"e{i}", input="{}")["executionArn"]
+        deadline = time.monotonic() + 60
         while True:
             polls += 1
             status = client.describe_execution(executionArn=execution)["status"]
             if status != "RUNNING":
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{execution} still RUNNING after 60 s")
         if status != "SUCCEEDED":
             raise RuntimeError(f"execution ended {status}")
     wall = time.perf_counter() - began
@@ -280,8 +289,10 @@ def run(quick: bool, ministack: str | None, skip_ministack: bool) -> dict[str, A
         rows["a_ceap_sync_express"] = sequential_sync(url, n)
         rows["a_ceap_standard_polling"] = sequential_standard(url, n_slow)
         rows["b_ceap_capacity"] = capacity(url, **cap)
+        print(json.dumps({k: v for k, v in rows.items() if k.startswith(("a_", "b_"))}), file=sys.stderr, flush=True)
     with moto_server() as url:
         rows["a_moto_standard_polling"] = sequential_standard(url, n_slow)
+        print(json.dumps({"a_moto_standard_polling": rows["a_moto_standard_polling"]}), file=sys.stderr, flush=True)
     if not skip_ministack:
         with ministack_server(ministack_python(ministack)) as url:
             rows["a_ministack_sync_express"] = sequential_sync(url, n_slow)
