@@ -95,11 +95,21 @@ def serve(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     remote = {"lambda_endpoint": lambda_endpoint, "aws_endpoint_url": aws_endpoint_url}
     try:
-        asyncio.run(_serve(host, port, data or Path(".ceap/serve"), handlers, mocks, clock, wait_time_scale,
-                           keep_express_history, workflows, region, account, log_level, remote))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(host, port, data or Path(".ceap/serve"), handlers, mocks, clock, wait_time_scale,
+                              keep_express_history, workflows, region, account, log_level, remote))
     except CeapError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _loop_factory() -> Any:
+    """uvloop when it is installed (the serve extra has it): the event loop is most of a request's cost."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any]], mocks: Any, clock_kind: ServeClock,
