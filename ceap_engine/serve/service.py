@@ -439,8 +439,19 @@ class StepFunctionsService:
 
     # -- map runs ------------------------------------------------------------------------
     def do_ListMapRuns(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._visible(body["executionArn"])
-        return {"mapRuns": []}
+        """The Distributed Map runs of an execution, read from its history (MapRunStarted/Succeeded/Failed)."""
+        record = self._visible(body["executionArn"])
+        runs = []
+        for event in self.runs.history(record.execution_arn):
+            if event["type"] == "MapRunStarted":
+                arn = event["mapRunStartedEventDetails"]["mapRunArn"]
+                runs.append({"executionArn": record.execution_arn, "mapRunArn": arn,
+                             "stateMachineArn": arn.split("/")[0].replace(":mapRun:", ":stateMachine:"),
+                             "startDate": event["timestamp"]})
+            elif event["type"] in ("MapRunSucceeded", "MapRunFailed", "MapRunAborted") and runs:
+                runs[-1].setdefault("stopDate", event["timestamp"])
+        page, token = _page(runs, body)
+        return {"mapRuns": page} | ({"nextToken": token} if token else {})
 
     # -- tags -----------------------------------------------------------------------------
     def do_TagResource(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -335,3 +335,16 @@ def test_callback_task_completed_by_send_task_success(sfn) -> None:
     assert (doc["status"], doc["error"], doc["cause"]) == ("FAILED", "Rejected", "by a human")
     types = [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
     assert "TaskSucceeded" in types and "TaskFailed" in types
+
+
+def test_distributed_map_and_its_map_run(sfn) -> None:
+    definition = {"StartAt": "Fan", "States": {"Fan": {
+        "Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 4, "End": True,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}, "StartAt": "Double",
+                          "States": {"Double": {"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($, $)"}, "End": True}}}}}}
+    arn = sfn.start_execution(stateMachineArn=create(sfn, definition), input='{"items": [1, 2, 3]}')["executionArn"]
+    doc = wait_status(sfn, arn)
+    assert doc["status"] == "SUCCEEDED" and json.loads(doc["output"]) == [{"v": 2}, {"v": 4}, {"v": 6}]
+    runs = sfn.list_map_runs(executionArn=arn)["mapRuns"]
+    assert len(runs) == 1 and ":mapRun:" in runs[0]["mapRunArn"] and runs[0]["executionArn"] == arn
+    assert runs[0]["stopDate"] >= runs[0]["startDate"]
