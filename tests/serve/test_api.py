@@ -348,3 +348,29 @@ def test_distributed_map_and_its_map_run(sfn) -> None:
     runs = sfn.list_map_runs(executionArn=arn)["mapRuns"]
     assert len(runs) == 1 and ":mapRun:" in runs[0]["mapRunArn"] and runs[0]["executionArn"] == arn
     assert runs[0]["stopDate"] >= runs[0]["startDate"]
+
+
+def test_redrive_runs_a_failed_execution_on_from_the_failed_state(sfn) -> None:
+    activity = sfn.create_activity(name=unique("redrive"))["activityArn"]
+    definition = {"StartAt": "Setup", "States": {
+        "Setup": {"Type": "Pass", "Assign": {"attempt": "first"}, "Result": {"ready": True}, "Next": "Work"},
+        "Work": {"Type": "Task", "Resource": activity, "End": True}}}
+    arn = sfn.start_execution(stateMachineArn=create(sfn, definition), input='{"x": 1}')["executionArn"]
+    task = sfn.get_activity_task(activityArn=activity)
+    sfn.send_task_failure(taskToken=task["taskToken"], error="Flaky", cause="first try")
+    failed = wait_status(sfn, arn)
+    assert (failed["status"], failed["redriveStatus"]) == ("FAILED", "REDRIVABLE")
+    sfn.redrive_execution(executionArn=arn)
+    task = sfn.get_activity_task(activityArn=activity)
+    assert json.loads(task["input"]) == {"ready": True}  # the failed state's own input, not the execution's
+    sfn.send_task_success(taskToken=task["taskToken"], output='{"second": "try"}')
+    done = wait_status(sfn, arn)
+    assert (done["status"], done["redriveCount"], done["redriveStatus"]) == ("SUCCEEDED", 1, "NOT_REDRIVABLE")
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    types = [e["type"] for e in events]
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    assert types.count("ExecutionStarted") == 1 and types.index("ExecutionFailed") < types.index("ExecutionRedriven")
+    assert types[-1] == "ExecutionSucceeded" and types.count("PassStateEntered") == 1
+    with pytest.raises(ClientError) as exc:
+        sfn.redrive_execution(executionArn=arn)
+    assert code(exc) == "ExecutionNotRedrivable"
