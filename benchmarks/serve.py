@@ -306,6 +306,20 @@ def run(quick: bool, ministack: str | None, skip_ministack: bool) -> dict[str, A
     return rows
 
 
+def run_reported(*, quick: bool, progress: Any) -> dict[str, Any]:
+    """:func:`run` for ``python -m benchmarks``: a failure is reported in the document, not raised."""
+    print("[serve] ceap serve beside MiniStack and moto ...", end="", file=progress, flush=True)
+    started = time.perf_counter()
+    try:
+        rows = run(quick, None, False)
+    except Exception as exc:  # noqa: BLE001 - the rest of the run's results still count
+        print(f" FAILED {exc}", file=progress, flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    print(f" {time.perf_counter() - started:.1f} s", file=progress, flush=True)
+    print(json.dumps(rows, indent=2), file=progress, flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer calls and a 3 s capacity run")
