@@ -89,10 +89,9 @@ def _process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> It
 @contextmanager
 def ceap_server() -> Iterator[str]:
     port = _free_port()
-    with tempfile.TemporaryDirectory() as data:
-        with _process([sys.executable, "-m", "ceap_engine.cli", "serve", "--port", str(port), "--data", data,
-                       "--no-workflows"], port):
-            yield f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as data, _process(
+            [sys.executable, "-m", "ceap_engine.cli", "serve", "--port", str(port), "--data", data, "--no-workflows"], port):
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextmanager

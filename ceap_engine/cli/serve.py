@@ -70,8 +70,8 @@ def serve(
     client's 'sync-' host prefix off (docs/serve.md). Exit codes: 0 stopped, 2 bad arguments.
     """
     try:
-        import uvicorn  # noqa: F401
         import botocore  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as exc:
         err_console.print(f"[bold red]error:[/] ceap serve needs uvicorn and botocore: pip install 'ceap[serve]' ({exc})")
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -31,7 +31,7 @@ from typing import Any
 from ceap_engine.ports import ResourceInfo, TaskContext, TaskRunner
 from ceap_engine.runtime.tasks import LambdaFunctions, TaskFailed
 
-__all__ = ["AwsApiRunner", "LambdaRouter", "OPTIMIZED"]
+__all__ = ["OPTIMIZED", "AwsApiRunner", "LambdaRouter"]
 
 #: Optimized integrations served by the same botocore call as their aws-sdk twin.
 OPTIMIZED = {
@@ -91,7 +91,7 @@ def _call(client: Any, operation: str, parameters: Mapping[str, Any]) -> Any:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        return client._make_api_call(operation, dict(parameters))  # noqa: SLF001 - botocore's one generic call
+        return client._make_api_call(operation, dict(parameters))
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "Unknown")
         service = client.meta.service_model.service_id.replace(" ", "")

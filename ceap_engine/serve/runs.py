@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ceap_engine.asl.definition import StateMachine
-from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine, Execution
+from ceap_engine.asl.interpreter import STANDARD, Engine, Execution
 from ceap_engine.ports import ExecutionJournal, ExecutionRecord
 from ceap_engine.serve.resume import ResumePlan
 

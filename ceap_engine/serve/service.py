@@ -228,7 +228,11 @@ class StepFunctionsService:
         return {"result": "FAIL" if problems else "OK", "diagnostics": diagnostics, "truncated": len(problems) > limit}
 
     async def do_TestState(self, body: dict[str, Any]) -> dict[str, Any]:
-        from ceap_engine.conformance.teststate import TestStateRejected, TestStateRequest, run_test_state
+        from ceap_engine.conformance.teststate import (
+            TestStateRejected,
+            TestStateRequest,
+            run_test_state,
+        )
 
         try:
             return await run_test_state(TestStateRequest.from_api(body), runners=self.engine.runners)

@@ -6,8 +6,6 @@ import json
 import time
 from datetime import datetime
 
-import pytest
-
 from tests.serve.conftest import ROLE, start_server
 
 MACHINE = {

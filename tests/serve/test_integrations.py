@@ -25,7 +25,7 @@ def _wait(sfn, arn: str) -> dict:
 class _Invoke(BaseHTTPRequestHandler):
     """The Lambda Invoke API (POST /2015-03-31/functions/NAME/invocations) of one function that doubles."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         event = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"null")
         name = self.path.split("/")[3]
         if event.get("fail"):
