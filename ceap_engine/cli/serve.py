@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import json
 import signal
+import socket
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -158,13 +159,22 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    serving = asyncio.ensure_future(server.serve())
+    # Bind here, so a port in use is a clear error (exit 2), not uvicorn's exit from inside the loop.
+    try:
+        listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        await service.runs.close()
+        for closer in closers:
+            closer.close()
+        raise CeapError(f"ceap serve cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                        "pick another --port (0: any free one)") from None
+    serving = asyncio.ensure_future(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if serving.done():
         serving.result()
-        raise CeapError(f"ceap serve could not listen on {host}:{port}")
-    bound = server.servers[0].sockets[0].getsockname()
+        raise CeapError(f"ceap serve could not start on {host}:{port}")
+    bound = listener.getsockname()
     print(f"{READY} http://{bound[0]}:{bound[1]} (data: {data}; resumed {len(resumed)} execution(s))", flush=True)
     try:
         await serving
