@@ -102,3 +102,27 @@ def test_a_restart_keeps_state_machines_and_finished_executions(tmp_path) -> Non
         assert len(sfn.get_execution_history(executionArn=execution)["events"]) == 4
     finally:
         second.stop()
+
+
+def test_an_async_express_execution_in_flight_runs_again_after_kill_minus_nine(tmp_path) -> None:
+    marks = tmp_path / "marks"
+    definition = {"StartAt": "W", "States": {
+        "W": {"Type": "Wait", "Seconds": 3, "Next": "Mark"},
+        "Mark": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:Mark", "End": True}}}
+    args = ("--no-workflows", "--function", "Mark=tests.serve.handlers:mark")
+    first = start_server(tmp_path / "data", *args)
+    try:
+        sfn = first.client()
+        arn = sfn.create_state_machine(name="Async", type="EXPRESS", roleArn=ROLE,
+                                       definition=json.dumps(definition))["stateMachineArn"]
+        # StartExecution returns after the record is journaled (synchronously), so a kill now is "in flight".
+        sfn.start_execution(stateMachineArn=arn, input=json.dumps({"folder": str(marks)}))
+    finally:
+        first.kill()
+    assert not marks.exists()  # killed inside the Wait: the Task never ran
+    second = start_server(tmp_path / "data", *args)
+    try:
+        assert "resumed 1 execution(s)" in second.lines[-1]
+        _wait_for(lambda: marks.exists() and len(list(marks.iterdir())) == 1, timeout=30)
+    finally:
+        second.stop()
