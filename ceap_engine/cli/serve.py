@@ -152,7 +152,8 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     service.runs.start_flusher()
     endpoint = Endpoint()
     endpoint.mount("AWSStepFunctions", service.handle)
-    config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False)
+    config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False,
+                            timeout_graceful_shutdown=5)  # a 60 s GetActivityTask poll must not hold a Ctrl-C
     server = uvicorn.Server(config)
     # uvicorn's own handlers would re-raise Ctrl-C after shutdown; ours just stop the server.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

@@ -126,3 +126,27 @@ def test_an_async_express_execution_in_flight_runs_again_after_kill_minus_nine(t
         _wait_for(lambda: marks.exists() and len(list(marks.iterdir())) == 1, timeout=30)
     finally:
         second.stop()
+
+
+def test_a_graceful_stop_leaves_running_executions_to_resume(tmp_path) -> None:
+    data = tmp_path / "data"
+    definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 2, "Next": "Done"},
+                                             "Done": {"Type": "Pass", "Result": "finished", "End": True}}}
+    first = start_server(data, "--no-workflows")
+    try:
+        sfn = first.client()
+        arn = sfn.create_state_machine(name="Graceful", definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=arn, name="g")["executionArn"]
+        _wait_for(lambda: len(sfn.get_execution_history(executionArn=execution)["events"]) >= 2)
+    finally:
+        first.stop()  # SIGTERM: not an abort of what runs
+    assert first.process.returncode == 0
+    second = start_server(data, "--no-workflows")
+    try:
+        sfn = second.client()
+        done = _wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d)
+        assert (done["status"], json.loads(done["output"])) == ("SUCCEEDED", "finished")
+        types = [e["type"] for e in sfn.get_execution_history(executionArn=execution)["events"]]
+        assert "ExecutionAborted" not in types and types.count("ExecutionStarted") == 1
+    finally:
+        second.stop()
