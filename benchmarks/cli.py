@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="scaling runs keep every finished execution's result and history (shows their memory cost)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                         help=f"stop a scenario that runs longer than this (default {DEFAULT_TIMEOUT_S:.0f})")
+    parser.add_argument("--no-serve", action="store_true",
+                        help="leave out the ceap serve endpoint beside MiniStack and moto (benchmarks/serve.py; "
+                             "full and --quick runs without --only include it)")
     parser.add_argument("--run-scenario", metavar="NAME", help=argparse.SUPPRESS)
     return parser
 
@@ -162,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     document = run_all(scenarios, mode=mode, keep_histories=args.keep_histories, timeout=args.timeout,
                        progress=sys.stderr)
+    if mode != "smoke" and not args.only and not args.no_serve:
+        from .serve import run_reported
+
+        document["serve"] = run_reported(quick=mode == "quick", progress=sys.stderr)
     duration = time.perf_counter() - started
     print(table(document))
     print(f"\n{mode} run: {len(scenarios)} scenarios in {duration:.1f} s")

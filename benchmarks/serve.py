@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,17 +89,21 @@ def _process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> It
 @contextmanager
 def ceap_server() -> Iterator[str]:
     port = _free_port()
-    with tempfile.TemporaryDirectory() as data:
-        with _process([sys.executable, "-m", "ceap_engine.cli", "serve", "--port", str(port), "--data", data,
-                       "--no-workflows"], port):
-            yield f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as data, _process(
+            [sys.executable, "-m", "ceap_engine.cli", "serve", "--port", str(port), "--data", data, "--no-workflows"], port):
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextmanager
 def moto_server() -> Iterator[str]:
     port = _free_port()
     with _process([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port):
-        yield f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        # By default moto leaves executions RUNNING; this makes it interpret them.
+        request = urllib.request.Request(f"{url}/moto-api/config", method="POST", headers={"Content-Type": "application/json"},
+                                         data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode())
+        urllib.request.urlopen(request, timeout=10).read()
+        yield url
 
 
 def ministack_python(given: str | None) -> str:
@@ -205,13 +210,16 @@ def sequential_standard(url: str, count: int) -> dict[str, Any]:
     arn = _create(client, f"bench-s-{time.time_ns()}", "STANDARD")
     polls = 0
     began = time.perf_counter()
-    for _ in range(count):
-        execution = client.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    for i in range(count):
+        execution = client.start_execution(stateMachineArn=arn, name=f"e{i}", input="{}")["executionArn"]
+        deadline = time.monotonic() + 60
         while True:
             polls += 1
             status = client.describe_execution(executionArn=execution)["status"]
             if status != "RUNNING":
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{execution} still RUNNING after 60 s")
         if status != "SUCCEEDED":
             raise RuntimeError(f"execution ended {status}")
     wall = time.perf_counter() - began
@@ -280,8 +288,10 @@ def run(quick: bool, ministack: str | None, skip_ministack: bool) -> dict[str, A
         rows["a_ceap_sync_express"] = sequential_sync(url, n)
         rows["a_ceap_standard_polling"] = sequential_standard(url, n_slow)
         rows["b_ceap_capacity"] = capacity(url, **cap)
+        print(json.dumps({k: v for k, v in rows.items() if k.startswith(("a_", "b_"))}), file=sys.stderr, flush=True)
     with moto_server() as url:
         rows["a_moto_standard_polling"] = sequential_standard(url, n_slow)
+        print(json.dumps({"a_moto_standard_polling": rows["a_moto_standard_polling"]}), file=sys.stderr, flush=True)
     if not skip_ministack:
         with ministack_server(ministack_python(ministack)) as url:
             rows["a_ministack_sync_express"] = sequential_sync(url, n_slow)
@@ -292,6 +302,20 @@ def run(quick: bool, ministack: str | None, skip_ministack: bool) -> dict[str, A
         rows["b_ceap_over_ministack"] = round(rows["b_ceap_capacity"]["per_second"] / rows["b_ministack_capacity"]["per_second"], 1)
     rows["a_ceap_over_moto_standard"] = round(rows["a_ceap_standard_polling"]["per_second"]
                                               / rows["a_moto_standard_polling"]["per_second"], 1)
+    return rows
+
+
+def run_reported(*, quick: bool, progress: Any) -> dict[str, Any]:
+    """:func:`run` for ``python -m benchmarks``: a failure is reported in the document, not raised."""
+    print("[serve] ceap serve beside MiniStack and moto ...", end="", file=progress, flush=True)
+    started = time.perf_counter()
+    try:
+        rows = run(quick, None, False)
+    except Exception as exc:  # noqa: BLE001 - the rest of the run's results still count
+        print(f" FAILED {exc}", file=progress, flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    print(f" {time.perf_counter() - started:.1f} s", file=progress, flush=True)
+    print(json.dumps(rows, indent=2), file=progress, flush=True)
     return rows
 
 

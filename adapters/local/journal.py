@@ -170,9 +170,9 @@ class SQLiteExecutionJournal:
         text = json.dumps(dict(document), separators=(",", ":"))
         # Keep the first-stored position on replace, so listings do not reorder on update.
         self._write([(
-            "INSERT INTO resources (kind, arn, seq, document) VALUES "
-            "(?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM resources), ?) "
-            "ON CONFLICT (kind, arn) DO UPDATE SET document = excluded.document",
+            ("INSERT INTO resources (kind, arn, seq, document) VALUES "
+             "(?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM resources), ?) "
+             "ON CONFLICT (kind, arn) DO UPDATE SET document = excluded.document"),
             (kind, arn, text),
         )])
 

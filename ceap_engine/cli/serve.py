@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import json
 import signal
+import socket
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,6 +49,11 @@ def serve(
     data: Annotated[Path | None, typer.Option("--data", help="Where state machines, executions and their history live "
                                                          "(SQLite) and ceap's workflows keep their data; default .ceap/serve")] = None,
     function: Annotated[list[str] | None, typer.Option("--function", help="A local Lambda handler: NAME=module:attr (repeatable)")] = None,
+    lambda_endpoint: Annotated[str | None, typer.Option("--lambda-endpoint", help="Lambda Invoke API for functions without a "
+                                                        "local handler (MiniStack, sam local start-lambda, AWS)")] = None,
+    aws_endpoint_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="Where aws-sdk:* and optimized integrations "
+                                                         "(sqs, sns, dynamodb, events, glue .sync) go: an emulator URL, or 'aws' "
+                                                         "for AWS itself (usual credential chain); default: not served")] = None,
     mock_config: Annotated[Path | None, typer.Option("--mock-config", envvar="SFN_MOCK_CONFIG",
                                                      help="Step Functions Local MockConfigFile: start '<arn>#<TestCase>' to use a test case")] = None,
     clock: Annotated[ServeClock, typer.Option("--clock", help="real, or virtual: skip time while every execution waits on a timer")] = ServeClock.real,
@@ -81,19 +87,35 @@ def serve(
             raise InputError([Problem("/--wait-time-scale", f"must be >= 0, got {wait_time_scale}")], "arguments")
         if not 0 <= port <= 65535:
             raise InputError([Problem("/--port", f"must be 0-65535, got {port}")], "arguments")
+        for option, url in (("--lambda-endpoint", lambda_endpoint), ("--aws-endpoint-url", aws_endpoint_url)):
+            if url is not None and url != "aws" and not url.startswith(("http://", "https://")):
+                raise InputError([Problem(f"/{option}", f"{option} {url!r}: give an http(s):// URL"
+                                          + (" or 'aws'" if option == "--aws-endpoint-url" else ""))], "arguments")
     except ValidationFailed as exc:
         emit_problems(exc, "text")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    remote = {"lambda_endpoint": lambda_endpoint, "aws_endpoint_url": aws_endpoint_url}
     try:
-        asyncio.run(_serve(host, port, data or Path(".ceap/serve"), handlers, mocks, clock, wait_time_scale,
-                           keep_express_history, workflows, region, account, log_level))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(host, port, data or Path(".ceap/serve"), handlers, mocks, clock, wait_time_scale,
+                              keep_express_history, workflows, region, account, log_level, remote))
     except CeapError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
+def _loop_factory() -> Any:
+    """uvloop when it is installed (the serve extra has it): the event loop is most of a request's cost."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any]], mocks: Any, clock_kind: ServeClock,
-                 scale: float, keep_express: bool, workflows: bool, region: str, account: str, log_level: str) -> None:
+                 scale: float, keep_express: bool, workflows: bool, region: str, account: str, log_level: str,
+                 remote: dict[str, str | None]) -> None:
     import uvicorn
 
     from adapters.local import SQLiteExecutionJournal
@@ -104,16 +126,22 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     from ..serve.callbacks import CallbackRunners, TaskTokens
     from ..serve.clocks import ScaledClock
     from ..serve.endpoint import Endpoint
+    from ..serve.integrations import AwsApiRunner, LambdaRouter
     from ..serve.service import StepFunctionsService
 
     base = VirtualClock() if clock_kind is ServeClock.virtual else RealClock()
     clock = ScaledClock(base, scale) if scale != 1.0 else base
     journal = SQLiteExecutionJournal(data / "journal.sqlite3")
     tokens = TaskTokens()
-    runners = CallbackRunners(tokens)
-    functions = runners.register_lambda(LambdaFunctions(region=region, account=account))
+    aws_url = remote["aws_endpoint_url"]
+    fallback = AwsApiRunner(endpoint_url=None if aws_url == "aws" else aws_url, region=region) if aws_url else None
+    runners = CallbackRunners(tokens, fallback)
+    functions = LambdaFunctions(region=region, account=account)
     for name, handler in handlers:
         functions.register(name, handler)
+    if remote["lambda_endpoint"]:
+        functions = LambdaRouter(functions, endpoint_url=remote["lambda_endpoint"], region=region)
+    runners.register_lambda(functions)
     engine = Engine(clock=clock, runners=runners, region=region, account=account)
     service = StepFunctionsService(journal, engine, mock_config=mocks, keep_express_history=keep_express,
                                    region=region, account=account, wait_scale=scale, tokens=tokens)
@@ -124,20 +152,30 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     service.runs.start_flusher()
     endpoint = Endpoint()
     endpoint.mount("AWSStepFunctions", service.handle)
-    config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False)
+    config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False,
+                            timeout_graceful_shutdown=5)  # a 60 s GetActivityTask poll must not hold a Ctrl-C
     server = uvicorn.Server(config)
     # uvicorn's own handlers would re-raise Ctrl-C after shutdown; ours just stop the server.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    serving = asyncio.ensure_future(server.serve())
+    # Bind here, so a port in use is a clear error (exit 2), not uvicorn's exit from inside the loop.
+    try:
+        listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except OSError as exc:
+        await service.runs.close()
+        for closer in closers:
+            closer.close()
+        raise CeapError(f"ceap serve cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                        "pick another --port (0: any free one)") from None
+    serving = asyncio.ensure_future(server.serve(sockets=[listener]))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     if serving.done():
         serving.result()
-        raise CeapError(f"ceap serve could not listen on {host}:{port}")
-    bound = server.servers[0].sockets[0].getsockname()
+        raise CeapError(f"ceap serve could not start on {host}:{port}")
+    bound = listener.getsockname()
     print(f"{READY} http://{bound[0]}:{bound[1]} (data: {data}; resumed {len(resumed)} execution(s))", flush=True)
     try:
         await serving

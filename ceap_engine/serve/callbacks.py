@@ -185,17 +185,27 @@ class CallbackRunners(TaskRunners):
     SQS) only waits: its token is in its TaskScheduled event, for a test to send back.
     """
 
-    def __init__(self, tokens: TaskTokens) -> None:
+    def __init__(self, tokens: TaskTokens, fallback: Any = None) -> None:
         super().__init__()
         self.tokens = tokens
+        #: Serves what no registered runner does (``serves(info)`` and ``__call__``): AWS APIs.
+        self.fallback = fallback
+
+    def _registered(self, info: ResourceInfo) -> bool:
+        return super().supports(info) or (self.fallback is not None and self.fallback.serves(info))
 
     def supports(self, info: ResourceInfo) -> bool:
-        return info.pattern == "waitForTaskToken" or super().supports(info)
+        return info.pattern == "waitForTaskToken" or self._registered(info)
+
+    def _runner(self, info: ResourceInfo) -> TaskRunner:
+        if not super().supports(info) and self.fallback is not None and self.fallback.serves(info):
+            return self.fallback
+        return super().runner_for(info)
 
     def runner_for(self, info: ResourceInfo) -> TaskRunner:
         if info.pattern != "waitForTaskToken":
-            return super().runner_for(info)
-        inner = super().runner_for(info) if super().supports(info) else None
+            return self._runner(info)
+        inner = self._runner(info) if self._registered(info) else None
         tokens = self.tokens
 
         async def callback(resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any:

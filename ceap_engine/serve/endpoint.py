@@ -37,8 +37,6 @@ class Endpoint:
 
     def __init__(self) -> None:
         self._apis: dict[str, ApiHandler] = {}
-        self.on_startup: list[Callable[[], Awaitable[None]]] = []
-        self.on_shutdown: list[Callable[[], Awaitable[None]]] = []
 
     def mount(self, prefix: str, handler: ApiHandler) -> None:
         """Serve ``X-Amz-Target: <prefix>.<Action>`` with ``handler``."""
@@ -107,18 +105,11 @@ class Endpoint:
             return 500, ServiceError("InternalFailure", f"{type(exc).__name__}: {exc}", 500).body()
 
     async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        # Nothing to set up here: the composition root starts and stops the services around the server.
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    for hook in self.on_startup:
-                        await hook()
-                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for hook in self.on_shutdown:
-                    await hook()
                 await send({"type": "lifespan.shutdown.complete"})
                 return

@@ -20,7 +20,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ceap_engine.asl.definition import StateMachine, compile_definition, load_definition, validate_definition
+from ceap_engine.asl.definition import (
+    StateMachine,
+    compile_definition,
+    load_definition,
+    validate_definition,
+)
 from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
 from ceap_engine.ports import Clock, ExecutionJournal
 from ceap_engine.serve.callbacks import with_task_tokens

@@ -65,6 +65,7 @@ class ExecutionRuns:
         self.keep_express_history = keep_express_history
         self.live: dict[str, Run] = {}
         self._flusher: asyncio.Task | None = None
+        self._closed = False
         #: Called with every finished run (the service releases its task tokens there).
         self.on_finish: list[Callable[[Run], None]] = []
 
@@ -75,12 +76,14 @@ class ExecutionRuns:
 
     async def close(self) -> None:
         """Write what is pending; running executions stay RUNNING in the journal (resumed at next start)."""
+        self._closed = True  # executions cancelled by the shutdown are not ABORTED: they resume
         if self._flusher is not None:
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
         for run in list(self.live.values()):
-            self.flush(run)
+            if run.events_journaled:
+                self.flush(run)
 
     async def _flush_forever(self) -> None:
         while True:
@@ -117,6 +120,8 @@ class ExecutionRuns:
         return run
 
     def _finish(self, run: Run) -> None:
+        if self._closed:
+            return
         execution = run.execution
         status = execution.status
         output = _json_text(execution.output) if status == "SUCCEEDED" else None

@@ -22,6 +22,7 @@ import json
 import math
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from ceap_engine.asl.definition import compile_definition
@@ -76,7 +77,9 @@ def _record_json(record: ExecutionRecord, full: bool = True) -> dict[str, Any]:
         if record.cause is not None:
             doc["cause"] = record.cause
         doc["redriveCount"] = extra.get("redriveCount", 0)
-        doc["redriveStatus"] = "NOT_REDRIVABLE"
+        if "redriveDate" in extra:
+            doc["redriveDate"] = extra["redriveDate"]
+        doc["redriveStatus"] = "REDRIVABLE" if _redrivable(record) else "NOT_REDRIVABLE"
     return doc
 
 
@@ -225,7 +228,11 @@ class StepFunctionsService:
         return {"result": "FAIL" if problems else "OK", "diagnostics": diagnostics, "truncated": len(problems) > limit}
 
     async def do_TestState(self, body: dict[str, Any]) -> dict[str, Any]:
-        from ceap_engine.conformance.teststate import TestStateRejected, TestStateRequest, run_test_state
+        from ceap_engine.conformance.teststate import (
+            TestStateRejected,
+            TestStateRequest,
+            run_test_state,
+        )
 
         try:
             return await run_test_state(TestStateRequest.from_api(body), runners=self.engine.runners)
@@ -393,9 +400,28 @@ class StepFunctionsService:
         return {"events": page} | ({"nextToken": token} if token else {})
 
     def do_RedriveExecution(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Run a FAILED, TIMED_OUT or ABORTED Standard execution on from the state that did not finish."""
         record = self._visible(body["executionArn"])
-        raise ServiceError("ExecutionNotRedrivable", f"Execution is not redrivable: '{record.execution_arn}' "
-                           "(ceap serve does not redrive executions yet)")
+        if not _redrivable(record):
+            raise ServiceError("ExecutionNotRedrivable", f"Execution is not redrivable: '{record.execution_arn}' "
+                               f"(status {record.status}; only FAILED, TIMED_OUT or ABORTED Standard executions are)")
+        target = self.machines.target_of_revision(record.state_machine_arn, record.extra["revisionId"])
+        events = self.journal.events(record.execution_arn)
+        count = int(record.extra.get("redriveCount", 0)) + 1
+        now = self.clock.time()
+        redriven = {"timestamp": now, "type": "ExecutionRedriven", "id": events[-1]["id"] + 1,
+                    "previousEventId": events[-1]["id"], "executionRedrivenEventDetails": {"redriveCount": count}}
+        self.journal.append_events(record.execution_arn, [redriven])
+        plan = plan_resume(json.loads(target.definition), [*events, redriven], now=now, wait_scale=self.wait_scale)
+        assert plan is not None  # the last event is ExecutionRedriven, never terminal
+        again = replace(record, status="RUNNING", stop_date=None, output=None, error=None, cause=None,
+                        extra={**record.extra, "redriveCount": count, "redriveDate": now})
+        self.runs.start_flusher()
+        self.runs.start(target.engine, compile_definition(with_task_tokens(plan.definition)),
+                        state_machine_arn=record.state_machine_arn, state_machine_name=target.name,
+                        execution_type=STANDARD, name=record.name, input_value=plan.input, input_text=record.input,
+                        mocks=self._mocks(target.name, record.extra.get("testCase")), plan=plan, record=again)
+        return {"redriveDate": now}
 
     # -- callbacks and activities -----------------------------------------------------------
     def do_SendTaskSuccess(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -439,8 +465,19 @@ class StepFunctionsService:
 
     # -- map runs ------------------------------------------------------------------------
     def do_ListMapRuns(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._visible(body["executionArn"])
-        return {"mapRuns": []}
+        """The Distributed Map runs of an execution, read from its history (MapRunStarted/Succeeded/Failed)."""
+        record = self._visible(body["executionArn"])
+        runs = []
+        for event in self.runs.history(record.execution_arn):
+            if event["type"] == "MapRunStarted":
+                arn = event["mapRunStartedEventDetails"]["mapRunArn"]
+                runs.append({"executionArn": record.execution_arn, "mapRunArn": arn,
+                             "stateMachineArn": arn.split("/")[0].replace(":mapRun:", ":stateMachine:"),
+                             "startDate": event["timestamp"]})
+            elif event["type"] in ("MapRunSucceeded", "MapRunFailed", "MapRunAborted") and runs:
+                runs[-1].setdefault("stopDate", event["timestamp"])
+        page, token = _page(runs, body)
+        return {"mapRuns": page} | ({"nextToken": token} if token else {})
 
     # -- tags -----------------------------------------------------------------------------
     def do_TagResource(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -470,6 +507,10 @@ def validate_definition_problems(definition: str, machine_type: str) -> list[Any
 
 
 def _ended(record: ExecutionRecord, status: str, at: float) -> ExecutionRecord:
-    from dataclasses import replace
-
     return replace(record, status=status, stop_date=at)
+
+
+def _redrivable(record: ExecutionRecord) -> bool:
+    """AWS redrives Standard executions that FAILED, TIMED_OUT or were ABORTED, up to 1,000 times."""
+    return (record.type == STANDARD and record.status in ("FAILED", "TIMED_OUT", "ABORTED")
+            and "revisionId" in record.extra and int(record.extra.get("redriveCount", 0)) < 1000)

@@ -91,9 +91,8 @@ class RequestShapes:
             if "max" in shape and value > shape["max"]:
                 problems.append(f"Value '{value}' at '{where}' failed to satisfy constraint: "
                                 f"Member must have value less than or equal to {shape['max']}")
-        elif kind == "boolean":
-            if not isinstance(value, bool):
-                raise ServiceError("SerializationException", f"Expected a boolean at '{where}'")
+        elif kind == "boolean" and not isinstance(value, bool):
+            raise ServiceError("SerializationException", f"Expected a boolean at '{where}'")
 
     @staticmethod
     def _length(shape: dict[str, Any], n: int, value: Any, where: str, problems: list[str]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 boto3 = pytest.importorskip("boto3")
-from botocore.config import Config  # noqa: E402
+from botocore.config import Config
 
 READY = "ceap serve: listening on "
 ROLE = "arn:aws:iam::123456789012:role/ceap-test"

@@ -163,7 +163,7 @@ def test_sync_execution_through_the_environment_switch(server) -> None:
         "import boto3,sys;c=boto3.client('stepfunctions',endpoint_url=sys.argv[1],region_name='us-east-1',"
         "aws_access_key_id='t',aws_secret_access_key='t');print(c.start_sync_execution(stateMachineArn=sys.argv[2])['status'])"
     )
-    out = subprocess.run([sys.executable, "-c", script, server.url, arn], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", script, server.url, arn], check=False, capture_output=True, text=True,
                          env={**os.environ, "AWS_DISABLE_HOST_PREFIX_INJECTION": "true"}, timeout=60)
     assert out.stdout.strip() == "SUCCEEDED", out.stderr
     assert boto3  # the default client (prefix on) would try sync-127.0.0.1: see docs/serve.md
@@ -287,7 +287,7 @@ def test_aws_cli_against_the_endpoint(server) -> None:
 
     def aws(*args: str) -> dict:
         out = subprocess.run([sys.executable, "-m", "awscli", "stepfunctions", *args, "--endpoint-url", server.url,
-                              "--output", "json"], capture_output=True, text=True, env=env, timeout=120)
+                              "--output", "json"], check=False, capture_output=True, text=True, env=env, timeout=120)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout) if out.stdout.strip() else {}
 
@@ -335,3 +335,42 @@ def test_callback_task_completed_by_send_task_success(sfn) -> None:
     assert (doc["status"], doc["error"], doc["cause"]) == ("FAILED", "Rejected", "by a human")
     types = [e["type"] for e in sfn.get_execution_history(executionArn=arn)["events"]]
     assert "TaskSucceeded" in types and "TaskFailed" in types
+
+
+def test_distributed_map_and_its_map_run(sfn) -> None:
+    definition = {"StartAt": "Fan", "States": {"Fan": {
+        "Type": "Map", "ItemsPath": "$.items", "MaxConcurrency": 4, "End": True,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}, "StartAt": "Double",
+                          "States": {"Double": {"Type": "Pass", "Parameters": {"v.$": "States.MathAdd($, $)"}, "End": True}}}}}}
+    arn = sfn.start_execution(stateMachineArn=create(sfn, definition), input='{"items": [1, 2, 3]}')["executionArn"]
+    doc = wait_status(sfn, arn)
+    assert doc["status"] == "SUCCEEDED" and json.loads(doc["output"]) == [{"v": 2}, {"v": 4}, {"v": 6}]
+    runs = sfn.list_map_runs(executionArn=arn)["mapRuns"]
+    assert len(runs) == 1 and ":mapRun:" in runs[0]["mapRunArn"] and runs[0]["executionArn"] == arn
+    assert runs[0]["stopDate"] >= runs[0]["startDate"]
+
+
+def test_redrive_runs_a_failed_execution_on_from_the_failed_state(sfn) -> None:
+    activity = sfn.create_activity(name=unique("redrive"))["activityArn"]
+    definition = {"StartAt": "Setup", "States": {
+        "Setup": {"Type": "Pass", "Assign": {"attempt": "first"}, "Result": {"ready": True}, "Next": "Work"},
+        "Work": {"Type": "Task", "Resource": activity, "End": True}}}
+    arn = sfn.start_execution(stateMachineArn=create(sfn, definition), input='{"x": 1}')["executionArn"]
+    task = sfn.get_activity_task(activityArn=activity)
+    sfn.send_task_failure(taskToken=task["taskToken"], error="Flaky", cause="first try")
+    failed = wait_status(sfn, arn)
+    assert (failed["status"], failed["redriveStatus"]) == ("FAILED", "REDRIVABLE")
+    sfn.redrive_execution(executionArn=arn)
+    task = sfn.get_activity_task(activityArn=activity)
+    assert json.loads(task["input"]) == {"ready": True}  # the failed state's own input, not the execution's
+    sfn.send_task_success(taskToken=task["taskToken"], output='{"second": "try"}')
+    done = wait_status(sfn, arn)
+    assert (done["status"], done["redriveCount"], done["redriveStatus"]) == ("SUCCEEDED", 1, "NOT_REDRIVABLE")
+    events = sfn.get_execution_history(executionArn=arn)["events"]
+    types = [e["type"] for e in events]
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    assert types.count("ExecutionStarted") == 1 and types.index("ExecutionFailed") < types.index("ExecutionRedriven")
+    assert types[-1] == "ExecutionSucceeded" and types.count("PassStateEntered") == 1
+    with pytest.raises(ClientError) as exc:
+        sfn.redrive_execution(executionArn=arn)
+    assert code(exc) == "ExecutionNotRedrivable"

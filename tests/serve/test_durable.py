@@ -6,8 +6,6 @@ import json
 import time
 from datetime import datetime
 
-import pytest
-
 from tests.serve.conftest import ROLE, start_server
 
 MACHINE = {
@@ -102,5 +100,53 @@ def test_a_restart_keeps_state_machines_and_finished_executions(tmp_path) -> Non
         assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
         assert [e["name"] for e in sfn.list_executions(stateMachineArn=arn)["executions"]] == ["once"]
         assert len(sfn.get_execution_history(executionArn=execution)["events"]) == 4
+    finally:
+        second.stop()
+
+
+def test_an_async_express_execution_in_flight_runs_again_after_kill_minus_nine(tmp_path) -> None:
+    marks = tmp_path / "marks"
+    definition = {"StartAt": "W", "States": {
+        "W": {"Type": "Wait", "Seconds": 3, "Next": "Mark"},
+        "Mark": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:Mark", "End": True}}}
+    args = ("--no-workflows", "--function", "Mark=tests.serve.handlers:mark")
+    first = start_server(tmp_path / "data", *args)
+    try:
+        sfn = first.client()
+        arn = sfn.create_state_machine(name="Async", type="EXPRESS", roleArn=ROLE,
+                                       definition=json.dumps(definition))["stateMachineArn"]
+        # StartExecution returns after the record is journaled (synchronously), so a kill now is "in flight".
+        sfn.start_execution(stateMachineArn=arn, input=json.dumps({"folder": str(marks)}))
+    finally:
+        first.kill()
+    assert not marks.exists()  # killed inside the Wait: the Task never ran
+    second = start_server(tmp_path / "data", *args)
+    try:
+        assert "resumed 1 execution(s)" in second.lines[-1]
+        _wait_for(lambda: marks.exists() and len(list(marks.iterdir())) == 1, timeout=30)
+    finally:
+        second.stop()
+
+
+def test_a_graceful_stop_leaves_running_executions_to_resume(tmp_path) -> None:
+    data = tmp_path / "data"
+    definition = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 2, "Next": "Done"},
+                                             "Done": {"Type": "Pass", "Result": "finished", "End": True}}}
+    first = start_server(data, "--no-workflows")
+    try:
+        sfn = first.client()
+        arn = sfn.create_state_machine(name="Graceful", definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
+        execution = sfn.start_execution(stateMachineArn=arn, name="g")["executionArn"]
+        _wait_for(lambda: len(sfn.get_execution_history(executionArn=execution)["events"]) >= 2)
+    finally:
+        first.stop()  # SIGTERM: not an abort of what runs
+    assert first.process.returncode == 0
+    second = start_server(data, "--no-workflows")
+    try:
+        sfn = second.client()
+        done = _wait_for(lambda: (d := sfn.describe_execution(executionArn=execution))["status"] != "RUNNING" and d)
+        assert (done["status"], json.loads(done["output"])) == ("SUCCEEDED", "finished")
+        types = [e["type"] for e in sfn.get_execution_history(executionArn=execution)["events"]]
+        assert "ExecutionAborted" not in types and types.count("ExecutionStarted") == 1
     finally:
         second.stop()
