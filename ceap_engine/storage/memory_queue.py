@@ -64,13 +64,9 @@ class _Queue:
 
 
 class MemoryQueues:
-    """A :class:`~ceap_engine.ports.Queues` in dicts; time is ``clock``'s (real time by default)."""
+    """A :class:`~ceap_engine.ports.Queues` in dicts; time is ``clock``'s (a VirtualClock in tests, RealClock else)."""
 
-    def __init__(self, clock: Clock | None = None) -> None:
-        if clock is None:
-            from ceap_engine.runtime.clock import RealClock
-
-            clock = RealClock()
+    def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count()

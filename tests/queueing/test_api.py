@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from ceap_engine.queueing.api import SqsApi, response_headers
-from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.clock import RealClock, VirtualClock
 from ceap_engine.storage.memory_queue import MemoryQueues
 
 
@@ -63,7 +63,7 @@ def endpoint() -> Iterator[str]:
     state: dict = {}
 
     async def serve() -> None:
-        api = SqsApi(MemoryQueues())
+        api = SqsApi(MemoryQueues(clock=RealClock()))
 
         async def handle(request: web.Request) -> web.Response:
             raw = await request.read()

@@ -155,10 +155,10 @@ async def _no_glue(resource, parameters, context):  # ETL fails first: HeavyETL 
 
 
 def test_the_invocation_type_follows_the_workflow_type() -> None:
-    assert Pipe(MemoryQueues(), "q", LocalPipelineTarget(None), clock=VirtualClock(),
+    assert Pipe(MemoryQueues(VirtualClock()), "q", LocalPipelineTarget(None), clock=VirtualClock(),
                 spec_type="express").invocation == REQUEST_RESPONSE
     with pytest.raises(ValueError):
-        Pipe(MemoryQueues(), "q", LocalPipelineTarget(None), clock=VirtualClock(), invocation="SYNC")
+        Pipe(MemoryQueues(VirtualClock()), "q", LocalPipelineTarget(None), clock=VirtualClock(), invocation="SYNC")
 
 
 # -- load and faults ------------------------------------------------------------------------
