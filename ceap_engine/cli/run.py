@@ -194,6 +194,11 @@ def run(
     Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written).
     """
     if target is Target.aws and not local:
+        if report is not None:
+            emit_problems(ValidationFailed([Problem("/report", "--report draws a local run; for a deployed workflow "
+                                                               "use the Step Functions console", "INVALID_ARGUMENT")],
+                                           "arguments"), format.value)
+            raise typer.Exit(EXIT_BAD_INPUT)
         from . import aws as aws_cli  # the AWS side lives with the deploy commands
 
         remote = aws_cli.needs_aws_sdk(aws_cli.run_remote)
