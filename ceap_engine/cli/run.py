@@ -21,7 +21,6 @@ from ceap_engine.pipeline.builder import express_duration_warnings
 from ceap_engine.pipeline.layout import failure_key
 from ceap_engine.pipeline.local import LocalPipeline, PipelineResult, StageProgress
 from ceap_engine.pipeline.names import glue_job_name
-from ceap_engine.observe.report import AttemptStopwatch
 from ceap_engine.pipeline.stage_runtime import describe_errors, load_stage_function
 from ceap_engine.runtime.clock import RealClock, VirtualClock
 
@@ -227,6 +226,8 @@ def run(
     objects = FileObjectStore(store)
     candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock)
     progress = _Progress(run_clock.time(), enabled=format is OutputFormat.text)
+    from ceap_engine.observe.report import AttemptStopwatch  # here: keeps the CLI's start-up light
+
     stopwatch = AttemptStopwatch()
     runners = _glue_runners(spec, objects) if needs_glue else {}
     try:
