@@ -200,6 +200,11 @@ def run(
     Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written).
     """
     if target is Target.aws and not local:
+        if report is not None:
+            emit_problems(ValidationFailed([Problem("/report", "--report draws a local run; for a deployed workflow "
+                                                               "use the Step Functions console", "INVALID_ARGUMENT")],
+                                           "arguments"), format.value)
+            raise typer.Exit(EXIT_BAD_INPUT)
         from . import aws as aws_cli  # the AWS side lives with the deploy commands
 
         remote = aws_cli.needs_aws_sdk(aws_cli.run_remote)
@@ -228,6 +233,8 @@ def run(
     objects = FileObjectStore(store)
     candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock)
     progress = _Progress(run_clock.time(), enabled=format is OutputFormat.text)
+    from ceap_engine.observe.report import AttemptStopwatch  # here: keeps the CLI's start-up light
+
     stopwatch = AttemptStopwatch()
     runners = _glue_runners(spec, objects) if needs_glue else {}
     try:

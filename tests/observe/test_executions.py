@@ -4,7 +4,6 @@ The journal itself (``adapters.local.journal``) is the one ``ceap serve`` keeps;
 minimal stand-in with the journal port's methods, and the end-to-end test the real one.
 """
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +26,7 @@ from ceap_engine.pipeline.builder import build_definition
 
 from .browser import Elements
 from .conftest import json_out
-from .test_trace import MACHINE, run_machine
+from .test_trace import MACHINE
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,10 @@ def test_stopwatch_measures_each_attempt_on_the_wall():
     for p in (P("started", 1), P("failed", 1), P("started", 2), P("succeeded", 2)):
         stopwatch(p)
     assert stopwatch.seconds == {("Score", 1): 0.5, ("Score", 2): 3.0}
+
+
+def test_report_of_a_deployed_run_is_refused(run_ceap, tmp_path):
+    proc = run_ceap("run", "examples/payload.json", "--target", "aws", "-n", "x", "--report", str(tmp_path / "r.html"),
+                    "--format", "json")
+    assert proc.returncode == 2
+    assert "--report draws a local run" in json.loads(proc.stdout)["details"][0]["message"]

@@ -4,8 +4,6 @@ import glob
 import json
 from pathlib import Path
 
-import pytest
-
 from ceap_engine.asl.definition import load_definition
 from ceap_engine.asl.interpreter import Engine
 from ceap_engine.observe.counts import count_chain, stage_counts
