@@ -120,6 +120,12 @@ async def execute_deploy(
         stack = await describe_stack(cfn, step.stack) or {}
         return DeployResult(step.stack, stack.get("StackStatus", "?"), False, await workflow_outputs(cfn, stack))
     since = datetime.now(UTC).replace(microsecond=0)
+    if step.current_status == "REVIEW_IN_PROGRESS":
+        # The stack has no resources, only change sets nobody executed: start again from nothing.
+        report(f"removing the empty stack {step.stack} (REVIEW_IN_PROGRESS) and its unexecuted change sets")
+        with aws_errors("CloudFormation DeleteStack", step.stack):
+            await cfn.delete_stack(StackName=step.stack)
+        await wait_for_stack(cfn, step.stack, since, lambda _: None, sleep, poll_seconds, timeout_seconds)
     change_set = await _create_change_set(cfn, step, sleep, poll_seconds)
     if change_set["Status"] == "FAILED":
         reason = change_set.get("StatusReason", "")

@@ -100,8 +100,9 @@ class ApplyStack:
         if self.unchanged:
             text = f"stack {self.stack}: no change (same template and parameters)"
         elif self.current_status == REVIEW_IN_PROGRESS:
-            text = (f"stack {self.stack}: REVIEW_IN_PROGRESS (its first change set was never executed, or failed); "
-                    f"create it through a new change set ({size})")
+            text = (f"stack {self.stack}: REVIEW_IN_PROGRESS (its first change set was never executed, or failed) "
+                    f"and has no resources; remove it with its unexecuted change sets, then create it through a new "
+                    f"change set ({size})")
         elif self.change_set_type == "CREATE":
             text = f"stack {self.stack}: does not exist; create it through a change set ({size})"
         else:
@@ -224,7 +225,7 @@ async def plan_deploy(aws: AwsClients, spec: WorkflowSpec, request: DeployReques
     ordered = tuple(sorted(parameters.items()))
     status = stack["StackStatus"] if stack else None
     if stack is None or status == REVIEW_IN_PROGRESS:
-        # A stack left REVIEW_IN_PROGRESS has no resources: a new CREATE change set creates them.
+        # A stack left REVIEW_IN_PROGRESS has no resources: the execution removes it and creates it anew.
         pending = await _pending_change_sets(cfn, name) if stack else ()
         blockers = await _clashes(aws, template, account, region, skip=set())
         steps.append(ApplyStack(name, "CREATE", body, ordered, unchanged=False, current_status=status,
