@@ -283,6 +283,18 @@ class CandidateStore(Protocol):
         """Remove the record at (pk, sk); removing an absent record is not an error."""
         ...
 
+    async def claim_engagements(self, keys: Sequence[str], execution_id: str) -> dict[str, str]:
+        """Claim each engagement key for ``execution_id``; return every key's holder.
+
+        An engagement (one customer, subject and window, see
+        ``stages.domain.engagement_key``) is issued by one execution only: the
+        first to claim a key holds it for good, atomically, however many
+        executions claim it at once; claiming a key one already holds returns
+        oneself again (a resumed execution). Claims are kept apart from the
+        candidates (``query`` never returns them).
+        """
+        ...
+
 
 # -- executions ------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)

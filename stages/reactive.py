@@ -11,17 +11,17 @@ program, marketplace, timing window and channel (:func:`stages.domain.action_id`
 - never from the execution, so the same input run again, or resumed after a
 crash, gives the same ids and a delivery system can drop repeats.
 
-Effects happen once per engagement window: each issued engagement leaves a
-marker ``actions/issued/{engagementKey}.json`` (the execution and action id) in
-the workflow bucket, written after ``actions.jsonl``. A candidate whose
-engagement another execution already issued is skipped (``ALREADY_ACTIONED``);
-the same execution run again (a resume, a re-run under its name) writes the
-same actions again. Just before it acts, Reactive reads the candidate again
-from the candidate store: one consumed since Store (a ``ceap event`` in the
-meantime) is skipped as ``ALREADY_CONSUMED``. Two executions acting on the same
-candidate at the very same moment may both issue it (the object store has no
-conditional write) - with the same ``actionId``. Candidates without an action
-are counted under ``skipped`` by reason::
+Effects happen once per engagement window: before it writes ``actions.jsonl``
+Reactive claims each engagement (:func:`stages.domain.engagement_key`: customer,
+subject, program, marketplace, window) in the candidate store
+(``claim_engagements``, atomic: the first execution to claim holds it). A
+candidate whose engagement another execution holds is skipped
+(``ALREADY_ACTIONED``), whatever the channel; the same execution run again (a
+resume, a re-run under its name) holds its claims and writes the same actions
+again. Just before it acts, Reactive also reads the candidate again from the
+candidate store: one consumed since Store (a ``ceap event`` in the meantime) is
+skipped as ``ALREADY_CONSUMED``. Candidates without an action are counted under
+``skipped`` by reason::
 
     inputCount = actionCount + sum(skipped.values())
     skipped reasons: ALREADY_CONSUMED, ALREADY_ACTIONED, NO_SCORE, NO_ELIGIBLE_CHANNEL, SCORE_BELOW_THRESHOLD
@@ -95,7 +95,6 @@ __all__ = [
     "ReactiveInput",
     "ReactiveMetrics",
     "ReactiveOutput",
-    "action_marker_key",
     "dedup_marker_keys",
     "handle_event",
     "run",
@@ -104,7 +103,7 @@ __all__ = [
 #: Candidates keep at most this many source event ids (newest last).
 MAX_SOURCE_EVENT_IDS = 50
 
-#: How many candidate re-reads and action markers are in flight at once.
+#: How many candidate re-reads are in flight at once.
 IO_CONCURRENCY = 16
 
 
@@ -178,24 +177,6 @@ class ReactiveOutput(CamelModel):
     metrics: ReactiveMetrics
 
 
-def action_marker_key(engagement: str) -> str:
-    """Where the issue of an engagement is recorded: ``actions/issued/{engagementKey}.json``."""
-    return f"actions/issued/{engagement}.json"
-
-
-async def _issued_by(context: StageContext, engagement: str) -> str | None:
-    """The execution that issued this engagement, or ``None`` if none did."""
-    key = action_marker_key(engagement)
-    try:
-        marker = json.loads(await context.objects.get(context.bucket, key))
-        return str(marker["executionId"])
-    except ObjectNotFound:
-        return None
-    except (ValueError, KeyError, TypeError):
-        context.log.warning("ignoring unreadable action marker s3://%s/%s", context.bucket, key)
-        return None
-
-
 async def _consumed_since(context: StageContext, candidate: Candidate) -> bool:
     """Whether the stored candidate is consumed now (an event may have come in since Store)."""
     if context.candidates is None:
@@ -205,16 +186,6 @@ async def _consumed_since(context: StageContext, candidate: Candidate) -> bool:
         return False
     attributes = stored.data.get("attributes")
     return isinstance(attributes, dict) and attributes.get("consumed") is True
-
-
-async def _recheck(context: StageContext, candidate: Candidate) -> str | None:
-    """``ALREADY_CONSUMED`` / ``ALREADY_ACTIONED`` when acting now would repeat an effect, else ``None``."""
-    if await _consumed_since(context, candidate):
-        return "ALREADY_CONSUMED"
-    issued_by = await _issued_by(context, engagement_key(candidate))
-    if issued_by is not None and issued_by != context.execution_id:
-        return "ALREADY_ACTIONED"
-    return None
 
 
 def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -> tuple[str | None, str | None]:
@@ -259,19 +230,26 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
 
     limit = asyncio.Semaphore(IO_CONCURRENCY)
 
-    async def recheck(candidate: Candidate) -> str | None:
+    async def consumed(candidate: Candidate) -> bool:
         async with limit:
-            return await _recheck(context, candidate)
+            return await _consumed_since(context, candidate)
 
-    rechecks = await asyncio.gather(*(recheck(candidate) for candidate, _, _ in chosen))
-    engagements: list[str] = []  # of each action, in order
+    consumed_now = await asyncio.gather(*(consumed(candidate) for candidate, _, _ in chosen))
+    rechecks: list[str | None] = ["ALREADY_CONSUMED" if gone else None for gone in consumed_now]
+    # One execution issues each engagement: claim them all at once (a resumed
+    # execution finds its own claims again), skip those another execution holds.
+    open_engagements = [engagement_key(c) for (c, _, _), why in zip(chosen, rechecks, strict=True) if why is None]
+    store = context.candidates
+    holders = await store.claim_engagements(open_engagements, context.execution_id) if store and open_engagements else {}
+    for n, ((candidate, _, _), why) in enumerate(zip(chosen, rechecks, strict=True)):
+        if why is None and holders.get(engagement_key(candidate), context.execution_id) != context.execution_id:
+            rechecks[n] = "ALREADY_ACTIONED"
     for (candidate, channel, score), skip_reason in zip(chosen, rechecks, strict=True):
         if skip_reason is not None:
             skipped[skip_reason] += 1
             continue
         program_id = candidate.program_id or input.program_id or ""
         window = candidate.attributes.timing_window
-        engagements.append(engagement_key(candidate))
         actions.append(
             EngagementAction(
                 action_id=action_id(candidate, channel),
@@ -294,16 +272,6 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
     key = context.output_key("actions.jsonl")
     body = "".join(json.dumps(a.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n" for a in actions)
     await context.objects.put(context.bucket, key, body.encode("utf-8"), content_type="application/x-ndjson")
-    # Markers after the actions file: a crash in between leaves actions without markers,
-    # and the resume (same execution) writes the same actions and then the markers.
-    async def mark(action: EngagementAction, engagement: str) -> None:
-        marker = json.dumps({"executionId": context.execution_id, "actionId": action.action_id,
-                             "channel": action.channel, "issuedAt": now.isoformat()}).encode()
-        async with limit:
-            await context.objects.put(context.bucket, action_marker_key(engagement), marker,
-                                      content_type="application/json")
-
-    await asyncio.gather(*(mark(action, engagement) for action, engagement in zip(actions, engagements, strict=True)))
     by_channel = Counter(a.channel for a in actions)
     context.log.info("Reactive wrote %d actions to s3://%s/%s", len(actions), context.bucket, key)
     return ReactiveOutput(

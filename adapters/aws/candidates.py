@@ -18,6 +18,11 @@ reads the table itself with ConsistentRead.
 
     version (N)     metadata.version of data, what conditional writes compare
 
+Engagement claims (``claim_engagements``) are items of the same table with
+``pk = ENGAGEMENT#{key}``, ``sk = CLAIM`` and ``executionId``; having no
+``programId`` they stay out of the ranking index, so queries never see them.
+Each claim is a PutItem with ``attribute_not_exists(pk) OR executionId = :me``.
+
 Unconditional writes are BatchWriteItem calls of at most 25 items. Items that
 DynamoDB returns as UnprocessedItems (throttling) are sent again with
 exponential backoff; what is still unprocessed after ``max_attempts`` calls is
@@ -56,9 +61,9 @@ from botocore.exceptions import ClientError
 
 from ceap_engine.errors import InputError
 from ceap_engine.ports import CandidateRecord, Clock, PutResult
-from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_query_limit
+from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_claim, validate_query_limit
 
-from .errors import aws_errors, error_code
+from .errors import AwsStorageError, aws_errors, error_code
 from .schema import RANK_INDEX, candidate_table_schema
 
 __all__ = ["RANK_INDEX", "DynamoDBCandidateStore", "candidate_table_schema", "rank_key"]
@@ -306,6 +311,48 @@ class DynamoDBCandidateStore:
                         raise
                 failures[key] = f"DynamoDB refused the item: {exc.response.get('Error', {}).get('Message', exc)}"
         return failures
+
+    async def claim_engagements(self, keys: Sequence[str], execution_id: str) -> dict[str, str]:
+        validate_claim(keys, execution_id)
+        limit = asyncio.Semaphore(self.write_concurrency)
+        holders: dict[str, str] = {}
+
+        async def claim(key: str) -> None:
+            request = {
+                "TableName": self.table_name,
+                "Item": {"pk": {"S": f"ENGAGEMENT#{key}"}, "sk": {"S": "CLAIM"}, "executionId": {"S": execution_id}},
+                "ConditionExpression": "attribute_not_exists(pk) OR executionId = :me",
+                "ExpressionAttributeValues": {":me": {"S": execution_id}},
+            }
+            async with limit:
+                for attempt in range(self.max_attempts):
+                    try:
+                        await self.client.put_item(**request)
+                        holders[key] = execution_id
+                        return
+                    except ClientError as exc:
+                        code = error_code(exc)
+                        if code == "ConditionalCheckFailedException":
+                            with aws_errors("DynamoDB GetItem", self._where(), storage=True):
+                                found = await self.client.get_item(
+                                    TableName=self.table_name, ConsistentRead=True,
+                                    Key={"pk": {"S": f"ENGAGEMENT#{key}"}, "sk": {"S": "CLAIM"}},
+                                )
+                            holders[key] = found["Item"]["executionId"]["S"]
+                            return
+                        if code not in _THROTTLED:
+                            with aws_errors("DynamoDB PutItem", self._where(), storage=True):
+                                raise
+                    if attempt < len(self.delays):
+                        await self.sleep(self.delays[attempt])
+            raise AwsStorageError(
+                f"DynamoDB throttled the engagement claim {key} {self.max_attempts} times on {self._where()}; "
+                "claiming is idempotent: retry later or raise the table's capacity",
+                code="ThrottlingException", operation="DynamoDB PutItem",
+            )
+
+        await asyncio.gather(*(claim(key) for key in dict.fromkeys(keys)))
+        return {key: holders[key] for key in keys}
 
     async def get(self, pk: str, sk: str) -> CandidateRecord | None:
         with aws_errors("DynamoDB GetItem", self._where(), storage=True):

@@ -39,7 +39,7 @@ from pathlib import Path
 from ceap_engine.errors import InputError, StorageError
 from ceap_engine.ports import CandidateRecord, Clock, PutResult
 from ceap_engine.runtime.clock import RealClock
-from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_query_limit
+from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_claim, validate_query_limit
 
 __all__ = ["BATCH_SIZE", "BUSY_TIMEOUT_SECONDS", "SQLiteCandidateStore", "query_statement"]
 
@@ -86,6 +86,12 @@ CREATE INDEX IF NOT EXISTS candidates_by_program
     ON candidates (program_id, score DESC, pk, sk);
 CREATE INDEX IF NOT EXISTS candidates_by_program_marketplace
     ON candidates (program_id, marketplace, score DESC, pk, sk);
+-- Which execution issued each engagement (claim_engagements): the first claim wins.
+CREATE TABLE IF NOT EXISTS engagement_claims (
+    key          TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    claimed_at   TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 _COLUMNS = "customer_id, program_id, marketplace, subject_type, subject_id, score, channels, data"
@@ -264,6 +270,37 @@ class SQLiteCandidateStore:
                 self._db.execute("DELETE FROM candidates WHERE pk = ? AND sk = ?", (pk, sk))
         except sqlite3.Error as exc:
             raise self._storage_error(exc, "delete") from exc
+
+    async def claim_engagements(self, keys: Sequence[str], execution_id: str) -> dict[str, str]:
+        validate_claim(keys, execution_id)
+        claimed_at = self._clock.now().isoformat()
+        unique = list(dict.fromkeys(keys))
+        holders: dict[str, str] = {}
+        for start in range(0, len(unique), 500):
+            if start:
+                await asyncio.sleep(0)
+            chunk = unique[start : start + 500]
+            try:
+                with self._lock:
+                    # One transaction under the write lock: the first claim of a key wins, in any process.
+                    self._db.execute("BEGIN IMMEDIATE")
+                    try:
+                        self._db.executemany(
+                            "INSERT OR IGNORE INTO engagement_claims (key, execution_id, claimed_at) VALUES (?, ?, ?)",
+                            [(key, execution_id, claimed_at) for key in chunk],
+                        )
+                        marks = ",".join("?" * len(chunk))
+                        holders.update(self._db.execute(
+                            f"SELECT key, execution_id FROM engagement_claims WHERE key IN ({marks})", chunk
+                        ).fetchall())
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        if self._db.in_transaction:
+                            self._db.execute("ROLLBACK")
+                        raise
+            except sqlite3.Error as exc:
+                raise self._storage_error(exc, "claim engagements for", "claiming is idempotent: retry the call") from exc
+        return {key: holders[key] for key in keys}
 
     def _write_transaction(
         self, rows: list[tuple[object, ...]], expected: Mapping[tuple[str, str], int | None]

@@ -28,6 +28,7 @@ __all__ = [
     "failure_reason",
     "item_size",
     "ranking_key_size",
+    "validate_claim",
     "validate_query_limit",
     "write_candidates",
 ]
@@ -186,6 +187,22 @@ def check_dynamodb_limits(record: CandidateRecord, data_json: str) -> list[Probl
             "/data", f"the candidate is {size} bytes, over DynamoDB's 400 KB item limit ({MAX_ITEM_BYTES} bytes); "
             "store less in data", "LIMIT_EXCEEDED"))
     return problems
+
+
+def validate_claim(keys: Sequence[str], execution_id: str) -> None:
+    """Refuse engagement claims that no store could keep: empty or non-string keys or execution ids.
+
+    >>> validate_claim(["a1b2"], "daily")
+    """
+    problems = [
+        Problem(f"/keys/{n}", f"an engagement key must be a non-empty string of at most 1,000 characters, got {key!r}")
+        for n, key in enumerate(keys)
+        if not isinstance(key, str) or not key or len(key) > 1000
+    ]
+    if not isinstance(execution_id, str) or not execution_id:
+        problems.append(Problem("/executionId", f"the execution id must be a non-empty string, got {execution_id!r}"))
+    if problems:
+        raise InputError(problems, "engagement claims")
 
 
 def validate_query_limit(limit: int | None) -> int | None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ceap_engine.errors import InputError, ObjectNotFound
 from ceap_engine.ports import CandidateRecord, PutResult
-from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_query_limit
+from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_claim, validate_query_limit
 from ceap_engine.storage.objects import validate_bucket, validate_key
 
 __all__ = ["MemoryCandidateStore", "MemoryObjectStore"]
@@ -191,6 +191,7 @@ class MemoryCandidateStore:
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], _StoredCandidate] = {}
         self._programs: dict[str, _Program] = {}
+        self._claims: dict[str, str] = {}
         self._lock = threading.Lock()
 
     async def put_batch(
@@ -275,6 +276,11 @@ class MemoryCandidateStore:
     async def delete(self, pk: str, sk: str) -> None:
         with self._lock:
             self._remove((pk, sk))
+
+    async def claim_engagements(self, keys: Sequence[str], execution_id: str) -> dict[str, str]:
+        validate_claim(keys, execution_id)
+        with self._lock:
+            return {key: self._claims.setdefault(key, execution_id) for key in keys}
 
     def _remove(self, key: tuple[str, str]) -> None:
         """Forget ``key`` and its program index entry; the caller holds the lock."""

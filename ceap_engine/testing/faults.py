@@ -111,6 +111,9 @@ class FaultyCandidateStore:
     async def delete(self, pk: str, sk: str) -> None:
         await self.inner.delete(pk, sk)
 
+    async def claim_engagements(self, keys: Sequence[str], execution_id: str) -> dict[str, str]:
+        return await self.inner.claim_engagements(keys, execution_id)
+
 
 def copy_stage_runner(objects: Any) -> TaskRunner:
     """A ``glue:startJobRun`` runner that copies its input document to its output key (a HeavyETL stand-in).

@@ -496,3 +496,45 @@ async def test_a_record_just_under_the_limits_is_stored(candidate_store: Candida
 
     assert (await candidate_store.put_batch([record])).stored == (record.key,)
     assert (await candidate_store.get(*record.key)).data["blob"] == "x" * room
+
+
+# -- engagement claims: one execution issues each engagement -----------------------
+
+
+async def test_the_first_execution_to_claim_an_engagement_holds_it(candidate_store: CandidateStore) -> None:
+    first = await candidate_store.claim_engagements(["e-1", "e-2"], "monday")
+    second = await candidate_store.claim_engagements(["e-2", "e-3", "e-1"], "tuesday")
+
+    assert first == {"e-1": "monday", "e-2": "monday"}
+    assert second == {"e-2": "monday", "e-3": "tuesday", "e-1": "monday"}
+
+
+async def test_claiming_again_what_one_holds_returns_oneself(candidate_store: CandidateStore) -> None:
+    await candidate_store.claim_engagements(["e-1"], "monday")
+
+    assert await candidate_store.claim_engagements(["e-1", "e-1"], "monday") == {"e-1": "monday"}
+
+
+async def test_concurrent_claims_of_one_engagement_have_one_winner(candidate_store: CandidateStore) -> None:
+    import asyncio
+
+    keys = [f"e-{n}" for n in range(40)]
+    results = await asyncio.gather(*(candidate_store.claim_engagements(keys, f"run-{r}") for r in range(5)))
+
+    for key in keys:
+        assert len({result[key] for result in results}) == 1
+
+
+async def test_claims_are_not_candidates(candidate_store: CandidateStore) -> None:
+    await candidate_store.put_batch([candidate("c-1", "o-1", 0.5)])
+    await candidate_store.claim_engagements([f"e-{n}" for n in range(30)], "monday")
+
+    assert [r.customer_id for r in await candidate_store.query("p-1")] == ["c-1"]
+
+
+async def test_a_claim_of_nothing_is_empty_and_a_bad_claim_is_refused(candidate_store: CandidateStore) -> None:
+    assert await candidate_store.claim_engagements([], "monday") == {}
+    with pytest.raises(InputError):
+        await candidate_store.claim_engagements([""], "monday")
+    with pytest.raises(InputError):
+        await candidate_store.claim_engagements(["e-1"], "")

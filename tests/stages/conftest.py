@@ -97,6 +97,9 @@ class RefusingCandidateStore:
     async def delete(self, pk: str, sk: str) -> None:
         await self.inner.delete(pk, sk)
 
+    async def claim_engagements(self, keys, execution_id):
+        return await self.inner.claim_engagements(keys, execution_id)
+
 
 def through_json(model: type[CamelModel], output: CamelModel) -> Any:
     """``output`` as the runtime hands it to the next stage: dumped by alias, sent as JSON text, validated."""

@@ -130,9 +130,9 @@ class TestBatch:
 
     async def test_an_action_id_is_what_the_action_is_not_which_execution_made_it(self, make_context, objects):
         mine = await actions_of(objects, await run_reactive(make_context, scored(), execution_id="exec-a"))
-        # Another execution on another bucket's worth of markers: same action, same id.
+        # Another execution on other stores (nothing claimed there): same action, same id.
         context = make_context("Reactive", execution_id="exec-b")
-        context.objects = type(objects)()
+        context.objects, context.candidates = type(objects)(), type(context.candidates)()
         payload = ReactiveInput(program_id="reviews", marketplace="US", primary_model=PRIMARY, candidates=[scored()])
         theirs = await actions_of(context.objects, await reactive.run(payload, context))
         assert [a["actionId"] for a in theirs] == [a["actionId"] for a in mine]
@@ -142,14 +142,14 @@ class TestBatch:
         other = await actions_of(objects, await run_reactive(make_context, later_window, execution_id="exec-c"))
         assert other[0]["actionId"] != mine[0]["actionId"]
 
-    async def test_an_engagement_another_execution_issued_is_skipped(self, make_context, objects):
+    async def test_an_engagement_another_execution_issued_is_skipped(self, make_context, objects, candidates):
         first = await run_reactive(make_context, scored(), scored("C2"), execution_id="exec-a")
         second = await run_reactive(make_context, scored(), scored("C2"), scored("C3"), execution_id="exec-b")
         assert first.metrics.action_count == 2
         assert second.skipped == {"ALREADY_ACTIONED": 2}
         assert [a["customerId"] for a in await actions_of(objects, second)] == ["C3"]
-        marker = json.loads(await objects.get(BUCKET, reactive.action_marker_key(reactive.engagement_key(scored()))))
-        assert marker["executionId"] == "exec-a"
+        assert await candidates.claim_engagements([reactive.engagement_key(scored())], "exec-z") == {
+            reactive.engagement_key(scored()): "exec-a"}
         # The same execution again (a resume) writes its actions again.
         again = await run_reactive(make_context, scored(), scored("C2"), execution_id="exec-a")
         assert again.metrics.action_count == 2
