@@ -549,11 +549,62 @@ def validate_definition(definition: Any, *, transitions: bool = True) -> list[Pr
     [('SCHEMA_VALIDATION_FAILED', '/States/A'), ('NO_TERMINAL_STATE', '/States')]
     """
     if isinstance(definition, (str, bytes)):
+        size = len(definition.encode("utf-8") if isinstance(definition, str) else definition)
         try:
             definition = json.loads(definition)
         except json.JSONDecodeError as exc:
             return [Problem("/", f"The definition is not valid JSON: {exc}", "INVALID_JSON_DESCRIPTION")]
+        except RecursionError:
+            return [_too_deep()]
+    else:
+        size = -1
+    problems = definition_limits(definition, size)
+    if problems:
+        return problems
     checker = _Checker(transitions)
     checker.machine(definition, "", definition.get("QueryLanguage", "JSONPath") if isinstance(definition, dict) else "JSONPath", True)
     return checker.problems
 
+
+
+#: AWS refuses a definition over 1 MiB (the state machine definition quota).
+MAX_DEFINITION_BYTES = 1_048_576
+#: How deeply a definition's JSON may nest (ours: validation and compilation
+#: recurse per level; 256 levels hold some 60 nested Parallel or Map states).
+MAX_DEFINITION_DEPTH = 256
+
+
+def _too_deep() -> Problem:
+    return Problem(
+        "/", f"The definition nests deeper than {MAX_DEFINITION_DEPTH} levels of JSON (objects and arrays); "
+        "flatten nested Parallel/Map states or Choice rules", "DEFINITION_TOO_DEEP",
+    )
+
+
+def definition_limits(definition: Any, size: int = -1) -> list[Problem]:
+    """The size and depth limits of a definition (``size``: bytes of its text, -1 to measure it).
+
+    >>> [p.code for p in definition_limits({"States": [[[]]]})]
+    []
+    """
+    # Iterative, so that a hostile depth cannot exhaust the Python stack here.
+    stack = [(definition, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEFINITION_DEPTH:
+            return [_too_deep()]
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+    if size < 0:
+        try:
+            size = len(json.dumps(definition, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+        except (TypeError, ValueError):
+            return []  # not JSON data: the checker says what is wrong
+    if size > MAX_DEFINITION_BYTES:
+        return [Problem(
+            "/", f"The definition is {size} bytes; Step Functions accepts at most {MAX_DEFINITION_BYTES} bytes "
+            "(move large static data to S3 or the execution input)", "DEFINITION_TOO_LARGE",
+        )]
+    return []

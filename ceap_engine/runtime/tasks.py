@@ -31,6 +31,7 @@ from typing import Any
 
 from ceap_engine.errors import StatesError
 from ceap_engine.ports import Clock, ResourceInfo, TaskContext, TaskRunner
+from ceap_engine.runtime.threads import run_in_thread
 
 __all__ = [
     "FakeLambdaContext",
@@ -271,7 +272,7 @@ class LambdaFunctions:
             if inspect.iscoroutinefunction(function.handler):
                 result = await function.handler(event, lambda_context)
             else:
-                result = await asyncio.to_thread(function.handler, event, lambda_context)
+                result = await run_in_thread(function.handler, event, lambda_context)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every handler error is reported as Lambda does
