@@ -14,7 +14,7 @@ import pytest
 from ceap_engine.asl.definition import load_definition, validate_definition
 from ceap_engine.asl.history import ExecutionHistory
 from ceap_engine.asl.interpreter import EXPRESS, EXPRESS_KEPT_EVENTS, STANDARD_MAX_SECONDS, Engine
-from ceap_engine.asl.validation import MAX_DEFINITION_BYTES
+from ceap_engine.asl.limits import MAX_DEFINITION_BYTES
 from ceap_engine.errors import DefinitionError
 from ceap_engine.runtime.clock import RealClock, VirtualClock
 from ceap_engine.runtime.tasks import LambdaFunctions, TaskRunners
