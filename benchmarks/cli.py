@@ -24,7 +24,9 @@ from typing import Any
 
 from .environment import machine, versions
 from .report import markdown, ratios, table
-from .scenarios import Scenario, plan, run_scenario
+from . import peer
+from .scenarios import Scenario, run_scenario
+from .scenarios import plan as _own_plan
 
 __all__ = ["main", "run_all"]
 
@@ -54,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"stop a scenario that runs longer than this (default {DEFAULT_TIMEOUT_S:.0f})")
     parser.add_argument("--run-scenario", metavar="NAME", help=argparse.SUPPRESS)
     return parser
+
+
+def plan(mode: str) -> list[Scenario]:
+    """Every scenario of a run: ceap's own, then the peer's side by side with ceap's (benchmarks.peer)."""
+    return _own_plan(mode) + peer.plan(mode)
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -137,7 +144,8 @@ def _child(name: str, mode: str, keep_histories: bool) -> int:
         print(f"unknown scenario {name!r} in {mode} mode: choose from {', '.join(scenarios)}", file=sys.stderr)
         return 2
     try:
-        rows = run_scenario(scenarios[name], mode=mode, keep_histories=keep_histories)
+        runner = peer.run_scenario if scenarios[name].kind.startswith("peer-") else run_scenario
+        rows = runner(scenarios[name], mode=mode, keep_histories=keep_histories)
     except Exception as exc:  # noqa: BLE001 - reported as the scenario's row, the run goes on
         traceback.print_exc()
         rows = [_failed_row(scenarios[name], f"{type(exc).__name__}: {exc}")]
