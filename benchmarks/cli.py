@@ -24,8 +24,10 @@ from typing import Any
 
 from .environment import machine, versions
 from .report import markdown, ratios, table
+from . import peer
 from . import queue as queue_scenarios
-from .scenarios import Scenario, plan, run_scenario
+from .scenarios import Scenario, run_scenario
+from .scenarios import plan as _own_plan
 
 __all__ = ["main", "run_all"]
 
@@ -58,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
                              "full and --quick runs without --only include it)")
     parser.add_argument("--run-scenario", metavar="NAME", help=argparse.SUPPRESS)
     return parser
+
+
+def plan(mode: str) -> list[Scenario]:
+    """Every scenario of a run: ceap's own, then the peer's side by side with ceap's (benchmarks.peer)."""
+    return _own_plan(mode) + peer.plan(mode)
 
 
 def _mode(args: argparse.Namespace) -> str:
@@ -141,7 +148,13 @@ def _child(name: str, mode: str, keep_histories: bool) -> int:
         print(f"unknown scenario {name!r} in {mode} mode: choose from {', '.join(scenarios)}", file=sys.stderr)
         return 2
     try:
-        runner = queue_scenarios.run_scenario if scenarios[name].kind == "queue-pipe" else run_scenario
+        kind = scenarios[name].kind
+        if kind == "queue-pipe":
+            runner = queue_scenarios.run_scenario
+        elif kind.startswith("peer-"):
+            runner = peer.run_scenario
+        else:
+            runner = run_scenario
         rows = runner(scenarios[name], mode=mode, keep_histories=keep_histories)
     except Exception as exc:  # noqa: BLE001 - reported as the scenario's row, the run goes on
         traceback.print_exc()

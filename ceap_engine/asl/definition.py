@@ -99,6 +99,8 @@ def load_definition(definition: Any) -> StateMachine:
             definition = json.loads(definition)
         except json.JSONDecodeError as exc:
             raise DefinitionError([Problem("/", f"The definition is not valid JSON: {exc}", "INVALID_JSON_DESCRIPTION")]) from None
+        except RecursionError:
+            raise DefinitionError(validate_definition(definition)) from None
     problems = validate_definition(definition)
     if problems:
         raise DefinitionError(problems)

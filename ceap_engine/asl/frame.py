@@ -64,6 +64,8 @@ class ExecutionView(Protocol):
     history: Any  # ceap_engine.asl.history.ExecutionHistory
     context_execution: dict[str, Any]
     context_state_machine: dict[str, Any]
+    #: Whether limits also apply on wall time (the clock is not the real one).
+    wall_limits: bool
 
     def mocked_response(self, state_name: str) -> Any: ...
 

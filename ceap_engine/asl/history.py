@@ -121,23 +121,61 @@ class Event:
 
 
 class ExecutionHistory:
-    """The events of one execution, in order; ``len()`` is the event count.
+    """The events of one execution, in order; ``len()`` is the count of events kept.
 
     Events are kept as plain rows while the execution runs (recording is on
     the path of every state) and become :class:`Event` objects when read.
+
+    ``limit`` bounds the events of a Standard execution (25,000 on AWS): once
+    ``limit - 1`` are recorded, :meth:`full` is true and only the closing
+    event (:meth:`close`) still fits. ``keep`` instead bounds an Express
+    execution's memory: AWS keeps no Express history, so once ``2 * keep``
+    rows are held the oldest half is dropped (ids go on counting).
+
+    >>> h = ExecutionHistory(clock=type("C", (), {"time": lambda self: 0.0})(), keep=2)
+    >>> [h.add("PassStateEntered", 0) for _ in range(5)], len(h), h.dropped
+    ([1, 2, 3, 4, 5], 3, 2)
     """
 
-    __slots__ = ("_events", "_time", "rows")
+    __slots__ = ("_events", "_time", "dropped", "keep", "room", "rows")
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: Any, *, limit: int | None = None, keep: int | None = None) -> None:
         self._time = clock.time  # bound once: add() runs for every event of every execution
         #: ``(id, previous_event_id, timestamp, type, details)`` per event.
         self.rows: list[tuple[int, int, float, str, dict | None]] = []
         self._events: list[Event] = []
+        #: Events dropped from the front (Express executions only).
+        self.dropped = 0
+        self.keep = keep
+        #: Rows held before :meth:`make_room` must run.
+        self.room = (limit - 1) if limit is not None else (2 * keep if keep is not None else 1 << 62)
 
     def add(self, event_type: str, previous_event_id: int, details: dict | None = None) -> int:
+        """Record an event; past a Standard limit nothing more is recorded (the last id is returned)."""
         rows = self.rows
-        event_id = len(rows) + 1
+        if len(rows) >= self.room and not self.make_room():
+            return self.dropped + len(rows)
+        event_id = self.dropped + len(rows) + 1
+        rows.append((event_id, previous_event_id, self._time(), event_type, details))
+        return event_id
+
+    def make_room(self) -> bool:
+        """Drop the oldest half of an Express history; False when a Standard history is full."""
+        if self.keep is None:
+            return False
+        rows = self.rows
+        cut = len(rows) - self.keep
+        del rows[:cut]
+        self.dropped += cut
+        self._events = []
+        return True
+
+    def close(self, event_type: str, previous_event_id: int, details: dict | None = None) -> int:
+        """Record the execution's closing event, which always fits."""
+        rows = self.rows
+        if len(rows) >= self.room:
+            self.make_room()
+        event_id = self.dropped + len(rows) + 1
         rows.append((event_id, previous_event_id, self._time(), event_type, details))
         return event_id
 

@@ -31,7 +31,7 @@ from ceap_engine.asl.payload import PAYLOAD_LIMIT_BYTES, RuntimeFailure, data_li
 from ceap_engine.asl.states import Terminal
 from ceap_engine.errors import InputError, Problem, StatesError
 from ceap_engine.ports import Clock, ObjectStore
-from ceap_engine.runtime.clock import Activity, RealClock
+from ceap_engine.runtime.clock import Activity, RealClock, WallBackstop
 from ceap_engine.runtime.tasks import TaskRunners
 
 __all__ = [
@@ -47,7 +47,15 @@ __all__ = [
 STANDARD = "STANDARD"
 EXPRESS = "EXPRESS"
 EXPRESS_MAX_SECONDS = 300
+#: A Standard execution runs at most one year (AWS quota), whatever its Waits ask.
+STANDARD_MAX_SECONDS = 365 * 24 * 3600
 STANDARD_MAX_EVENTS = 25_000
+#: Express executions keep no history on AWS; locally the newest events are
+#: kept, at most twice this many, so a long Express run holds bounded memory.
+EXPRESS_KEPT_EVENTS = 25_000
+#: States run between two yields to the event loop, so that signals (Ctrl-C),
+#: wall-time limits and other executions get their turn during a tight loop.
+YIELD_EVERY_STATES = 512
 INPUT_LIMIT_BYTES = 262_144
 
 _NAME_FORBIDDEN = re.compile(r'[\s<>{}\[\]?*"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]')
@@ -165,14 +173,13 @@ class Frame:
 
     def event(self, event_type: str, details: dict[str, Any] | None = None) -> int:
         """Record an event of this frame (it follows the frame's previous one)."""
-        execution = self.execution
-        history = execution.history
+        history = self.execution.history
         rows = history.rows
-        event_id = len(rows) + 1
+        if len(rows) >= history.room and not history.make_room():
+            self.execution.history_overflow()
+        event_id = history.dropped + len(rows) + 1
         rows.append((event_id, self.last_event, history._time(), event_type, details))
         self.last_event = event_id
-        if event_id > execution.max_events:
-            execution.history_overflow()
         return event_id
 
     # -- context object and variables ------------------------------------------
@@ -256,8 +263,14 @@ class Execution:
         self.state_machine_arn = f"arn:aws:states:{self.region}:{self.account}:stateMachine:{state_machine_name}"
         kind = "express" if execution_type == EXPRESS else "execution"
         self.arn = f"arn:aws:states:{self.region}:{self.account}:{kind}:{state_machine_name}:{name}"
-        self.history = ExecutionHistory(self.clock)
-        self.max_events = STANDARD_MAX_EVENTS if execution_type == STANDARD else 1 << 62
+        if execution_type == STANDARD:
+            self.history = ExecutionHistory(self.clock, limit=STANDARD_MAX_EVENTS)
+        else:
+            self.history = ExecutionHistory(self.clock, keep=EXPRESS_KEPT_EVENTS)
+        #: Under a clock other than the real one, limits also apply on wall time:
+        #: a busy loop or a hung task makes no virtual progress but must still end.
+        self.wall_limits = not isinstance(self.clock, RealClock)
+        self.transitions = 0
         self.start_time = self.clock.time()
         self.stop_time: float | None = None
         self.status = "RUNNING"
@@ -291,6 +304,7 @@ class Execution:
         return response
 
     def history_overflow(self) -> None:
+        """A Standard execution has no room left for events: it fails (the closing event still fits)."""
         raise Terminal(
             "States.Runtime",
             f"The execution reached the maximum number of history events ({STANDARD_MAX_EVENTS}).",
@@ -303,6 +317,9 @@ class Execution:
         name: str | None = program.start_at
         clock = self.clock
         while True:
+            self.transitions += 1
+            if not self.transitions % YIELD_EVERY_STATES:
+                await asyncio.sleep(0)
             state = states[name]  # type: ignore[index]
             frame.state = state
             frame.entered_time = clock.time()
@@ -339,7 +356,7 @@ class Execution:
 
     async def run_detached(self, program: Program, value: Any, frame: Frame) -> Any:
         """A Distributed Map child: its events live in a child execution, not in this history."""
-        detached = _DetachedExecution(self, ExecutionHistory(self.clock))
+        detached = _DetachedExecution(self, ExecutionHistory(self.clock, limit=STANDARD_MAX_EVENTS))
         frame.execution = detached
         return await detached.run_program(program, value, frame)
 
@@ -353,19 +370,22 @@ class Execution:
             )
             frame = Frame(self, None, activity, 0)
             frame.size_bound = self.input_size
-            timer = None
-            limit = self.machine.timeout_seconds
-            if self.type == EXPRESS:
-                limit = min(limit or EXPRESS_MAX_SECONDS, EXPRESS_MAX_SECONDS)
+            timeout = self.machine.timeout_seconds
+            cap = EXPRESS_MAX_SECONDS if self.type == EXPRESS else STANDARD_MAX_SECONDS
+            limit = min(timeout or cap, cap)
             task = asyncio.current_task()
             timed_out = [False]
-            if limit:
-                def on_timeout() -> None:
+
+            def on_timeout() -> None:
+                if not timed_out[0]:
                     timed_out[0] = True
                     if task is not None:
                         task.cancel()
 
-                timer = self.clock.call_later(limit, on_timeout)
+            timer = self.clock.call_later(limit, on_timeout)
+            # The same limit on wall time (a Standard run's year only when asked for).
+            wall_limit = limit if (timeout or self.type == EXPRESS) else None
+            wall_timer = WallBackstop(self.clock, wall_limit, on_timeout) if self.wall_limits and wall_limit else None
             try:
                 output = await self.run_program(self.machine, self.input, frame)
             except asyncio.CancelledError:
@@ -381,8 +401,9 @@ class Execution:
             else:
                 self._finish("SUCCEEDED", frame, output=output)
             finally:
-                if timer is not None:
-                    timer.cancel()
+                timer.cancel()
+                if wall_timer is not None:
+                    wall_timer.cancel()
         return self.result()
 
     def _finish(self, status: str, frame: Frame, *, output: Any = ABSENT, error: str | None = None,
@@ -392,7 +413,7 @@ class Execution:
         history = self.history
         if status == "SUCCEEDED":
             self.output = output
-            history.add("ExecutionSucceeded", frame.last_event, {"output": output})
+            history.close("ExecutionSucceeded", frame.last_event, {"output": output})
             return
         details: dict[str, Any] = {}
         if cause is not None:
@@ -401,11 +422,11 @@ class Execution:
             details["error"] = error
         self.error, self.cause = error, cause
         if status == "FAILED":
-            history.add("ExecutionFailed", frame.last_event, details)
+            history.close("ExecutionFailed", frame.last_event, details)
         elif status == "TIMED_OUT":
-            history.add("ExecutionTimedOut", frame.last_event, details)
+            history.close("ExecutionTimedOut", frame.last_event, details)
         else:
-            history.add("ExecutionAborted", frame.last_event, None)
+            history.close("ExecutionAborted", frame.last_event, None)
 
     def result(self) -> ExecutionResult:
         return ExecutionResult(
@@ -434,7 +455,6 @@ class _DetachedExecution(Execution):
     def __init__(self, parent: Execution, history: ExecutionHistory) -> None:  # noqa: D107
         self.__dict__.update(parent.__dict__)
         self.history = history
-        self.max_events = STANDARD_MAX_EVENTS
 
 
 @dataclass

@@ -338,6 +338,9 @@ class _Parser:
                 break
             if char == "\\":
                 escaped = self.text[self.pos + 1 : self.pos + 2]
+                if escaped == '"':
+                    # AWS refuses the definition (ValidateStateMachineDefinition), unlike other open escapes.
+                    raise self.error('a string literal cannot hold \\" (write the double quote as it is)', self.pos)
                 if not escaped or escaped not in _ESCAPABLE:
                     # The AWS guide: an open escape backslash is a run-time error, so the
                     # definition loads and evaluating the call fails.

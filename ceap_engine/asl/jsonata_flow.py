@@ -27,12 +27,15 @@ import hashlib
 import json
 import random
 import re
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import regex
 from jsonata import Jsonata
 from jsonata.functions import Functions
+from jsonata.regex_engine import RegexFlags
 from jsonata.utils import Utils
 
 from ceap_engine.asl.retry import Catcher
@@ -146,9 +149,10 @@ def _range(start: Any, end: Any, step: Any = 1) -> Any:
     stride = _integer_argument("range", step, "third")
     if stride == 0:
         raise _EvaluationError("The step of $range must not be 0")
-    values = list(range(first, last + (1 if stride > 0 else -1), stride))
-    if len(values) > 1000:
-        raise _EvaluationError(f"$range would return {len(values)} items; the limit is 1000")
+    span = range(first, last + (1 if stride > 0 else -1), stride)
+    if len(span) > 1000:  # measured before anything is allocated
+        raise _EvaluationError(f"$range would return {len(span)} items; the limit is 1000")
+    values = list(span)
     # A sequence, as JSONata's own functions return: a single item is that item.
     return Utils.create_sequence_from_iter(values)
 
@@ -192,7 +196,90 @@ def _parse(text: Any) -> Any:
     return Utils.NULL_VALUE if value is None else value
 
 
+def _eval(*_: Any) -> Any:
+    raise _EvaluationError(EVAL_UNSUPPORTED)
+
+
+#: Step Functions does not allow JSONata's $eval.
+EVAL_UNSUPPORTED = "The JSONata function $eval is not supported by Step Functions"
+_EVAL_CALL = re.compile(r"\$eval\s*\(")
+
+#: Wall seconds one regular expression may spend matching (ours: AWS documents no
+#: figure); a catastrophic pattern fails the evaluation instead of hanging the run.
+REGEX_TIMEOUT_SECONDS = 1.0
+#: Wall milliseconds one JSONata evaluation may take, and its call depth (ours).
+EVALUATION_TIMEOUT_MS = 10_000
+EVALUATION_MAX_DEPTH = 500
+
+
+class _Bounds:
+    """Wall time and call depth of one evaluation (jsonata-python's Timebox counts
+    from the expression's creation; a compiled expression is reused for hours)."""
+
+    __slots__ = ("deadline", "depth")
+
+    def __init__(self, expression: Jsonata) -> None:
+        self.deadline = 0.0
+        self.depth = 0
+
+        def entry(expr: Any, input: Any, env: Any) -> None:
+            if env.is_parallel_call:
+                return
+            self.depth += 1
+            if self.depth > EVALUATION_MAX_DEPTH:
+                raise _EvaluationError(f"The expression nests calls deeper than {EVALUATION_MAX_DEPTH}")
+            if time.monotonic() > self.deadline:
+                raise _EvaluationError(f"The expression ran for more than {EVALUATION_TIMEOUT_MS} ms")
+
+        def exit(expr: Any, input: Any, env: Any, result: Any) -> None:
+            if not env.is_parallel_call:
+                self.depth -= 1
+
+        expression.environment.set_evaluate_entry_callback(entry)
+        expression.environment.set_evaluate_exit_callback(exit)
+
+    def reset(self) -> None:
+        self.deadline = time.monotonic() + EVALUATION_TIMEOUT_MS / 1000
+        self.depth = 0
+
+
+class _BoundedPattern:
+    """A compiled regex whose every match is bounded in time (the ``regex`` module's timeout)."""
+
+    __slots__ = ("_pattern",)
+
+    def __init__(self, pattern: Any) -> None:
+        self._pattern = pattern
+
+    def _timed(self, call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args, timeout=REGEX_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise _EvaluationError(
+                f"The regular expression /{self._pattern.pattern}/ took more than {REGEX_TIMEOUT_SECONDS:g} s to match"
+            ) from None
+
+    def search(self, string: str) -> Any:
+        return self._timed(self._pattern.search, string)
+
+    def finditer(self, string: str) -> Any:
+        # Matched eagerly, so that the timeout covers the whole scan.
+        return iter(self._timed(lambda text, timeout: list(self._pattern.finditer(text, timeout=timeout)), string))
+
+    def sub(self, repl: Any, string: str, count: int = 0) -> str:
+        return self._timed(lambda text, timeout: self._pattern.sub(repl, text, count, timeout=timeout), string)
+
+    def split(self, string: str, maxsplit: int = 0) -> list[str]:
+        return self._timed(lambda text, timeout: self._pattern.split(text, maxsplit, timeout=timeout), string)
+
+
+def _regex_engine(pattern: str, flags: RegexFlags) -> _BoundedPattern:
+    options = (regex.IGNORECASE if flags.case_insensitive else 0) | (regex.MULTILINE if flags.multiline else 0)
+    return _BoundedPattern(regex.compile(pattern, options))
+
+
 _AWS_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "eval": _eval,
     "partition": _partition,
     "range": _range,
     "hash": _hash,
@@ -211,19 +298,22 @@ _AWS_FUNCTIONS: dict[str, Callable[..., Any]] = {
 class JsonataExpression:
     """One compiled ``{% expr %}``; :meth:`evaluate` returns plain JSON data."""
 
-    __slots__ = ("_expression", "source", "text", "variables")
+    __slots__ = ("_bounds", "_expression", "source", "text", "variables")
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.text = source[2:-2].strip()
         if not self.text:
             raise JsonataSyntaxError("the expression between {% and %} is empty")
+        if _EVAL_CALL.search(self.text):
+            raise JsonataSyntaxError(EVAL_UNSUPPORTED)
         try:
-            expression = Jsonata(self.text)
+            expression = Jsonata(self.text, _regex_engine)
         except Exception as exc:  # noqa: BLE001 - the parser raises several kinds
             raise JsonataSyntaxError(str(exc)) from None
         if expression.get_errors():
             raise JsonataSyntaxError(str(expression.get_errors()[0]))
+        self._bounds = _Bounds(expression)
         expression.set_output_convert_nulls(False)
         expression.set_validate_input(False)
         for name, function in _AWS_FUNCTIONS.items():
@@ -238,6 +328,7 @@ class JsonataExpression:
         # jsonata-python's higher-order functions ($map, $filter...) call back
         # through a per-thread "current expression": make it this one.
         Jsonata.CURRENT.jsonata = self._expression
+        self._bounds.reset()
         try:
             value = self._expression.evaluate(None, bindings)
         except _EvaluationError:

@@ -816,6 +816,7 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 _OPERATOR_CHARS = frozenset("<>=~!")
 _PATTERN_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE,
                   "d": 0, "u": 0, "U": 0}  # d, u, U: Python's defaults already cover them
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FILTER_NUMBER_CHARS = frozenset("0123456789-.eE")
 
 
@@ -1111,6 +1112,12 @@ class _FilterParser:
                 raise self.error(f"invalid JSON literal ({exc})", start) from None
         if c == "/":
             return self._pattern()
+        bare = _BARE_WORD.match(self.s, self.i)
+        if bare:
+            # `[?(@.Name==Receipt)]`: AWS accepts such definitions (two published samples
+            # deploy with one); the bare word is read as the string the samples mean.
+            self.i = bare.end()
+            return _Literal(bare.group())
         while self.i < len(self.s) and self.s[self.i] in _FILTER_NUMBER_CHARS:
             self.i += 1
         text = self.s[start : self.i]

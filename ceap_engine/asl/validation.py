@@ -22,7 +22,15 @@ from ..errors import Problem
 from .choice import parse_timestamp, rule_problems
 from .intrinsics import IntrinsicSyntaxError, is_intrinsic, parse_intrinsic
 from .jsonpath import InvalidPath, compile_path, compile_reference_path
+from .limits import definition_limits, too_deep
 from .payload import ValuePath, template_problems
+from .validation_rules import (
+    credentials_problems,
+    duplicate_state_names,
+    exclusive_map_fields,
+    fail_path_problems,
+    integration_problems,
+)
 
 __all__ = ["FIELDS", "LANGUAGES", "STATE_TYPES", "validate_definition"]
 
@@ -98,6 +106,12 @@ class _Checker:
         self.problems: list[Problem] = []
         #: Check Next/End, transition targets and reachability (off for one state tested alone).
         self.transitions = transitions
+        #: The top level's query language (only a JSONata top level forbids JSONPath states).
+        self.top_language = "JSONPath"
+
+    def add_all(self, found: list[tuple[str, str, str]]) -> None:
+        for path, message, code in found:
+            self.add(path, message, code)
 
     def add(self, path: str, message: str, code: str = "SCHEMA_VALIDATION_FAILED") -> None:
         self.problems.append(Problem(path, message, code))
@@ -197,7 +211,9 @@ class _Checker:
         if language not in LANGUAGES:
             self.add(f"{at}/QueryLanguage", f"The field 'QueryLanguage' should have one of these values: {list(LANGUAGES)}")
             language = parent_language
-        if not top and parent_language == "JSONata" and language == "JSONPath" and "QueryLanguage" in m:
+        if top:
+            self.top_language = language
+        if not top and self.top_language == "JSONata" and language == "JSONPath" and "QueryLanguage" in m:
             self.add(f"{at}/QueryLanguage", "A JSONata state machine cannot contain JSONPath states")
         if top and "TimeoutSeconds" in m:
             self.integer(m["TimeoutSeconds"], "/TimeoutSeconds", "TimeoutSeconds", 1, 99999999)
@@ -252,7 +268,9 @@ class _Checker:
         if language not in LANGUAGES:
             self.add(f"{at}/QueryLanguage", f"The field 'QueryLanguage' should have one of these values: {list(LANGUAGES)}")
             return
-        if parent_language == "JSONata" and language == "JSONPath" and "QueryLanguage" in s:
+        # Only a JSONata top level forbids JSONPath: a JSONPath machine may hold a JSONata
+        # Map whose processor's states are JSONPath again (AWS accepts it).
+        if self.top_language == "JSONata" and language == "JSONPath" and "QueryLanguage" in s:
             self.add(f"{at}/QueryLanguage", "A state cannot use JSONPath when its state machine uses JSONata")
         allowed = FIELDS[kind][language]
         other = FIELDS[kind]["JSONata" if language == "JSONPath" else "JSONPath"]
@@ -326,6 +344,7 @@ class _Checker:
                 self.jsonata_expr(s[lit], f"{at}/{lit}", lit)
             if path in s:
                 self.path_or_intrinsic(s[path], f"{at}/{path}", path)
+                self.add_all(fail_path_problems(s[path], f"{at}/{path}", path))
 
     def state_choice(self, s: dict, at: str, language: str, siblings: dict) -> None:
         choices = s.get("Choices")
@@ -379,6 +398,9 @@ class _Checker:
             self.add(f"{at}/Resource", "The field 'Resource' must be a STRING (an ARN)")
         elif parse_resource(resource) is None:
             self.add(f"{at}/Resource", f"The resource '{resource}' is not a valid Step Functions resource ARN")
+        else:
+            self.add_all(integration_problems(resource, f"{at}/Resource"))
+        self.add_all(credentials_problems(s, at))
         for lit, path, name in (("TimeoutSeconds", "TimeoutSecondsPath", "timeout"),
                                 ("HeartbeatSeconds", "HeartbeatSecondsPath", "heartbeat")):
             if lit in s and path in s:
@@ -441,6 +463,7 @@ class _Checker:
                 self.jsonata_template(io["Arguments"], f"{at}/{key}/Arguments")
         if "ItemBatcher" in s and not isinstance(s["ItemBatcher"], dict):
             self.add(f"{at}/ItemBatcher", "The field 'ItemBatcher' must be an object")
+        self.add_all(exclusive_map_fields(s, at))
         if language == "JSONPath":
             if "ItemsPath" in s:
                 self.reference_path(s["ItemsPath"], f"{at}/ItemsPath", "ItemsPath")
@@ -549,11 +572,21 @@ def validate_definition(definition: Any, *, transitions: bool = True) -> list[Pr
     [('SCHEMA_VALIDATION_FAILED', '/States/A'), ('NO_TERMINAL_STATE', '/States')]
     """
     if isinstance(definition, (str, bytes)):
+        size = len(definition.encode("utf-8") if isinstance(definition, str) else definition)
         try:
             definition = json.loads(definition)
         except json.JSONDecodeError as exc:
             return [Problem("/", f"The definition is not valid JSON: {exc}", "INVALID_JSON_DESCRIPTION")]
+        except RecursionError:
+            return [too_deep()]
+    else:
+        size = -1
+    problems = definition_limits(definition, size)
+    if problems:
+        return problems
     checker = _Checker(transitions)
     checker.machine(definition, "", definition.get("QueryLanguage", "JSONPath") if isinstance(definition, dict) else "JSONPath", True)
+    checker.add_all(duplicate_state_names(definition))
     return checker.problems
+
 

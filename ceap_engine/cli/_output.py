@@ -57,18 +57,24 @@ def read_json_file(path: Path, what: str, code: str = "INVALID_JSON") -> Any:
         raise InputError(
             [Problem("/", f"{path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", code)], what
         ) from None
+    except RecursionError:
+        raise InputError([Problem("/", f"{path} nests its JSON too deeply to be read", code)], what) from None
 
 
 async def await_interruptibly(execution: Any, ready: Callable[[], None] | None = None) -> Any:
-    """Wait for a started execution; Ctrl-C stops it as ABORTED (with its ExecutionAborted event).
+    """Wait for a started execution; Ctrl-C or SIGTERM stops it as ABORTED (with its ExecutionAborted event).
 
-    ``ready`` is called once Ctrl-C is handled (a readiness line can say so).
+    ``ready`` is called once both signals are handled (a readiness line can say so).
     """
     loop = asyncio.get_running_loop()
-    try:
-        loop.add_signal_handler(signal.SIGINT, execution.stop)
-    except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix event loops
-        pass
+    # SIGTERM is what `timeout`, CI runners and systemd send: it ends the run like Ctrl-C.
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, execution.stop)
+            handled.append(signum)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix event loops
+            pass
     if ready is not None:
         ready()
     try:
@@ -76,7 +82,5 @@ async def await_interruptibly(execution: Any, ready: Callable[[], None] | None =
     except asyncio.CancelledError:
         return execution.result()
     finally:
-        try:
-            loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover
-            pass
+        for signum in handled:
+            loop.remove_signal_handler(signum)

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 
 from ceap_engine.ports import Clock, TimerHandle
 
-__all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "to_datetime"]
+__all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "WallBackstop", "to_datetime"]
 
 
 def to_datetime(epoch_seconds: float) -> datetime:
@@ -308,3 +308,40 @@ class VirtualClock(_ActivityAccounting):
             self._now = max(self._now, deadline)
             self._fire(timer)
         self._now = target
+
+
+class WallBackstop:
+    """A wall-time timer that backs up a virtual-clock timer of the same delay.
+
+    Under a :class:`VirtualClock` a busy loop or a hung task holds virtual time
+    still, so a virtual timeout would never fire. This timer fires ``callback``
+    after ``seconds`` of wall time - unless at that moment no work is busy
+    (virtual time is about to jump, so the virtual timer will decide); it then
+    looks again after the same delay.
+
+    Example::
+
+        backstop = WallBackstop(clock, 5, on_timeout)
+        ...
+        backstop.cancel()
+    """
+
+    __slots__ = ("_callback", "_clock", "_handle", "_seconds")
+
+    def __init__(self, clock: Clock, seconds: float, callback: Callable[[], None]) -> None:
+        self._clock = clock
+        self._seconds = max(0.0, seconds)
+        self._callback = callback
+        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(self._seconds, self._fire)
+
+    def _fire(self) -> None:
+        if getattr(self._clock, "busy_activities", 1) == 0:
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._fire)
+            return
+        self._handle = None
+        self._callback()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

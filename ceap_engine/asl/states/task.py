@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ceap_engine.ports import ResourceInfo, TaskContext
+from ceap_engine.runtime.clock import WallBackstop
 from ceap_engine.runtime.tasks import TaskFailed, parse_resource
 
 from ...errors import StatesError
@@ -82,12 +83,17 @@ class _Resume:
 
 
 class _Timeout:
-    """Cancel the current task when a clock timer fires (asyncio.timeout on our clock)."""
+    """Cancel the current task when a clock timer fires (asyncio.timeout on our clock).
 
-    __slots__ = ("_handle", "_task", "expired", "kind")
+    Under a virtual clock a timer armed for the same delay on wall time backs
+    it up: a runner that hangs keeps its activity busy, so virtual time - and
+    the clock's timer - would never move.
+    """
+
+    __slots__ = ("_handles", "_task", "expired", "kind")
 
     def __init__(self) -> None:
-        self._handle = None
+        self._handles: tuple[Any, ...] = ()
         self._task: asyncio.Task | None = None
         self.expired = False
         self.kind = ""
@@ -95,10 +101,14 @@ class _Timeout:
     def arm(self, frame: Frame, seconds: float | None, kind: str) -> None:
         if seconds is None:
             return
-        if self._handle is not None:
-            self._handle.cancel()
+        self.disarm()
         self._task = asyncio.current_task()
-        self._handle = frame.clock.call_later(seconds, lambda: self._fire(kind))
+        fire = lambda: self._fire(kind)  # noqa: E731
+        handle = frame.clock.call_later(seconds, fire)
+        if frame.execution.wall_limits:
+            self._handles = (handle, WallBackstop(frame.clock, seconds, fire))
+        else:
+            self._handles = (handle,)
 
     def _fire(self, kind: str) -> None:
         if not self.expired and self._task is not None and not self._task.done():
@@ -107,9 +117,9 @@ class _Timeout:
             self._task.cancel()
 
     def disarm(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
+        for handle in self._handles:
+            handle.cancel()
+        self._handles = ()
 
 
 class TaskState(Retrying):

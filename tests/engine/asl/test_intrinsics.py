@@ -324,12 +324,18 @@ def test_string_to_json_of_literals() -> None:
 def test_an_open_escape_in_a_literal_loads_but_fails_when_evaluated() -> None:
     # The AWS guide: "If an open escape backslash \ is found in the intrinsic
     # invocation string, the interpreter will throw a runtime error."
-    text = "States.StringToJson('{\"a\": \"x\\\"y\"}')"
+    text = "States.StringToJson('{\"a\": \"x\\qy\"}')"
     call = parse_intrinsic(text)
     with pytest.raises(StatesError) as raised:
         call.evaluate({}.__getitem__, random.Random(0))
     assert raised.value.error == "States.IntrinsicFailure"
     assert raised.value.cause.startswith(f"open escape at character 30 of {text}: in a string literal")
+
+
+def test_an_escaped_double_quote_in_a_literal_is_refused_when_loading() -> None:
+    # Unlike other open escapes, AWS's ValidateStateMachineDefinition refuses \" (issue 14).
+    with pytest.raises(IntrinsicSyntaxError, match="cannot hold"):
+        parse_intrinsic("States.StringToJson('{\"a\": \"x\\\"y\"}')")
 
 
 @pytest.mark.parametrize(
