@@ -298,6 +298,9 @@ def status(
             console.print(f"  {key}: {value}")
         if depth:
             console.print(f"[yellow]{depth} message(s) in the dead-letter queue[/]")
+        if state.workflow_type == "standard":
+            console.print("[dim]the Pipe starts Standard executions FIRE_AND_FORGET: a failed one never reaches the "
+                          "DLQ - it is listed below as FAILED[/]")
         console.print(f"recent executions (from {state.executions_source}):")
         if not state.executions:
             console.print("  none")
