@@ -166,7 +166,7 @@ def execution_report(
     meta = [f"state machine {escape(str(execution.get('stateMachineArn') or ''))}",
             f"started {escape(_iso(started))}", f"execution clock {stopped - started:,.3f} s"]
     if wall_seconds is not None and abs(wall_seconds - (stopped - started)) > 0.5:
-        meta.append(f"wall clock {wall_seconds:,.3f} s (a virtual clock skipped the waits)")
+        meta.append(f"wall clock {wall_seconds:,.3f} s (the virtual clock moves only for waits and skips them)")
     header = (f'<h1>{escape(name)} <span class="status status-{escape(status)}" id="execution-status">{escape(status)}</span></h1>'
               f'<div class="meta">{" &middot; ".join(meta)}</div>')
     body = [
