@@ -210,6 +210,9 @@ def run(
         raise typer.Exit(remote(payload, name=name, format=format.value, region=region, profile=profile,
                                 endpoint_url=endpoint_url))
     try:
+        if replace and execution_name is None:
+            raise InputError([Problem("/replace", "--replace reuses a name: give it with --execution-name NAME",
+                                      "INVALID_ARGUMENT")], "arguments")
         spec = builtin(workflow.value)
         body = check_payload(spec, read_payload(payload), payload)
         needs_glue = any(s.kind == "glue" for s in spec.stages)
