@@ -211,6 +211,9 @@ def run(
         raise typer.Exit(remote(payload, name=name, format=format.value, region=region, profile=profile,
                                 endpoint_url=endpoint_url, execution_name=execution_name, timeout=timeout))
     try:
+        if replace and execution_name is None:
+            raise InputError([Problem("/replace", "--replace reuses a name: give it with --execution-name NAME",
+                                      "INVALID_ARGUMENT")], "arguments")
         spec = builtin(workflow.value)
         body = check_payload(spec, read_payload(payload), payload)
         check_report_path(report)

@@ -89,3 +89,10 @@ def test_kill_9_during_store_then_the_same_name_resumes_to_the_rows_and_actions_
     assert stored_rows(store) == stored_rows(clean)
     assert actions(store, "daily") == actions(clean, "daily")
     assert {row[2] for row in stored_rows(store).values()} == {1}
+
+
+def test_replace_without_a_name_is_refused(run_ceap, tmp_path):
+    proc = run_ceap("run", "examples/payload.json", "--store", str(tmp_path / "s"), "--replace", "--format", "json")
+    assert proc.returncode == 2
+    assert "--execution-name" in json.dumps(json_out(proc))
+    assert not (tmp_path / "s").exists()

@@ -202,3 +202,34 @@ async def test_a_short_lock_held_by_another_process_is_waited_for_on_wall_time(d
 
     assert len(result.stored) == 30
     assert waited >= 0.3  # it waited for the other process, then wrote
+
+
+async def test_processes_bumping_one_record_at_once_lose_no_update(db_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, sys\n"
+        "from adapters.local import SQLiteCandidateStore\n"
+        "from ceap_engine.ports import CandidateRecord\n"
+        "from ceap_engine.storage.candidates import write_candidates\n"
+        "def bump(key, stored):\n"
+        "    n = stored.version if stored else 0\n"
+        "    return CandidateRecord('c-1', 'p-1', 'US', 'ORDER', 'o-1', data={'metadata': {'version': n + 1}})\n"
+        "async def main():\n"
+        "    with SQLiteCandidateStore(sys.argv[1]) as store:\n"
+        "        for _ in range(25):\n"
+        "            done = await write_candidates(store, [('CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US', 'SUBJECT#ORDER#o-1')],"
+        " bump, max_attempts=1000)\n"
+        "            assert not done.failed, done.failed\n"
+        "asyncio.run(main())\n"
+    )
+    with SQLiteCandidateStore(db_path):
+        pass  # the schema exists before the writers race
+    writers = [subprocess.Popen([sys.executable, "-c", script, str(db_path)], cwd=Path(__file__).resolve().parents[3])
+               for _ in range(4)]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0, 0]
+
+    with SQLiteCandidateStore(db_path) as store:
+        record = await store.get("CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1")
+    assert record.version == 100  # 4 processes x 25 increments, each on the version it read
