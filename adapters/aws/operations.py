@@ -22,6 +22,8 @@ from .session import AwsClients
 from .stacks import DeployFailed, Report, Sleep, describe_stack, existing_stack, wait_for_stack, workflow_outputs
 from .stepfunctions import Execution, StepFunctionsClient
 
+EXPRESS_CALL_SECONDS = 330  # Express's 300 s limit and a margin for the answer
+
 __all__ = [
     "DestroyResult",
     "WorkflowStatus",
@@ -195,9 +197,11 @@ async def run_workflow(
     A Standard execution still running after ``timeout_seconds`` is returned as it is (RUNNING).
     """
     arn, machine_type = await state_machine_arn(aws, workflow)
-    sfn = StepFunctionsClient(await aws.client("stepfunctions"))
     if machine_type == "EXPRESS":
-        return await sfn.start_sync_execution(arn, payload, name=name)
+        # Express runs up to 5 minutes inside this one call; never repeated (a retry is a second run).
+        sync = StepFunctionsClient(await aws.client("stepfunctions", read_timeout=EXPRESS_CALL_SECONDS, max_attempts=1))
+        return await sync.start_sync_execution(arn, payload, name=name)
+    sfn = StepFunctionsClient(await aws.client("stepfunctions"))
     execution_arn = await sfn.start_execution(arn, payload, name=name)
     return await sfn.wait(execution_arn, on_event=on_event, poll_seconds=poll_seconds, sleep=sleep,
                           timeout_seconds=timeout_seconds)

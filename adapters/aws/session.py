@@ -67,6 +67,7 @@ class AwsClients:
         # go to http://sync-127.0.0.1:4566, which does not resolve.
         if max_attempts is None:
             max_attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or 5)
+        self._max_attempts = max_attempts
         self._config = AioConfig(
             retries={"max_attempts": max_attempts, "mode": "adaptive"},
             inject_host_prefix=self.settings.resolved_endpoint() is None,
@@ -91,20 +92,33 @@ class AwsClients:
             raise AwsError("no AWS region configured: pass --region or set AWS_REGION", code="NoRegion")
         return region
 
-    async def client(self, service: str) -> Any:
-        """The (one) client of ``service`` (``"s3"``, ``"dynamodb"``, ``"stepfunctions"`` ...)."""
-        found = self._clients.get(service)
+    async def client(self, service: str, *, read_timeout: float | None = None, max_attempts: int | None = None) -> Any:
+        """The (one) client of ``service`` (``"s3"``, ``"dynamodb"``, ``"stepfunctions"`` ...).
+
+        ``read_timeout``/``max_attempts`` make a client of its own for a call that is long and must
+        not be repeated: StartSyncExecution answers only when the execution ends (up to 5 minutes),
+        and a retry after a read timeout would start the execution a second time.
+        """
+        key = service if read_timeout is None and max_attempts is None else f"{service}:{read_timeout}:{max_attempts}"
+        found = self._clients.get(key)
         if found is None:
+            config = self._config
+            if read_timeout is not None or max_attempts is not None:
+                config = config.merge(AioConfig(
+                    read_timeout=read_timeout if read_timeout is not None else 60,
+                    retries={"max_attempts": max_attempts if max_attempts is not None else self._max_attempts,
+                             "mode": "adaptive"},
+                ))
             with aws_errors(f"creating the {service} client"):
                 found = await self._stack.enter_async_context(
                     self._session.create_client(
                         service,
                         region_name=self.region,
                         endpoint_url=self.settings.resolved_endpoint(),
-                        config=self._config,
+                        config=config,
                     )
                 )
-            self._clients[service] = found
+            self._clients[key] = found
         return found
 
     async def account(self) -> str:

@@ -62,7 +62,7 @@ from ceap_engine.pipeline.names import (
 )
 from ceap_engine.pipeline.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
 
-from .alarms import alarm_resources
+from .alarms import alarm_resources, validate_alarm_email
 from .cfn import allow, arn, assume, getatt, logical_id, policy, ref, sub
 from .iam import (
     BUCKET_ARN,
@@ -170,6 +170,8 @@ class TemplateOptions:
         if self.runtime not in RUNTIMES:
             raise InputError([Problem("/runtime", f"Lambda runtime {self.runtime!r} must be one of {', '.join(RUNTIMES)}")],
                              "argument")
+        if self.alarm_email is not None:
+            validate_alarm_email(self.alarm_email)
 
 
 def _validated_definition(spec: WorkflowSpec) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -202,3 +203,33 @@ def test_only_wheels_that_run_on_lambdas_python_and_glibc_fit(filename: str, arc
 def test_an_unknown_lambda_python_is_refused() -> None:
     with pytest.raises(PackagingError, match="python3.9 is not supported"):
         LambdaBuild(python="3.9")
+
+
+def test_the_real_package_holds_only_compiled_wheels_for_the_lambda_runtime_and_architecture(
+    lambda_wheels: Any, tmp_path: Path
+) -> None:
+    """The zip built from the index's wheels (python3.12, x86_64): every compiled module is for CPython 3.12
+    on manylinux x86_64 with glibc <= 2.34 (Amazon Linux 2023), as each wheel's WHEEL file says."""
+    from adapters.aws.packaging import wheel_fits
+
+    wheelhouse, report = lambda_wheels("3.12")
+    artifact = build_lambda_package(LambdaBuild(python="3.12", wheelhouse=wheelhouse), tmp_path)
+
+    archive = zipfile.ZipFile(artifact.path)
+    names = archive.namelist()
+    wheel_files = [n for n in names if n.endswith(".dist-info/WHEEL")]
+    compiled = {}
+    for name in wheel_files:
+        fields = [line.split(": ", 1) for line in archive.read(name).decode().splitlines() if ": " in line]
+        if ("Root-Is-Purelib", "false") in [tuple(f) for f in fields]:
+            compiled[name.split("/")[0]] = [value for key, value in fields if key == "Tag"]
+    assert any(d.startswith("pydantic_core-") for d in compiled), sorted(compiled)
+    for dist, tags in compiled.items():
+        assert tags and all(wheel_fits(tag, "x86_64", "3.12") for tag in tags), (dist, tags)
+        assert any(tag.startswith(("cp312-cp312-", "cp3")) and "x86_64" in tag for tag in tags), (dist, tags)
+    extensions = [n for n in names if n.endswith(".so")]
+    assert extensions and all(("cpython-312-x86_64-linux-gnu" in n) or ".abi3." in n or "cpython" not in n
+                              for n in extensions), [n for n in extensions if "312" not in n][:5]
+    assert not [n for n in extensions if "cpython-311" in n]
+    # Downloading says what it fetches, for the runtime and the architecture.
+    assert report and report[0].startswith("downloading ") and "(python3.12, x86_64)" in report[0]

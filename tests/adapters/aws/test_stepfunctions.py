@@ -138,3 +138,18 @@ async def test_a_pipe_batch_of_one_is_unwrapped_by_the_input_state(moto_endpoint
     etl_input = next(json.loads(e["stateEnteredEventDetails"]["input"]) for e in events
                      if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == "ETL")
     assert etl_input == payload
+
+
+async def test_list_executions_reads_a_summary_without_a_name_from_its_arn() -> None:
+    # Some backends leave "name" out of ListExecutions; `ceap status` used to die with KeyError.
+    from adapters.aws.stepfunctions import StepFunctionsClient
+
+    arn = "arn:aws:states:us-east-1:123456789012:execution:Ceap-demo-Workflow:run-7"
+
+    class Backend:
+        async def list_executions(self, **request: object) -> dict[str, object]:
+            return {"executions": [{"executionArn": arn, "status": "SUCCEEDED"}]}
+
+    [summary] = await StepFunctionsClient(Backend()).list_executions("arn:machine")
+
+    assert (summary.name, summary.status) == ("run-7", "SUCCEEDED")

@@ -253,4 +253,22 @@ def test_alarms_watch_the_dlq_executions_and_each_function_and_mail_only_when_as
 @pytest.mark.parametrize(("field", "value"), [("runtime", "python3.9"), ("alarm_email", "not-an-address")])
 def test_a_bad_runtime_or_alarm_address_is_refused(field: str, value: str) -> None:
     with pytest.raises(InputError):
-        synthesize(workflow_spec("demo", "express"), TemplateOptions(**{field: value}))
+        TemplateOptions(**{field: value})
+
+
+def test_ceap_synth_takes_the_runtime_and_the_alarm_address_and_refuses_bad_ones() -> None:
+    from typer.testing import CliRunner
+
+    from ceap_engine.cli.app import app
+
+    runner = CliRunner()
+    good = runner.invoke(app, ["synth", "-n", "demo", "--runtime", "python3.13", "--alarm-email", "ops@example.com"])
+    bad_runtime = runner.invoke(app, ["synth", "-n", "demo", "--runtime", "python3.9"])
+    bad_email = runner.invoke(app, ["synth", "-n", "demo", "--alarm-email", "nobody"])
+
+    assert good.exit_code == 0, good.output
+    template = json.loads(good.output)
+    assert template["Resources"]["ETLLambda"]["Properties"]["Runtime"] == "python3.13"
+    assert template["Resources"]["AlarmTopicEmail"]["Properties"]["Endpoint"] == "ops@example.com"
+    assert bad_runtime.exit_code == 2
+    assert bad_email.exit_code == 2 and "not an e-mail address" in bad_email.output
