@@ -190,8 +190,7 @@ def _runners(stage: Callable[..., Any]) -> TaskRunners:
 def state_transitions(history: ExecutionHistory) -> int:
     """States entered plus Task retries (each retry schedules the Task again), as AWS counts them."""
     entered = task_entered = scheduled = 0
-    for event in history.events:
-        kind = event.type
+    for kind in history.types():  # the rows' types: no Event objects built inside the timed run
         if kind.endswith("StateEntered"):
             entered += 1
             if kind == "TaskStateEntered":

@@ -151,7 +151,8 @@ def run(
 ) -> None:
     """Run a definition on the local interpreter and print its result and history.
 
-    Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad definition, input or arguments.
+    Ctrl-C or SIGTERM stops the run as ABORTED. Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED,
+    2 bad definition, input or arguments.
     """
     try:
         document = read_definition(definition)

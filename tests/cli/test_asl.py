@@ -111,7 +111,7 @@ def test_ctrl_c_aborts_the_execution_with_an_event(tmp_path):
                              "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert "started" in proc.stderr.readline()  # the readiness line: the execution runs
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     doc = json.loads(out)
     assert doc["status"] == "ABORTED"
