@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from . import asl, aws, run
+from ._output import EXIT_BAD_INPUT, EXIT_FAILED, click_module, error_envelope, print_json, tolerate_broken_pipe
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -17,5 +20,43 @@ app.command("event")(run.event)
 aws.register(app)
 
 
-def main() -> None:
-    app()
+def _wants_json(argv: list[str]) -> bool:
+    """Did the user ask for ``--format json``? Read from argv, since a usage error comes before parsing ends."""
+    for i, arg in enumerate(argv):
+        if arg == "--format=json" or (arg == "--format" and argv[i + 1:i + 2] == ["json"]):
+            return True
+    return False
+
+
+def _usage_command(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    parts = ctx.command_path.split() if ctx is not None else []
+    return " ".join(parts[1:]) or "ceap"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``ceap`` entry point: the commands' exit codes; usage errors as exit 2 (in JSON with ``--format json``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    click = click_module("exceptions")
+    try:
+        with tolerate_broken_pipe():
+            code = app(args, prog_name="ceap", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help text, shown as asked
+            exc.show()
+            sys.exit(EXIT_BAD_INPUT)
+        if _wants_json(args):
+            print_json(error_envelope(f"usage: {exc.format_message()}",
+                                      [{"path": "/", "message": exc.format_message(), "code": "USAGE"}],
+                                      command=_usage_command(exc)))
+        else:
+            exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except (typer.Abort, getattr(click, "Abort", typer.Abort)):
+        # Ctrl-C at a prompt (destroy's confirmation): nothing was done.
+        sys.stderr.write("\naborted: nothing done\n")
+        sys.exit(EXIT_FAILED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
