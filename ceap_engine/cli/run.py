@@ -8,6 +8,7 @@ The composition root of a local run: the embedded backends of
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from enum import Enum
 from pathlib import Path
@@ -18,13 +19,15 @@ from rich.markup import escape
 
 from ceap_engine.pipeline import BUILTIN, WorkflowSpec, builtin
 from ceap_engine.pipeline.builder import express_duration_warnings
-from ceap_engine.pipeline.layout import failure_key
-from ceap_engine.pipeline.local import LocalPipeline, PipelineResult, StageProgress
+from ceap_engine.asl.interpreter import validate_execution_name
+from ceap_engine.pipeline.layout import execution_key
+from ceap_engine.pipeline.local import LocalPipeline, PipelineResult
 from ceap_engine.pipeline.names import glue_job_name
-from ceap_engine.pipeline.stage_runtime import describe_errors, load_stage_function
+from ceap_engine.pipeline.stage_runtime import load_stage_function
 from ceap_engine.runtime.clock import RealClock, VirtualClock
+from ceap_engine.storage.objects import validate_key
 
-from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ..errors import CeapError, InputError, InvalidKey, Problem, StorageError, ValidationFailed
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -32,11 +35,13 @@ from ._output import (
     await_interruptibly,
     console,
     emit_problems,
+    envelope,
     err_console,
     print_json,
-    read_json_file,
 )
 from .asl import ClockKind, OutputFormat
+from .payload import check_payload, read_payload
+from .run_report import RunProgress, json_document, print_summary
 
 __all__ = ["event", "run"]
 
@@ -51,123 +56,69 @@ class Target(str, Enum):
     aws = "aws"
 
 
-def read_payload(path: Path) -> dict[str, Any]:
-    """The payload file's JSON object."""
-    payload = read_json_file(path, "payload")
-    if not isinstance(payload, dict):
-        raise InputError([Problem("/", "the payload must be a JSON object with programId, marketplace, dateRange and source")], "payload")
-    return payload
+def _refuse(problems: list[Problem]) -> None:
+    if problems:
+        raise InputError(problems, "arguments")
 
 
-def check_payload(spec: WorkflowSpec, payload: dict[str, Any], payload_path: Path) -> dict[str, Any]:
-    """Validate the payload with the first stage's own input model; resolve and check a local source."""
-    first = load_stage_function(spec.stages[0].function)  # type: ignore[arg-type]
-    from pydantic import ValidationError
+def check_target_options(target: Target, local: bool, given: dict[str, bool]) -> None:
+    """Options of one target given with the other are refused, not ignored (exit 2).
 
+    ``given`` says which options the user set (True) among -n/--region/--profile/
+    --endpoint-url (AWS only) and --workflow/--store/--clock/--seed (local only).
+    """
+    problems = []
+    if local and target is Target.aws:
+        problems.append(Problem("/target", "--local and --target aws contradict each other: give one", "CONFLICTING_OPTIONS"))
+    elif target is Target.aws:
+        for option in ("--workflow", "--store", "--clock", "--seed"):
+            if given.get(option):
+                problems.append(Problem(f"/{option[2:]}", f"{option} applies to local runs only; with --target aws the "
+                                        "deployed workflow decides (drop the option)", "CONFLICTING_OPTIONS"))
+    else:
+        for option in ("--name", "--region", "--profile", "--endpoint-url"):
+            if given.get(option):
+                problems.append(Problem(f"/{option[2:]}", f"{option} applies to --target aws only; a local run takes "
+                                        "--workflow, --store and --clock", "CONFLICTING_OPTIONS"))
+    _refuse(problems)
+
+
+def check_execution_name(name: str | None) -> None:
+    """An execution name Step Functions accepts that also makes valid object keys (``..`` does not)."""
+    if name is None:
+        return
+    validate_execution_name(name)
     try:
-        first.input_model.model_validate(payload)
-    except ValidationError as exc:
-        problems = [
-            Problem("/" + "/".join(str(p) for p in err.get("loc", ())), str(err.get("msg")), "INVALID_PAYLOAD")
-            for err in exc.errors()
-        ]
-        raise InputError(problems or [Problem("/", describe_errors(exc))], "payload") from None
-    source = payload.get("source")
-    if isinstance(source, str) and not source.startswith("s3://"):
-        resolved = (payload_path.parent / source).resolve() if not Path(source).is_absolute() else Path(source)
-        if not resolved.is_file():
-            raise InputError([Problem("/source", f"source file not found: {resolved} (a relative source is relative to the payload file's folder)", "INVALID_PAYLOAD")], "payload")
-        payload = {**payload, "source": str(resolved)}
-    return payload
+        validate_key(execution_key(name, "ETL"))
+    except InvalidKey:
+        raise InputError([Problem("/execution-name", f"--execution-name {name!r} cannot name the execution's folder of "
+                                  "stage outputs (executions/<name>/...): use letters, digits, '-' or '_'",
+                                  "INVALID_EXECUTION_NAME")], "arguments") from None
 
 
-class _Progress:
-    """One line per stage attempt, printed as the execution goes."""
+def open_store(store: Path, clock: Any) -> tuple[Any, Any]:
+    """The file object store and SQLite candidate store under ``store``; an unusable folder or file is exit 2.
 
-    def __init__(self, start: float, enabled: bool) -> None:
-        self.start = start
-        self.enabled = enabled
+    Called only after every other check passed: creating the folder is the first write of a run.
+    """
+    from adapters.local import FileObjectStore, SQLiteCandidateStore
 
-    def __call__(self, p: StageProgress) -> None:
-        if not self.enabled:
-            return
-        t = f"[dim]t+{p.at - self.start:7.1f}s[/]"
-        attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
-        if p.status == "started":
-            err_console.print(f"{t} [cyan]>[/] {p.stage}{attempt}")
-        elif p.status == "succeeded":
-            counts = ", ".join(f"{k}={v}" for k, v in (p.counts or {}).items() if not isinstance(v, dict))
-            err_console.print(f"{t} [green]ok[/] {p.stage}{attempt}  {escape(counts)}")
-        else:
-            err_console.print(f"{t} [red]failed[/] {p.stage}{attempt}: {escape((p.error or '')[:300])}")
-
-
-def reconciliation(counts: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The "nothing is lost" checks over the stages' counts."""
-    checks = []
-    etl, flt, store = counts.get("ETL"), counts.get("Filter"), counts.get("Store")
-    if etl:
-        checks.append((f"ETL read = transformed + errors: {etl.get('processedCount')} = {etl.get('transformedCount')} + {etl.get('errorCount')}",
-                       etl.get("processedCount") == (etl.get("transformedCount") or 0) + (etl.get("errorCount") or 0)))
-    if flt:
-        checks.append((f"Filter input = passed + rejected: {flt.get('inputCount')} = {flt.get('passedCount')} + {flt.get('rejectedCount')}",
-                       flt.get("inputCount") == (flt.get("passedCount") or 0) + (flt.get("rejectedCount") or 0)))
-    score = counts.get("Score")
-    if store and score:
-        checks.append((f"stored + failed = scored: {store.get('storedCount')} + {store.get('failedCount')} = {score.get('scoredCount')}",
-                       (store.get("storedCount") or 0) + (store.get("failedCount") or 0) == score.get("scoredCount")))
-    return checks
-
-
-def _format_counts(counts: dict[str, Any]) -> str:
-    parts = []
-    for k, v in counts.items():
-        if isinstance(v, dict):
-            inner = ", ".join(f"{ik}={iv}" for ik, iv in v.items())
-            parts.append(f"{k}=({inner})" if inner else f"{k}=()")
-        else:
-            parts.append(f"{k}={v}")
-    return " ".join(parts)
-
-
-def _print_text(result: PipelineResult, store: Path, wall_seconds: float) -> None:
-    ex = result.execution
-    colour = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}.get(ex.status, "white")
-    console.print(f"[bold {colour}]{ex.status}[/]  workflow {result.workflow}, execution {result.execution_id}")
-    if ex.stop_time is not None:
-        # Under the virtual clock only waits (retries, Wait states) move the workflow clock.
-        console.print(f"took {wall_seconds:.2f} s; workflow clock {ex.stop_time - ex.start_time:.1f} s")
-    width = max((len(s) for s in result.outputs), default=0)
-    for stage in result.outputs:
-        console.print(f"  {stage:<{width}}  {escape(_format_counts(result.counts.get(stage) or {}))}")
-    checks = reconciliation(result.counts)
-    if checks:
-        console.print("nothing lost:")
-        for text, ok in checks:
-            console.print(f"  {'[green]ok[/]' if ok else '[red]MISMATCH[/]'}  {escape(text)}")
-    root = (store / "buckets" / result.bucket).resolve()
-    console.print(escape(f"outputs:    {root}/executions/{result.execution_id}/<stage>/output.json"))
-    console.print(f"candidates: {(store / 'candidates.sqlite3').resolve()}")
-    if ex.status != "SUCCEEDED":
-        console.print(f"[red]error:[/] {escape(str(ex.error))}")
-        console.print(f"[red]cause:[/] {escape(str(ex.cause))}")
-        if result.failure is not None:
-            console.print(f"failure:    {root}/{failure_key(result.execution_id)} (stage {result.failure.get('stage')})")
-
-
-def _json_document(result: PipelineResult, store: Path) -> dict[str, Any]:
-    doc = result.execution.to_json()
-    doc.update({
-        "workflow": result.workflow,
-        "executionId": result.execution_id,
-        "store": str(store.resolve()),
-        "bucket": result.bucket,
-        "outputs": result.outputs,
-        "counts": result.counts,
-        "reconciliation": [{"check": text, "ok": ok} for text, ok in reconciliation(result.counts)],
-        "failure": result.failure,
-    })
-    return doc
+    if store.exists() and not store.is_dir():
+        raise InputError([Problem("/store", f"--store {store} is a file, not a folder: name a folder (it is created "
+                                            "if missing)", "STORE_NOT_A_FOLDER")], "arguments")
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=store, prefix=".ceap-write-check-")
+        probe.close()
+    except OSError as exc:
+        raise InputError([Problem("/store", f"--store {store} is not a writable folder ({exc.strerror}): choose "
+                                            "another folder", "STORE_NOT_WRITABLE")], "arguments") from None
+    try:
+        candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
+    except StorageError as exc:
+        raise InputError([Problem("/store", f"{exc} (the candidates database of --store {store})",
+                                  "CANDIDATES_UNUSABLE")], "arguments") from None
+    return FileObjectStore(store), candidates
 
 
 def run(
@@ -178,48 +129,58 @@ def run(
     region: Annotated[str | None, typer.Option("--region", help="With --target aws: the AWS region (default: the usual chain)")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="With --target aws: the AWS profile")] = None,
     endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="With --target aws: another endpoint (LocalStack, moto); or AWS_ENDPOINT_URL")] = None,
-    workflow: Annotated[Workflow, typer.Option("--workflow", help="realtime (EXPRESS) or batch (STANDARD, with the Glue HeavyETL job)")] = Workflow.realtime,
-    store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives (objects and candidates)")] = Path(".ceap"),
-    clock: Annotated[ClockKind, typer.Option("--clock", help="virtual: retry waits cost no wall time")] = ClockKind.virtual,
+    workflow: Annotated[Workflow | None, typer.Option("--workflow", help="Local: realtime (EXPRESS, the default) or batch (STANDARD, with the Glue HeavyETL job)")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="Local: the folder of the embedded storage (objects and candidates; default .ceap)")] = None,
+    clock: Annotated[ClockKind | None, typer.Option("--clock", help="Local: virtual (the default: retry waits cost no wall time) or real")] = None,
     execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID)")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Local: makes generated names and jitter repeatable")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
 ) -> None:
     """Run the CEAP pipeline: locally on the ASL interpreter (default), or on a deployed AWS workflow.
 
     Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written).
     """
-    if target is Target.aws and not local:
+    try:
+        check_target_options(target, local, {
+            "--name": name is not None, "--region": region is not None, "--profile": profile is not None,
+            "--endpoint-url": endpoint_url is not None, "--workflow": workflow is not None,
+            "--store": store is not None, "--clock": clock is not None, "--seed": seed is not None,
+        })
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if target is Target.aws:
         from . import aws as aws_cli  # the AWS side lives with the deploy commands
 
         remote = aws_cli.needs_aws_sdk(aws_cli.run_remote)
         raise typer.Exit(remote(payload, name=name, format=format.value, region=region, profile=profile,
                                 endpoint_url=endpoint_url))
+    store = store if store is not None else Path(".ceap")
     try:
-        spec = builtin(workflow.value)
+        spec = builtin((workflow or Workflow.realtime).value)
         body = check_payload(spec, read_payload(payload), payload)
+        check_execution_name(execution_name)
         needs_glue = any(s.kind == "glue" for s in spec.stages)
         if needs_glue:
             _require_glue(spec)  # before anything is written: no half run
-        for warning in express_duration_warnings(spec):
-            if format is OutputFormat.text:
-                err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+        warnings = express_duration_warnings(spec)
+        run_clock = VirtualClock() if clock in (None, ClockKind.virtual) else RealClock()
+        objects, candidates = open_store(store, run_clock)
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except CeapError as exc:
         emit_problems(ValidationFailed([Problem("/", str(exc), "ERROR")], "run"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
-
-    run_clock = VirtualClock() if clock is ClockKind.virtual else RealClock()
-    objects = FileObjectStore(store)
-    candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock)
-    progress = _Progress(run_clock.time(), enabled=format is OutputFormat.text)
-    runners = _glue_runners(spec, objects) if needs_glue else {}
+    if format is OutputFormat.text:
+        for warning in warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    glue_runner = _glue_runner(spec, objects) if needs_glue else None
+    progress = RunProgress(run_clock.time(), enabled=format is OutputFormat.text,
+                           counts_of=(lambda stage: _last_job_metrics(glue_runner)) if glue_runner else None)
     try:
-        pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock, runners=runners,
+        pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock,
+                                 runners={"glue:startJobRun": glue_runner} if glue_runner else {},
                                  seed=seed, progress=progress)
         began = time.perf_counter()
         result = asyncio.run(_run_interruptible(pipeline, body, execution_name))
@@ -229,11 +190,12 @@ def run(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     finally:
         candidates.close()
+    code = EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED
     if format is OutputFormat.json:
-        print_json(_json_document(result, store))
+        print_json(json_document(result, store, wall_seconds))
     else:
-        _print_text(result, store, wall_seconds)
-    raise typer.Exit(EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED)
+        print_summary(result, store, wall_seconds)
+    raise typer.Exit(code)
 
 
 def _require_glue(spec: WorkflowSpec) -> None:
@@ -243,20 +205,31 @@ def _require_glue(spec: WorkflowSpec) -> None:
     glue.require_glue(spec.name)
 
 
-def _glue_runners(spec: WorkflowSpec, objects: Any) -> dict[str, Any]:
+def _glue_runner(spec: WorkflowSpec, objects: Any) -> Any:
     """The local Glue runner, serving each Glue stage's job name with its script."""
     from adapters.local.glue import LocalGlueRunner
 
-    scripts = {glue_job_name(spec, s): s.script for s in spec.stages if s.kind == "glue"}
-    return {"glue:startJobRun": LocalGlueRunner(objects, scripts)}
+    return LocalGlueRunner(objects, {glue_job_name(spec, s): s.script for s in spec.stages if s.kind == "glue"})
+
+
+def _last_job_metrics(runner: Any) -> dict[str, Any] | None:
+    """The metrics of the Glue runner's latest successful run (a job run result carries no counts)."""
+    if not runner.runs:
+        return None
+    summary = runner.summaries.get(runner.runs[-1].get("Id"))
+    metrics = summary.get("metrics") if isinstance(summary, dict) else None
+    return metrics if isinstance(metrics, dict) else None
 
 
 async def _run_interruptible(pipeline: LocalPipeline, payload: dict[str, Any], name: str | None) -> PipelineResult:
     return await pipeline.collect(await await_interruptibly(pipeline.start(payload, name=name)))
 
 
+_EVENT_SHAPE = "one customer event: a JSON object with eventId, eventType, customerId, programId, marketplace and subject"
+
+
 def event(
-    event_file: Annotated[Path, typer.Argument(help="One customer event (JSON): eventId, eventType, customerId, programId, marketplace, subject ...")],
+    event_file: Annotated[Path, typer.Argument(help="One customer event (JSON): eventId, eventType, customerId, programId, marketplace, subject ... (see examples/event.json)")],
     local: Annotated[bool, typer.Option("--local", help="Handle it on this machine (the only target so far).")] = True,
     store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives")] = Path(".ceap"),
     bucket: Annotated[str, typer.Option("--bucket", help="Bucket of the dedup markers")] = BUILTIN["realtime"].workflow_bucket,
@@ -264,33 +237,39 @@ def event(
 ) -> None:
     """Handle a single customer event: create or update one candidate (5-minute dedup window).
 
-    Exit codes: 0 handled (created, updated or deduplicated), 2 bad event.
+    Exit codes: 0 handled (created, updated or deduplicated), 2 bad event or arguments (nothing written).
     """
+    from pydantic import ValidationError
+
     from ceap_engine.pipeline.stage import PermanentError, StageContext
 
+    clock = RealClock()
     try:
         handler = load_stage_function("stages.reactive:handle_event")
-        document = read_payload(event_file)
-        parsed = handler.parse_input(document, f"the event in {event_file}")
+        document = read_payload(event_file, "event", _EVENT_SHAPE)
+        try:
+            parsed = handler.input_model.model_validate(document)
+        except ValidationError as exc:
+            raise InputError([
+                Problem("/" + "/".join(str(p) for p in err.get("loc", ())), str(err.get("msg")), "INVALID_EVENT")
+                for err in exc.errors()
+            ], "event") from None
+        objects, candidates = open_store(store, clock)
     except PermanentError as exc:
-        emit_problems(ValidationFailed([Problem("/", str(exc))], "event"), format.value)
+        emit_problems(ValidationFailed([Problem("/", str(exc), "INVALID_EVENT")], "event"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
-
-    clock = RealClock()
-    candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
     try:
         context = StageContext(execution_id=f"event-{document.get('eventId', 'unknown')}", stage="ReactiveEvent",
-                               bucket=bucket, objects=FileObjectStore(store), candidates=candidates, clock=clock)
+                               bucket=bucket, objects=objects, candidates=candidates, clock=clock)
         result = asyncio.run(handler.function(parsed, context))
     finally:
         candidates.close()
     doc = result.model_dump(mode="json", by_alias=True)
     if format is OutputFormat.json:
-        print_json(doc)
+        print_json(envelope(doc))
     else:
         console.print(f"[bold]{doc['status']}[/] {doc.get('reason') or ''} candidate {doc['pk']} / {doc['sk']}")
     raise typer.Exit(EXIT_OK)

@@ -101,8 +101,10 @@ def test_express_refuses_sync_integrations(run_ceap, tmp_path):
 
 def test_ctrl_c_aborts_the_execution_with_an_event(tmp_path):
     # A real process interrupted mid-run: the one place a virtual clock cannot stand in.
+    import os
     import signal
     import subprocess
+    from pathlib import Path
     import sys
     import time
 
@@ -110,7 +112,18 @@ def test_ctrl_c_aborts_the_execution_with_an_event(tmp_path):
     definition.write_text(json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}))
     proc = subprocess.Popen([sys.executable, "-m", "ceap_engine.cli", "asl", "run", str(definition), "--clock", "real",
                              "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # let it import and enter the Wait state
+    # Ready once its event loop runs: asyncio's self-pipe socket appears among its open files (importing
+    # can take many seconds on a loaded machine, so no fixed sleep); then a moment to enter the Wait state.
+    deadline = time.monotonic() + 60
+    fds = Path(f"/proc/{proc.pid}/fd")
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if any(os.readlink(fd).startswith("socket:") for fd in fds.iterdir()):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
