@@ -138,6 +138,29 @@ def bad_input(problem: Problem, what: str = "argument") -> InputError:
     return InputError([problem], what)
 
 
+def ensure_writable_folder(path: Path, option: str) -> None:
+    """Create ``path`` if missing and check that files can be written in it; else an :class:`InputError` naming ``option``.
+
+    >>> try:
+    ...     ensure_writable_folder(Path("/proc/x"), "--store")
+    ... except InputError as exc:
+    ...     print(exc.problems[0].code, exc.problems[0].path)
+    NOT_WRITABLE /store
+    """
+    import tempfile
+
+    where = "/" + option.lstrip("-")
+    if path.exists() and not path.is_dir():
+        raise InputError([Problem(where, f"{option} {path} is a file, not a folder: name a folder (it is created "
+                                         "if missing)", "NOT_A_FOLDER")], "arguments")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=path, prefix=".ceap-write-check-").close()
+    except OSError as exc:
+        raise InputError([Problem(where, f"{option} {path} is not a writable folder ({exc.strerror}): choose "
+                                         "another folder", "NOT_WRITABLE")], "arguments") from None
+
+
 def parse_json_text(text: str, where: str, origin: str, code: str = "INVALID_JSON") -> Any:
     """JSON text, or an :class:`InputError` naming ``origin`` (a file or an option) and the position.
 

@@ -8,7 +8,6 @@ The composition root of a local run: the embedded backends of
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from enum import Enum
 from pathlib import Path
@@ -35,6 +34,7 @@ from ._output import (
     await_interruptibly,
     console,
     emit_problems,
+    ensure_writable_folder,
     envelope,
     err_console,
     print_json,
@@ -103,16 +103,7 @@ def open_store(store: Path, clock: Any) -> tuple[Any, Any]:
     """
     from adapters.local import FileObjectStore, SQLiteCandidateStore
 
-    if store.exists() and not store.is_dir():
-        raise InputError([Problem("/store", f"--store {store} is a file, not a folder: name a folder (it is created "
-                                            "if missing)", "STORE_NOT_A_FOLDER")], "arguments")
-    try:
-        store.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=store, prefix=".ceap-write-check-")
-        probe.close()
-    except OSError as exc:
-        raise InputError([Problem("/store", f"--store {store} is not a writable folder ({exc.strerror}): choose "
-                                            "another folder", "STORE_NOT_WRITABLE")], "arguments") from None
+    ensure_writable_folder(store, "--store")
     try:
         candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
     except StorageError as exc:
