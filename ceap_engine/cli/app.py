@@ -52,6 +52,15 @@ def main(argv: list[str] | None = None) -> None:
         else:
             exc.show()
         sys.exit(EXIT_BAD_INPUT)
+    except RecursionError:
+        # JSON that parses can still nest deeper than a recursive walk (validation, JSONPath) can follow.
+        message = "the input, payload or definition is nested too deeply to process: flatten it"
+        if _wants_json(args):
+            print_json(error_envelope(message, [{"path": "/", "message": message, "code": "NESTED_TOO_DEEPLY"}],
+                                      command=" ".join(a for a in args[:2] if not a.startswith("-")) or "ceap"))
+        else:
+            sys.stderr.write(f"error: {message}\n")
+        sys.exit(EXIT_BAD_INPUT)
     except (typer.Abort, getattr(click, "Abort", typer.Abort)):
         # Ctrl-C at a prompt (destroy's confirmation): nothing was done.
         sys.stderr.write("\naborted: nothing done\n")
