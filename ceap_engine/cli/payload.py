@@ -31,7 +31,7 @@ def read_payload(path: Path, what: str = "payload", shape: str = _SHAPE) -> dict
     payload = read_json_file(path, what)
     if not isinstance(payload, dict):
         raise InputError([Problem("/", f"{path}: the {what} must be {shape}, not a JSON {_json_type(payload)}",
-                                  "INVALID_PAYLOAD")], what)
+                                  f"INVALID_{what.upper()}")], what)
     return payload
 
 
