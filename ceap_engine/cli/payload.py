@@ -101,13 +101,15 @@ def _source_problem(function: Any, source: str) -> str | None:
 
 def check_payload(spec: WorkflowSpec, payload: dict[str, Any], payload_path: Path) -> dict[str, Any]:
     """Validate a local run's payload; resolve a relative local source against the payload file's folder."""
-    validate_payload(spec, payload)
     source = payload.get("source")
-    if isinstance(source, str) and not source.startswith("s3://"):
+    resolved = None
+    if isinstance(source, str) and source and not source.startswith("s3://"):
         resolved = (payload_path.parent / source).resolve() if not Path(source).is_absolute() else Path(source)
-        if resolved.is_dir():
+        if resolved.is_dir():  # before the extension check: "a folder" is what is wrong with it
             raise InputError([Problem("/source", f"source {resolved} is a folder: name one file (.jsonl, .json or .csv)",
                                       "INVALID_PAYLOAD")], "payload")
+    validate_payload(spec, payload)
+    if resolved is not None:
         if not resolved.is_file():
             raise InputError([Problem("/source", f"source file not found: {resolved} (a relative source is relative "
                                                  "to the payload file's folder)", "INVALID_PAYLOAD")], "payload")
