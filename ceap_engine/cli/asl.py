@@ -243,7 +243,15 @@ def conformance(
             "/", f"{corpus} is not a conformance corpus: expected cases/<category>/*.json and/or test_state/*.json "
                  "(for example tests/conformance/data)", "NOT_A_CORPUS")], "corpus"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT)
-    report = asyncio.run(run_conformance(corpus, models=ServiceModels.from_botocore()))
+    try:
+        report = asyncio.run(run_conformance(corpus, models=ServiceModels.from_botocore()))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        # A file that is not a recorded case: the corpus is bad input, not a crash.
+        detail = f"a case file lacks the field {exc}" if isinstance(exc, KeyError) else str(exc)
+        emit_problems(ValidationFailed([Problem("/", f"{corpus} holds a file that is not a recorded case ({detail}); "
+                                                     "a case has id, definition, input and expected",
+                                                "NOT_A_CORPUS")], "corpus"), format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if format is OutputFormat.json:
         print_json(envelope(report.to_json()))
     else:
