@@ -104,12 +104,37 @@ def open_store(store: Path, clock: Any) -> tuple[Any, Any]:
     from adapters.local import FileObjectStore, SQLiteCandidateStore
 
     ensure_writable_folder(store, "--store")
+    database = store / "candidates.sqlite3"
+    if database.is_file():
+        _check_not_locked(database)
     try:
         candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
     except StorageError as exc:
         raise InputError([Problem("/store", f"{exc} (the candidates database of --store {store})",
                                   "CANDIDATES_UNUSABLE")], "arguments") from None
     return FileObjectStore(store), candidates
+
+
+def _check_not_locked(database: Path) -> None:
+    """Refuse a candidates database another process holds a write lock on (a run would fail mid-way)."""
+    import sqlite3
+
+    try:
+        connection = sqlite3.connect(database, timeout=2.0)
+    except sqlite3.Error:
+        return  # the store itself reports what is wrong with the file
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.rollback()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise InputError([Problem("/store", f"{database} is locked by another process (a run or a tool writing "
+                                                "to it): wait for it to finish, or choose another --store",
+                                      "CANDIDATES_LOCKED")], "arguments") from None
+    except sqlite3.DatabaseError:
+        pass  # not a database: SQLiteCandidateStore says so, with what to do
+    finally:
+        connection.close()
 
 
 def run(

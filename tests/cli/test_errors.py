@@ -52,6 +52,25 @@ def test_unusable_stores_are_exit_2_and_write_nothing(run_ceap, tmp_path):
     assert (not_sqlite / "candidates.sqlite3").read_text() == "this is not a database"  # never overwritten
 
 
+def test_a_locked_candidates_database_is_exit_2(run_ceap, tmp_path):
+    import sqlite3
+
+    store = tmp_path / "store"
+    store.mkdir()
+    holder = sqlite3.connect(store / "candidates.sqlite3")
+    holder.execute("CREATE TABLE t (x)")
+    holder.commit()
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, for as long as the test runs
+    try:
+        proc = run_ceap("run", "--local", "examples/payload.json", "--store", str(store), "--format", "json")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert problem(proc)["details"][0]["code"] == "CANDIDATES_LOCKED"
+    assert not (store / "buckets").exists()
+
+
 def test_late_failures_are_now_exit_2_before_anything_is_written(run_ceap, tmp_path):
     cases = {
         "extension": (GOOD | {"source": "data/orders.txt"}, [], "/source", "extension '.txt'"),
