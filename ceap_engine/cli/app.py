@@ -52,12 +52,16 @@ def main(argv: list[str] | None = None) -> None:
         else:
             exc.show()
         sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        # Ctrl-C outside an execution (a running one ends ABORTED on its own): no traceback.
+        sys.stderr.write("\ninterrupted (Ctrl-C)\n")
+        sys.exit(EXIT_FAILED)
     except RecursionError:
         # JSON that parses can still nest deeper than a recursive walk (validation, JSONPath) can follow.
         message = "the input, payload or definition is nested too deeply to process: flatten it"
         if _wants_json(args):
             print_json(error_envelope(message, [{"path": "/", "message": message, "code": "NESTED_TOO_DEEPLY"}],
-                                      command=" ".join(a for a in args[:2] if not a.startswith("-")) or "ceap"))
+                                      command=" ".join(args[:2] if args[:1] == ["asl"] else args[:1]) or "ceap"))
         else:
             sys.stderr.write(f"error: {message}\n")
         sys.exit(EXIT_BAD_INPUT)
