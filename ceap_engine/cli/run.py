@@ -154,7 +154,8 @@ def run(
 ) -> None:
     """Run the CEAP pipeline: locally on the ASL interpreter (default), or on a deployed AWS workflow.
 
-    Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written).
+    Options of the other target are refused, not ignored. Exit codes: 0 SUCCEEDED,
+    1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written; see docs/cli.md).
     """
     try:
         check_target_options(target, local, {
