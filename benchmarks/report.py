@@ -188,8 +188,8 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
         out += [
             "## Retry-heavy",
             "",
-            "Every stage fails once (`Lambda.ServiceException`) and succeeds on its retry after the spec's 20 s "
-            "interval, in virtual time.",
+            "Every stage fails once (`Lambda.ServiceException`) and succeeds on its retry after the spec's retry "
+            "interval (2 s for the Express workflow), in virtual time.",
             "",
             *_md_table(["executions", "wall s", "virtual s", "transitions", "transitions/s", "exec/s"], [[
                 _num(retry[0].get("executions"), "{:,}"), _num(d.get("wall_s"), "{:,.2f}"), _num(d.get("virtual_s"), "{:,.0f}"),

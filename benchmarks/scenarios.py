@@ -18,7 +18,7 @@ What each measures (the numbers a row reports are described in
   executions; nothing of a finished execution is kept (unless
   ``keep_histories``), so peak memory must stay flat and time grow linearly.
 - ``retry-heavy``: every stage fails once (``Lambda.ServiceException``) and
-  succeeds on its retry 20 s later in virtual time.
+  succeeds on its retry, after the spec's retry interval (2 s, Express) in virtual time.
 - ``e2e-*``: ``ceap run --local`` (a subprocess, real clock, the embedded file
   and SQLite backends) on generated order data; records/s per stage from the
   history's timestamps.

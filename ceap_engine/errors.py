@@ -31,6 +31,14 @@ class Problem:
         where = self.path or "/"
         return f"{self.code}: {self.message} at {where}"
 
+    def as_dict(self) -> dict[str, str]:
+        """The problem as a ``details`` entry of the ``--format json`` envelope.
+
+        >>> Problem("", "missing", "X").as_dict()
+        {'path': '/', 'message': 'missing', 'code': 'X'}
+        """
+        return {"path": self.path or "/", "message": self.message, "code": self.code}
+
 
 class ValidationFailed(CeapError):
     """A document (definition, input, spec, payload) has one or more problems.

@@ -450,3 +450,7 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
             processed_count=transformed + error_count, transformed_count=transformed, error_count=error_count
         ),
     )
+
+
+#: The CLI checks a payload's source with this before anything runs (exit 2, nothing written).
+source_format = _source_format

@@ -162,7 +162,14 @@ def glue_problems(
     if not pyspark_installed():
         problems.append(f"pyspark is not installed: the Glue stage runs on local Spark; install it with {GLUE_INSTALL_HINT}")
     executable = java()
-    if executable is None:
+    java_home = os.environ.get("JAVA_HOME")
+    if executable is None and java_home and java is find_java:
+        # pyspark starts $JAVA_HOME/bin/java, not the java on PATH: say which setting is wrong.
+        problems.append(
+            f"JAVA_HOME={java_home} has no runnable bin/java: pyspark starts the Java that JAVA_HOME names; "
+            "point JAVA_HOME at a Java 17 (or 11) installation, or unset it to use the 'java' on PATH"
+        )
+    elif executable is None:
         problems.append(
             "no Java runtime found: pyspark needs Java 17 (or 11); install one (for example "
             "'apt-get install openjdk-17-jre-headless' or 'brew install openjdk@17') and put 'java' on PATH "

@@ -57,7 +57,8 @@ def _store(frame: Frame, error: str) -> Any:
         raise StatesError(
             error,
             "This engine has no object store, so the Map state cannot read or write S3 objects locally: "
-            "create the Engine with object_store=... (for example MemoryObjectStore or FileObjectStore).",
+            "give it one (the ceap command: ceap asl run --objects DIR; in code: Engine(object_store=...), for "
+            "example MemoryObjectStore or FileObjectStore).",
         )
     return store
 

@@ -22,9 +22,17 @@ class ClockKind(str, Enum):
     real = "real"
 
 
-def read_payload(path: Path) -> dict[str, Any]:
-    """The payload file's JSON object."""
-    payload = read_json_file(path, "payload")
+_SHAPE = "a JSON object with programId, marketplace, dateRange{start,end} and source"
+
+
+def read_payload(path: Path, what: str = "payload", shape: str = _SHAPE) -> dict[str, Any]:
+    """The JSON object in ``path``; anything else is an :class:`InputError` naming the file."""
+    payload = read_json_file(path, what)
     if not isinstance(payload, dict):
-        raise InputError([Problem("/", "the payload must be a JSON object with programId, marketplace, dateRange and source")], "payload")
+        raise InputError([Problem("/", f"{path}: the {what} must be {shape}, not a JSON {_json_type(payload)}",
+                                  f"INVALID_{what.upper()}")], what)
     return payload
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from . import asl, aws, cost, executions, graph, queue, run, serve
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    click_module,
+    error_envelope,
+    print_json,
+    tolerate_broken_pipe,
+)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,5 +32,56 @@ aws.register(app)
 queue.register(app)
 
 
-def main() -> None:
-    app()
+def _wants_json(argv: list[str]) -> bool:
+    """Did the user ask for ``--format json``? Read from argv, since a usage error comes before parsing ends."""
+    for i, arg in enumerate(argv):
+        if arg == "--format=json" or (arg == "--format" and argv[i + 1:i + 2] == ["json"]):
+            return True
+    return False
+
+
+def _usage_command(exc: Exception) -> str:
+    ctx = getattr(exc, "ctx", None)
+    parts = ctx.command_path.split() if ctx is not None else []
+    return " ".join(parts[1:]) or "ceap"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``ceap`` entry point: the commands' exit codes; usage errors as exit 2 (in JSON with ``--format json``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    click = click_module("exceptions")
+    try:
+        with tolerate_broken_pipe():
+            code = app(args, prog_name="ceap", standalone_mode=False)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help text, shown as asked
+            exc.show()
+            sys.exit(EXIT_BAD_INPUT)
+        if _wants_json(args):
+            print_json(error_envelope(f"usage: {exc.format_message()}",
+                                      [{"path": "/", "message": exc.format_message(), "code": "USAGE"}],
+                                      command=_usage_command(exc)))
+        else:
+            exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        # Ctrl-C outside an execution (a running one ends ABORTED on its own): no traceback.
+        sys.stderr.write("\ninterrupted (Ctrl-C)\n")
+        sys.exit(EXIT_FAILED)
+    except RecursionError:
+        # JSON that parses can still nest deeper than a recursive walk (validation, JSONPath) can follow.
+        message = "the input, payload or definition is nested too deeply to process: flatten it"
+        if _wants_json(args):
+            print_json(error_envelope(message, [{"path": "/", "message": message, "code": "NESTED_TOO_DEEPLY"}],
+                                      command=" ".join(args[:2] if args[:1] == ["asl"] else args[:1]) or "ceap"))
+        else:
+            sys.stderr.write(f"error: {message}\n")
+        sys.exit(EXIT_BAD_INPUT)
+    except (typer.Abort, getattr(click, "Abort", typer.Abort)):
+        # Ctrl-C at a prompt (destroy's confirmation): nothing was done.
+        sys.stderr.write("\naborted: nothing done\n")
+        sys.exit(EXIT_FAILED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

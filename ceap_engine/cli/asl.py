@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
+import sys
 import time
 from datetime import UTC, datetime
 from enum import Enum
@@ -29,11 +31,14 @@ from ._output import (
     await_interruptibly,
     console,
     emit_problems,
+    envelope,
     err_console,
+    parse_json_text,
     print_json,
     read_json_file,
 )
 from ._report import check_report_path, write_report
+from .run_report import stopped_reason
 
 app = typer.Typer(no_args_is_help=True, help="Validate and run Amazon States Language definitions locally.")
 
@@ -47,22 +52,26 @@ def read_definition(path: Path) -> dict[str, Any]:
     return read_json_file(path, "definition", "INVALID_JSON_DESCRIPTION")
 
 
-def read_input(value: str | None) -> tuple[Any, str | None]:
-    """``--input`` is a file path or JSON text; returns (value, the JSON text as given)."""
+def read_input(value: str | None, option: str = "--input") -> tuple[Any, str | None]:
+    """A JSON option's value: a file path or JSON text; returns (value, the JSON text as given).
+
+    Errors name the option, and for a file the file and the position.
+
+    >>> read_input('{"a": 1}')
+    ({'a': 1}, '{"a": 1}')
+    """
+    where = "/" + option.lstrip("-")
     if value is None:
         return {}, "{}"
     candidate = Path(value)
-    text = value
-    if not value.lstrip().startswith(("{", "[", '"')) and candidate.exists():
+    if not value.lstrip().startswith(("{", "[", '"')) and candidate.is_file():
         try:
             text = candidate.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError([Problem("/input", f"cannot read {candidate}: {exc.strerror}")]) from None
-    try:
-        return json.loads(text), text
-    except json.JSONDecodeError as exc:
-        hint = "" if candidate.exists() else " (and no file of that name exists)"
-        raise InputError([Problem("/input", f"--input is not valid JSON{hint}: {exc.msg}")]) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError([Problem(where, f"{option} {candidate}: cannot read it ({exc})", "UNREADABLE")]) from None
+        return parse_json_text(text, where, f"{option} file {candidate}"), text
+    hint = "" if candidate.exists() else " (and no file of that name exists)"
+    return parse_json_text(value, where, f"{option}{hint}"), value
 
 
 def parse_start_time(value: str | None) -> float | None:
@@ -83,6 +92,9 @@ def load_function(spec: str) -> tuple[str, Any]:
     module_name, colon, attr = target.partition(":")
     if not sep or not colon or not name or not module_name or not attr:
         raise InputError([Problem("/function", f"--function {spec!r} must look like NAME=package.module:handler")])
+    # As `python -m` does: a module in the current folder imports without PYTHONPATH.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
         return name, getattr(module, attr)
@@ -91,8 +103,9 @@ def load_function(spec: str) -> tuple[str, Any]:
 
 
 def print_result(result: ExecutionResult, fmt: OutputFormat, show_events: bool = True) -> None:
+    """An execution's end: the JSON envelope of its DescribeExecution fields and events, or text."""
     if fmt is OutputFormat.json:
-        print_json(result.to_json())
+        print_json(envelope(result.to_json(), ok=result.status == "SUCCEEDED"))
         return
     colour = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}.get(result.status, "white")
     console.print(f"[bold {colour}]{result.status}[/]  {result.execution_arn}")
@@ -105,8 +118,9 @@ def print_result(result: ExecutionResult, fmt: OutputFormat, show_events: bool =
         console.print("output:", highlight=False)
         console.print_json(json.dumps(result.output))
     else:
-        console.print(f"error: {escape(str(result.error))}", highlight=False)
-        console.print(f"cause: {escape(str(result.cause))}", highlight=False)
+        error, cause = stopped_reason(result.error, result.cause, result.status)
+        console.print(f"error: {escape(error)}", highlight=False)
+        console.print(f"cause: {escape(cause)}", highlight=False)
     if result.stop_time is not None:
         console.print(f"duration (execution clock): {result.stop_time - result.start_time:.3f} s", highlight=False)
 
@@ -122,12 +136,16 @@ def validate(
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    problems = validate_definition(document)
+    try:
+        problems = validate_definition(document)
+    except RecursionError:
+        problems = [Problem("/", "the definition is nested too deeply to check", "NESTED_TOO_DEEPLY")]
     if problems:
-        emit_problems(ValidationFailed(problems, "state machine definition"), format.value)
+        emit_problems(ValidationFailed(problems, "state machine definition"), format.value,
+                      valid=False, problems=[p.as_dict() for p in problems])
         raise typer.Exit(EXIT_BAD_INPUT)
     if format is OutputFormat.json:
-        print_json({"schemaVersion": 1, "valid": True, "problems": []})
+        print_json(envelope({"valid": True, "problems": []}))
     else:
         console.print(f"[green]valid[/]: {definition}")
 
@@ -232,9 +250,17 @@ def conformance(
             "/", f"{corpus} is not a conformance corpus: expected cases/<category>/*.json and/or test_state/*.json "
                  "(for example tests/conformance/data)", "NOT_A_CORPUS")], "corpus"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT)
-    report = asyncio.run(run_conformance(corpus, models=ServiceModels.from_botocore()))
+    try:
+        report = asyncio.run(run_conformance(corpus, models=ServiceModels.from_botocore()))
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        # A file that is not a recorded case: the corpus is bad input, not a crash.
+        detail = f"a case file lacks the field {exc}" if isinstance(exc, KeyError) else str(exc)
+        emit_problems(ValidationFailed([Problem("/", f"{corpus} holds a file that is not a recorded case ({detail}); "
+                                                     "a case has id, definition, input and expected",
+                                                "NOT_A_CORPUS")], "corpus"), format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if format is OutputFormat.json:
-        print_json(report.to_json())
+        print_json(envelope(report.to_json()))
     else:
         console.print(report.to_text(), highlight=False, markup=False)
     raise typer.Exit(EXIT_OK)
@@ -244,7 +270,7 @@ def _json_option(value: str | None, option: str) -> Any:
     """A JSON option: a file path or JSON text; None when not given."""
     if value is None:
         return None
-    parsed, _ = read_input(value)
+    parsed, _ = read_input(value, option)
     return parsed
 
 
@@ -318,7 +344,9 @@ def test_state(
         answer = asyncio.run(run_test_state(parsed, runners=runners, models=ServiceModels.from_botocore()))
     except TestStateRejected as rejected:
         if format is OutputFormat.json:
-            print_json(rejected.to_json())
+            print_json(envelope(rejected.to_json() | {
+                "error": f"{rejected.code}: {rejected.message}",
+                "details": [{"path": "/", "message": rejected.message, "code": rejected.code}]}, ok=False))
         else:
             err_console.print(f"[bold red]{rejected.code}:[/] {escape(rejected.message)}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -326,7 +354,7 @@ def test_state(
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if format is OutputFormat.json:
-        print_json(answer)
+        print_json(envelope(answer, ok=answer["status"] == "SUCCEEDED"))
     else:
         colour = {"SUCCEEDED": "green", "CAUGHT_ERROR": "yellow", "RETRIABLE": "yellow"}.get(answer["status"], "red")
         console.print(f"[bold {colour}]{answer['status']}[/]" + (f"  next: {answer['nextState']}" if "nextState" in answer else ""))

@@ -28,9 +28,14 @@ from ._output import (
     EXIT_FAILED,
     EXIT_OK,
     console,
+    emit_error,
     emit_problems,
+    ensure_writable_folder,
+    envelope,
     err_console,
+    error_envelope,
     print_json,
+    tolerate_broken_pipe,
 )
 
 T = TypeVar("T")
@@ -64,7 +69,7 @@ AlarmEmailOption = Annotated[
 ]
 
 
-NameOption = Annotated[str, typer.Option("-n", "--name", help="Workflow name: ^[a-z][a-z0-9-]{0,29}$")]
+NameOption = Annotated[str, typer.Option("-n", "--name", help="Workflow name: a lowercase letter, then up to 29 lowercase letters, digits or '-' (^\\[a-z]\\[a-z0-9-]{0,29}$)")]
 TypeOption = Annotated[WorkflowType, typer.Option("-t", "--type", help="express (realtime) or standard (batch, with Glue)")]
 RegionOption = Annotated[str | None, typer.Option("--region", help="AWS region (default: AWS_REGION or the profile's)")]
 ProfileOption = Annotated[str | None, typer.Option("--profile", help="AWS profile from ~/.aws/config")]
@@ -78,8 +83,19 @@ LogDataOption = Annotated[
 ]
 
 
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="text or json (one JSON document on stdout)")]
+
+
 def _settings(region: str | None, profile: str | None, endpoint_url: str | None) -> Any:
+    from urllib.parse import urlparse
+
     from adapters.aws.session import AwsSettings
+
+    if endpoint_url is not None:
+        parsed = urlparse(endpoint_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InputError([Problem("/endpoint-url", f"--endpoint-url {endpoint_url!r} is not a URL: give one such as "
+                                                       "http://127.0.0.1:4566", "INVALID_ENDPOINT_URL")], "argument")
 
     return AwsSettings(region=region, profile=profile, endpoint_url=endpoint_url)
 
@@ -94,8 +110,13 @@ def _run(work: Callable[[], Awaitable[T]], fmt: str = "text") -> T:
     except CeapError as exc:
         from adapters.aws.deploy import DeployFailed
 
+        details = [{"path": "/", "message": str(exc), "code": type(exc).__name__}]
+        if isinstance(exc, DeployFailed):
+            details += [{"path": f"/stack/{e['LogicalResourceId']}", "code": e["ResourceStatus"],
+                         "message": f"{e.get('ResourceType', '')}: {e.get('ResourceStatusReason', '')}"}
+                        for e in exc.events or []]
         if fmt == "json":
-            print_json({"schemaVersion": 1, "error": str(exc)})
+            print_json(error_envelope(str(exc), details))
         else:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
             if isinstance(exc, DeployFailed) and exc.events:
@@ -106,24 +127,25 @@ def _run(work: Callable[[], Awaitable[T]], fmt: str = "text") -> T:
         raise typer.Exit(EXIT_FAILED) from None
 
 
-def _spec(name: str, workflow_type: str) -> Any:
+def _spec(name: str, workflow_type: str, fmt: str = "text") -> Any:
     from adapters.aws.template import workflow_spec
 
     try:
         return workflow_spec(name, workflow_type)  # type: ignore[arg-type]
     except ValidationFailed as exc:
-        emit_problems(exc, "text")
+        emit_problems(exc, fmt)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
-def _template_options(log_execution_data: bool, arch: str, runtime: str, alarm_email: str | None) -> Any:
+def _template_options(log_execution_data: bool, arch: str, runtime: str, alarm_email: str | None,
+                      fmt: str = "text") -> Any:
     from adapters.aws.template import TemplateOptions
 
     try:
         return TemplateOptions(log_execution_data=log_execution_data, arch=arch, runtime=runtime,  # type: ignore[arg-type]
                                alarm_email=alarm_email)
     except ValidationFailed as exc:
-        emit_problems(exc, "text")
+        emit_problems(exc, fmt)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
 
@@ -135,17 +157,35 @@ def synth(
     arch: Annotated[Arch, typer.Option("--arch", help="Lambda architecture")] = Arch.x86_64,
     runtime: RuntimeOption = Runtime.python312,
     alarm_email: AlarmEmailOption = None,
+    format: FormatOption = OutputFormat.text,
 ) -> None:
-    """Print the CloudFormation template of a workflow (no AWS call)."""
+    """Print the CloudFormation template of a workflow (no AWS call).
+
+    With --format json the template is the ``template`` field of the JSON envelope.
+    """
     from adapters.aws.template import synthesize, template_body
 
-    spec = _spec(name, workflow_type.value)
-    options = _template_options(log_execution_data, arch.value, runtime.value, alarm_email)
-    body = template_body(synthesize(spec, options))
-    if output is None:
-        typer.echo(body)
+    spec = _spec(name, workflow_type.value, format.value)
+    options = _template_options(log_execution_data, arch.value, runtime.value, alarm_email, format.value)
+    template = synthesize(spec, options)
+    body = template_body(template)
+    if output is not None:
+        try:
+            if output.is_dir():
+                raise IsADirectoryError(21, "it is a folder")
+            output.write_text(body + "\n", encoding="utf-8")
+        except OSError as exc:
+            emit_problems(InputError([Problem("/output", f"cannot write the template to {output} ({exc.strerror}): "
+                                                         "name a file in a writable folder", "NOT_WRITABLE")],
+                                     "argument"), format.value)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    if format is OutputFormat.json:
+        print_json(envelope({"workflow": spec.name, "output": str(output) if output else None,
+                             "template": None if output else template}))
+    elif output is None:
+        with tolerate_broken_pipe():
+            typer.echo(body)
     else:
-        output.write_text(body + "\n", encoding="utf-8")
         err_console.print(f"wrote {output}")
 
 
@@ -166,79 +206,115 @@ def deploy(
     alarm_email: AlarmEmailOption = None,
     no_execute: Annotated[bool, typer.Option("--no-execute", help="Create and show the change set, keep it for review, execute nothing")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Execute the change set without asking (asked only on a terminal)")] = False,
+    format: FormatOption = OutputFormat.text,
 ) -> None:
     """Deploy a workflow: package, upload, create a change set, show it, execute it, wait, print the outputs.
 
-    On a terminal the change set is executed only after you say yes (--yes skips the question).
+    On a terminal the change set is executed only after you say yes (asked on stderr; --yes skips the
+    question). With --format json the progress goes to stderr and the result is one JSON envelope on stdout.
     """
     import sys
 
-    from adapters.aws.deploy import (
-        DeployRequest,
-        execute_deploy,
-        plan_deploy,
-        preview_change_set,
-        resources_to_create,
-    )
+    from adapters.aws.deploy import DeployRequest, execute_deploy, plan_deploy
     from adapters.aws.packaging import LambdaBuild
     from adapters.aws.session import AwsClients
 
-    spec = _spec(name, workflow_type.value)
-    if wheelhouse is not None and not wheelhouse.is_dir():
-        emit_problems(InputError([Problem("/wheelhouse", f"--wheelhouse {wheelhouse} is not a folder")], "argument"), "text")
-        raise typer.Exit(EXIT_BAD_INPUT)
-    for warning in express_duration_warnings(spec):
+    spec = _spec(name, workflow_type.value, format.value)
+    try:
+        if wheelhouse is not None and not wheelhouse.is_dir():
+            raise InputError([Problem("/wheelhouse", f"--wheelhouse {wheelhouse} is not a folder")], "argument")
+        ensure_writable_folder(build_dir, "--build-dir")
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    warnings = list(express_duration_warnings(spec))
+    for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     if runtime is Runtime.python311:
-        err_console.print("[yellow]warning:[/] Lambda's python3.11 runtime runs on Amazon Linux 2 and is deprecated "
-                          "on 2027-06-30; python3.12 (the default) runs on Amazon Linux 2023")
+        warning = ("Lambda's python3.11 runtime runs on Amazon Linux 2 and is deprecated on 2027-06-30; "
+                   "python3.12 (the default) runs on Amazon Linux 2023")
+        warnings.append(warning)
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    out = console if format is OutputFormat.text else err_console
+    doc: dict[str, Any] = {"workflow": spec.name, "dryRun": dry_run, "warnings": warnings}
     request = DeployRequest(
         build_dir=build_dir,
         build=LambdaBuild(arch=arch.value, wheelhouse=wheelhouse, python=runtime.value.removeprefix("python")),
-        options=_template_options(log_execution_data, arch.value, runtime.value, alarm_email),
+        options=_template_options(log_execution_data, arch.value, runtime.value, alarm_email, format.value),
         artifacts_bucket=artifacts_bucket,
     )
     # Ask only a person: scripts and CI (no terminal) get the old behaviour, --yes skips the question.
     ask = not (yes or dry_run or no_execute) and sys.stdin.isatty()
 
     def confirm(changes: list[str]) -> bool:
-        return typer.confirm(f"Execute this change set ({len(changes)} change(s))?", default=False)
+        return typer.confirm(f"Execute this change set ({len(changes)} change(s))?", default=False, err=True)
 
     async def work() -> int:
         async with AwsClients(_settings(region, profile, endpoint_url)) as aws:
             plan = await plan_deploy(aws, spec, request, report=lambda line: err_console.print(escape(line)))
-            for line in plan.describe():
-                console.print(escape(line))
+            doc["plan"] = list(plan.describe())
+            doc["blockers"] = list(plan.blockers)
+            for line in doc["plan"]:
+                out.print(escape(line))
             if dry_run:
-                step = plan.stack
-                if step.unchanged:
-                    console.print("dry run: no change - the stack has this template and these parameters already")
-                elif step.change_set_type == "CREATE":
-                    console.print(f"dry run: the stack {step.stack} does not exist yet; a deploy would create:")
-                    for line in resources_to_create(plan):
-                        console.print(f"  {escape(line)}")
-                else:
-                    changes = await preview_change_set(aws, plan)
-                    if not changes:
-                        console.print("dry run: the change set has no changes")
-                    else:
-                        console.print("dry run: the change set (deleted again) would do:")
-                        for line in changes:
-                            console.print(f"  {escape(line)}")
-                return EXIT_FAILED if plan.blockers else EXIT_OK
-            result = await execute_deploy(aws, plan, report=lambda line: console.print(escape(line)),
+                return await _dry_run(aws, plan, doc, out, format)
+            result = await execute_deploy(aws, plan, report=lambda line: out.print(escape(line)),
                                           execute=not no_execute, confirm=confirm if ask else None)
+            doc.update(stack=result.stack, status=result.status, changed=result.changed, changeSet=result.change_set)
             if result.status == "CHANGE_SET_CREATED":
-                console.print(f"[bold]{result.stack}: change set created, not executed[/] ({result.change_set})")
+                out.print(f"[bold]{result.stack}: change set created, not executed[/] ({result.change_set})")
+                if format is OutputFormat.json:
+                    print_json(envelope(doc | {"outputs": {}}))
                 return EXIT_OK
             if result.status == "DECLINED":
+                if format is OutputFormat.json:
+                    message = "not executed: the change set was declined and deleted"
+                    print_json(error_envelope(message, [{"path": "/", "message": message, "code": "NOT_CONFIRMED"}],
+                                              **doc))
                 return EXIT_FAILED
-            console.print(f"[bold green]{result.stack}: {result.status}[/]" + ("" if result.changed else " (no change)"))
+            out.print(f"[bold green]{result.stack}: {result.status}[/]" + ("" if result.changed else " (no change)"))
             for key, value in sorted(result.outputs.items()):
-                console.print(f"  {key}: {value}")
+                out.print(f"  {key}: {value}")
+            if format is OutputFormat.json:
+                print_json(envelope(doc | {"outputs": result.outputs}))
             return EXIT_OK
 
-    raise typer.Exit(_run(work))
+    raise typer.Exit(_run(work, format.value))
+
+
+async def _dry_run(aws: Any, plan: Any, doc: dict[str, Any], out: Any, format: OutputFormat) -> int:
+    """``ceap deploy --dry-run``: what the deploy would change (``changes``), or create (``creates``); nothing changes.
+
+    Exit 1 (``ok: false``) when the plan has blockers: the deploy would fail.
+    """
+    from adapters.aws.deploy import preview_change_set, resources_to_create
+
+    step = plan.stack
+    if step.unchanged:
+        doc["changes"] = []
+        out.print("dry run: no change - the stack has this template and these parameters already")
+    elif step.change_set_type == "CREATE":
+        doc["changes"] = None
+        doc["creates"] = resources_to_create(plan)
+        out.print(f"dry run: the stack {step.stack} does not exist yet; a deploy would create:")
+        for line in doc["creates"]:
+            out.print(f"  {escape(line)}")
+    else:
+        doc["changes"] = changes = await preview_change_set(aws, plan)
+        if not changes:
+            out.print("dry run: the change set has no changes")
+        else:
+            out.print("dry run: the change set (deleted again) would do:")
+            for line in changes:
+                out.print(f"  {escape(line)}")
+    if format is OutputFormat.json:
+        if plan.blockers:
+            message = f"the deploy of {plan.workflow} would fail: " + " ".join(plan.blockers)
+            print_json(error_envelope(message, [{"path": "/", "message": b, "code": "BLOCKED"} for b in plan.blockers],
+                                      **doc))
+        else:
+            print_json(envelope(doc))
+    return EXIT_FAILED if plan.blockers else EXIT_OK
 
 
 def destroy(
@@ -247,27 +323,37 @@ def destroy(
     region: RegionOption = None,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
+    format: FormatOption = OutputFormat.text,
 ) -> None:
-    """Remove a deployed workflow: report the DLQ, empty the bucket, delete the stack, list what went."""
+    """Remove a deployed workflow: report the DLQ, empty the bucket, delete the stack, list what went.
+
+    Asks first (on stderr) unless --yes; exit 1 when the answer is no.
+    """
     from adapters.aws.deploy import destroy_workflow
     from adapters.aws.session import AwsClients
 
-    spec = _spec(name, "express")
+    spec = _spec(name, "express", format.value)
     if not yes and not typer.confirm(
-        f"Delete workflow {spec.name} (stack ceap-workflow-{spec.name}), its bucket's objects, queues and candidates?"
+        f"Delete workflow {spec.name} (stack ceap-workflow-{spec.name}), its bucket's objects, queues and candidates?",
+        err=True,
     ):
-        err_console.print("nothing deleted")
+        emit_error("nothing deleted: the deletion was not confirmed (give --yes to skip the question)", format.value,
+                   "NOT_CONFIRMED")
         raise typer.Exit(EXIT_FAILED)
+    out = console if format is OutputFormat.text else err_console
 
     async def work() -> int:
         async with AwsClients(_settings(region, profile, endpoint_url)) as aws:
-            result = await destroy_workflow(aws, spec.name, report=console.print)
+            result = await destroy_workflow(aws, spec.name, report=out.print)
+        if format is OutputFormat.json:
+            print_json(envelope({"workflow": spec.name, "stack": result.stack, "removed": list(result.removed)}))
+            return EXIT_OK
         console.print(f"[bold]{result.stack} deleted[/]; removed:")
         for line in result.removed:
             console.print(f"  {escape(line)}")
         return EXIT_OK
 
-    raise typer.Exit(_run(work))
+    raise typer.Exit(_run(work, format.value))
 
 
 def status(
@@ -282,16 +368,16 @@ def status(
     from adapters.aws.deploy import dlq_depth, workflow_status
     from adapters.aws.session import AwsClients
 
-    spec = _spec(name, "express")
+    spec = _spec(name, "express", format.value)
 
     async def work() -> int:
         async with AwsClients(_settings(region, profile, endpoint_url)) as aws:
             state = await workflow_status(aws, spec.name, limit=limit)
             depth = await dlq_depth(aws, state.outputs)
         if format is OutputFormat.json:
-            print_json({"schemaVersion": 1, "workflow": spec.name, "stack": state.stack, "status": state.status,
-                        "type": state.workflow_type, "outputs": state.outputs, "dlqMessages": depth,
-                        "executions": state.executions, "executionsFrom": state.executions_source})
+            print_json(envelope({"workflow": spec.name, "stack": state.stack, "status": state.status,
+                                 "type": state.workflow_type, "outputs": state.outputs, "dlqMessages": depth,
+                                 "executions": state.executions, "executionsFrom": state.executions_source}))
             return EXIT_OK
         console.print(f"[bold]{state.stack}[/]: {state.status} ({state.workflow_type})")
         for key, value in sorted(state.outputs.items()):
@@ -315,18 +401,11 @@ def status(
 def _aws_payload(path: Path) -> dict[str, Any]:
     """The payload file's JSON object, valid for the first stage, with an s3:// source (AWS cannot read local files)."""
     from ceap_engine.pipeline import REALTIME
-    from ceap_engine.pipeline.stage_runtime import load_stage_function
 
+    from .payload import validate_payload
 
     payload = read_payload(path)
-    model = load_stage_function(REALTIME.stages[0].function).input_model  # type: ignore[arg-type]
-    from pydantic import ValidationError
-
-    try:
-        model.model_validate(payload)
-    except ValidationError as exc:
-        raise InputError([Problem("/" + "/".join(str(p) for p in err.get("loc", ())), str(err.get("msg")), "INVALID_PAYLOAD")
-                          for err in exc.errors()], "payload") from None
+    validate_payload(REALTIME, payload)
     source = payload.get("source")
     if not (isinstance(source, str) and source.startswith("s3://")):
         raise InputError([Problem("/source", f"on AWS the source must be an s3:// URI, got {source!r}: upload the file "
@@ -356,7 +435,7 @@ def run_remote(
     from adapters.aws.session import AwsClients
 
     if not name:
-        emit_problems(InputError([Problem("/name", "--target aws needs -n NAME (the deployed workflow)")], "argument"), format)
+        emit_problems(InputError([Problem("/name", "--target aws needs -n NAME (the deployed workflow)")], "arguments"), format)
         return EXIT_BAD_INPUT
 
     def on_event(event: dict[str, Any]) -> None:
@@ -365,15 +444,16 @@ def run_remote(
             console.print(f"  {event['timestamp']:%H:%M:%S}  {event['type']:<22} {details.get('name', '')}")
 
     async def work() -> int:
-        spec_name = _spec(name, "express").name
+        spec_name = _spec(name, "express", format).name
         body = _aws_payload(payload)
         async with AwsClients(_settings(region, profile, endpoint_url)) as aws:
             execution = await run_workflow(aws, spec_name, body, on_event=on_event, name=execution_name,
                                            timeout_seconds=timeout)
         if format == "json":
-            print_json({"schemaVersion": 1, "workflow": spec_name, "target": "aws", "executionArn": execution.arn,
-                        "executionId": execution.name, "status": execution.status, "output": execution.output,
-                        "error": execution.error, "cause": execution.cause})
+            print_json(envelope({"workflow": spec_name, "target": "aws", "executionArn": execution.arn,
+                                 "executionId": execution.name, "status": execution.status, "output": execution.output,
+                                 "error": execution.error, "cause": execution.cause},
+                                ok=execution.status == "SUCCEEDED"))
         else:
             colour = "green" if execution.status == "SUCCEEDED" else "red"
             console.print(f"[bold {colour}]{execution.status}[/] {execution.arn}")

@@ -12,7 +12,15 @@ import typer
 from rich.markup import escape
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ._output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, console, emit_problems, err_console, print_json
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    console,
+    emit_problems,
+    err_console,
+    print_json,
+)
 from .asl import OutputFormat
 from .graph import GraphWorkflow
 
@@ -49,8 +57,7 @@ def _measure(spec: Any, payload: dict[str, Any]) -> tuple[Any, Any]:
         # wall time. Glue runs Spark in a JVM of its own: its wall time is what there is.
         cpu, wall = AttemptStopwatch(time.process_time), AttemptStopwatch()
         glue = {s.name for s in spec.stages if s.kind == "glue"}
-        needs_glue = bool(glue)
-        runners = run_cli._glue_runners(spec, objects) if needs_glue else {}
+        runners = run_cli._glue_runners(spec, objects)
         try:
             pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=clock, runners=runners,
                                      progress=lambda p: (cpu(p), wall(p)), seed=1)
@@ -85,7 +92,9 @@ def cost(
     from ceap_engine.observe.cost import LambdaTimeRule, PriceTable, estimate_cost
     from ceap_engine.pipeline import builtin
 
-    from .run import _require_glue, check_payload, read_payload
+    from ._options import read_payload
+    from .payload import check_payload
+    from .run import _require_glue
 
     try:
         table = PriceTable.load(prices, region=region)

@@ -31,7 +31,15 @@ from ceap_engine.ports import OutgoingMessage, Queues, ReceivedMessage
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
 from ._options import ClockKind, OutputFormat, read_payload
-from ._output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, console, emit_problems, err_console, print_json
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_OK,
+    console,
+    emit_problems,
+    err_console,
+    print_json,
+)
 
 __all__ = ["dlq", "pipe", "register", "send"]
 
@@ -132,7 +140,7 @@ def send(
 
             body = _aws_payload(payload)
         else:
-            from .run import check_payload
+            from .payload import check_payload
 
             body = check_payload(spec, read_payload(payload), payload)
         async with AsyncExitStack() as stack:

@@ -16,17 +16,25 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ceap_engine.observe.report import AttemptStopwatch
+from ceap_engine.asl.interpreter import validate_execution_name
 from ceap_engine.pipeline import BUILTIN, WorkflowSpec, builtin
 from ceap_engine.pipeline.builder import express_duration_warnings
-from ceap_engine.pipeline.layout import failure_key
-from ceap_engine.pipeline.local import LocalPipeline, PipelineResult, StageProgress
+from ceap_engine.pipeline.layout import execution_key
+from ceap_engine.pipeline.local import LocalPipeline, PipelineResult
 from ceap_engine.pipeline.names import glue_job_name
-from ceap_engine.pipeline.stage_runtime import describe_errors, load_stage_function
+from ceap_engine.pipeline.stage_runtime import load_stage_function
 from ceap_engine.runtime.clock import RealClock, VirtualClock
+from ceap_engine.storage.objects import validate_key
 
-from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ._options import ClockKind, OutputFormat, read_payload
+from ..errors import (
+    CeapError,
+    InputError,
+    InvalidKey,
+    Problem,
+    StorageError,
+    ValidationFailed,
+)
+from ._options import ClockKind, OutputFormat
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -34,11 +42,15 @@ from ._output import (
     await_interruptibly,
     console,
     emit_problems,
+    ensure_writable_folder,
+    envelope,
     err_console,
     print_json,
 )
 from ._report import check_report_path, write_report
 from .executions import record_local_run
+from .payload import check_payload, read_payload
+from .run_report import RunProgress, json_document, print_summary, reconciliation
 
 __all__ = ["event", "run"]
 
@@ -53,128 +65,88 @@ class Target(str, Enum):
     aws = "aws"
 
 
-def check_payload(spec: WorkflowSpec, payload: dict[str, Any], payload_path: Path) -> dict[str, Any]:
-    """Validate the payload with the first stage's own input model; resolve and check a local source."""
-    first = load_stage_function(spec.stages[0].function)  # type: ignore[arg-type]
-    from pydantic import ValidationError
+def _refuse(problems: list[Problem]) -> None:
+    if problems:
+        raise InputError(problems, "arguments")
+
+
+def check_target_options(target: Target, local: bool, given: dict[str, bool]) -> None:
+    """Options of one target given with the other are refused, not ignored (exit 2).
+
+    ``given`` says which options the user set (True) among -n/--region/--profile/
+    --endpoint-url/--timeout (AWS only) and --workflow/--store/--clock/--seed/--replace/--report (local only).
+    """
+    problems = []
+    if local and target is Target.aws:
+        problems.append(Problem("/target", "--local and --target aws contradict each other: give one", "CONFLICTING_OPTIONS"))
+    elif target is Target.aws:
+        for option in ("--workflow", "--store", "--clock", "--seed", "--replace"):
+            if given.get(option):
+                problems.append(Problem(f"/{option[2:]}", f"{option} applies to local runs only; with --target aws the "
+                                        "deployed workflow decides (drop the option)", "CONFLICTING_OPTIONS"))
+        if given.get("--report"):
+            problems.append(Problem("/report", "--report draws a local run; for a deployed workflow use the Step "
+                                               "Functions console", "CONFLICTING_OPTIONS"))
+    else:
+        for option in ("--name", "--region", "--profile", "--endpoint-url", "--timeout"):
+            if given.get(option):
+                problems.append(Problem(f"/{option[2:]}", f"{option} applies to --target aws only; a local run takes "
+                                        "--workflow, --store and --clock", "CONFLICTING_OPTIONS"))
+    _refuse(problems)
+
+
+def check_execution_name(name: str | None) -> None:
+    """An execution name Step Functions accepts that also makes valid object keys (``..`` does not)."""
+    if name is None:
+        return
+    validate_execution_name(name)
+    try:
+        validate_key(execution_key(name, "ETL"))
+    except InvalidKey:
+        raise InputError([Problem("/execution-name", f"--execution-name {name!r} cannot name the execution's folder of "
+                                  "stage outputs (executions/<name>/...): use letters, digits, '-' or '_'",
+                                  "INVALID_EXECUTION_NAME")], "arguments") from None
+
+
+def open_store(store: Path, clock: Any) -> tuple[Any, Any]:
+    """The file object store and SQLite candidate store under ``store``; an unusable folder or file is exit 2.
+
+    Called only after every other check passed: creating the folder is the first write of a run.
+    """
+    from adapters.local import FileObjectStore, SQLiteCandidateStore
+
+    ensure_writable_folder(store, "--store")
+    database = store / "candidates.sqlite3"
+    if database.is_file():
+        _check_not_locked(database)
+    try:
+        candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
+    except StorageError as exc:
+        raise InputError([Problem("/store", f"{exc} (the candidates database of --store {store})",
+                                  "CANDIDATES_UNUSABLE")], "arguments") from None
+    return FileObjectStore(store), candidates
+
+
+def _check_not_locked(database: Path) -> None:
+    """Refuse a candidates database another process holds a write lock on (a run would fail mid-way)."""
+    import sqlite3
 
     try:
-        first.input_model.model_validate(payload)
-    except ValidationError as exc:
-        problems = [
-            Problem("/" + "/".join(str(p) for p in err.get("loc", ())), str(err.get("msg")), "INVALID_PAYLOAD")
-            for err in exc.errors()
-        ]
-        raise InputError(problems or [Problem("/", describe_errors(exc))], "payload") from None
-    source = payload.get("source")
-    if isinstance(source, str) and not source.startswith("s3://"):
-        resolved = (payload_path.parent / source).resolve() if not Path(source).is_absolute() else Path(source)
-        if not resolved.is_file():
-            raise InputError([Problem("/source", f"source file not found: {resolved} (a relative source is relative to the payload file's folder)", "INVALID_PAYLOAD")], "payload")
-        payload = {**payload, "source": str(resolved)}
-    return payload
-
-
-class _Progress:
-    """One line per stage attempt, printed as the execution goes."""
-
-    def __init__(self, start: float, enabled: bool) -> None:
-        self.start = start
-        self.enabled = enabled
-
-    def __call__(self, p: StageProgress) -> None:
-        if not self.enabled:
-            return
-        t = f"[dim]t+{p.at - self.start:7.1f}s[/]"
-        attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
-        if p.status == "started":
-            err_console.print(f"{t} [cyan]>[/] {p.stage}{attempt}")
-        elif p.status == "succeeded":
-            counts = ", ".join(f"{k}={v}" for k, v in (p.counts or {}).items() if not isinstance(v, dict))
-            err_console.print(f"{t} [green]ok[/] {p.stage}{attempt}  {escape(counts)}")
-        else:
-            err_console.print(f"{t} [red]failed[/] {p.stage}{attempt}: {escape((p.error or '')[:300])}")
-
-
-def reconciliation(counts: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The "nothing is lost" checks over the stages' counts."""
-    checks = []
-    etl, flt, store = counts.get("ETL"), counts.get("Filter"), counts.get("Store")
-    if etl:
-        checks.append((f"ETL read = transformed + errors: {etl.get('processedCount')} = {etl.get('transformedCount')} + {etl.get('errorCount')}",
-                       etl.get("processedCount") == (etl.get("transformedCount") or 0) + (etl.get("errorCount") or 0)))
-    if flt:
-        checks.append((f"Filter input = passed + rejected: {flt.get('inputCount')} = {flt.get('passedCount')} + {flt.get('rejectedCount')}",
-                       flt.get("inputCount") == (flt.get("passedCount") or 0) + (flt.get("rejectedCount") or 0)))
-    score = counts.get("Score")
-    if store and score:
-        checks.append((f"stored + failed = scored: {store.get('storedCount')} + {store.get('failedCount')} = {score.get('scoredCount')}",
-                       (store.get("storedCount") or 0) + (store.get("failedCount") or 0) == score.get("scoredCount")))
-    return checks
-
-
-def _format_counts(counts: dict[str, Any]) -> str:
-    parts = []
-    for k, v in counts.items():
-        if isinstance(v, dict):
-            inner = ", ".join(f"{ik}={iv}" for ik, iv in v.items())
-            parts.append(f"{k}=({inner})" if inner else f"{k}=()")
-        else:
-            parts.append(f"{k}={v}")
-    return " ".join(parts)
-
-
-def _print_text(result: PipelineResult, store: Path, wall_seconds: float) -> None:
-    ex = result.execution
-    colour = {"SUCCEEDED": "green", "FAILED": "red", "TIMED_OUT": "red", "ABORTED": "yellow"}.get(ex.status, "white")
-    console.print(f"[bold {colour}]{ex.status}[/]  workflow {result.workflow}, execution {result.execution_id}")
-    earlier = result.name_claim.describe() if result.name_claim is not None else None
-    if earlier:
-        console.print(f"note: {escape(earlier)}")
-    if ex.stop_time is not None:
-        # Under the virtual clock only waits (retries, Wait states) move the workflow clock.
-        console.print(f"took {wall_seconds:.2f} s; workflow clock {ex.stop_time - ex.start_time:.1f} s")
-    width = max((len(s) for s in result.outputs), default=0)
-    for stage in result.outputs:
-        console.print(f"  {stage:<{width}}  {escape(_format_counts(result.counts.get(stage) or {}))}")
-    checks = reconciliation(result.counts)
-    if checks:
-        console.print("nothing lost:")
-        for text, ok in checks:
-            console.print(f"  {'[green]ok[/]' if ok else '[red]MISMATCH[/]'}  {escape(text)}")
-    root = (store / "buckets" / result.bucket).resolve()
-    console.print(escape(f"outputs:    {root}/executions/{result.execution_id}/<stage>/output.json"))
-    console.print(f"candidates: {(store / 'candidates.sqlite3').resolve()}")
-    if ex.status != "SUCCEEDED":
-        console.print(f"[red]error:[/] {escape(str(ex.error))}")
-        console.print(f"[red]cause:[/] {escape(str(ex.cause))}")
-        if result.failure is not None:
-            console.print(f"failure:    {root}/{failure_key(result.execution_id)} (stage {result.failure.get('stage')})")
-
-
-def _json_document(result: PipelineResult, store: Path) -> dict[str, Any]:
-    doc = result.execution.to_json()
-    doc.update({
-        "workflow": result.workflow,
-        "executionId": result.execution_id,
-        "store": str(store.resolve()),
-        "bucket": result.bucket,
-        "outputs": result.outputs,
-        "counts": result.counts,
-        "reconciliation": [{"check": text, "ok": ok} for text, ok in reconciliation(result.counts)],
-        "failure": result.failure,
-        "executionName": _name_claim_json(result),
-    })
-    return doc
-
-
-def _name_claim_json(result: PipelineResult) -> dict[str, Any] | None:
-    """What the execution-name rule found, for ``--format json``."""
-    claim = result.name_claim
-    if claim is None or claim.earlier is None:
-        return None
-    outcome = "resumed" if claim.resumed else "rerun" if claim.rerun else "replaced"
-    return {"outcome": outcome, "earlier": claim.earlier, "message": claim.describe()}
+        connection = sqlite3.connect(database, timeout=2.0)
+    except sqlite3.Error:
+        return  # the store itself reports what is wrong with the file
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        connection.rollback()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise InputError([Problem("/store", f"{database} is locked by another process (a run or a tool writing "
+                                                "to it): wait for it to finish, or choose another --store",
+                                      "CANDIDATES_LOCKED")], "arguments") from None
+    except sqlite3.DatabaseError:
+        pass  # not a database: SQLiteCandidateStore says so, with what to do
+    finally:
+        connection.close()
 
 
 def run(
@@ -185,63 +157,72 @@ def run(
     region: Annotated[str | None, typer.Option("--region", help="With --target aws: the AWS region (default: the usual chain)")] = None,
     profile: Annotated[str | None, typer.Option("--profile", help="With --target aws: the AWS profile")] = None,
     endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", help="With --target aws: another endpoint (LocalStack, moto); or AWS_ENDPOINT_URL")] = None,
-    workflow: Annotated[Workflow, typer.Option("--workflow", help="realtime (EXPRESS) or batch (STANDARD, with the Glue HeavyETL job)")] = Workflow.realtime,
-    store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives (objects and candidates)")] = Path(".ceap"),
-    clock: Annotated[ClockKind, typer.Option("--clock", help="virtual: retry waits cost no wall time")] = ClockKind.virtual,
-    execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID). A name already used with another input is refused (exit 2); one whose run never finished is resumed; the same input again re-runs idempotently")] = None,
-    replace: Annotated[bool, typer.Option("--replace", help="With --execution-name: reuse a name that holds a run of another input, deleting that run's outputs")] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
+    workflow: Annotated[Workflow | None, typer.Option("--workflow", help="Local: realtime (EXPRESS, the default) or batch (STANDARD, with the Glue HeavyETL job)")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="Local: the folder of the embedded storage (objects and candidates; default .ceap)")] = None,
+    clock: Annotated[ClockKind | None, typer.Option("--clock", help="Local: virtual (the default: retry waits cost no wall time) or real")] = None,
+    execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID). Locally a name already used with another input is refused (exit 2); one whose run never finished is resumed; the same input again re-runs idempotently")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Local, with --execution-name: reuse a name that holds a run of another input, deleting that run's outputs")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Local: makes generated names and jitter repeatable")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the execution's report page (FILE.html: graph, timeline, counts, history)")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="With --target aws: seconds to follow a Standard execution before leaving it running")] = 1800,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="With --target aws: seconds to follow a Standard execution before leaving it running (default 1800)")] = None,
 ) -> None:
     """Run the CEAP pipeline: locally on the ASL interpreter (default), or on a deployed AWS workflow.
 
-    Exit codes: 0 SUCCEEDED, 1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written).
+    Options of the other target are refused, not ignored. Exit codes: 0 SUCCEEDED,
+    1 FAILED/TIMED_OUT/ABORTED, 2 bad payload or arguments (nothing written; see docs/cli.md).
     """
-    if target is Target.aws and not local:
-        if report is not None:
-            emit_problems(ValidationFailed([Problem("/report", "--report draws a local run; for a deployed workflow "
-                                                               "use the Step Functions console", "INVALID_ARGUMENT")],
-                                           "arguments"), format.value)
-            raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        check_target_options(target, local, {
+            "--name": name is not None, "--region": region is not None, "--profile": profile is not None,
+            "--endpoint-url": endpoint_url is not None, "--timeout": timeout is not None,
+            "--workflow": workflow is not None, "--store": store is not None, "--clock": clock is not None,
+            "--seed": seed is not None, "--replace": replace, "--report": report is not None,
+        })
+    except ValidationFailed as exc:
+        emit_problems(exc, format.value)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if target is Target.aws:
         from . import aws as aws_cli  # the AWS side lives with the deploy commands
 
         remote = aws_cli.needs_aws_sdk(aws_cli.run_remote)
         raise typer.Exit(remote(payload, name=name, format=format.value, region=region, profile=profile,
-                                endpoint_url=endpoint_url, execution_name=execution_name, timeout=timeout))
+                                endpoint_url=endpoint_url, execution_name=execution_name,
+                                timeout=timeout if timeout is not None else 1800))
+    store = store if store is not None else Path(".ceap")
     try:
         if replace and execution_name is None:
             raise InputError([Problem("/replace", "--replace reuses a name: give it with --execution-name NAME",
                                       "INVALID_ARGUMENT")], "arguments")
-        spec = builtin(workflow.value)
+        spec = builtin((workflow or Workflow.realtime).value)
         body = check_payload(spec, read_payload(payload), payload)
+        check_execution_name(execution_name)
         check_report_path(report)
         needs_glue = any(s.kind == "glue" for s in spec.stages)
         if needs_glue:
             _require_glue(spec)  # before anything is written: no half run
-        for warning in express_duration_warnings(spec):
-            if format is OutputFormat.text:
-                err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+        warnings = express_duration_warnings(spec)
+        run_clock = VirtualClock() if clock in (None, ClockKind.virtual) else RealClock()
+        objects, candidates = open_store(store, run_clock)
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except CeapError as exc:
         emit_problems(ValidationFailed([Problem("/", str(exc), "ERROR")], "run"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
-
-    run_clock = VirtualClock() if clock is ClockKind.virtual else RealClock()
-    objects = FileObjectStore(store)
-    candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock)
-    progress = _Progress(run_clock.time(), enabled=format is OutputFormat.text)
-    from ceap_engine.observe.report import AttemptStopwatch  # here: keeps the CLI's start-up light
+    if format is OutputFormat.text:
+        for warning in warnings:
+            err_console.print(f"[yellow]warning:[/] {escape(warning)}")
+    # Imported here: keeps the CLI's start-up light.
+    from ceap_engine.observe.report import AttemptStopwatch
 
     stopwatch = AttemptStopwatch()
-    runners = _glue_runners(spec, objects) if needs_glue else {}
+    glue_runner = _glue_runner(spec, objects) if needs_glue else None
+    progress = RunProgress(run_clock.time(), enabled=format is OutputFormat.text,
+                           counts_of=(lambda stage: _last_job_metrics(glue_runner)) if glue_runner else None)
     try:
-        pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock, runners=runners,
+        pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock,
+                                 runners={"glue:startJobRun": glue_runner} if glue_runner else {},
                                  seed=seed, progress=lambda p: (progress(p), stopwatch(p)))
         began = time.perf_counter()
         result = asyncio.run(_run_interruptible(pipeline, body, execution_name, replace))
@@ -255,13 +236,14 @@ def run(
     if report is not None:
         write_report(report, pipeline.definition, result.execution.to_json(), counts=result.counts,
                      checks=reconciliation(result.counts), wall_times=stopwatch.seconds, wall_seconds=wall_seconds)
+    code = EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED
     if format is OutputFormat.json:
-        print_json(_json_document(result, store))
+        print_json(json_document(result, store, wall_seconds))
     else:
-        _print_text(result, store, wall_seconds)
+        print_summary(result, store, wall_seconds)
         if report is not None:
             console.print(escape(f"report:     {report.resolve()}"))
-    raise typer.Exit(EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED)
+    raise typer.Exit(code)
 
 
 def _require_glue(spec: WorkflowSpec) -> None:
@@ -271,12 +253,27 @@ def _require_glue(spec: WorkflowSpec) -> None:
     glue.require_glue(spec.name)
 
 
-def _glue_runners(spec: WorkflowSpec, objects: Any) -> dict[str, Any]:
+def _glue_runner(spec: WorkflowSpec, objects: Any) -> Any:
     """The local Glue runner, serving each Glue stage's job name with its script."""
     from adapters.local.glue import LocalGlueRunner
 
-    scripts = {glue_job_name(spec, s): s.script for s in spec.stages if s.kind == "glue"}
-    return {"glue:startJobRun": LocalGlueRunner(objects, scripts)}
+    return LocalGlueRunner(objects, {glue_job_name(spec, s): s.script for s in spec.stages if s.kind == "glue"})
+
+
+def _glue_runners(spec: WorkflowSpec, objects: Any) -> dict[str, Any]:
+    """The task runners a spec's Glue stages need (``{}`` without any): the local Glue runner."""
+    if not any(s.kind == "glue" for s in spec.stages):
+        return {}
+    return {"glue:startJobRun": _glue_runner(spec, objects)}
+
+
+def _last_job_metrics(runner: Any) -> dict[str, Any] | None:
+    """The metrics of the Glue runner's latest successful run (a job run result carries no counts)."""
+    if not runner.runs:
+        return None
+    summary = runner.summaries.get(runner.runs[-1].get("Id"))
+    metrics = summary.get("metrics") if isinstance(summary, dict) else None
+    return metrics if isinstance(metrics, dict) else None
 
 
 async def _run_interruptible(pipeline: LocalPipeline, payload: dict[str, Any], name: str | None,
@@ -285,8 +282,11 @@ async def _run_interruptible(pipeline: LocalPipeline, payload: dict[str, Any], n
     return await pipeline.collect(await await_interruptibly(execution))
 
 
+_EVENT_SHAPE = "one customer event: a JSON object with eventId, eventType, customerId, programId, marketplace and subject"
+
+
 def event(
-    event_file: Annotated[Path, typer.Argument(help="One customer event (JSON): eventId, eventType, customerId, programId, marketplace, subject ...")],
+    event_file: Annotated[Path, typer.Argument(help="One customer event (JSON): eventId, eventType, customerId, programId, marketplace, subject ... (see examples/event.json)")],
     local: Annotated[bool, typer.Option("--local", help="Handle it on this machine (the only target so far).")] = True,
     store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives")] = Path(".ceap"),
     bucket: Annotated[str, typer.Option("--bucket", help="Bucket of the dedup markers")] = BUILTIN["realtime"].workflow_bucket,
@@ -294,33 +294,39 @@ def event(
 ) -> None:
     """Handle a single customer event: create or update one candidate (5-minute dedup window).
 
-    Exit codes: 0 handled (created, updated or deduplicated), 2 bad event.
+    Exit codes: 0 handled (created, updated or deduplicated), 2 bad event or arguments (nothing written).
     """
+    from pydantic import ValidationError
+
     from ceap_engine.pipeline.stage import PermanentError, StageContext
 
+    clock = RealClock()
     try:
         handler = load_stage_function("stages.reactive:handle_event")
-        document = read_payload(event_file)
-        parsed = handler.parse_input(document, f"the event in {event_file}")
+        document = read_payload(event_file, "event", _EVENT_SHAPE)
+        try:
+            parsed = handler.input_model.model_validate(document)
+        except ValidationError as exc:
+            raise InputError([
+                Problem("/" + "/".join(str(p) for p in err.get("loc", ())), str(err.get("msg")), "INVALID_EVENT")
+                for err in exc.errors()
+            ], "event") from None
+        objects, candidates = open_store(store, clock)
     except PermanentError as exc:
-        emit_problems(ValidationFailed([Problem("/", str(exc))], "event"), format.value)
+        emit_problems(ValidationFailed([Problem("/", str(exc), "INVALID_EVENT")], "event"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
-
-    clock = RealClock()
-    candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
     try:
         context = StageContext(execution_id=f"event-{document.get('eventId', 'unknown')}", stage="ReactiveEvent",
-                               bucket=bucket, objects=FileObjectStore(store), candidates=candidates, clock=clock)
+                               bucket=bucket, objects=objects, candidates=candidates, clock=clock)
         result = asyncio.run(handler.function(parsed, context))
     finally:
         candidates.close()
     doc = result.model_dump(mode="json", by_alias=True)
     if format is OutputFormat.json:
-        print_json(doc)
+        print_json(envelope(doc))
     else:
         console.print(f"[bold]{doc['status']}[/] {doc.get('reason') or ''} candidate {doc['pk']} / {doc['sk']}")
     raise typer.Exit(EXIT_OK)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ceap_engine.pipeline.layout import FAILURE_DOCUMENT, format_template
-from ceap_engine.pipeline.spec import StageSpec, WorkflowSpec
+from ceap_engine.pipeline.spec import RetryPolicy, StageSpec, WorkflowSpec, worst_case_seconds
 
 __all__ = [
     "PERMANENT_ERROR",
@@ -40,6 +40,10 @@ __all__ = [
 
 PERMANENT_ERROR = "Ceap.PermanentError"
 EXPRESS_LIMIT_SECONDS = 300
+#: Writing failure.json (one small S3 put) gets 10 s and one retry: it runs after a stage used its
+#: whole budget, so it counts in every worst case (21 s).
+RECORD_FAILURE_TIMEOUT_SECONDS = 10
+RECORD_FAILURE_RETRY = RetryPolicy(interval_seconds=1, max_attempts=1, backoff_rate=2.0)
 BUCKET_PLACEHOLDER = "WorkflowBucket"
 RECORD_FAILURE = "RecordFailure"
 FAILED = "Failed"
@@ -98,7 +102,7 @@ def _lambda_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, An
         "Parameters": {"FunctionName": "${%s}" % function_placeholder(stage), "Payload": payload},
         "ResultSelector": {"outputKey.$": "$.Payload.outputKey", "counts.$": "$.Payload.counts"},
         "ResultPath": f"$.stages.{stage.name}",
-        "TimeoutSeconds": stage.timeout_seconds,
+        "TimeoutSeconds": stage.task_timeout_seconds,
         "Retry": _retry(stage),
         "Catch": _catch(stage),
         "Next": nxt,
@@ -131,7 +135,7 @@ def _glue_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]
             "jobRunState.$": "$.JobRunState",
         },
         "ResultPath": f"$.stages.{stage.name}",
-        "TimeoutSeconds": stage.timeout_seconds,
+        "TimeoutSeconds": stage.task_timeout_seconds,
         "Retry": _retry(stage),
         "Catch": _catch(stage),
         "Next": nxt,
@@ -186,8 +190,9 @@ def build_definition(spec: WorkflowSpec) -> dict[str, Any]:
             "Body.$": "States.JsonToString($.failure)",
         },
         "ResultPath": None,
-        "TimeoutSeconds": 60,
-        "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 2.0}],
+        "TimeoutSeconds": RECORD_FAILURE_TIMEOUT_SECONDS,
+        "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": RECORD_FAILURE_RETRY.interval_seconds,
+                   "MaxAttempts": RECORD_FAILURE_RETRY.max_attempts, "BackoffRate": RECORD_FAILURE_RETRY.backoff_rate}],
         # Even if the record cannot be written the execution still fails with the stage's error.
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.recordFailureError", "Next": FAILED}],
         "Next": FAILED,
@@ -253,7 +258,9 @@ def express_duration_warnings(spec: WorkflowSpec) -> list[str]:
     if spec.type != "express":
         return []
     per_stage = [(s.name, s.worst_case_seconds) for s in spec.stages]
-    total = sum(seconds for _, seconds in per_stage)
+    # The last stage can fail after its whole budget: recording the failure comes on top.
+    total = sum(seconds for _, seconds in per_stage) + worst_case_seconds(RECORD_FAILURE_TIMEOUT_SECONDS,
+                                                                          RECORD_FAILURE_RETRY)
     if total <= EXPRESS_LIMIT_SECONDS:
         return []
     heavy = sorted(per_stage, key=lambda p: -p[1])
@@ -265,6 +272,6 @@ def express_duration_warnings(spec: WorkflowSpec) -> list[str]:
             break
     return [
         f"workflow '{spec.name}' is EXPRESS but can run {total:.0f} s in the worst case (every attempt timing out, "
-        f"plus retry waits), over Express's {EXPRESS_LIMIT_SECONDS} s limit; the stages that make it so: "
+        f"plus retry waits and recording the failure), over Express's {EXPRESS_LIMIT_SECONDS} s limit; the stages that make it so: "
         f"{', '.join(named)}. Lower their timeouts or retries, or use a STANDARD workflow."
     ]

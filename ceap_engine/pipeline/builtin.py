@@ -2,11 +2,16 @@
 
 Stage code is named by import path, never imported here. Memory and timeout
 per stage are those of the deployed platform's Lambdas.
+
+``realtime`` fits Express's 300 s by construction (docs/cli.md, "Why the realtime workflow fits
+Express"): each Task state gives up before its Lambda would (``state_timeout_seconds``) and
+retries once after 2 s, so even every attempt of every stage timing out, plus recording the
+failure, ends by 299 s; :func:`~ceap_engine.pipeline.builder.express_duration_warnings` checks it.
 """
 
 from __future__ import annotations
 
-from ceap_engine.pipeline.spec import StageSpec, WorkflowSpec
+from ceap_engine.pipeline.spec import EXPRESS_LAMBDA_RETRY, StageSpec, WorkflowSpec
 
 __all__ = ["BATCH", "BUILTIN", "REALTIME", "builtin"]
 
@@ -17,7 +22,19 @@ _STORE = StageSpec(name="Store", function="stages.store:run", memory_mb=512, tim
 _REACTIVE = StageSpec(name="Reactive", function="stages.reactive:run", memory_mb=1024, timeout_seconds=60)
 _HEAVY_ETL = StageSpec(name="HeavyETL", kind="glue", script="glue_jobs/heavy_etl.py", timeout_seconds=7200)
 
-REALTIME = WorkflowSpec(name="realtime", type="express", stages=(_ETL, _FILTER, _SCORE, _STORE, _REACTIVE))
+#: Seconds each realtime Task state waits for one attempt (sum 134 s): two attempts of every stage
+#: (268 s) + the retry waits (10 s) + recording a failure (21 s) = 299 s <= 300 s. The shares follow
+#: the stages' measured costs (docs/benchmarks.md: ETL reads and parses, Store writes each record).
+_REALTIME_STATE_TIMEOUTS = {"ETL": 40, "Filter": 20, "Score": 25, "Store": 35, "Reactive": 14}
+
+
+def _express(stage: StageSpec) -> StageSpec:
+    return stage.model_copy(update={"state_timeout_seconds": _REALTIME_STATE_TIMEOUTS[stage.name],
+                                    "retry": EXPRESS_LAMBDA_RETRY})
+
+
+REALTIME = WorkflowSpec(name="realtime", type="express",
+                        stages=tuple(_express(s) for s in (_ETL, _FILTER, _SCORE, _STORE, _REACTIVE)))
 BATCH = WorkflowSpec(name="batch", type="standard", stages=(_ETL, _FILTER, _HEAVY_ETL, _SCORE, _STORE, _REACTIVE))
 
 BUILTIN = {"realtime": REALTIME, "batch": BATCH}

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ceap_engine.ports import QueueSettings, RedrivePolicy
 
-__all__ = ["QueueSpec", "RetryPolicy", "StageSpec", "WorkflowSpec", "LAMBDA_RETRY", "GLUE_RETRY"]
+__all__ = ["QueueSpec", "RetryPolicy", "StageSpec", "WorkflowSpec", "LAMBDA_RETRY", "GLUE_RETRY", "EXPRESS_LAMBDA_RETRY"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,39}$")
 _FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -52,6 +52,18 @@ class RetryPolicy(BaseModel):
 
 LAMBDA_RETRY = RetryPolicy(interval_seconds=20, max_attempts=2, backoff_rate=2.0)
 GLUE_RETRY = RetryPolicy(interval_seconds=300, max_attempts=2, backoff_rate=2.0)
+#: Express executions end at 300 s whatever is running, so a retry there must be quick and rare: one retry
+#: after 2 s. With LAMBDA_RETRY's waits (20 s, 40 s) five stages spend the whole 300 s waiting alone.
+EXPRESS_LAMBDA_RETRY = RetryPolicy(interval_seconds=2, max_attempts=1, backoff_rate=2.0)
+
+
+def worst_case_seconds(timeout_seconds: float, policy: RetryPolicy) -> float:
+    """How long a Task with this TimeoutSeconds and retrier can take: every attempt timing out, plus every wait.
+
+    >>> worst_case_seconds(10, RetryPolicy(interval_seconds=1, max_attempts=1))
+    21.0
+    """
+    return float(timeout_seconds * (policy.max_attempts + 1) + sum(policy.delays()))
 
 
 class StageSpec(BaseModel):
@@ -64,6 +76,10 @@ class StageSpec(BaseModel):
     function: str | None = None
     script: str | None = None
     timeout_seconds: int = Field(60, ge=1, le=900 * 8 * 60)
+    #: The Task state's TimeoutSeconds when it must be shorter than the function's own timeout (an Express
+    #: budget); default: ``timeout_seconds``. A timed-out attempt's Lambda may still be running when the
+    #: retry starts, which is safe only because stages are idempotent (same input -> same keys, same writes).
+    state_timeout_seconds: int | None = Field(None, ge=1)
     memory_mb: int = Field(512, ge=128, le=10240)
     retry: RetryPolicy | None = None
     config: dict[str, Any] = Field(default_factory=dict)
@@ -84,6 +100,9 @@ class StageSpec(BaseModel):
                 raise ValueError(f"stage {self.name}: a Lambda timeout is at most 900 s")
         elif not self.script:
             raise ValueError(f"stage {self.name}: a Glue stage needs 'script' (for example glue_jobs/heavy_etl.py)")
+        if self.state_timeout_seconds is not None and self.state_timeout_seconds > self.timeout_seconds:
+            raise ValueError(f"stage {self.name}: state_timeout_seconds ({self.state_timeout_seconds}) cannot exceed "
+                             f"timeout_seconds ({self.timeout_seconds}): the function would time out first")
         return self
 
     @property
@@ -91,10 +110,22 @@ class StageSpec(BaseModel):
         return self.retry or (GLUE_RETRY if self.kind == "glue" else LAMBDA_RETRY)
 
     @property
+    def task_timeout_seconds(self) -> int:
+        """The Task state's TimeoutSeconds: when Step Functions stops waiting for one attempt.
+
+        >>> StageSpec(name="ETL", function="stages.etl:run", timeout_seconds=300, state_timeout_seconds=40).task_timeout_seconds
+        40
+        """
+        return self.state_timeout_seconds or self.timeout_seconds
+
+    @property
     def worst_case_seconds(self) -> float:
-        """Every attempt timing out, plus every retry wait."""
-        policy = self.retry_policy
-        return self.timeout_seconds * (policy.max_attempts + 1) + sum(policy.delays())
+        """Every attempt timing out, plus every retry wait.
+
+        >>> StageSpec(name="ETL", function="stages.etl:run", timeout_seconds=60, retry=EXPRESS_LAMBDA_RETRY).worst_case_seconds
+        122.0
+        """
+        return worst_case_seconds(self.task_timeout_seconds, self.retry_policy)
 
 
 class QueueSpec(BaseModel):

@@ -60,7 +60,7 @@ def test_run_with_mock_config_retries_on_the_virtual_clock(run_ceap, tmp_path):
     scheduled = [e["timestamp"] for e in doc["events"] if e["type"] == "TaskScheduled"]
     assert scheduled == ["2026-01-01T00:00:00.000Z", "2026-01-01T00:00:20.000Z", "2026-01-01T00:01:00.000Z"]
     assert json.loads(doc["events"][0]["executionStartedEventDetails"]["input"]) == {"id": 7}
-    assert set(doc) == {"schemaVersion", "executionArn", "name", "stateMachineArn", "status", "startDate", "stopDate",
+    assert set(doc) == {"schemaVersion", "command", "ok", "executionArn", "name", "stateMachineArn", "status", "startDate", "stopDate",
                         "input", "output", "error", "cause", "events"}
 
 

@@ -30,13 +30,17 @@ def test_the_doc_has_examples():
 
 
 @pytest.mark.parametrize("name", sorted(TESTS))
-async def test_doc_example(name, monkeypatch):
-    monkeypatch.chdir(ROOT)
+async def test_doc_example(name, monkeypatch, tmp_path):
+    # From a user's own project folder, not the repo root: nothing may depend on this checkout's files.
+    project = tmp_path / "my-project"
+    project.mkdir()
+    monkeypatch.chdir(project)
     clock = VirtualClock(start=1_767_225_600.0)
     fixtures = {
         "ceap_clock": clock,
         "ceap_stage_env": StageTestEnvironment(clock=clock),
         "ceap_workflow_env": WorkflowTestEnvironment(clock=clock),
+        "tmp_path": project,
     }
     fn = TESTS[name]
     await fn(**{p: fixtures[p] for p in inspect.signature(fn).parameters})

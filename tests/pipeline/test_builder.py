@@ -39,11 +39,16 @@ def test_lambda_stage_task_shape():
         "previousStage": "Filter",
         "workflowBucket": "${WorkflowBucket}",
     }
-    assert score["TimeoutSeconds"] == 120  # the Score Lambda's timeout
+    # Express: the state gives up before the Score Lambda's own 120 s, and retries once, quickly.
+    assert score["TimeoutSeconds"] == 25 < REALTIME.stages[2].timeout_seconds == 120
     assert score["Retry"] == [
         {"ErrorEquals": ["Ceap.PermanentError"], "MaxAttempts": 0},
-        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 20, "MaxAttempts": 2, "BackoffRate": 2.0},
+        {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 1, "BackoffRate": 2.0},
     ]
+    batch_score = build_definition(BATCH)["States"]["Score"]
+    assert batch_score["TimeoutSeconds"] == 120  # Standard: the Lambda's own timeout, the usual retries
+    assert batch_score["Retry"][1] == {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 20, "MaxAttempts": 2,
+                                       "BackoffRate": 2.0}
     assert score["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Score.Failed"}]
     assert score["ResultPath"] == "$.stages.Score"
 
@@ -83,9 +88,28 @@ def test_substitution_replaces_every_placeholder():
         substitute(definition, {})
 
 
+def test_the_builtin_realtime_workflow_fits_express_by_construction():
+    assert express_duration_warnings(REALTIME) == []
+    definition = build_definition(REALTIME)
+    # Recomputed from the definition itself: every attempt timing out, every wait, then the failure record.
+    worst = 0.0
+    for stage in REALTIME.stages:
+        state = definition["States"][stage.name]
+        retry = state["Retry"][1]
+        worst += state["TimeoutSeconds"] * (retry["MaxAttempts"] + 1) + sum(
+            retry["IntervalSeconds"] * retry["BackoffRate"] ** r for r in range(retry["MaxAttempts"]))
+        assert state["TimeoutSeconds"] < stage.timeout_seconds  # the state gives up before its Lambda
+    record = definition["States"]["RecordFailure"]
+    r = record["Retry"][0]
+    worst += record["TimeoutSeconds"] * (r["MaxAttempts"] + 1) + r["IntervalSeconds"]
+    assert worst <= 300
+
+
 def test_express_warning_names_the_stages_that_overrun():
-    (warning,) = express_duration_warnings(REALTIME)
-    assert "2100 s" in warning and "ETL (960 s)" in warning
+    slow = WorkflowSpec(name="slow", type="express", stages=(
+        StageSpec(name="ETL", function="m:f", timeout_seconds=300), StageSpec(name="B", function="m:g", timeout_seconds=10)))
+    (warning,) = express_duration_warnings(slow)
+    assert "1071 s" in warning and "ETL (960 s)" in warning and "B" not in warning.split("so:")[1]
     quick = WorkflowSpec(name="quick", type="express", stages=(
         StageSpec(name="A", function="m:f", timeout_seconds=10, retry=RetryPolicy(interval_seconds=1, max_attempts=1)),))
     assert express_duration_warnings(quick) == []

@@ -46,7 +46,29 @@ async def test_rerunning_the_same_execution_does_not_duplicate_candidates(ceap_w
     assert len(await ceap_workflow_env.candidates.query("review-solicitation")) == first.counts["Store"]["storedCount"]
 
 
-async def test_stage_failing_twice_is_retried_after_20_then_40_seconds(ceap_workflow_env, example_payload):
+async def test_stage_failing_once_is_retried_after_2_seconds_in_the_express_workflow(ceap_workflow_env, example_payload):
+    real = ceap_workflow_env.stage_handler("realtime", "Score")
+    calls = []
+
+    async def flaky(event, context):
+        calls.append(event["currentStage"])
+        if len(calls) <= 1:
+            raise ConnectionError("model endpoint unavailable")
+        return await real(event, context)
+
+    result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": flaky})
+    assert result.status == "SUCCEEDED"
+    t = scheduled_times(result, "Score")
+    assert [b - a for a, b in zip(t, t[1:])] == [2.0]  # Express's budget: one quick retry (docs/cli.md)
+    failed = [e for e in result.execution.history.events if e.type == "TaskFailed"]
+    assert [e.details["error"] for e in failed] == ["ConnectionError"]
+
+
+async def test_a_standard_workflow_stage_is_retried_after_20_then_40_seconds(ceap_workflow_env, example_payload):
+    from ceap_engine.pipeline import REALTIME
+
+    standard = REALTIME.model_copy(update={"name": "standard-rt", "type": "standard", "stages": tuple(
+        s.model_copy(update={"retry": None, "state_timeout_seconds": None}) for s in REALTIME.stages)})
     real = ceap_workflow_env.stage_handler("realtime", "Score")
     calls = []
 
@@ -57,13 +79,11 @@ async def test_stage_failing_twice_is_retried_after_20_then_40_seconds(ceap_work
         return await real(event, context)
 
     began = time.perf_counter()
-    result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": flaky})
-    assert time.perf_counter() - began < 10  # 60 s of retry waits, on the virtual clock
+    result = await ceap_workflow_env.run(standard, example_payload, handlers={"Score": flaky})
+    assert time.perf_counter() - began < 30  # 60 s of retry waits, on the virtual clock
     assert result.status == "SUCCEEDED"
     t = scheduled_times(result, "Score")
     assert [b - a for a, b in zip(t, t[1:])] == [20.0, 40.0]
-    failed = [e for e in result.execution.history.events if e.type == "TaskFailed"]
-    assert [e.details["error"] for e in failed] == ["ConnectionError", "ConnectionError"]
 
 
 async def test_stage_that_always_fails_ends_failed_with_its_error_and_leaves_failure_json(ceap_workflow_env, example_payload):
@@ -74,7 +94,7 @@ async def test_stage_that_always_fails_ends_failed_with_its_error_and_leaves_fai
     assert result.status == "FAILED"
     assert result.execution.error == "TimeoutError"
     assert json.loads(result.execution.cause)["errorMessage"] == "the candidate store did not answer"
-    assert len(scheduled_times(result, "Store")) == 3  # first attempt and two retries
+    assert len(scheduled_times(result, "Store")) == 2  # first attempt and Express's one retry
     assert result.failure == {"Error": "TimeoutError", "Cause": result.execution.cause, "stage": "Store"}
     assert list(result.outputs) == ["ETL", "Filter", "Score"]  # what did run is still pointed to
     assert result.execution.history.types()[-13:] == [
@@ -115,15 +135,15 @@ async def test_payload_wrapped_in_a_one_element_array_is_unwrapped(ceap_workflow
 
 async def test_stage_timing_out_ends_as_ceap_stage_failed_with_the_timeout_in_the_cause(ceap_workflow_env, example_payload):
     async def hangs(event, context):
-        await ceap_workflow_env.clock.sleep(3600)  # longer than Filter's 60 s timeout
+        await ceap_workflow_env.clock.sleep(3600)  # longer than the Filter state's 20 s
 
     result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Filter": hangs})
     assert result.status == "FAILED"
     assert result.execution.error == "Ceap.StageFailed"
     assert result.execution.cause.startswith("States.Timeout in stage Filter")
     assert result.failure == {"Error": "States.Timeout", "Cause": "", "stage": "Filter"}
-    # three attempts of 60 s, waits of 20 s and 40 s between them
-    assert result.execution.stop_time - result.execution.start_time == 3 * 60 + 20 + 40
+    # Express's budget: two attempts of 20 s (the state's timeout, below the Lambda's 60 s), a wait of 2 s
+    assert result.execution.stop_time - result.execution.start_time == 2 * 20 + 2
 
 
 async def test_a_failing_glue_job_is_retried_after_300_then_600_seconds_then_recorded(ceap_workflow_env, example_payload):
