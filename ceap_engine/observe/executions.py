@@ -135,6 +135,10 @@ def record_execution(journal: Any, result: Any, *, definition: Mapping[str, Any]
         error=result.error, cause=result.cause,
         extra={"definition": json.dumps(definition), "recordedBy": "ceap run", **(extra or {})},
     )
+    # A name run again (the same input re-run, a resumed or a replaced run) keeps one record: the latest
+    # run's, with its own history - events of the earlier run would break the ids' 1, 2, 3 ... order.
+    if journal.get_execution(result.execution_arn) is not None:
+        journal.delete_execution(result.execution_arn)
     journal.put_execution(record)
     if result.history is not None:
         journal.append_events(result.execution_arn, result.history.to_aws("epoch"))
