@@ -66,7 +66,8 @@ def test_a_retrier_that_never_retries_draws_no_edge():
     spec = builtin("realtime")
     g = workflow_graph(build_definition(spec))
     retry = [e for e in g.edges if e.kind == "retry" and e.source == "ETL"]
-    assert [e.label for e in retry] == ["retry States.ALL: 2x, 20s x2"]  # Ceap.PermanentError: MaxAttempts 0
+    # Ceap.PermanentError (MaxAttempts 0) draws nothing; States.ALL is realtime's Express retry: once after 2 s.
+    assert [e.label for e in retry] == ["retry States.ALL: 1x, 2s x2"]
 
 
 def test_choice_labels_of_jsonata_and_of_each_operator_family():

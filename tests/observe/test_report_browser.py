@@ -111,7 +111,8 @@ def test_report_of_a_failed_run_marks_the_failed_caught_and_retried_states(faile
     assert dom.text_by_id["error"] == "TimeoutError"
     assert "the candidate store did not answer" in dom.text_by_id["cause"]
     timeline = dom.text_by_id["timeline"]
-    assert "retry wait 20.000 s" in timeline and "retry wait 40.000 s" in timeline  # Store's two retries
+    # Score's and Store's one retry each: realtime is Express, one retry after 2 s (EXPRESS_LAMBDA_RETRY).
+    assert "retry wait 2.000 s" in timeline and "retry wait 4.000 s" not in timeline
     taken = {dom.text_by_id[a["id"]].strip().splitlines()[0] for a in dom.with_class("taken")}  # the edge title
     assert {"Score->Score", "Store->Store", "Store->Store.Failed", "Failed->Failed.Stage"} <= taken
     assert "Store->Reactive" not in taken and "Failed->Failed.Reserved" not in taken
