@@ -161,6 +161,29 @@ def ensure_writable_folder(path: Path, option: str) -> None:
                                          "another folder", "NOT_WRITABLE")], "arguments") from None
 
 
+def write_output_file(path: Path, data: str | bytes, option: str = "--output") -> None:
+    """Write a command's ``-o`` file (its folder made if missing); a folder or unwritable place is an
+    :class:`InputError` naming ``option`` (exit 2).
+
+    >>> try:
+    ...     write_output_file(Path("/proc/ceap/t.json"), "{}")
+    ... except InputError as exc:
+    ...     print(exc.problems[0].code, exc.problems[0].path)
+    NOT_WRITABLE /output
+    """
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        raise InputError([Problem("/" + option.lstrip("-"), f"cannot write {path} ({exc.strerror}): name a file in a "
+                                                           "writable folder", "NOT_WRITABLE")], "argument") from None
+
+
 def parse_json_text(text: str, where: str, origin: str, code: str = "INVALID_JSON") -> Any:
     """JSON text, or an :class:`InputError` naming ``origin`` (a file or an option) and the position.
 

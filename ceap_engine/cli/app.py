@@ -40,6 +40,15 @@ def _wants_json(argv: list[str]) -> bool:
     return False
 
 
+_GROUPS = ("asl", "dlq", "executions")  # commands whose sub-command is part of the name: "asl run", "dlq list"
+
+
+def _typed_command(argv: list[str]) -> str:
+    """The command as typed (``asl run``, ``dlq list``, ``run``), read from argv when click's context is gone."""
+    words = argv[:2] if argv[:1] and argv[0] in _GROUPS else argv[:1]
+    return " ".join(words) or "ceap"
+
+
 def _usage_command(exc: Exception) -> str:
     ctx = getattr(exc, "ctx", None)
     parts = ctx.command_path.split() if ctx is not None else []
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         message = "the input, payload or definition is nested too deeply to process: flatten it"
         if _wants_json(args):
             print_json(error_envelope(message, [{"path": "/", "message": message, "code": "NESTED_TOO_DEEPLY"}],
-                                      command=" ".join(args[:2] if args[:1] == ["asl"] else args[:1]) or "ceap"))
+                                      command=_typed_command(args)))
         else:
             sys.stderr.write(f"error: {message}\n")
         sys.exit(EXIT_BAD_INPUT)

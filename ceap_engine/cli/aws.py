@@ -36,6 +36,7 @@ from ._output import (
     error_envelope,
     print_json,
     tolerate_broken_pipe,
+    write_output_file,
 )
 
 T = TypeVar("T")
@@ -171,13 +172,9 @@ def synth(
     body = template_body(template)
     if output is not None:
         try:
-            if output.is_dir():
-                raise IsADirectoryError(21, "it is a folder")
-            output.write_text(body + "\n", encoding="utf-8")
-        except OSError as exc:
-            emit_problems(InputError([Problem("/output", f"cannot write the template to {output} ({exc.strerror}): "
-                                                         "name a file in a writable folder", "NOT_WRITABLE")],
-                                     "argument"), format.value)
+            write_output_file(output, body + "\n")
+        except ValidationFailed as exc:
+            emit_problems(exc, format.value)
             raise typer.Exit(EXIT_BAD_INPUT) from None
     if format is OutputFormat.json:
         print_json(envelope({"workflow": spec.name, "output": str(output) if output else None,

@@ -12,16 +12,17 @@ import typer
 from rich.markup import escape
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
+from ._options import OutputFormat
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
     console,
     emit_problems,
+    envelope,
     err_console,
     print_json,
 )
-from .asl import OutputFormat
 from .graph import GraphWorkflow
 
 __all__ = ["cost"]
@@ -129,7 +130,7 @@ def cost(
                            "stages": [{"name": s.name, "kind": s.kind, "attempts": s.attempts, "localSeconds": round(s.local_seconds, 4)}
                                       for s in measurement.stages],
                            "s3Puts": measurement.s3_puts, "s3Gets": measurement.s3_gets, "s3BytesWritten": measurement.s3_bytes_written}
-        print_json(doc)
+        print_json(envelope(doc))
         raise typer.Exit(EXIT_OK)
     _print_table(estimate)
     raise typer.Exit(EXIT_OK)

@@ -14,7 +14,14 @@ import typer
 from rich.markup import escape
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ._output import EXIT_BAD_INPUT, EXIT_OK, console, emit_problems, print_json
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    console,
+    emit_problems,
+    envelope,
+    print_json,
+)
 from .asl import OutputFormat
 
 __all__ = ["app", "record_local_run"]
@@ -88,7 +95,7 @@ def list_executions(
     finally:
         journal.close()
     if format is OutputFormat.json:
-        print_json({"schemaVersion": 1, "executions": rows})
+        print_json(envelope({"executions": rows}))
         raise typer.Exit(EXIT_OK)
     from rich.table import Table
 
@@ -110,7 +117,11 @@ def history(
     report: Annotated[Path | None, typer.Option("--report", help="Also write its report page (FILE.html)")] = None,
 ) -> None:
     """One execution's history, as GetExecutionHistory gives it. Exit codes: 0 shown, 2 unknown execution."""
-    from ceap_engine.observe.executions import definition_of, execution_document, find_execution
+    from ceap_engine.observe.executions import (
+        definition_of,
+        execution_document,
+        find_execution,
+    )
 
     from ._report import check_report_path, write_report
 
@@ -135,7 +146,7 @@ def history(
     if report is not None:
         write_report(report, definition, document)
     if format is OutputFormat.json:
-        print_json(document)
+        print_json(envelope(document))
         raise typer.Exit(EXIT_OK)
     console.print(f"[bold]{escape(document['name'])}[/] {document['status']}  {escape(document['executionArn'])}")
     for e in document["events"]:

@@ -9,8 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ._output import EXIT_BAD_INPUT, EXIT_OK, console, emit_problems, print_json
-from .asl import OutputFormat
+from ._options import OutputFormat
+from ._output import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    console,
+    emit_problems,
+    envelope,
+    print_json,
+    tolerate_broken_pipe,
+    write_output_file,
+)
 
 __all__ = ["graph"]
 
@@ -45,7 +54,7 @@ def graph(
     definition: Annotated[Path | None, typer.Argument(help="An ASL definition (JSON file); or use --workflow.")] = None,
     workflow: Annotated[GraphWorkflow | None, typer.Option("--workflow", help="A shipped workflow: realtime or batch")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="FILE.svg, FILE.png, FILE.html (a page) or FILE.dot; default: DOT text on stdout")] = None,
-    format: Annotated[OutputFormat, typer.Option("--format", help="text or json: how the result or the error is reported")] = OutputFormat.text,
+    format: Annotated[OutputFormat, typer.Option("--format", help="text or json: how the result or the error is reported (without -o the DOT text is the JSON's 'dot')")] = OutputFormat.text,
 ) -> None:
     """Draw a state machine as a graph: SVG, PNG, an HTML page, or DOT text.
 
@@ -81,13 +90,19 @@ def graph(
     except CeapError as exc:
         emit_problems(ValidationFailed([Problem("/", str(exc), "ERROR")], "graph"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    if output is None:
-        typer.echo(data.decode("utf-8"), nl=False)
+    if output is not None:
+        try:
+            write_output_file(output, data)
+        except ValidationFailed as exc:
+            emit_problems(exc, format.value)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    if format is OutputFormat.json:
+        # Without -o the DOT text is the "dot" field: stdout stays one JSON document.
+        print_json(envelope({"output": str(output) if output else None, "states": len(model.nodes),
+                             "transitions": len(model.edges), "dot": None if output else data.decode("utf-8")}))
+    elif output is None:
+        with tolerate_broken_pipe():
+            typer.echo(data.decode("utf-8"), nl=False)
     else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_bytes(data)
-        if format is OutputFormat.json:
-            print_json({"schemaVersion": 1, "output": str(output), "states": len(model.nodes), "transitions": len(model.edges)})
-        else:
-            console.print(f"wrote {output} ({len(model.nodes)} states, {len(model.edges)} transitions)")
+        console.print(f"wrote {output} ({len(model.nodes)} states, {len(model.edges)} transitions)")
     raise typer.Exit(EXIT_OK)

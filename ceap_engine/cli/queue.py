@@ -30,14 +30,17 @@ from ceap_engine.pipeline.spec import WORKFLOW_NAME
 from ceap_engine.ports import OutgoingMessage, Queues, ReceivedMessage
 
 from ..errors import CeapError, InputError, Problem, ValidationFailed
-from ._options import ClockKind, OutputFormat, read_payload
+from ._options import ClockKind, OutputFormat, conflicting_options, read_payload
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     EXIT_OK,
     console,
+    emit_error,
     emit_problems,
-    err_console,
+    ensure_writable_folder,
+    envelope,
+    error_envelope,
     print_json,
 )
 
@@ -51,8 +54,8 @@ class Workflow(str, Enum):
 
 LocalOption = Annotated[bool, typer.Option("--local", help="The queue in --store on this machine (default without -n)")]
 NameOption = Annotated[str | None, typer.Option("-n", "--name", help="A deployed workflow (its SQS queues on AWS)")]
-WorkflowOption = Annotated[Workflow, typer.Option("--workflow", help="With --local: realtime (EXPRESS) or batch (STANDARD)")]
-StoreOption = Annotated[Path, typer.Option("--store", help="With --local: where the embedded storage lives")]
+WorkflowOption = Annotated[Workflow | None, typer.Option("--workflow", help="With --local: realtime (EXPRESS, the default) or batch (STANDARD)")]
+StoreOption = Annotated[Path | None, typer.Option("--store", help="With --local: where the embedded storage lives (default .ceap)")]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="text or json")]
 RegionOption = Annotated[str | None, typer.Option("--region", help="With -n: the AWS region")]
 ProfileOption = Annotated[str | None, typer.Option("--profile", help="With -n: the AWS profile")]
@@ -62,6 +65,33 @@ EndpointOption = Annotated[str | None, typer.Option("--endpoint-url", help="With
 def _fail(problem: Problem, fmt: str) -> typer.Exit:
     emit_problems(InputError([problem], "argument"), fmt)
     return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _check_target(name: str | None, local: bool, given: dict[str, bool], fmt: str) -> None:
+    """Options of the other target are refused, not ignored (exit 2): -n with --local, --workflow/--store
+    with -n, --region/--profile/--endpoint-url without it."""
+    if local and name:
+        problems = [Problem("/name", "--local and -n NAME exclude each other: -n names a deployed workflow",
+                            "CONFLICTING_OPTIONS")]
+    elif name:
+        problems = conflicting_options(given, ("--workflow", "--store"), "applies to the local queue only; -n NAME "
+                                                                         "acts on the deployed workflow's queues (drop the option)")
+    else:
+        problems = conflicting_options(given, ("--region", "--profile", "--endpoint-url"),
+                                       "applies to -n NAME only (a deployed workflow's queues); the local queue "
+                                       "is in --store")
+    if problems:
+        emit_problems(InputError(problems, "arguments"), fmt)
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _target(name: str | None, local: bool, workflow: Workflow | None, store: Path | None, region: str | None,
+            profile: str | None, endpoint_url: str | None, fmt: str) -> tuple[WorkflowSpec, Path]:
+    """The checked target of a queue command: the workflow's spec and the local store folder."""
+    _check_target(name, local, {"--workflow": workflow is not None, "--store": store is not None,
+                                "--region": region is not None, "--profile": profile is not None,
+                                "--endpoint-url": endpoint_url is not None}, fmt)
+    return _spec_of(name, workflow or Workflow.realtime, fmt), store if store is not None else Path(".ceap")
 
 
 def _spec_of(name: str | None, workflow: Workflow, fmt: str) -> WorkflowSpec:
@@ -85,6 +115,7 @@ async def _open(stack: AsyncExitStack, spec: WorkflowSpec, *, aws: bool, store: 
     from adapters.local.queue import SQLiteQueues
     from ceap_engine.queueing.pipe import create_workflow_queues
 
+    ensure_writable_folder(store, "--store")  # a file or an unwritable folder is exit 2, as for ceap run
     queues = stack.enter_context(SQLiteQueues(store / "queues.sqlite3", clock=clock))
     await create_workflow_queues(queues, spec)
     return queues
@@ -97,17 +128,14 @@ def _run(work: Callable[[], Awaitable[int]], fmt: str) -> int:
         emit_problems(exc, fmt)
         return EXIT_BAD_INPUT
     except CeapError as exc:
-        if fmt == "json":
-            print_json({"schemaVersion": 1, "error": str(exc), "code": getattr(exc, "code", type(exc).__name__)})
-        else:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        emit_error(str(exc), fmt, getattr(exc, "code", type(exc).__name__))
         return EXIT_FAILED
 
 
 def _aws_settings(region: str | None, profile: str | None, endpoint_url: str | None) -> Any:
-    from adapters.aws.session import AwsSettings
+    from .aws import _settings  # one check of --endpoint-url for every AWS command
 
-    return AwsSettings(region=region, profile=profile, endpoint_url=endpoint_url)
+    return _settings(region, profile, endpoint_url)
 
 
 def _where(name: str | None, store: Path) -> str:
@@ -121,8 +149,8 @@ def send(
     payload: Annotated[Path, typer.Argument(help="The execution input (JSON) to put on the workflow's queue")],
     name: NameOption = None,
     local: LocalOption = False,
-    workflow: WorkflowOption = Workflow.realtime,
-    store: StoreOption = Path(".ceap"),
+    workflow: WorkflowOption = None,
+    store: StoreOption = None,
     region: RegionOption = None,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
@@ -130,9 +158,7 @@ def send(
 ) -> None:
     """Put a payload on the workflow's queue; the Pipe (ceap serve locally, EventBridge on AWS) starts its execution."""
     fmt = format.value
-    if local and name:
-        raise _fail(Problem("/name", "--local and -n NAME exclude each other: -n names a deployed workflow"), fmt)
-    spec = _spec_of(name, workflow, fmt)
+    spec, store = _target(name, local, workflow, store, region, profile, endpoint_url, fmt)
 
     async def work() -> int:
         if name:
@@ -148,8 +174,8 @@ def send(
                                  settings=_aws_settings(region, profile, endpoint_url) if name else None)
             sent = await queues.send(queue_name(spec), OutgoingMessage(json.dumps(body)))
         if fmt == "json":
-            print_json({"schemaVersion": 1, "workflow": spec.name, "queue": queue_name(spec), "messageId": sent.message_id,
-                        "where": _where(name, store)})
+            print_json(envelope({"workflow": spec.name, "queue": queue_name(spec), "messageId": sent.message_id,
+                                 "where": _where(name, store)}))
         else:
             console.print(f"sent to {queue_name(spec)}: message {sent.message_id}")
             if not name:
@@ -185,8 +211,8 @@ def _standard_note(spec: WorkflowSpec) -> str | None:
 def dlq_list(
     name: NameOption = None,
     local: LocalOption = False,
-    workflow: WorkflowOption = Workflow.realtime,
-    store: StoreOption = Path(".ceap"),
+    workflow: WorkflowOption = None,
+    store: StoreOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many messages")] = 100,
     region: RegionOption = None,
     profile: ProfileOption = None,
@@ -195,7 +221,7 @@ def dlq_list(
 ) -> None:
     """The messages in the workflow's DLQ, oldest first (on AWS each look counts as a receive of the DLQ)."""
     fmt = format.value
-    spec = _spec_of(name, workflow, fmt)
+    spec, store = _target(name, local, workflow, store, region, profile, endpoint_url, fmt)
 
     async def work() -> int:
         async with AsyncExitStack() as stack:
@@ -204,8 +230,8 @@ def dlq_list(
             messages = await queues.peek(dlq_name(spec), limit)
         note = _standard_note(spec)
         if fmt == "json":
-            print_json({"schemaVersion": 1, "workflow": spec.name, "dlq": dlq_name(spec), "count": len(messages),
-                        "messages": [_message_json(m) for m in messages], "note": note})
+            print_json(envelope({"workflow": spec.name, "dlq": dlq_name(spec), "count": len(messages),
+                                 "messages": [_message_json(m) for m in messages], "note": note}))
             return EXIT_OK
         console.print(f"{dlq_name(spec)}: {len(messages)} message(s)")
         for m in messages:
@@ -223,8 +249,8 @@ def dlq_show(
     message_id: Annotated[str, typer.Argument(help="A message id from `ceap dlq list`")],
     name: NameOption = None,
     local: LocalOption = False,
-    workflow: WorkflowOption = Workflow.realtime,
-    store: StoreOption = Path(".ceap"),
+    workflow: WorkflowOption = None,
+    store: StoreOption = None,
     region: RegionOption = None,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
@@ -232,7 +258,7 @@ def dlq_show(
 ) -> None:
     """One DLQ message in full: its body, attributes, receive count and source queue."""
     fmt = format.value
-    spec = _spec_of(name, workflow, fmt)
+    spec, store = _target(name, local, workflow, store, region, profile, endpoint_url, fmt)
 
     async def work() -> int:
         async with AsyncExitStack() as stack:
@@ -241,14 +267,11 @@ def dlq_show(
             found = [m for m in await queues.peek(dlq_name(spec), 10_000) if m.message_id == message_id]
         if not found:
             message = f"no message {message_id} in {dlq_name(spec)} (see `ceap dlq list`)"
-            if fmt == "json":
-                print_json({"schemaVersion": 1, "error": message, "code": "MessageNotFound"})
-            else:
-                err_console.print(f"[bold red]error:[/] {escape(message)}")
+            emit_error(message, fmt, "MessageNotFound")
             return EXIT_FAILED
         document = _message_json(found[0])
         if fmt == "json":
-            print_json({"schemaVersion": 1, "workflow": spec.name, "dlq": dlq_name(spec), **document})
+            print_json(envelope({"workflow": spec.name, "dlq": dlq_name(spec), **document}))
         else:
             console.print(f"message {message_id} in {dlq_name(spec)}")
             console.print(f"  received {document['receiveCount']} time(s), from {document['source'] or '?'}")
@@ -264,8 +287,8 @@ def dlq_show(
 def dlq_redrive(
     name: NameOption = None,
     local: LocalOption = False,
-    workflow: WorkflowOption = Workflow.realtime,
-    store: StoreOption = Path(".ceap"),
+    workflow: WorkflowOption = None,
+    store: StoreOption = None,
     region: RegionOption = None,
     profile: ProfileOption = None,
     endpoint_url: EndpointOption = None,
@@ -273,7 +296,7 @@ def dlq_redrive(
 ) -> None:
     """Send every DLQ message back to the workflow's queue (after a fix), so the Pipe runs it again."""
     fmt = format.value
-    spec = _spec_of(name, workflow, fmt)
+    spec, store = _target(name, local, workflow, store, region, profile, endpoint_url, fmt)
 
     async def work() -> int:
         async with AsyncExitStack() as stack:
@@ -281,8 +304,8 @@ def dlq_redrive(
                                  settings=_aws_settings(region, profile, endpoint_url) if name else None)
             moved = await queues.move_messages(dlq_name(spec), queue_name(spec))
         if fmt == "json":
-            print_json({"schemaVersion": 1, "workflow": spec.name, "dlq": dlq_name(spec), "queue": queue_name(spec),
-                        "moved": moved})
+            print_json(envelope({"workflow": spec.name, "dlq": dlq_name(spec), "queue": queue_name(spec),
+                                 "moved": moved}))
         else:
             console.print(f"moved {moved} message(s) from {dlq_name(spec)} back to {queue_name(spec)}")
         return EXIT_OK
@@ -295,14 +318,13 @@ def dlq_redrive(
 
 def pipe(
     local: LocalOption = True,
-    workflow: WorkflowOption = Workflow.realtime,
-    store: StoreOption = Path(".ceap"),
+    workflow: Annotated[Workflow, typer.Option("--workflow", help="realtime (EXPRESS) or batch (STANDARD)")] = Workflow.realtime,
+    store: Annotated[Path, typer.Option("--store", help="Where the embedded storage lives")] = Path(".ceap"),
     clock: Annotated[ClockKind, typer.Option("--clock", help="virtual: visibility timeouts and retry waits cost no "
                                                              "wall time")] = ClockKind.virtual,
     format: FormatOption = OutputFormat.text,
 ) -> None:
     """Run the workflow's Pipe once over its local queue: start executions until the queue is empty."""
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
     from ceap_engine.pipeline.local import LocalPipeline
     from ceap_engine.queueing.pipe import Delivery, LocalPipelineTarget, Pipe
     from ceap_engine.runtime.clock import RealClock, VirtualClock
@@ -318,17 +340,16 @@ def pipe(
             console.print(f"  {mark} message {delivery.message_id} (receive {delivery.receive_count}): {delivery.status}")
 
     async def work() -> int:
-        run_clock = VirtualClock() if clock is ClockKind.virtual else RealClock()
-        objects = FileObjectStore(store)
-        runners = None
-        if any(s.kind == "glue" for s in spec.stages):
-            from .run import _glue_runners, _require_glue
+        from .run import _glue_runners, _require_glue, open_store
 
+        run_clock = VirtualClock() if clock is ClockKind.virtual else RealClock()
+        if any(s.kind == "glue" for s in spec.stages):
             _require_glue(spec)
-            runners = _glue_runners(spec, objects)
         async with AsyncExitStack() as stack:
             queues = await _open(stack, spec, aws=False, store=store, clock=run_clock)
-            candidates = stack.enter_context(SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock))
+            objects, candidates = open_store(store, run_clock)  # the checks of ceap run: exit 2, not a traceback
+            stack.callback(candidates.close)
+            runners = _glue_runners(spec, objects)
             pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock,
                                      runners=runners)
             target = LocalPipelineTarget(pipeline)
@@ -338,10 +359,17 @@ def pipe(
             waiting = (await queues.counts(dlq_name(spec))).visible
         failed = [r for r in target.results if r.status != "SUCCEEDED"]
         if fmt == "json":
-            print_json({"schemaVersion": 1, "workflow": spec.name, "queue": queue_name(spec), "received": stats.received,
-                        "succeeded": stats.succeeded, "failed": stats.failed, "started": stats.started,
-                        "pipeErrors": stats.internal_errors, "dlqMessages": waiting,
-                        "executions": [{"executionId": r.name, "status": r.status, "error": r.error} for r in target.results]})
+            doc = {"workflow": spec.name, "queue": queue_name(spec), "received": stats.received,
+                   "succeeded": stats.succeeded, "failed": stats.failed, "started": stats.started,
+                   "pipeErrors": stats.internal_errors, "dlqMessages": waiting,
+                   "executions": [{"executionId": r.name, "status": r.status, "error": r.error} for r in target.results]}
+            if failed:
+                print_json(error_envelope(
+                    f"{len(failed)} of {len(target.results)} execution(s) did not succeed",
+                    [{"path": f"/executions/{i}", "message": f"{r.name}: {r.error}", "code": r.status}
+                     for i, r in enumerate(target.results) if r.status != "SUCCEEDED"], **doc))
+            else:
+                print_json(envelope(doc))
         else:
             console.print(f"{queue_name(spec)}: {stats.received} delivery(ies), {len(target.results)} execution(s), "
                           f"{len(failed)} not SUCCEEDED; {waiting} message(s) in {dlq_name(spec)}")

@@ -34,7 +34,7 @@ from ..errors import (
     StorageError,
     ValidationFailed,
 )
-from ._options import ClockKind, OutputFormat
+from ._options import ClockKind, OutputFormat, conflicting_options
 from ._output import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -80,18 +80,16 @@ def check_target_options(target: Target, local: bool, given: dict[str, bool]) ->
     if local and target is Target.aws:
         problems.append(Problem("/target", "--local and --target aws contradict each other: give one", "CONFLICTING_OPTIONS"))
     elif target is Target.aws:
-        for option in ("--workflow", "--store", "--clock", "--seed", "--replace"):
-            if given.get(option):
-                problems.append(Problem(f"/{option[2:]}", f"{option} applies to local runs only; with --target aws the "
-                                        "deployed workflow decides (drop the option)", "CONFLICTING_OPTIONS"))
+        problems += conflicting_options(given, ("--workflow", "--store", "--clock", "--seed", "--replace"),
+                                        "applies to local runs only; with --target aws the deployed workflow "
+                                        "decides (drop the option)")
         if given.get("--report"):
             problems.append(Problem("/report", "--report draws a local run; for a deployed workflow use the Step "
                                                "Functions console", "CONFLICTING_OPTIONS"))
     else:
-        for option in ("--name", "--region", "--profile", "--endpoint-url", "--timeout"):
-            if given.get(option):
-                problems.append(Problem(f"/{option[2:]}", f"{option} applies to --target aws only; a local run takes "
-                                        "--workflow, --store and --clock", "CONFLICTING_OPTIONS"))
+        problems += conflicting_options(given, ("--name", "--region", "--profile", "--endpoint-url", "--timeout"),
+                                        "applies to --target aws only; a local run takes --workflow, --store and "
+                                        "--clock")
     _refuse(problems)
 
 

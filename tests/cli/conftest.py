@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def ceap(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the real ``ceap`` command in a subprocess."""
     return subprocess.run([sys.executable, "-m", "ceap_engine.cli", *args], cwd=cwd or ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def json_out(proc: subprocess.CompletedProcess) -> dict:

@@ -123,12 +123,68 @@ def test_aws_errors_have_details(moto_endpoint, tmp_path):
     for command, extra in [("status", []), ("destroy", ["--yes"])]:
         proc = subprocess.run([sys.executable, "-m", "ceap_engine.cli", command, "-n", "never-deployed",
                                "--endpoint-url", moto_endpoint, *extra, "--format", "json"], cwd=ROOT,
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=env, timeout=120, check=False)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         doc = envelope(proc, command, False)
         assert "never-deployed" in doc["error"] and doc["details"][0]["message"] == doc["error"]
     declined = subprocess.run([sys.executable, "-m", "ceap_engine.cli", "destroy", "-n", "never-deployed",
                                "--endpoint-url", moto_endpoint, "--format", "json"], cwd=ROOT, input="n\n",
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=env, timeout=120, check=False)
     assert declined.returncode == 1
     assert envelope(declined, "destroy", False)["details"][0]["code"] == "NOT_CONFIRMED"
+
+
+def test_the_journal_graph_and_cost_commands(run_ceap, tmp_path):
+    store = tmp_path / "s"
+    run = envelope(run_ceap("run", "examples/payload.json", "--store", str(store), "--execution-name", "kept",
+                            "--format", "json"), "run", True)
+    listed = envelope(run_ceap("executions", "list", "--store", str(store), "--format", "json"), "executions list", True)
+    assert [e["name"] for e in listed["executions"]] == ["kept"]
+    shown = envelope(run_ceap("executions", "history", "kept", "--store", str(store), "--format", "json"),
+                     "executions history", True)
+    assert shown["events"] == run["events"]
+    proc = run_ceap("executions", "history", "never-ran", "--store", str(store), "--format", "json")
+    assert proc.returncode == 2 and envelope(proc, "executions history", False)
+    doc = envelope(run_ceap("graph", "--workflow", "realtime", "--format", "json"), "graph", True)
+    assert doc["output"] is None and doc["dot"].startswith("digraph workflow {")  # stdout stays one document
+    proc = run_ceap("graph", "--workflow", "realtime", "-o", str(tmp_path), "--format", "json")  # a folder
+    assert proc.returncode == 2 and envelope(proc, "graph", False)["details"][0]["path"] == "/output"
+    proc = run_ceap("cost", "--region", "mars-1", "--format", "json")
+    assert proc.returncode == 2 and envelope(proc, "cost", False)
+
+
+def test_the_queue_commands(run_ceap, tmp_path):
+    store = str(tmp_path / "q")
+    assert envelope(run_ceap("dlq", "list", "--local", "--store", store, "--format", "json"), "dlq list", True)["count"] == 0
+    assert envelope(run_ceap("dlq", "redrive", "--local", "--store", store, "--format", "json"), "dlq redrive", True)["moved"] == 0
+    proc = run_ceap("dlq", "show", "no-such-id", "--local", "--store", store, "--format", "json")
+    assert proc.returncode == 1 and envelope(proc, "dlq show", False)["details"][0]["code"] == "MessageNotFound"
+    assert envelope(run_ceap("pipe", "--local", "--store", store, "--format", "json"), "pipe", True)["received"] == 0
+    sent = envelope(run_ceap("send", "--local", "examples/payload.json", "--store", store, "--format", "json"), "send", True)
+    assert sent["messageId"] and sent["queue"] == "ceap-workflow-realtime-queue"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for command in (["dlq", "list"], ["pipe"], ["send", "examples/payload.json"]):
+        proc = run_ceap(*command, "--local", "--store", str(a_file), "--format", "json")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert envelope(proc, " ".join(command[:2] if command[0] == "dlq" else command[:1]), False)["details"][0]["code"] == "NOT_A_FOLDER"
+    assert a_file.read_text() == "x"
+
+
+def test_options_of_the_other_target_are_refused_by_the_newer_options_and_commands(run_ceap, tmp_path):
+    payload, store = "examples/payload.json", str(tmp_path / "s")
+    cases = [
+        (["run", payload, "--target", "aws", "-n", "demo", "--replace"], "run", "/replace"),
+        (["run", payload, "--target", "aws", "-n", "demo", "--report", str(tmp_path / "r.html")], "run", "/report"),
+        (["run", payload, "--timeout", "5", "--store", store], "run", "/timeout"),
+        (["send", payload, "-n", "demo", "--store", store], "send", "/store"),
+        (["send", payload, "--local", "-n", "demo"], "send", "/name"),
+        (["dlq", "list", "--region", "eu-west-1", "--store", store], "dlq list", "/region"),
+        (["dlq", "redrive", "-n", "demo", "--workflow", "batch"], "dlq redrive", "/workflow"),
+    ]
+    for args, command, path in cases:
+        proc = run_ceap(*args, "--format", "json")
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        (detail,) = envelope(proc, command, False)["details"]
+        assert detail["path"] == path and detail["code"] == "CONFLICTING_OPTIONS", detail
+    assert not (tmp_path / "s").exists()

@@ -29,7 +29,7 @@ def problem(proc) -> dict:
 
 def test_name_help_shows_the_pattern_rich_would_eat(run_ceap):
     proc = subprocess.run([sys.executable, "-m", "ceap_engine.cli", "deploy", "--help"], cwd=ROOT, capture_output=True,
-                          text=True, env=os.environ | {"COLUMNS": "250"})
+                          text=True, env=os.environ | {"COLUMNS": "250"}, check=False)
     assert "^[a-z][a-z0-9-]{0,29}$" in proc.stdout, proc.stdout
 
 
@@ -157,7 +157,7 @@ def test_function_imports_from_the_current_folder(run_ceap, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([sys.executable, "-m", "ceap_engine.cli", "asl", "run", "call.json", "--input", '{"x": 3}',
                            "--function", "f=myhandlers:handler", "--format", "json"],
-                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json_out(proc)["output"] == {"seen": 3}
 
@@ -179,7 +179,7 @@ def test_distributed_map_without_a_store_names_the_option(run_ceap, tmp_path):
 def test_java_home_pointing_nowhere_is_named(run_ceap, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ceap_engine.cli", "run", "examples/payload-batch.json", "--workflow",
                            "batch", "--store", str(tmp_path / "s"), "--format", "json"], cwd=ROOT, capture_output=True,
-                          text=True, env=os.environ | {"JAVA_HOME": "/nonexistent"}, timeout=120)
+                          text=True, env=os.environ | {"JAVA_HOME": "/nonexistent"}, timeout=120, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "JAVA_HOME=/nonexistent" in json_out(proc)["details"][0]["message"]
     assert not (tmp_path / "s").exists()

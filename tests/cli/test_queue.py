@@ -28,6 +28,7 @@ def test_the_poison_path_through_send_pipe_and_dlq_redrive(run_ceap, tmp_path):
     assert first.returncode == 1, first.stderr
     assert [e["status"] for e in json_out(first)["executions"]] == ["FAILED"] * 3
     assert json_out(first)["dlqMessages"] == 1
+    assert json_out(first)["ok"] is False and [d["code"] for d in json_out(first)["details"]] == ["FAILED"] * 3
 
     listed = json_out(run_ceap("dlq", "list", "--local", "--store", store, "--format", "json"))
     assert [(m["messageId"], m["receiveCount"]) for m in listed["messages"]] == [(message_id, 3)]

@@ -24,7 +24,8 @@ def test_png_and_html_of_any_definition(run_ceap, tmp_path):
     definition.write_text(json.dumps(DEFINITION))
     proc = run_ceap("graph", str(definition), "-o", str(tmp_path / "g.png"), "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    assert json_out(proc) == {"schemaVersion": 1, "output": str(tmp_path / "g.png"), "states": 2, "transitions": 1}
+    assert json_out(proc) == {"schemaVersion": 1, "command": "graph", "ok": True, "output": str(tmp_path / "g.png"),
+                              "states": 2, "transitions": 1, "dot": None}
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
     assert run_ceap("graph", str(definition), "-o", str(tmp_path / "g.html")).returncode == 0
     page = (tmp_path / "g.html").read_text()
