@@ -529,3 +529,35 @@ def test_run_target_aws_leaves_a_long_standard_execution_running_after_the_timeo
     text = " ".join(result.output.split())
     assert "RUNNING" in text and "still running after 1 s (--timeout); it goes on" in text
     assert f"ceap status -n {name}" in text
+
+
+def test_deploy_answers_in_the_json_envelope(moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path) -> None:
+    """--format json, through the real entry point: one envelope on stdout for a new stack's dry run, for
+    --no-execute, and for a plan with blockers (ok: false, exit 1)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
+
+    def deploy(name: str, *extra: str) -> tuple[int, dict[str, Any]]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "ceap_engine.cli", "deploy", "--target", "aws", "-n", name, "--endpoint-url",
+             moto_endpoint, "--wheelhouse", str(lambda_wheelhouse), "--build-dir", str(tmp_path / name), *extra,
+             "--format", "json"], capture_output=True, text=True, env=env, timeout=300, check=False)
+        doc = json.loads(proc.stdout)  # progress went to stderr
+        assert (doc["schemaVersion"], doc["command"], doc["ok"]) == (1, "deploy", proc.returncode == 0), doc
+        return proc.returncode, doc
+
+    name = f"js-{uuid.uuid4().hex[:6]}"
+    code, dry = deploy(name, "--dry-run")
+    assert code == 0 and dry["dryRun"] is True and dry["changes"] is None and dry["blockers"] == []
+    assert "Add     Lambda::Function ETLLambda" in dry["creates"] and dry["plan"]
+    code, kept = deploy(name, "--no-execute")
+    assert code == 0 and kept["status"] == "CHANGE_SET_CREATED" and kept["changeSet"] and kept["changed"] is False
+
+    clash = f"jc-{uuid.uuid4().hex[:6]}"
+    aws(moto_endpoint, "sqs").create_queue(QueueName=f"ceap-workflow-{clash}-queue")
+    code, blocked = deploy(clash, "--dry-run")
+    assert code == 1 and blocked["blockers"] and blocked["details"][0]["code"] == "BLOCKED"
+    assert f"ceap-workflow-{clash}-queue" in " ".join(blocked["error"].split())
