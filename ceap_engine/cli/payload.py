@@ -79,7 +79,7 @@ def _source_problem(function: Any, source: str) -> str | None:
         return None
     try:
         source_format(source)
-    except Exception as exc:  # the stage's own words, whichever error type it raises
+    except Exception as exc:  # noqa: BLE001 - the stage's own words, whichever error type it raises
         return str(exc)
     return None
 

@@ -38,7 +38,7 @@ def test_text_output_shows_counts_reconciliation_and_locations(run_ceap, tmp_pat
     assert "ok  ETL read = transformed + errors" in proc.stdout
     assert str(tmp_path.resolve()) in proc.stdout
     assert "> ETL" in proc.stderr and "ok Reactive" in proc.stderr  # a progress line per stage
-    assert re.search(r"^\s+\d+\.\ds  ok ETL  processedCount=\d+", proc.stderr, re.M), proc.stderr  # wall time
+    assert re.search(r"^\s+\d+\.\ds  ok ETL  processedCount=\d+", proc.stderr, re.MULTILINE), proc.stderr  # wall time
     assert "t+    0.0s" not in proc.stderr
     assert "warning" not in proc.stderr  # the built-in realtime workflow fits Express
 
