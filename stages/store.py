@@ -15,7 +15,7 @@ What a write keeps of a record already in the store (read first, by key):
   this execution did (a re-run or a retry of the same execution therefore
   writes the same records again and duplicates nothing).
 
-Counting: ``inputCount = storedCount + failedCount``; failed writes are listed
+Counting: ``inputCount = storedCount + failedCount + errorCount``; failed writes are listed
 under ``failed`` with the store's reason. If *every* write fails the stage
 raises :class:`~ceap_engine.errors.StorageError` so the state machine's Retry
 applies (the store is down, not the data wrong). A missing candidate store is
@@ -29,7 +29,7 @@ from pydantic import Field
 from ceap_engine.pipeline.stage import CandidateRecord, CandidateStore, PermanentError, StageContext, StorageError
 
 from .config import load_default
-from .domain import CamelModel, Candidate, DateRange
+from .domain import CamelModel, Candidate, DateRange, RecordFailure, record_failure
 
 __all__ = [
     "FailedWrite",
@@ -69,6 +69,7 @@ class StoreMetrics(CamelModel):
     input_count: int
     stored_count: int
     failed_count: int
+    error_count: int = 0
 
 
 class StoreOutput(CamelModel):
@@ -78,6 +79,7 @@ class StoreOutput(CamelModel):
     primary_model: str | None = None
     candidates: list[Candidate]
     failed: list[FailedWrite] = Field(default_factory=list)
+    errors: list[RecordFailure] = Field(default_factory=list)
     metrics: StoreMetrics
 
 
@@ -134,6 +136,19 @@ def _merged_with_existing(candidate: Candidate, existing: CandidateRecord | None
     return candidate.model_copy(update={"metadata": metadata, "attributes": attributes})
 
 
+def _records_of(prepared: list[Candidate], primary_model: str) -> tuple[dict[tuple[str, str], CandidateRecord], list[RecordFailure]]:
+    """One record per key (with duplicate keys the last one wins, as an upsert would); a
+    candidate that cannot become a record is that record's error, not the batch's."""
+    records: dict[tuple[str, str], CandidateRecord] = {}
+    errors: list[RecordFailure] = []
+    for candidate in prepared:
+        try:
+            records[candidate.key] = candidate.to_record(primary_score(candidate, primary_model))
+        except Exception as err:  # noqa: BLE001
+            errors.append(record_failure(candidate, err))
+    return records, errors
+
+
 async def run(input: StoreInput, context: StageContext) -> StoreOutput:
     """Upsert ``input.candidates``; pass the stored ones on to Reactive.
 
@@ -160,10 +175,8 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
         return _merged_with_existing(fresh, existing, context.execution_id)
 
     prepared = list(await asyncio.gather(*(prepare(c) for c in input.candidates)))
-    # One record per key; with duplicate keys in the input the last one wins, as an upsert would.
-    records: dict[tuple[str, str], CandidateRecord] = {
-        candidate.key: candidate.to_record(primary_score(candidate, primary_model)) for candidate in prepared
-    }
+    records, errors = _records_of(prepared, primary_model)
+    prepared = [c for c in prepared if c.key in records]
     result = await store.put_batch(list(records.values())) if records else None
     stored_keys = set(result.stored) if result else set()
     failures = dict(result.failed) if result else {}
@@ -198,5 +211,7 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
         primary_model=primary_model,
         candidates=stored,
         failed=failed,
-        metrics=StoreMetrics(input_count=len(input.candidates), stored_count=len(stored), failed_count=len(failed)),
+        errors=errors,
+        metrics=StoreMetrics(input_count=len(input.candidates), stored_count=len(stored), failed_count=len(failed),
+                             error_count=len(errors)),
     )

@@ -178,6 +178,7 @@ class LocalPipeline:
         self.substitutions = substitutions
         self.machine: StateMachine = load_definition(substitute(self.definition, substitutions))
         self.engine = Engine(clock=self.clock, runners=task_runners, seed=seed, region=region, account=account,
+                             object_store=objects,
                              role_arn=f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
         self.engine.check_resources(self.machine)
 
