@@ -31,7 +31,7 @@ from ceap_engine.pipeline.builder import (
     function_placeholder,
     substitute,
 )
-from ceap_engine.pipeline.layout import failure_key
+from ceap_engine.pipeline.layout import execution_key, failure_key
 from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
 from ceap_engine.pipeline.spec import WorkflowSpec
 from ceap_engine.pipeline.stage_runtime import load_stage_function, make_stage_handler
@@ -119,6 +119,8 @@ class PipelineResult:
     outputs: dict[str, str] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     failure: dict[str, Any] | None = None
+    #: Per stage, its manifest's reconciliation (``in``, ``out``, ``rejected``, ...).
+    reconciliation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -195,11 +197,12 @@ class LocalPipeline:
         execution = self.start(payload, name=name)
         return await self.collect(await execution.task)
 
-    async def _metrics_of(self, key: str) -> dict[str, Any]:
+    async def _manifest_of(self, key: str) -> dict[str, Any]:
         try:
-            return _metrics(await read_json(self.objects, self.bucket, key))
+            document = await read_json(self.objects, self.bucket, key)
         except (ObjectNotFound, ValueError):
             return {}
+        return document if isinstance(document, dict) else {}
 
     async def collect(self, result: ExecutionResult) -> PipelineResult:
         """Attach outputs, counts and (on failure) the recorded failure to a finished execution."""
@@ -207,14 +210,21 @@ class LocalPipeline:
         stages = (result.output or {}).get("stages") if result.status == "SUCCEEDED" else None
         if stages is None:
             stages = _stages_so_far(result)
-        for name, info in (stages or {}).items():
-            if isinstance(info, Mapping) and "outputKey" in info:
-                out.outputs[name] = info["outputKey"]
-                counts = info.get("counts")
-                if counts is None:
-                    # A Glue stage's result is a job run, not a pointer: its counts are in its output.
-                    counts = await self._metrics_of(info["outputKey"])
-                out.counts[name] = counts or {}
+        for stage in self.spec.stages:
+            info = (stages or {}).get(stage.name)
+            key = info["outputKey"] if isinstance(info, Mapping) and "outputKey" in info else None
+            manifest = await self._manifest_of(key or execution_key(result.name, stage.name))
+            if key is None and not manifest:
+                continue
+            # A stage that failed its reconciliation still wrote its manifest: show where records went.
+            out.outputs[stage.name] = key or execution_key(result.name, stage.name)
+            counts = info.get("counts") if isinstance(info, Mapping) else None
+            if counts is None:
+                # A Glue stage's result is a job run, not a pointer: its counts are in its output.
+                counts = _metrics(manifest)
+            out.counts[stage.name] = counts or {}
+            if isinstance(manifest.get("reconciliation"), Mapping):
+                out.reconciliation[stage.name] = dict(manifest["reconciliation"])
         if result.status != "SUCCEEDED":
             try:
                 out.failure = await read_json(self.objects, self.bucket, failure_key(result.name))
