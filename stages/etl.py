@@ -397,6 +397,11 @@ def _validate(record: _ParsedRecord) -> tuple[OrderEvent | None, RecordError | N
             kinds = {e.get("type") for e in err.errors()}
             if "json_invalid" in kinds:
                 try:
+                    record.raw.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return None, RecordError(line=record.line, reason=f"not UTF-8 text (byte {bad.start})",
+                                             reason_code="INVALID_ENCODING")
+                try:
                     json.loads(record.raw)
                 except json.JSONDecodeError as bad:
                     return None, RecordError(line=record.line, reason=f"not valid JSON: {bad.msg} (column {bad.colno})",

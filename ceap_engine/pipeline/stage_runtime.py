@@ -181,6 +181,12 @@ async def invoke_stage(
         return await data.assemble([summary], previous_out=None)
 
     previous = await data.previous(request.previous_stage)
+    if not previous.parts:
+        # Nothing to map over: the stage still runs once, on no records, so that its
+        # manifest carries its own (zero) metrics.
+        empty = InputPart(0, previous.key, 0, inline=())
+        summary = await _run_part(stage, data, previous, empty, context)
+        return await data.assemble([summary], previous_out=previous.out)
     if request.assemble:
         summaries = await data.read_summaries(len(previous.parts))
         return await data.assemble(summaries, previous_out=previous.out)
