@@ -99,7 +99,9 @@ def test_batch_example_end_to_end_with_the_glue_job(run_ceap, tmp_path):
     root = Path(doc["store"]) / "buckets" / doc["bucket"]
     heavy = json.loads((root / doc["outputs"]["HeavyETL"]).read_text())
     passed = doc["counts"]["Filter"]["passedCount"]
-    assert heavy["metrics"]["inputCount"] == passed == len(heavy["candidates"])
+    assert heavy["metrics"]["inputCount"] == passed == heavy["counts"]["candidates"]
+    score_manifest = json.loads((root / doc["outputs"]["Score"]).read_text())
+    assert score_manifest["reconciliation"]["in"] == passed  # Score's Distributed Map read every HeavyETL part
     assert doc["counts"]["HeavyETL"] == heavy["metrics"]
     score = json.loads((root / doc["outputs"]["Score"]).read_text())
     variants = {s["metadata"]["variant"] for c in score["candidates"] for s in c["scores"].values()
