@@ -121,7 +121,8 @@ class EtlConfig(CamelModel):
     ``treatment`` arm (the rest are ``control``), assigned by a stable hash of
     program and customer; ``sourceConnectorId`` ("order-events");
     ``partitions`` (0 = from the source's size): how many hash partitions the
-    events are spread over before merging.
+    events are spread over before merging; ``partRecords`` (10,000): the most
+    candidates one part holds (the Map's unit of work downstream).
     """
 
     timing_window_start_days: float = Field(DEFAULT_TIMING_WINDOW_START_DAYS, ge=0)
@@ -130,6 +131,7 @@ class EtlConfig(CamelModel):
     treatment_percent: float = Field(50, ge=0, le=100)
     source_connector_id: str = "order-events"
     partitions: int = Field(0, ge=0, le=4096)
+    part_records: int = Field(10_000, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _window(self) -> Self:
@@ -562,7 +564,7 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
 
     # Pass 2: each partition holds every event of its candidates; merge it and write the candidates.
     now = context.clock.now()
-    writer = context.part_writer("candidates")
+    writer = context.part_writer("candidates", max_records=config.part_records)
     candidates = duplicates = failed_events = 0
     for spill in spills:
         await spill.close()
