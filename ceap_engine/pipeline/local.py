@@ -17,7 +17,9 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,8 +148,14 @@ class LocalPipeline:
         region: str = "us-east-1",
         account: str = "123456789012",
         progress: ProgressCallback | None = None,
+        workers: int | None = None,
     ) -> None:
         self.spec = spec
+        # A Map runs its iterations concurrently, but each one holds a part in memory:
+        # at most ``workers`` stage calls (default: one per core) run at once, the rest wait
+        # their turn, so memory stays at workers x one part whatever the day's volume.
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._slots = asyncio.Semaphore(self.workers)
         self.objects = objects
         self.candidates = candidates
         self.clock = clock or VirtualClock()
@@ -163,8 +171,8 @@ class LocalPipeline:
                 name = lambda_function_name(spec, stage)
                 functions.register(
                     name,
-                    make_stage_handler(stage.function, objects=objects, candidates=candidates, clock=self.clock,
-                                       config=stage.config),
+                    self._bounded(make_stage_handler(stage.function, objects=objects, candidates=candidates,
+                                                     clock=self.clock, config=stage.config)),
                     timeout_seconds=stage.timeout_seconds,
                     memory_mb=stage.memory_mb,
                 )
@@ -183,6 +191,14 @@ class LocalPipeline:
                              object_store=objects,
                              role_arn=f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
         self.engine.check_resources(self.machine)
+
+    def _bounded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        async def run(event: Any, context: Any) -> Any:
+            async with self._slots:
+                return await handler(event, context)
+
+        run.__name__ = getattr(handler, "__name__", "handler")
+        return run
 
     @property
     def execution_type(self) -> str:
