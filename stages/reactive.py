@@ -4,7 +4,7 @@
 ``channelPriority`` that the candidate is eligible for and whose threshold its
 primary score meets (``channelMinScores[channel]``, else ``minScore``). The
 actions are written as JSON Lines to
-``executions/{executionId}/Reactive/actions.jsonl`` in the workflow bucket
+``executions/{executionId}/Reactive/actions-NNNNN.jsonl`` parts in the workflow bucket
 (the file is written even when empty, so ``actionsKey`` always names an
 object). An action's ``actionId`` is a hash of execution, candidate key and
 channel, so a re-run of the same execution writes the same actions and a
@@ -129,7 +129,7 @@ class ReactiveInput(CamelModel):
 
 
 class EngagementAction(CamelModel):
-    """One request to engage a customer on a channel (one line of ``actions.jsonl``)."""
+    """One request to engage a customer on a channel (one line of an ``actions-NNNNN.jsonl`` part)."""
 
     action_id: str
     execution_id: str
@@ -214,7 +214,7 @@ def _action_for(
 
 
 async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
-    """Write one engagement action per qualifying candidate to ``actions.jsonl``.
+    """Write one engagement action per qualifying candidate to this part's ``actions-NNNNN.jsonl``.
 
     Example::
 
