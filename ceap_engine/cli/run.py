@@ -96,8 +96,13 @@ class _Progress:
             err_console.print(f"{t} [red]failed[/] {p.stage}{attempt}: {escape((p.error or '')[:300])}")
 
 
-def reconciliation(counts: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The "nothing is lost" checks over the stages' counts."""
+def reconciliation(counts: dict[str, Any], chained: dict[str, Any] | None = None,
+                   order: list[str] | None = None) -> list[tuple[str, bool]]:
+    """The "nothing is lost" checks: the chain of the stages' manifests when given, else over the counts."""
+    if chained:
+        from ceap_engine.pipeline.reconcile import chain
+
+        return [(link.text, link.ok) for link in chain(chained, order or list(chained))]
     checks = []
     etl, flt, store = counts.get("ETL"), counts.get("Filter"), counts.get("Store")
     if etl:
@@ -137,7 +142,7 @@ def _print_text(result: PipelineResult, store: Path, wall_seconds: float) -> Non
     width = max((len(s) for s in result.outputs), default=0)
     for stage in result.outputs:
         console.print(f"  {stage:<{width}}  {escape(_format_counts(result.counts.get(stage) or {}))}")
-    checks = reconciliation(result.counts)
+    checks = reconciliation(result.counts, result.reconciliation, list(result.outputs))
     if checks:
         console.print("nothing lost:")
         for text, ok in checks:
@@ -161,7 +166,8 @@ def _json_document(result: PipelineResult, store: Path) -> dict[str, Any]:
         "bucket": result.bucket,
         "outputs": result.outputs,
         "counts": result.counts,
-        "reconciliation": [{"check": text, "ok": ok} for text, ok in reconciliation(result.counts)],
+        "reconciliation": [{"check": text, "ok": ok}
+                           for text, ok in reconciliation(result.counts, result.reconciliation, list(result.outputs))],
         "failure": result.failure,
         "executionName": _name_claim_json(result),
     })

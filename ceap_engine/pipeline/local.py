@@ -17,7 +17,9 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +34,7 @@ from ceap_engine.pipeline.builder import (
     substitute,
 )
 from ceap_engine.pipeline.executions import NameClaim, claim_name, record_end, record_start
-from ceap_engine.pipeline.layout import failure_key
+from ceap_engine.pipeline.layout import execution_key, failure_key
 from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
 from ceap_engine.pipeline.spec import WorkflowSpec
 from ceap_engine.pipeline.stage_runtime import load_stage_function, make_stage_handler
@@ -122,6 +124,8 @@ class PipelineResult:
     failure: dict[str, Any] | None = None
     name_claim: NameClaim | None = None
     """What the execution-name rule found (an earlier run resumed, re-run or replaced)."""
+    #: Per stage, its manifest's reconciliation (``in``, ``out``, ``rejected``, ...).
+    reconciliation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -147,8 +151,14 @@ class LocalPipeline:
         region: str = "us-east-1",
         account: str = "123456789012",
         progress: ProgressCallback | None = None,
+        workers: int | None = None,
     ) -> None:
         self.spec = spec
+        # A Map runs its iterations concurrently, but each one holds a part in memory:
+        # at most ``workers`` stage calls (default: one per core) run at once, the rest wait
+        # their turn, so memory stays at workers x one part whatever the day's volume.
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._slots = asyncio.Semaphore(self.workers)
         self.objects = objects
         self.candidates = candidates
         self.clock = clock or VirtualClock()
@@ -164,8 +174,8 @@ class LocalPipeline:
                 name = lambda_function_name(spec, stage)
                 functions.register(
                     name,
-                    make_stage_handler(stage.function, objects=objects, candidates=candidates, clock=self.clock,
-                                       config=stage.config),
+                    self._bounded(make_stage_handler(stage.function, objects=objects, candidates=candidates,
+                                                     clock=self.clock, config=stage.config)),
                     timeout_seconds=stage.timeout_seconds,
                     memory_mb=stage.memory_mb,
                 )
@@ -182,8 +192,17 @@ class LocalPipeline:
         self._running: dict[str, tuple[NameClaim | None, dict[str, Any]]] = {}
         self.machine: StateMachine = load_definition(substitute(self.definition, substitutions))
         self.engine = Engine(clock=self.clock, runners=task_runners, seed=seed, region=region, account=account,
+                             object_store=objects,
                              role_arn=f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
         self.engine.check_resources(self.machine)
+
+    def _bounded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        async def run(event: Any, context: Any) -> Any:
+            async with self._slots:
+                return await handler(event, context)
+
+        run.__name__ = getattr(handler, "__name__", "handler")
+        return run
 
     @property
     def execution_type(self) -> str:
@@ -218,11 +237,12 @@ class LocalPipeline:
         execution = await self.start_checked(payload, name=name, replace=replace)
         return await self.collect(await execution.task)
 
-    async def _metrics_of(self, key: str) -> dict[str, Any]:
+    async def _manifest_of(self, key: str) -> dict[str, Any]:
         try:
-            return _metrics(await read_json(self.objects, self.bucket, key))
+            document = await read_json(self.objects, self.bucket, key)
         except (ObjectNotFound, ValueError):
             return {}
+        return document if isinstance(document, dict) else {}
 
     async def collect(self, result: ExecutionResult) -> PipelineResult:
         """Attach outputs, counts and (on failure) the recorded failure to a finished execution."""
@@ -234,14 +254,21 @@ class LocalPipeline:
         stages = (result.output or {}).get("stages") if result.status == "SUCCEEDED" else None
         if stages is None:
             stages = _stages_so_far(result)
-        for name, info in (stages or {}).items():
-            if isinstance(info, Mapping) and "outputKey" in info:
-                out.outputs[name] = info["outputKey"]
-                counts = info.get("counts")
-                if counts is None:
-                    # A Glue stage's result is a job run, not a pointer: its counts are in its output.
-                    counts = await self._metrics_of(info["outputKey"])
-                out.counts[name] = counts or {}
+        for stage in self.spec.stages:
+            info = (stages or {}).get(stage.name)
+            key = info["outputKey"] if isinstance(info, Mapping) and "outputKey" in info else None
+            manifest = await self._manifest_of(key or execution_key(result.name, stage.name))
+            if key is None and not manifest:
+                continue
+            # A stage that failed its reconciliation still wrote its manifest: show where records went.
+            out.outputs[stage.name] = key or execution_key(result.name, stage.name)
+            counts = info.get("counts") if isinstance(info, Mapping) else None
+            if counts is None:
+                # A Glue stage's result is a job run, not a pointer: its counts are in its output.
+                counts = _metrics(manifest)
+            out.counts[stage.name] = counts or {}
+            if isinstance(manifest.get("reconciliation"), Mapping):
+                out.reconciliation[stage.name] = dict(manifest["reconciliation"])
         if result.status != "SUCCEEDED":
             try:
                 out.failure = await read_json(self.objects, self.bucket, failure_key(result.name))

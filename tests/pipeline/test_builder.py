@@ -25,27 +25,54 @@ def test_definition_is_valid_asl_and_chains_the_stages(spec):
     assert definition["StartAt"] == "Input"
     assert definition["States"]["Input"]["Default"] == names[0]
     assert definition["States"]["Input.Unwrap"] == {"Type": "Pass", "InputPath": "$[0]", "Next": names[0]}
-    for here, nxt in zip(names, names[1:] + ["Summary"], strict=True):
-        assert definition["States"][here]["Next"] == nxt
+    for i, (here, nxt) in enumerate(zip(names, names[1:] + ["Summary"], strict=True)):
+        state = definition["States"][here]
+        if i == 0 or state["Type"] == "Task":  # the first stage and a Glue stage are one Task
+            assert state["Next"] == nxt
+        else:  # a Map over the previous stage's parts, then the manifest
+            assert state["Type"] == "Map" and state["Next"] == f"{here}.Manifest"
+            assert definition["States"][f"{here}.Manifest"]["Next"] == nxt
+
+
+@pytest.mark.parametrize(("spec", "mode"), [(REALTIME, "INLINE"), (BATCH, "DISTRIBUTED")], ids=["realtime", "batch"])
+def test_per_record_stages_map_over_the_previous_stages_parts(spec, mode):
+    states = build_definition(spec)["States"]
+    score = states["Score"]
+    assert score["ItemProcessor"]["ProcessorConfig"]["Mode"] == mode
+    assert score["ItemSelector"]["part.$"] == "$$.Map.Item.Value" and score["ResultPath"] is None
+    previous = spec.previous("Score")
+    if mode == "INLINE":
+        assert score["ItemsPath"] == f"$.stages.{previous}.parts" and score["MaxConcurrency"] == 40
+        assert states["ETL"]["ResultSelector"]["parts.$"] == "$.Payload.parts"
+    else:  # Standard: the part list is read from S3, results go back to S3
+        assert score["ItemReader"]["ReaderConfig"] == {"InputType": "JSONL"}
+        assert score["ItemReader"]["Parameters"]["Key.$"] == (
+            f"States.Format('executions/{{}}/{previous}/parts.jsonl', $$.Execution.Name)"
+        )
+        assert score["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
+    assert states["Score.Manifest"]["Parameters"]["Payload"]["assemble"] is True
+    assert states["Score.Manifest"]["ResultPath"] == "$.stages.Score"
 
 
 def test_lambda_stage_task_shape():
-    score = build_definition(REALTIME)["States"]["Score"]
-    assert score["Resource"] == "arn:aws:states:::lambda:invoke"
-    assert score["Parameters"]["FunctionName"] == "${ScoreFunctionArn}"
-    assert score["Parameters"]["Payload"] == {
+    states = build_definition(REALTIME)["States"]
+    assert states["Score"]["ItemSelector"] == {
         "executionId.$": "$$.Execution.Name",
         "currentStage": "Score",
         "previousStage": "Filter",
         "workflowBucket": "${WorkflowBucket}",
+        "part.$": "$$.Map.Item.Value",
     }
+    assert states["Score"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Score.Failed"}]
+    score = states["Score"]["ItemProcessor"]["States"]["Score.Part"]
+    assert score["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert score["Parameters"] == {"FunctionName": "${ScoreFunctionArn}", "Payload.$": "$"}
     assert score["TimeoutSeconds"] == 120  # the Score Lambda's timeout
     assert score["Retry"] == [
         {"ErrorEquals": ["Ceap.PermanentError"], "MaxAttempts": 0},
         {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 20, "MaxAttempts": 2, "BackoffRate": 2.0},
     ]
-    assert score["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Score.Failed"}]
-    assert score["ResultPath"] == "$.stages.Score"
+    assert "Catch" not in score  # the Map catches, after the part's own retries
 
 
 def test_first_stage_gets_the_execution_input():

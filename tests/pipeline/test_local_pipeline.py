@@ -31,8 +31,11 @@ async def test_realtime_workflow_reconciles(ceap_workflow_env: WorkflowTestEnvir
     for stage, key in result.outputs.items():
         doc = json.loads(await ceap_workflow_env.objects.get(result.bucket, key))
         assert doc["metrics"] == c[stage]
-    actions = await ceap_workflow_env.objects.get(result.bucket, f"executions/{result.execution_id}/Reactive/actions.jsonl")
-    assert len(actions.splitlines()) == c["Reactive"]["actionCount"]
+    manifest = json.loads(await ceap_workflow_env.objects.get(result.bucket, result.outputs["Reactive"]))
+    lines = [line for part in manifest["parts"]["actions"]
+             for line in (await ceap_workflow_env.objects.get(result.bucket, part["key"])).splitlines()]
+    assert len(lines) == c["Reactive"]["actionCount"] == manifest["counts"]["actions"]
+    assert all(link["balanced"] and link.get("chained", True) for link in result.reconciliation.values())
     stored = await ceap_workflow_env.candidates.query("review-solicitation")
     assert len(stored) == c["Store"]["storedCount"]
     # The execution output is small: pointers and counts, never the data.
@@ -60,7 +63,7 @@ async def test_stage_failing_twice_is_retried_after_20_then_40_seconds(ceap_work
     result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": flaky})
     assert time.perf_counter() - began < 10  # 60 s of retry waits, on the virtual clock
     assert result.status == "SUCCEEDED"
-    t = scheduled_times(result, "Score")
+    t = scheduled_times(result, "Score.Part")
     assert [b - a for a, b in zip(t, t[1:])] == [20.0, 40.0]
     failed = [e for e in result.execution.history.events if e.type == "TaskFailed"]
     assert [e.details["error"] for e in failed] == ["ConnectionError", "ConnectionError"]
@@ -74,11 +77,11 @@ async def test_stage_that_always_fails_ends_failed_with_its_error_and_leaves_fai
     assert result.status == "FAILED"
     assert result.execution.error == "TimeoutError"
     assert json.loads(result.execution.cause)["errorMessage"] == "the candidate store did not answer"
-    assert len(scheduled_times(result, "Store")) == 3  # first attempt and two retries
+    assert len(scheduled_times(result, "Store.Part")) == 3  # first attempt and two retries
     assert result.failure == {"Error": "TimeoutError", "Cause": result.execution.cause, "stage": "Store"}
     assert list(result.outputs) == ["ETL", "Filter", "Score"]  # what did run is still pointed to
     assert result.execution.history.types()[-13:] == [
-        "TaskFailed", "TaskStateExited",                        # Store gives up, caught
+        "MapStateFailed", "MapStateExited",                     # Store's Map gives up, caught
         "PassStateEntered", "PassStateExited",                  # Store.Failed names the stage
         "TaskStateEntered", "TaskScheduled", "TaskStarted",     # RecordFailure writes failure.json
         "TaskSucceeded", "TaskStateExited",
@@ -94,7 +97,7 @@ async def test_permanent_error_is_not_retried(ceap_workflow_env, example_payload
     result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": rejects})
     assert result.status == "FAILED"
     assert result.execution.error == "Ceap.PermanentError"
-    assert len(scheduled_times(result, "Score")) == 1
+    assert len(scheduled_times(result, "Score.Part")) == 1
     assert result.failure["stage"] == "Score"
 
 

@@ -357,7 +357,8 @@ def test_run_target_aws_starts_a_standard_execution_and_follows_it_to_the_end(
     name = f"run-{uuid.uuid4().hex[:6]}"
     _machine_through_the_api(moto_endpoint, name, "STANDARD")
     queue_lambda_results(moto_endpoint, [
-        {"stage": s.name, "outputKey": f"executions/x/{s.name}/output.json", "counts": {"inputCount": 7}}
+        {"stage": s.name, "outputKey": f"executions/x/{s.name}/output.json", "counts": {"inputCount": 7},
+         "partList": f"executions/x/{s.name}/parts.jsonl", "parts": []}
         for s in REALTIME.stages])
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
 

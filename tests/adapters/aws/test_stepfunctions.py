@@ -54,7 +54,10 @@ async def deploy_through_the_api(aws: AwsClients, machine_type: str) -> tuple[st
 
 
 def stage_result(stage: str, execution: str = "x") -> dict[str, Any]:
-    return {"stage": stage, "outputKey": f"executions/{execution}/{stage}/output.json", "counts": {"inputCount": 3}}
+    # A stage pointer with no parts: each later stage's Map has no item, so the Lambda calls are
+    # ETL and then each stage's manifest assembly, one per stage, in order.
+    return {"stage": stage, "outputKey": f"executions/{execution}/{stage}/output.json", "counts": {"inputCount": 3},
+            "partList": f"executions/{execution}/{stage}/parts.jsonl", "parts": []}
 
 
 async def test_the_realtime_asl_runs_every_stage_in_order_and_ends_with_the_summary(moto_endpoint: str) -> None:
@@ -74,9 +77,11 @@ async def test_the_realtime_asl_runs_every_stage_in_order_and_ends_with_the_summ
     assert final.output["executionId"] == "run-1"
     assert final.output["input"] == payload
     assert list(final.output["stages"]) == [s.name for s in REALTIME.stages]
-    assert final.output["stages"]["Score"] == {"outputKey": "executions/x/Score/output.json", "counts": {"inputCount": 3}}
+    assert final.output["stages"]["Score"] == {"outputKey": "executions/x/Score/output.json", "counts": {"inputCount": 3},
+                                               "partList": "executions/x/Score/parts.jsonl", "parts": []}
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
-    assert entered == ["Input", *(s.name for s in REALTIME.stages), "Summary"]
+    stages = [s.name for s in REALTIME.stages]
+    assert entered == ["Input", stages[0], *(n for s in stages[1:] for n in (s, f"{s}.Manifest")), "Summary"]
     assert events[-1]["type"] == "ExecutionSucceeded"
 
 
