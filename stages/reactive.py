@@ -11,7 +11,7 @@ program, marketplace, timing window and channel (:func:`stages.domain.action_id`
 - never from the execution, so the same input run again, or resumed after a
 crash, gives the same ids and a delivery system can drop repeats.
 
-Effects happen once per engagement window: before it writes ``actions.jsonl``
+Effects happen once per engagement window: before it writes its actions
 Reactive claims each engagement (:func:`stages.domain.engagement_key`: customer,
 subject, program, marketplace, window) in the candidate store
 (``claim_engagements``, atomic: the first execution to claim holds it). A

@@ -92,7 +92,7 @@ def test_a_pipe_killed_at_seeded_moments_and_restarted_loses_nothing_and_stores_
     # Every other message was stored, each exactly once, however often it was delivered.
     assert dict(rows) == {f"CK{i}": 1 for i in range(messages) if i not in poison}
     actions: dict[str, set] = {}
-    for path in (store / "buckets").rglob("Reactive/actions.jsonl"):
+    for path in (store / "buckets").rglob("Reactive/actions-*.jsonl"):
         for line in path.read_text().splitlines():
             action = json.loads(line)
             actions.setdefault(action["customerId"], set()).add((action.get("subjectId"), action["channel"]))
