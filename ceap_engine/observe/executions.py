@@ -135,6 +135,10 @@ def record_execution(journal: Any, result: Any, *, definition: Mapping[str, Any]
         error=result.error, cause=result.cause,
         extra={"definition": json.dumps(definition), "recordedBy": "ceap run", **(extra or {})},
     )
+    # A name run again (ceap's execution-name rule re-runs or resumes it) is one execution with the
+    # latest run's history: the earlier record and its events are replaced, never appended to.
+    if journal.get_execution(result.execution_arn) is not None:
+        journal.delete_execution(result.execution_arn)
     journal.put_execution(record)
     if result.history is not None:
         journal.append_events(result.execution_arn, result.history.to_aws("epoch"))

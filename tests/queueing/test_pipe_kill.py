@@ -50,7 +50,7 @@ def test_a_pipe_killed_at_seeded_moments_and_restarted_loses_nothing_and_stores_
     rng = random.Random(seed)
     store, sources = tmp_path / "store", tmp_path / "sources"
     sources.mkdir()
-    messages = 30
+    messages = 200  # enough work that every seeded kill lands mid-run, on a fast machine too
     poison = {i for i in range(messages) if rng.random() < 0.1} | {3}
     payloads = []
     for i in range(messages):
@@ -61,7 +61,7 @@ def test_a_pipe_killed_at_seeded_moments_and_restarted_loses_nothing_and_stores_
                          "dateRange": {"start": "2025-03-01", "end": "2025-04-04"}, "source": str(source)})
     asyncio.run(_send(store, payloads))
 
-    kills = [rng.uniform(2.0, 6.0) for _ in range(3)]
+    kills = [rng.uniform(1.0, 2.5) for _ in range(3)]
     print(f"kill -9 after {', '.join(f'{k:.2f}' for k in kills)} s of each run")
     command = [sys.executable, "-m", "ceap_engine.cli", "pipe", "--local", "--store", str(store), "--format", "json"]
     killed = 0
