@@ -160,7 +160,7 @@ def realtime_machine() -> StateMachine:
     return load_definition(substitute(build_definition(REALTIME), names))
 
 
-_STAGE_RESULT = {"Payload": {"outputKey": "executions/e/stage/output.json", "counts": {}}}
+_STAGE_RESULT = {"Payload": {"outputKey": "executions/e/stage/output.json", "counts": {}, "partList": "executions/e/stage/parts.jsonl", "parts": []}}
 
 
 async def noop_stage(resource: Any, parameters: Any, context: TaskContext) -> Any:
