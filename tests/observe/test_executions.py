@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from ceap_engine.cli.executions import journal_available
 from ceap_engine.errors import InputError
 from ceap_engine.observe.dot import dom_id
 from ceap_engine.observe.executions import (
@@ -137,8 +136,6 @@ def test_definition_of_a_served_execution_comes_from_its_state_machine_revision(
     assert definition_of(Journal(), record) is None
 
 
-@pytest.mark.skipif(not journal_available(), reason="the SQLite execution journal (adapters/local/journal.py) "
-                                                      "comes with the serve branch; this runs once both are merged")
 def test_ceap_run_is_recorded_then_listed_shown_and_reported(run_ceap, tmp_path):
     store = tmp_path / "store"
     proc = run_ceap("run", "--local", "examples/payload.json", "--store", str(store), "--execution-name", "kept-run",
