@@ -103,7 +103,8 @@ def test_batch_example_end_to_end_with_the_glue_job(run_ceap, tmp_path):
     score_manifest = json.loads((root / doc["outputs"]["Score"]).read_text())
     assert score_manifest["reconciliation"]["in"] == passed  # Score's Distributed Map read every HeavyETL part
     assert doc["counts"]["HeavyETL"] == heavy["metrics"]
-    score = json.loads((root / doc["outputs"]["Score"]).read_text())
-    variants = {s["metadata"]["variant"] for c in score["candidates"] for s in c["scores"].values()
+    scored = [json.loads(line) for part in score_manifest["parts"]["candidates"]
+              for line in (root / part["key"]).read_text().splitlines()]
+    variants = {s["metadata"]["variant"] for c in scored for s in c["scores"].values()
                 if "variant" in s.get("metadata", {})}
     assert variants == {"enriched"}  # Score used the HeavyETL features for every candidate

@@ -107,8 +107,14 @@ async def test_the_batch_asl_is_accepted_by_create_state_machine(moto_endpoint: 
         values = {key: f"arn:aws:lambda:us-east-1:123456789012:function:{key}" for key in
                   [function_placeholder(s) for s in BATCH.stages if s.kind == "lambda"]}
         values.update({BUCKET_PLACEHOLDER: "ceap-workflow-batch-123456789012", "HeavyETLJobName": "ceap-workflow-batch-heavy-etl"})
+        definition = json.dumps(substitute(build_definition(BATCH), values))
+        # moto's ASL schema predates ItemReader InputType JSONL (AWS added it in 2025): named limit,
+        # checked as such - moto refuses exactly that value, and accepts the machine once it reads JSON.
+        with pytest.raises(Exception, match="JSONL"):
+            await sfn.create_state_machine(name=f"Ceap-batch-{uuid.uuid4().hex[:6]}-Workflow", definition=definition,
+                                           roleArn="arn:aws:iam::123456789012:role/ceap-test", type="STANDARD")
         created = await sfn.create_state_machine(
-            name=f"Ceap-batch-{uuid.uuid4().hex[:6]}-Workflow", definition=json.dumps(substitute(build_definition(BATCH), values)),
+            name=f"Ceap-batch-{uuid.uuid4().hex[:6]}-Workflow", definition=definition.replace('"JSONL"', '"JSON"'),
             roleArn="arn:aws:iam::123456789012:role/ceap-test", type="STANDARD",
         )
         described = await sfn.describe_state_machine(stateMachineArn=created["stateMachineArn"])
