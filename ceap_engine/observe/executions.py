@@ -43,8 +43,9 @@ class ExecutionReader(Protocol):
 def find_execution(reader: ExecutionReader, name_or_arn: str) -> Any:
     """The execution with this ARN, or the only one with this name; otherwise an InputError saying why.
 
-    >>> find_execution(journal, "run-1").name   # doctest: +SKIP
-    'run-1'
+    Example::
+
+        find_execution(journal, "run-1").name   # 'run-1'
     """
     if name_or_arn.startswith("arn:"):
         record = reader.get_execution(name_or_arn)
