@@ -197,6 +197,7 @@ def run(
     execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID). A name already used with another input is refused (exit 2); one whose run never finished is resumed; the same input again re-runs idempotently")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="With --execution-name: reuse a name that holds a run of another input, deleting that run's outputs")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Makes generated names and jitter repeatable")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Stage calls at once; parts of 2,000+ records run in that many worker processes (default: one per core; 1: all in this process)")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the execution's report page (FILE.html: graph, timeline, counts, history)")] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=1, help="With --target aws: seconds to follow a Standard execution before leaving it running")] = 1800,
@@ -236,11 +237,11 @@ def run(
         emit_problems(ValidationFailed([Problem("/", str(exc), "ERROR")], "run"), format.value)
         raise typer.Exit(EXIT_BAD_INPUT) from None
 
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
+    from adapters.local import FileObjectStore, LocalStores, SQLiteCandidateStore
 
     run_clock = VirtualClock() if clock is ClockKind.virtual else RealClock()
     objects = FileObjectStore(store)
-    candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=run_clock)
+    candidates = SQLiteCandidateStore(LocalStores(store).candidates_path, clock=run_clock)
     progress = _Progress(run_clock.time(), enabled=format is OutputFormat.text)
     from ceap_engine.observe.report import AttemptStopwatch  # here: keeps the CLI's start-up light
 
@@ -248,9 +249,11 @@ def run(
     runners = _glue_runners(spec, objects) if needs_glue else {}
     try:
         pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock, runners=runners,
-                                 seed=seed, progress=lambda p: (progress(p), stopwatch(p)))
+                                 seed=seed, progress=lambda p: (progress(p), stopwatch(p)), workers=workers,
+                                 worker_stores=LocalStores(store))
         began = time.perf_counter()
-        result = asyncio.run(_run_interruptible(pipeline, body, execution_name, replace))
+        with pipeline:
+            result = asyncio.run(_run_interruptible(pipeline, body, execution_name, replace))
         wall_seconds = time.perf_counter() - began
     except ValidationFailed as exc:
         emit_problems(exc, format.value)

@@ -38,6 +38,7 @@ from ceap_engine.pipeline.layout import execution_key, failure_key
 from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
 from ceap_engine.pipeline.spec import WorkflowSpec
 from ceap_engine.pipeline.stage_runtime import load_stage_function, make_stage_handler
+from ceap_engine.pipeline.workers import StagePool, StoreFactory, goes_to_worker
 from ceap_engine.ports import CandidateStore, Clock, ObjectStore, ResourceInfo, TaskContext, TaskRunner
 from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.runtime.tasks import LambdaFunctions, TaskFailed, TaskRunners
@@ -152,6 +153,7 @@ class LocalPipeline:
         account: str = "123456789012",
         progress: ProgressCallback | None = None,
         workers: int | None = None,
+        worker_stores: StoreFactory | None = None,
     ) -> None:
         self.spec = spec
         # A Map runs its iterations concurrently, but each one holds a part in memory:
@@ -159,6 +161,9 @@ class LocalPipeline:
         # their turn, so memory stays at workers x one part whatever the day's volume.
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._slots = asyncio.Semaphore(self.workers)
+        # With a way to open the storage in another process, big parts go to worker processes
+        # (one per slot), so that every core works; see ceap_engine.pipeline.workers.
+        self.stage_pool = StagePool(self.workers, worker_stores) if worker_stores is not None and self.workers > 1 else None
         self.objects = objects
         self.candidates = candidates
         self.clock = clock or VirtualClock()
@@ -172,10 +177,11 @@ class LocalPipeline:
             if stage.kind == "lambda":
                 load_stage_function(stage.function)  # fail now, before any execution, on a bad import path
                 name = lambda_function_name(spec, stage)
+                handler = make_stage_handler(stage.function, objects=objects, candidates=candidates, clock=self.clock,
+                                             config=stage.config)
                 functions.register(
                     name,
-                    self._bounded(make_stage_handler(stage.function, objects=objects, candidates=candidates,
-                                                     clock=self.clock, config=stage.config)),
+                    self._bounded(self._in_workers(stage.function, stage.config, handler)),
                     timeout_seconds=stage.timeout_seconds,
                     memory_mb=stage.memory_mb,
                 )
@@ -195,6 +201,31 @@ class LocalPipeline:
                              object_store=objects,
                              role_arn=f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
         self.engine.check_resources(self.machine)
+
+    def _in_workers(self, function: str, config: Mapping[str, Any],
+                    handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        pool = self.stage_pool
+        if pool is None:
+            return handler
+
+        async def run(event: Any, context: Any) -> Any:
+            if goes_to_worker(event):
+                return await pool.invoke(function, event, config=config, clock=self.clock)
+            return await handler(event, context)
+
+        run.__name__ = getattr(handler, "__name__", "handler")
+        return run
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (a pipeline without workers has nothing to close)."""
+        if self.stage_pool is not None:
+            self.stage_pool.close()
+
+    def __enter__(self) -> LocalPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _bounded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         async def run(event: Any, context: Any) -> Any:

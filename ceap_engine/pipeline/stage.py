@@ -74,6 +74,14 @@ class PermanentError(Exception):
     ``type(e).__name__`` as the error name, hence the class name below.)
     """
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Pickled by a function, not by the class's (renamed) path: a worker process sends it back.
+        return _permanent_error, self.args
+
+
+def _permanent_error(*args: object) -> PermanentError:
+    return PermanentError(*args)
+
 
 PermanentError.__name__ = "Ceap.PermanentError"
 PermanentError.__qualname__ = "Ceap.PermanentError"
