@@ -272,3 +272,24 @@ def test_ceap_synth_takes_the_runtime_and_the_alarm_address_and_refuses_bad_ones
     assert template["Resources"]["AlarmTopicEmail"]["Properties"]["Endpoint"] == "ops@example.com"
     assert bad_runtime.exit_code == 2
     assert bad_email.exit_code == 2 and "not an e-mail address" in bad_email.output
+
+
+@pytest.mark.parametrize("workflow_type", ["express", "standard"])
+def test_the_deployed_template_fits_cloudformations_inline_limit(workflow_type: str) -> None:
+    from adapters.aws.template import TEMPLATE_BODY_LIMIT, deploy_body
+
+    template = synthesize(workflow_spec("a-long-workflow-name", workflow_type))
+
+    body = deploy_body(template)
+    assert len(body.encode()) <= TEMPLATE_BODY_LIMIT and json.loads(body) == template
+    assert len(template_body(template).encode()) > len(body.encode())  # synth's indented text is for reading
+
+
+def test_a_template_over_the_inline_limit_is_refused_naming_the_limit() -> None:
+    from adapters.aws.template import deploy_body
+
+    template = synthesize(workflow_spec("demo", "express"))
+    template["Description"] = "x" * 60_000
+
+    with pytest.raises(ValueError, match="over CloudFormation's 51,200-byte TemplateBody limit"):
+        deploy_body(template)
