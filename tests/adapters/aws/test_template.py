@@ -213,7 +213,10 @@ def test_each_stage_has_its_own_role_reading_the_previous_stage_and_writing_only
 
 def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then() -> None:
     spec = workflow_spec("demo", "standard")
-    plain = build_definition(spec)
+    # The Express workflow fans out with inline Maps only; the Standard one with Distributed Maps.
+    express = workflow_spec("demo", "express")
+    plain = build_definition(express)
+    assert has_distributed_map(build_definition(spec))
     mapped = {"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "End": True, "ItemReader": {}, "ItemProcessor": {
         "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P",
         "States": {"P": {"Type": "Pass", "End": True}}}}}}
@@ -228,7 +231,7 @@ def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then(
     assert sids["ReadMapItems"]["Action"] == ["s3:GetObject"]
     assert "s3:PutObject" in sids["WriteMapResults"]["Action"]
     assert sids["WriteMapResults"]["Resource"] == [{"Fn::Sub": "${WorkflowBucket.Arn}/executions/*"}]
-    assert not {"RunMapChildExecutions", "ReadMapItems"} & {st["Sid"] for st in machine_role_statements(spec, plain)}
+    assert not {"RunMapChildExecutions", "ReadMapItems"} & {st["Sid"] for st in machine_role_statements(express, plain)}
 
 
 def test_alarms_watch_the_dlq_executions_and_each_function_and_mail_only_when_asked() -> None:
