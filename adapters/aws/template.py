@@ -76,6 +76,8 @@ from .schema import candidate_table_schema
 
 __all__ = [
     "HANDLER",
+    "TEMPLATE_BODY_LIMIT",
+    "deploy_body",
     "TemplateOptions",
     "logical_id",
     "resource_names",
@@ -508,6 +510,26 @@ def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> di
 _STATEFUL = {"AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"}
 
 
+#: CloudFormation's limit on a TemplateBody passed inline (a larger one must come from S3).
+TEMPLATE_BODY_LIMIT = 51_200
+
+
 def template_body(template: dict[str, Any]) -> str:
-    """The template as CloudFormation receives it: stable JSON (same template, same text)."""
+    """The template as ``ceap synth`` prints it: stable, indented JSON (same template, same text)."""
     return json.dumps(template, indent=1, sort_keys=True)
+
+
+def deploy_body(template: dict[str, Any]) -> str:
+    """The template as the deploy sends it: stable, compact JSON, within :data:`TEMPLATE_BODY_LIMIT` bytes.
+
+    The Map states of the fan-out make the definitions long; indentation alone would take
+    the batch workflow's template over CloudFormation's inline limit.
+    """
+    body = json.dumps(template, separators=(",", ":"), sort_keys=True)
+    size = len(body.encode("utf-8"))
+    if size > TEMPLATE_BODY_LIMIT:
+        raise ValueError(
+            f"the stack template is {size:,} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT:,}-byte TemplateBody "
+            "limit: fewer stages or shorter stage configs make it smaller"
+        )
+    return body

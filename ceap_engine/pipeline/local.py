@@ -83,9 +83,19 @@ class StageProgress:
     at: float  # the execution clock
     counts: Mapping[str, Any] | None = None
     error: str | None = None
+    part: int | None = None  # the part of the previous stage's output this call works on (a Map iteration)
+    part_count: int | None = None  # a finished stage call that wrote parts: how many (the next stage's Map items)
 
 
 ProgressCallback = Callable[[StageProgress], None]
+
+
+def _part_of(parameters: Any) -> int | None:
+    """The part index of a stage request (``Payload.part.index``), if it is one Map iteration."""
+    payload = parameters.get("Payload") if isinstance(parameters, Mapping) else None
+    part = payload.get("part") if isinstance(payload, Mapping) else None
+    index = part.get("index") if isinstance(part, Mapping) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def _reporting(runner: TaskRunner, progress: ProgressCallback) -> TaskRunner:
@@ -93,21 +103,27 @@ def _reporting(runner: TaskRunner, progress: ProgressCallback) -> TaskRunner:
 
     async def run(resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any:
         attempt = context.retry_count + 1
-        progress(StageProgress(context.state_name, "started", attempt, context.clock.time()))
+        part = _part_of(parameters)
+        progress(StageProgress(context.state_name, "started", attempt, context.clock.time(), part=part))
         try:
             result = await runner(resource, parameters, context)
         except TaskFailed as exc:
-            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{exc.error}: {exc.cause}"))
+            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{exc.error}: {exc.cause}",
+                                   part=part))
             raise
         except Exception as exc:
-            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{type(exc).__name__}: {exc}"))
+            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(),
+                                   error=f"{type(exc).__name__}: {exc}", part=part))
             raise
-        counts = None
+        counts = part_count = None
         if isinstance(result, Mapping):
             payload = result.get("Payload")
             if isinstance(payload, Mapping):
                 counts = payload.get("counts")
-        progress(StageProgress(context.state_name, "succeeded", attempt, context.clock.time(), counts=counts))
+                found = payload.get("partCount")
+                part_count = found if isinstance(found, int) and not isinstance(found, bool) else None
+        progress(StageProgress(context.state_name, "succeeded", attempt, context.clock.time(), counts=counts, part=part,
+                               part_count=part_count))
         return result
 
     return run

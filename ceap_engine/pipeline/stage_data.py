@@ -84,9 +84,9 @@ def describe_errors(exc: ValidationError, limit: int = 5) -> str:
 def record_fields(model: type[BaseModel]) -> list[str]:
     """The fields of ``model`` that are lists of records (pydantic models): each is a stream of parts.
 
-    >>> from pydantic import BaseModel
-    >>> class R(BaseModel): x: int
-    >>> class O(BaseModel): candidates: list[R]; note: str = ""
+    >>> from pydantic import BaseModel, create_model
+    >>> R = create_model("R", x=(int, ...))
+    >>> O = create_model("O", candidates=(list[R], ...), note=(str, ""))
     >>> record_fields(O)
     ['candidates']
     """

@@ -290,16 +290,19 @@ def test_a_missing_filter_output_fails_naming_it(spark, tmp_path):
     [
         (b"{not json", "is not JSON"),
         (b'{"candidates": {"a": 1}}', "is not a Filter output: expected a stage manifest or a JSON object with a 'candidates' list"),
-        (b'{"candidates": [{"customerId": "C1"}, {"subject": {}}]}', r"candidates\[1\] is not a candidate with a customerId"),
+        (b'{"candidates": [{"customerId": "C1"}, {"subject": {}}]}', r"candidates\[1\] of the document is not a candidate with a customerId"),
     ],
     ids=["not-json", "no-candidate-list", "candidate-without-customer"],
 )
 def test_a_damaged_filter_output_fails_naming_it(spark, tmp_path, document, message):
     storage = DictStorage(tmp_path)
     storage.write(BUCKET, INPUT_KEY, document, "application/json")
+    # A real source, so that the job gets as far as the candidates (it reads them part by part, after the source).
+    (tmp_path / "orders.jsonl").write_bytes(orders.jsonl_source())
 
     with pytest.raises(HeavyEtlInputError, match=message):
         heavy_etl.main(_argv(str(tmp_path / "orders.jsonl")), spark=spark, storage=storage)
+    assert not any(key.endswith(".jsonl") and "/HeavyETL/" in key for _, key in storage.objects), "no part written"
 
 
 @pytest.mark.spark

@@ -17,7 +17,7 @@ from ceap_engine.pipeline import BATCH, REALTIME, build_definition, function_pla
 from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
 from ceap_engine.pipeline.names import lambda_function_name
 
-from .moto import queue_lambda_results
+from .moto import queue_lambda_results, stage_result
 
 pytestmark = pytest.mark.moto
 
@@ -51,13 +51,6 @@ async def deploy_through_the_api(aws: AwsClients, machine_type: str) -> tuple[st
         name=f"Ceap-sfn-{suffix}-Workflow", definition=json.dumps(definition), roleArn=role, type=machine_type
     )
     return machine["stateMachineArn"], bucket
-
-
-def stage_result(stage: str, execution: str = "x") -> dict[str, Any]:
-    # A stage pointer with no parts: each later stage's Map has no item, so the Lambda calls are
-    # ETL and then each stage's manifest assembly, one per stage, in order.
-    return {"stage": stage, "outputKey": f"executions/{execution}/{stage}/output.json", "counts": {"inputCount": 3},
-            "partList": f"executions/{execution}/{stage}/parts.jsonl", "parts": []}
 
 
 async def test_the_realtime_asl_runs_every_stage_in_order_and_ends_with_the_summary(moto_endpoint: str) -> None:

@@ -213,7 +213,10 @@ def test_each_stage_has_its_own_role_reading_the_previous_stage_and_writing_only
 
 def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then() -> None:
     spec = workflow_spec("demo", "standard")
-    plain = build_definition(spec)
+    # The Express workflow fans out with inline Maps only; the Standard one with Distributed Maps.
+    express = workflow_spec("demo", "express")
+    plain = build_definition(express)
+    assert has_distributed_map(build_definition(spec))
     mapped = {"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "End": True, "ItemReader": {}, "ItemProcessor": {
         "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P",
         "States": {"P": {"Type": "Pass", "End": True}}}}}}
@@ -228,7 +231,7 @@ def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then(
     assert sids["ReadMapItems"]["Action"] == ["s3:GetObject"]
     assert "s3:PutObject" in sids["WriteMapResults"]["Action"]
     assert sids["WriteMapResults"]["Resource"] == [{"Fn::Sub": "${WorkflowBucket.Arn}/executions/*"}]
-    assert not {"RunMapChildExecutions", "ReadMapItems"} & {st["Sid"] for st in machine_role_statements(spec, plain)}
+    assert not {"RunMapChildExecutions", "ReadMapItems"} & {st["Sid"] for st in machine_role_statements(express, plain)}
 
 
 def test_alarms_watch_the_dlq_executions_and_each_function_and_mail_only_when_asked() -> None:
@@ -272,3 +275,24 @@ def test_ceap_synth_takes_the_runtime_and_the_alarm_address_and_refuses_bad_ones
     assert template["Resources"]["AlarmTopicEmail"]["Properties"]["Endpoint"] == "ops@example.com"
     assert bad_runtime.exit_code == 2
     assert bad_email.exit_code == 2 and "not an e-mail address" in bad_email.output
+
+
+@pytest.mark.parametrize("workflow_type", ["express", "standard"])
+def test_the_deployed_template_fits_cloudformations_inline_limit(workflow_type: str) -> None:
+    from adapters.aws.template import TEMPLATE_BODY_LIMIT, deploy_body
+
+    template = synthesize(workflow_spec("a-long-workflow-name", workflow_type))
+
+    body = deploy_body(template)
+    assert len(body.encode()) <= TEMPLATE_BODY_LIMIT and json.loads(body) == template
+    assert len(template_body(template).encode()) > len(body.encode())  # synth's indented text is for reading
+
+
+def test_a_template_over_the_inline_limit_is_refused_naming_the_limit() -> None:
+    from adapters.aws.template import deploy_body
+
+    template = synthesize(workflow_spec("demo", "express"))
+    template["Description"] = "x" * 60_000
+
+    with pytest.raises(ValueError, match="over CloudFormation's 51,200-byte TemplateBody limit"):
+        deploy_body(template)
