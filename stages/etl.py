@@ -535,7 +535,7 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
     fmt = _source_format(input.source)
     partitions = _partition_count(input.source, config)
     errors = context.part_writer("errors")
-    spills = [context.spill_writer(p) for p in range(partitions)]
+    spills = [context.spill_writer(p, partitions) for p in range(partitions)]
 
     error_count = 0
     transformed = 0

@@ -87,6 +87,12 @@ PermanentError.__name__ = "Ceap.PermanentError"
 PermanentError.__qualname__ = "Ceap.PermanentError"
 
 
+
+#: What a stage's spill writers may buffer in memory together (see :meth:`StageContext.spill_writer`).
+SPILL_BUFFER_BYTES = 64 * 1024 * 1024
+#: ... but none flushes in pieces smaller than this (many partitions then mean many small scratch objects).
+SPILL_MIN_FLUSH_BYTES = 256 * 1024
+
 @dataclass
 class StageContext:
     """Everything a stage may use besides its input.
@@ -130,10 +136,16 @@ class StageContext:
         self.writers.setdefault(stream, []).append(writer)
         return writer
 
-    def spill_writer(self, partition: int) -> PartWriter:
-        """A writer of scratch parts (for a stage that partitions its input before merging)."""
+    def spill_writer(self, partition: int, partitions: int = 1) -> PartWriter:
+        """A writer of scratch parts (for a stage that partitions its input before merging).
+
+        ``partitions`` is how many spill writers the stage keeps open at once: together they
+        buffer at most :data:`SPILL_BUFFER_BYTES` (each at most 4 MiB), so memory does not
+        grow with the source however many partitions a big day needs.
+        """
+        each = max(SPILL_MIN_FLUSH_BYTES, min(4 * 1024 * 1024, SPILL_BUFFER_BYTES // max(1, partitions)))
         return PartWriter(self.objects, self.bucket, lambda n: spill_key(self.execution_id, self.stage, partition, n),
-                          max_records=MAX_PART_RECORDS * 100, max_bytes=4 * 1024 * 1024)
+                          max_records=MAX_PART_RECORDS * 100, max_bytes=each)
 
     def written_parts(self) -> dict[str, list[PartInfo]]:
         """Every part the stage's writers wrote, by stream."""
