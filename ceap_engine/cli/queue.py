@@ -122,7 +122,11 @@ def send(
     endpoint_url: EndpointOption = None,
     format: FormatOption = OutputFormat.text,
 ) -> None:
-    """Put a payload on the workflow's queue; the Pipe (ceap serve locally, EventBridge on AWS) starts its execution."""
+    """Put a payload on the workflow's queue; the Pipe (ceap serve locally, EventBridge on AWS) starts its execution.
+
+    With --local it goes through the SQS API of a ceap serve running on --store or --store/serve
+    (the defaults find `ceap serve`'s .ceap/serve), else into STORE/queues.sqlite3.
+    """
     fmt = format.value
     if local and name:
         raise _fail(Problem("/name", "--local and -n NAME exclude each other: -n names a deployed workflow"), fmt)
