@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.queueing.test_pipe_kill import _order_line
+from tests.queueing.kill_load import order_line
 from tests.serve.conftest import Server, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def _ts(value: datetime | float) -> float:
 def test_a_message_sent_through_the_sqs_api_runs_the_realtime_workflow_and_is_deleted(front, tmp_path) -> None:
     sqs, sfn = front.sqs(), front.client()
     source = tmp_path / "one.jsonl"
-    source.write_text(_order_line(9001) + "\n")
+    source.write_text(order_line(9001) + "\n")
     url = sqs.get_queue_url(QueueName="ceap-workflow-realtime-queue")["QueueUrl"]
 
     sqs.send_message(QueueUrl=url, MessageBody=json.dumps(_payload(source)))
@@ -110,7 +110,7 @@ def test_a_poison_message_reaches_the_dlq_after_exactly_3_receives_then_a_redriv
     [dead] = json.loads(listed.stdout)["messages"]
     assert (dead["receiveCount"], dead["source"], dead["body"]) == (3, "ceap-workflow-realtime-queue", _payload(source))
 
-    source.write_text(_order_line(9002) + "\n")  # the fix
+    source.write_text(order_line(9002) + "\n")  # the fix
     dlq = sqs.get_queue_url(QueueName="ceap-workflow-realtime-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sqs.start_message_move_task(SourceArn=dlq_arn)
@@ -127,7 +127,7 @@ def test_standard_messages_start_executions_at_once_and_a_failure_shows_as_faile
     sqs, sfn = front.sqs(), front.client()
     assert {m["name"] for m in sfn.list_state_machines()["stateMachines"]} >= {"Ceap-batch-Workflow"}
     good, bad = tmp_path / "orders.jsonl", tmp_path / "missing.jsonl"
-    good.write_text("".join(_order_line(9100 + i) + "\n" for i in range(3)))
+    good.write_text("".join(order_line(9100 + i) + "\n" for i in range(3)))
     url = sqs.get_queue_url(QueueName="ceap-workflow-batch-queue")["QueueUrl"]
 
     for source in (good, bad):
@@ -153,7 +153,7 @@ def test_standard_messages_start_executions_at_once_and_a_failure_shows_as_faile
 
 def test_ceap_send_local_reaches_the_running_serve(front, tmp_path) -> None:
     source = tmp_path / "sent.jsonl"
-    source.write_text(_order_line(9200) + "\n")
+    source.write_text(order_line(9200) + "\n")
     payload = tmp_path / "payload.json"
     payload.write_text(json.dumps(_payload(source)))
 
