@@ -135,12 +135,12 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     from adapters.local.queue import SQLiteQueues
 
     from ..asl.interpreter import Engine
+    from ..queueing.api import SqsApi, query_protocol_refusal, response_headers
     from ..runtime.clock import RealClock, VirtualClock
     from ..runtime.tasks import LambdaFunctions
     from ..serve.callbacks import CallbackRunners, TaskTokens
     from ..serve.clocks import ScaledClock
     from ..serve.endpoint import Endpoint
-    from ..queueing.api import SqsApi, query_protocol_refusal, response_headers
     from ..serve.integrations import AwsApiRunner, LambdaRouter
     from ..serve.pipes import ServedPipes
     from ..serve.service import StepFunctionsService
