@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ceap_engine.ports import Activity, Clock, Queues, ReceivedMessage
+from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.storage.queue import queue_arn
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "PIPE_BATCH_SIZE",
     "PIPE_INPUT_TEMPLATE",
     "REQUEST_RESPONSE",
+    "STARTED",
     "Delivery",
     "Pipe",
     "PipeStats",
@@ -58,7 +61,10 @@ __all__ = [
     "LocalPipelineTarget",
     "invocation_type",
     "sqs_record",
+    "wake_on_end",
 ]
+
+_log = logging.getLogger("ceap.pipe")
 
 PIPE_INPUT_TEMPLATE = "<$.body>"
 """The deployed Pipe's ``TargetParameters.InputTemplate``: the message body's JSON object."""
@@ -293,20 +299,43 @@ class Pipe:
 
     async def _poller(self, until_empty: bool) -> None:
         while not self._stopping:
+            wait = None
+            if not until_empty and self._skips_time:
+                # Polling until stopped on a virtual clock: with nothing in flight or delayed, no timer
+                # can make a message visible, so do not wait on the clock - an idle `ceap serve` would
+                # otherwise move virtual time 20 s per poll, and retention with it.
+                counts = await self.queues.counts(self.queue)
+                if not (counts.in_flight or counts.delayed):
+                    wait = 0
             try:
-                got = await self.poll_once()
+                got = await self.poll_once(wait)
             except asyncio.CancelledError:
                 if self._stopping:
                     return
                 raise
+            except Exception:
+                if until_empty:
+                    raise
+                # Polling until stopped (`ceap serve`): a failing receive (the queue file locked by another
+                # process for longer than its busy timeout, say) is retried, as Pipes retries its polls.
+                _log.exception("the Pipe of %s could not poll; trying again in 1 s", self.queue)
+                await asyncio.sleep(1.0)
+                continue
             if got:
                 continue
             if until_empty and await self._drained():
                 self.stop()
-            elif not until_empty:
-                # On a virtual clock an empty long poll ends at once; a pause of real time keeps an
-                # idle `ceap serve` from spinning (a real clock has waited out wait_seconds already).
+            elif not until_empty and (wait == 0 or not self._skips_time):
+                # A pause of real time keeps an idle `ceap serve` from spinning (a real clock has waited
+                # out wait_seconds already); a virtual wait for a message in flight needs none.
                 await asyncio.sleep(0.05)
+
+    @property
+    def _skips_time(self) -> bool:
+        clock = self.clock
+        while hasattr(clock, "inner"):  # a ScaledClock around the virtual one
+            clock = clock.inner
+        return isinstance(clock, VirtualClock)
 
     async def _drained(self) -> bool:
         counts = await self.queues.counts(self.queue)
@@ -361,6 +390,15 @@ class _WakesOnEnd:
         self.inner.wake()
 
 
+def wake_on_end(execution: Any, hold: Activity) -> None:
+    """Make a just-started execution wake the Pipe's activity ``hold`` right before its own activity ends.
+
+    Call it before the execution's task first runs (right after ``Engine.start``), for a
+    REQUEST_RESPONSE target that waits for the execution's end on a virtual clock.
+    """
+    execution.activity = _WakesOnEnd(execution.activity, hold)
+
+
 @dataclass
 class LocalPipelineTarget:
     """A :class:`PipeTarget` that runs executions on a LocalPipeline (or anything with its ``start``).
@@ -389,7 +427,7 @@ class LocalPipelineTarget:
         if self.pipeline.execution_type == "STANDARD":
             self._tasks.add(task)
             return STARTED
-        execution.activity = _WakesOnEnd(execution.activity, hold)
+        wake_on_end(execution, hold)
         result = await task
         return result.status
 

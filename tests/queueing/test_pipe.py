@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -11,7 +12,7 @@ import pytest
 
 from ceap_engine.pipeline import BATCH, REALTIME
 from ceap_engine.pipeline.local import LocalPipeline
-from ceap_engine.ports import MessageAttribute, OutgoingMessage, QueueCounts, ReceivedMessage
+from ceap_engine.ports import MessageAttribute, OutgoingMessage, QueueCounts, QueueSettings, ReceivedMessage
 from ceap_engine.queueing.pipe import (
     FIRE_AND_FORGET,
     REQUEST_RESPONSE,
@@ -152,6 +153,49 @@ async def test_a_failed_standard_execution_never_reaches_the_dlq(tmp_path: Path)
 
 async def _no_glue(resource, parameters, context):  # ETL fails first: HeavyETL is never reached
     raise AssertionError("HeavyETL should not run")
+
+
+class _CountingReceives(MemoryQueues):
+    """Memory queues that say when they were polled ``n`` times."""
+
+    def __init__(self, clock, n: int) -> None:
+        super().__init__(clock=clock)
+        self.polls, self.n = 0, n
+        self.polled = asyncio.Event()
+
+    async def receive(self, *args, **kwargs):
+        self.polls += 1
+        if self.polls >= self.n:
+            self.polled.set()
+        return await super().receive(*args, **kwargs)
+
+
+async def test_polling_until_stopped_on_a_virtual_clock_moves_time_only_for_a_message_in_flight() -> None:
+    clock = VirtualClock(start=0)
+    queues = _CountingReceives(clock, n=5)
+    await queues.create_queue("q", QueueSettings(visibility_timeout=600))
+    starts: list[float] = []
+
+    async def target(execution_input, hold) -> str:
+        starts.append(clock.time())
+        return "FAILED" if len(starts) == 1 else "SUCCEEDED"
+
+    pipe = Pipe(queues, "q", target, clock=clock, spec_type="express")
+    running = asyncio.ensure_future(pipe.run())
+    await asyncio.wait_for(queues.polled.wait(), 30)
+    assert clock.time() == 0  # five empty polls of an idle `ceap serve`: no time passed
+
+    await queues.send("q", OutgoingMessage("{}"))
+
+    async def two_deliveries() -> None:
+        while len(starts) < 2:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(two_deliveries(), 30)
+    pipe.stop()
+    await running
+    # The failed delivery came back when its visibility timeout ended, and no later.
+    assert starts[0] == 0 and 600 <= starts[1] < 620
 
 
 def test_the_invocation_type_follows_the_workflow_type() -> None:

@@ -136,6 +136,39 @@ def test_queues_bucket_and_outputs_are_as_the_platform_needs() -> None:
     assert {"StateMachineArn", "WorkflowBucket", "QueueUrl", "DLQUrl"} <= set(template["Outputs"])
 
 
+def test_the_deployed_queues_and_pipe_are_read_from_the_spec_and_the_local_pipe_constants() -> None:
+    from ceap_engine.pipeline.names import dlq_name, queue_name
+    from ceap_engine.pipeline.spec import QueueSpec
+    from ceap_engine.queueing.pipe import PIPE_BATCH_SIZE, PIPE_INPUT_TEMPLATE
+    from ceap_engine.storage.queue import settings_to_attributes
+
+    base = workflow_spec("tuned", "express")
+    spec = base.model_copy(update={"queue": QueueSpec(visibility_timeout_seconds=120, max_receive_count=5,
+                                                      retention_seconds=3600, dlq_retention_seconds=7200)})
+    template = synthesize(spec)
+    resources = template["Resources"]
+
+    # Every setting the local queue has is the deployed queue's property of the same name.
+    for logical, name, settings in (("Queue", queue_name(spec), spec.queue.settings(dlq_name(spec))),
+                                    ("DeadLetterQueue", dlq_name(spec), spec.queue.dlq_settings())):
+        properties = resources[logical]["Properties"]
+        local = settings_to_attributes(settings)
+        redrive = local.pop("RedrivePolicy", None)
+        assert properties["QueueName"] == name
+        assert {key: str(properties[key]) for key in local} == local
+        if redrive is not None:
+            assert properties["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+                                                   "maxReceiveCount": json.loads(redrive)["maxReceiveCount"]}
+    assert resources["Queue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert "5 times" in template["Outputs"]["DLQUrl"]["Description"]
+    assert "failed 5 times" in resources["DeadLetterQueueAlarm"]["Properties"]["AlarmDescription"]
+    pipe = resources["Pipe"]["Properties"]
+    assert pipe["SourceParameters"]["SqsQueueParameters"]["BatchSize"] == PIPE_BATCH_SIZE
+    assert pipe["TargetParameters"]["InputTemplate"] == PIPE_INPUT_TEMPLATE
+    # workflow_spec keeps the built-in spec's queue settings.
+    assert base.queue == QueueSpec()
+
+
 def test_only_standard_workflows_have_the_glue_job() -> None:
     assert "HeavyETLJob" not in synthesize(workflow_spec("demo", "express"))["Resources"]
     job = synthesize(workflow_spec("demo", "standard"))["Resources"]["HeavyETLJob"]["Properties"]
