@@ -79,7 +79,7 @@ def assert_each_stored_once(load: Load, store: Path, queue_file: Path) -> None:
     # Every other message was stored, each exactly once, however often it was delivered.
     assert dict(rows) == dict.fromkeys(stored, 1)
     actions: dict[str, set] = {}
-    for path in (store / "buckets").rglob("Reactive/actions-*.jsonl")  # the actions parts of every execution:
+    for path in (store / "buckets").rglob("Reactive/actions-*.jsonl"):  # the actions parts of every execution
         for line in path.read_text().splitlines():
             action = json.loads(line)
             actions.setdefault(action["customerId"], set()).add((action.get("subjectId"), action["channel"]))
