@@ -260,13 +260,15 @@ class LocalPipeline:
         return self.engine.start(self.machine, payload, name=name, state_machine_name=state_machine_name(self.spec),
                                  execution_type=self.execution_type)
 
-    async def start_checked(self, payload: Any, *, name: str | None = None, replace: bool = False) -> Any:
+    async def start_checked(self, payload: Any, *, name: str | None = None, replace: bool = False,
+                            started: Callable[[Any], None] | None = None) -> Any:
         """Start an execution under ceap's execution-name rule (:mod:`ceap_engine.pipeline.executions`).
 
         A ``name`` that holds a run of another input raises
         :class:`~ceap_engine.errors.ExecutionAlreadyExists` (nothing started) unless
         ``replace``; one whose run never ended is resumed; one that ran the same input
-        runs again. Without a name the execution gets a fresh one, as on AWS.
+        runs again. Without a name the execution gets a fresh one, as on AWS. ``started`` is
+        called with the execution right after it starts, before its task first runs.
         """
         claim = None
         if name is not None:
@@ -274,6 +276,8 @@ class LocalPipeline:
             claim = await claim_name(self.objects, self.bucket, name, payload, workflow=self.spec.name,
                                      replace=replace)
         execution = self.start(payload, name=name)
+        if started is not None:
+            started(execution)
         record = await record_start(self.objects, self.bucket, execution.name, payload, workflow=self.spec.name,
                                     clock=self.clock)
         self._running[execution.name] = (claim, record)

@@ -38,9 +38,10 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ceap_engine.ports import Activity, Clock, Queues, ReceivedMessage
 from ceap_engine.runtime.clock import VirtualClock
@@ -58,6 +59,7 @@ __all__ = [
     "PipeTarget",
     "apply_input_template",
     "create_workflow_queues",
+    "execution_name_for",
     "LocalPipelineTarget",
     "invocation_type",
     "sqs_record",
@@ -236,10 +238,12 @@ class Pipe:
 
     async def _invoke(self, messages: list[ReceivedMessage], execution_input: Any, hold: Activity) -> str | None:
         """Invoke the target, retrying the Pipe's own errors with the messages kept hidden."""
+        # A target that names its executions after the messages (LocalPipelineTarget) gets their ids.
+        extra = {"message_ids": [m.message_id for m in messages]} if getattr(self.target, "takes_message_ids", False) else {}
         for attempt in range(self.internal_retries + 1):
             try:
                 with hold.idle():
-                    return await self.target(execution_input, hold)
+                    return await self.target(execution_input, hold, **extra)
             except Exception:  # noqa: BLE001 - any failure to invoke is the Pipe's, whatever the target raised
                 self.stats.internal_errors += 1
                 if attempt == self.internal_retries:
@@ -411,11 +415,29 @@ class LocalPipelineTarget:
     results: list[Any] = field(default_factory=list)
     running: int = 0
     _tasks: set[asyncio.Future[Any]] = field(default_factory=set)
+    #: The Pipe hands this target the ids of the messages it starts an execution for.
+    takes_message_ids: ClassVar[bool] = True
 
-    async def __call__(self, execution_input: Any, hold: Activity) -> str:
-        execution = self.pipeline.start(execution_input)
+    async def __call__(self, execution_input: Any, hold: Activity, message_ids: Sequence[str] = ()) -> str:
+        # The execution is named after its message, under ceap's execution-name rule: a message
+        # delivered again (its execution failed, or the process running it was killed) resumes or
+        # re-runs that execution instead of starting another, so Reactive's engagement claims,
+        # which belong to the execution, still let it write the actions a dead run had claimed.
+        waits = self.pipeline.execution_type != "STANDARD"
+
+        def started(execution: Any) -> None:
+            if waits:
+                wake_on_end(execution, hold)
+
+        name = execution_name_for(message_ids)
+        named = name is not None and hasattr(self.pipeline, "start_checked")
+        if named:
+            execution = await self.pipeline.start_checked(execution_input, name=name, started=started)
+        else:
+            execution = self.pipeline.start(execution_input)
+            started(execution)
         self.running += 1
-        task = execution.task
+        task = asyncio.ensure_future(self._recorded(execution.task)) if named else execution.task
 
         def ended(done: asyncio.Future[Any]) -> None:
             self.running -= 1
@@ -424,17 +446,37 @@ class LocalPipelineTarget:
                 self.results.append(done.result())
 
         task.add_done_callback(ended)
-        if self.pipeline.execution_type == "STANDARD":
+        if not waits:
             self._tasks.add(task)
             return STARTED
-        wake_on_end(execution, hold)
         result = await task
         return result.status
+
+    async def _recorded(self, task: Any) -> Any:
+        """The execution's result, once its end is recorded under its name (the name rule's record)."""
+        result = await task
+        await self.pipeline.collect(result)
+        return result
 
     async def wait(self) -> None:
         """Wait for every fire-and-forget execution to end."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def execution_name_for(message_ids: Sequence[str]) -> str | None:
+    """The execution name of a batch of messages: ``msg-`` and the message id (a digest for several).
+
+    >>> execution_name_for(["0d6c0f2e-8e5f-4a8c-9e0a-1b2c3d4e5f60"])
+    'msg-0d6c0f2e-8e5f-4a8c-9e0a-1b2c3d4e5f60'
+    >>> execution_name_for([]) is None, len(execution_name_for(["a", "b"]))
+    (True, 36)
+    """
+    if not message_ids:
+        return None
+    if len(message_ids) == 1 and re.fullmatch(r"[A-Za-z0-9_-]{1,76}", message_ids[0]):
+        return f"msg-{message_ids[0]}"
+    return "msg-" + hashlib.sha256("\n".join(message_ids).encode()).hexdigest()[:32]
 
 
 async def create_workflow_queues(queues: Queues, spec: Any) -> tuple[str, str]:

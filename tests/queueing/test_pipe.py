@@ -261,3 +261,60 @@ async def test_load_with_poison_and_transient_faults_loses_nothing_and_stores_ea
           f"{pipe.stats.internal_errors} pipe errors; {wall:.1f} s wall, "
           f"{LOAD_MESSAGES / wall:.0f} messages/s")
     assert wall < 300
+
+
+class _ActionsWritesFail:
+    """An object store whose puts of Reactive's actions parts fail while ``failing`` (a broken disk)."""
+
+    def __init__(self, inner: MemoryObjectStore) -> None:
+        self.inner = inner
+        self.failing = True
+
+    async def put(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        if self.failing and "/Reactive/actions-" in key:
+            raise OSError(f"disk error writing {key}")
+        await self.inner.put(bucket, key, data, content_type)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+async def test_a_redelivered_message_writes_the_actions_its_failed_execution_had_claimed(tmp_path: Path) -> None:
+    shutil.copy(EXAMPLES / "data" / "orders.jsonl", tmp_path / "orders.jsonl")
+    w = Wiring()
+    objects = _ActionsWritesFail(MemoryObjectStore())
+    w.pipeline = LocalPipeline(REALTIME, objects=objects, candidates=w.candidates, clock=w.clock)
+    w.target = LocalPipelineTarget(w.pipeline)
+    pipe = await w.pipe()
+    await w.queues.send(w.queue, OutgoingMessage(json.dumps(_payload(tmp_path / "orders.jsonl"))))
+
+    # First delivery: Reactive claims every engagement for its execution, then cannot write its
+    # actions (its retries too): the execution fails and the message stays on the queue.
+    receipts = await w.queues.receive(w.queue, max_messages=1, visibility_timeout=0)
+    assert len(receipts) == 1
+    status = await pipe.target(pipe.execution_input(receipts), _NoHold(), message_ids=[receipts[0].message_id])
+    assert status == "FAILED"
+    objects.failing = False
+
+    # The redelivery runs under the same execution name: the claims are its own, the actions get written.
+    await pipe.drain()
+
+    assert [d.status for d in w.deliveries][-1] == "SUCCEEDED"
+    [*_, result] = w.target.results
+    actions = [json.loads(line) for key in await objects.list(w.pipeline.bucket)
+               if "/Reactive/actions-" in key for line in (await objects.get(w.pipeline.bucket, key)).splitlines()]
+    assert len(actions) == result.output["stages"]["Reactive"]["counts"]["actionCount"] == 473
+    assert result.name == f"msg-{receipts[0].message_id}"
+    assert await w.queues.counts(w.queue) == QueueCounts()
+
+
+class _NoHold:
+    """A stand-in for the Pipe's per-message activity (the call above is the Pipe's own, made by hand)."""
+
+    def idle(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
