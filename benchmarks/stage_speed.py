@@ -7,6 +7,8 @@ included (pydantic-core's JSON, already a dependency, parses and validates each 
 call; the standard library's C encoder writes records).
 
     python -m benchmarks.stage_speed [--count 10000]
+
+``python -m benchmarks`` runs it as its ``stage-speed`` row (:func:`run`).
 """
 
 from __future__ import annotations
@@ -54,15 +56,20 @@ async def measure(source: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+def run(count: int) -> dict[str, dict[str, float]]:
+    """Generate ``count`` order events and :func:`measure` the stages on them (the ``stage-speed`` row)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "orders.jsonl"
+        subprocess.run([sys.executable, str(ROOT / "examples" / "generate_orders.py"), "--count", str(count),
+                        "--out", str(source)], check=True, capture_output=True)
+        return asyncio.run(measure(source))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "orders.jsonl"
-        subprocess.run([sys.executable, str(ROOT / "examples" / "generate_orders.py"), "--count", str(args.count),
-                        "--out", str(source)], check=True, capture_output=True)
-        result = asyncio.run(measure(source))
+    result = run(args.count)
     for stage, row in result.items():
         print(f"{stage:<9} {row['records']:>8,} records  {row['seconds']:7.2f} s  {row['recordsPerSecond']:>9,.0f} records/s")
     return 0
