@@ -8,6 +8,7 @@ import pytest
 from ceap_engine.pipeline.stage import StageContext, decode_line
 from ceap_engine.pipeline.stage_runtime import make_stage_handler
 from ceap_engine.testing import WorkflowTestEnvironment
+from ceap_engine.testing.faults import copy_stage_runner
 from stages import score
 from stages.score import ScoreInput, ScoreOutput
 
@@ -40,7 +41,12 @@ async def read_errors(env: WorkflowTestEnvironment, result, stage: str) -> list[
             for line in (await env.objects.get(result.bucket, part["key"])).splitlines()]
 
 
-@pytest.mark.parametrize("workflow", ["realtime"])
+def _runners(workflow: str, env: WorkflowTestEnvironment) -> dict:
+    # The batch workflow's HeavyETL (Spark) stands in as a copy of Filter's parts: these tests are about the Lambda stages.
+    return {"glue:startJobRun": copy_stage_runner(env.objects)} if workflow == "batch" else {}
+
+
+@pytest.mark.parametrize("workflow", ["realtime", "batch"])
 async def test_hostile_records_are_rejected_with_line_and_reason_and_the_run_succeeds(tmp_path, workflow):
     lines = [
         json.dumps(event(1)),
@@ -54,7 +60,7 @@ async def test_hostile_records_are_rejected_with_line_and_reason_and_the_run_suc
     source = tmp_path / "orders.jsonl"
     source.write_text("\n".join(lines) + "\n")
     env = WorkflowTestEnvironment()
-    result = await env.run(workflow, payload(source))
+    result = await env.run(workflow, payload(source), runners=_runners(workflow, env))
     assert result.status == "SUCCEEDED", result.execution.cause
     errors = {e["line"]: e for e in await read_errors(env, result, "ETL")}
     assert {line: e["reasonCode"] for line, e in errors.items()} == {2: "OVERFLOW", 3: "TOO_DEEP", 4: "NON_FINITE", 6: "NON_FINITE"}
@@ -69,11 +75,12 @@ async def test_hostile_records_are_rejected_with_line_and_reason_and_the_run_suc
             decode_line(line)
 
 
-async def test_a_score_that_drops_records_fails_the_reconciliation(example_payload):
+@pytest.mark.parametrize("workflow", ["realtime", "batch"])
+async def test_a_score_that_drops_records_fails_the_reconciliation(example_payload, workflow):
     env = WorkflowTestEnvironment()
     dropping = make_stage_handler("tests.pipeline.test_volume:dropping_score", objects=env.objects,
                                   candidates=env.candidates, clock=env.clock)
-    result = await env.run("realtime", example_payload, handlers={"Score": dropping})
+    result = await env.run(workflow, example_payload, handlers={"Score": dropping}, runners=_runners(workflow, env))
     assert result.status == "FAILED"
     assert result.execution.error == "Ceap.PermanentError"
     assert "reconciliation failed: Score took in 581 records but accounted for 291" in result.execution.cause
