@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # One stage call in a fresh interpreter, as a Lambda runs it: its peak RSS counts the runtime and imports too.
 MEASURE = """
-import asyncio, json, resource, sys
+import asyncio, json, sys
 from adapters.local import LocalStores
 from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.pipeline.stage_runtime import invoke_stage
@@ -25,7 +25,9 @@ if "part" in event:  # the step after the Map: the stage's manifest, which the n
     assembly = {k: v for k, v in event.items() if k != "part"} | {"assemble": True}
     asyncio.run(invoke_stage(assembly, None, function=function, objects=objects, candidates=candidates, clock=clock))
 candidates.close()
-print(json.dumps({"peakMiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "counts": pointer["counts"]}))
+# VmHWM: this process image's own peak (ru_maxrss would carry over the parent's peak across fork and exec).
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"peakMiB": hwm / 1024, "counts": pointer["counts"]}))
 """
 
 
