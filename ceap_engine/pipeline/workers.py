@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import pickle
-import traceback
+import threading
+import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ceap_engine.errors import CeapError
@@ -94,12 +96,23 @@ def _invoke_in_worker(
             portable: Any = exc
         except Exception:  # noqa: BLE001 - an exception that does not survive pickling goes by name and message
             portable = None
-        return "error", (portable, type(exc).__name__, str(exc), traceback.format_exception(exc))
+        return "error", (portable, type(exc).__name__, str(exc))
     finally:
         for store in (candidates, objects):
             close = getattr(store, "close", None)
             if callable(close):
                 close()
+
+
+def _end_with_parent(parent: int) -> None:
+    """In a worker: exit once the process that started it is gone (``kill -9`` leaves no worker behind)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ceap-parent-watch", daemon=True).start()
 
 
 _REMOTE_TYPES: dict[str, type[Exception]] = {}
@@ -126,7 +139,8 @@ class StagePool:
     def _started(self) -> ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the caller runs an event loop and threads, which a fork would copy mid-flight.
-            self._pool = ProcessPoolExecutor(self.size, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.size, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_end_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     async def invoke(self, function: str, event: Any, *, config: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
@@ -143,7 +157,7 @@ class StagePool:
             raise WorkerDied(f"a worker process ended while running {function} (killed or out of memory): {exc}") from None
         if status == "ok":
             return value
-        portable, name, message, _stack = value
+        portable, name, message = value
         raise portable if portable is not None else _remote_error(name, message)
 
     def close(self) -> None:

@@ -6,6 +6,9 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +35,13 @@ def kill_myself(input: Empty, context: StageContext) -> Empty:
     """A stage whose process dies mid-call, as one killed by the OOM killer would."""
     os.kill(os.getpid(), signal.SIGKILL)
     return input  # pragma: no cover - never reached
+
+
+def report_pid_and_hang(input: Empty, context: StageContext) -> Empty:
+    """A stage that says which process runs it, then works for a long time."""
+    print(f"worker {os.getpid()}", flush=True)
+    time.sleep(120)
+    return input
 
 
 def pid_of_worker(input: Empty, context: StageContext) -> dict:
@@ -120,3 +130,41 @@ def test_a_worker_that_dies_fails_the_call_and_the_next_call_gets_a_new_worker(t
         assert asyncio.run(twice()) == "ok"
     finally:
         pool.close()
+
+
+# A `ceap run` stand-in: starts a pool, sends it a long stage call, and waits (to be killed).
+PARENT = """
+import asyncio, sys
+from pathlib import Path
+from adapters.local import LocalStores
+from ceap_engine.pipeline.workers import StagePool
+from ceap_engine.runtime.clock import VirtualClock
+event = {"executionId": "e-1", "currentStage": "Filter", "previousStage": None, "workflowBucket": "ceap-test", "input": {}}
+pool = StagePool(1, LocalStores(Path(sys.argv[1])))
+asyncio.run(pool.invoke("tests.pipeline.test_workers:report_pid_and_hang", event, config={}, clock=VirtualClock(0)))
+"""
+
+
+def test_workers_end_when_the_run_that_started_them_is_killed(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = parent.stdout.readline()  # the worker's own line: it is running the call
+        assert line.startswith("worker "), line
+        worker = int(line.split()[1])
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived the killed run"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
