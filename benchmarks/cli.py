@@ -1,9 +1,10 @@
 """``python -m benchmarks``: run every scenario, each in its own process, print a table, write JSON.
 
-    python -m benchmarks                          # the full run (several minutes)
-    python -m benchmarks --quick                  # under 60 s, smaller counts
+    python -m benchmarks                          # the full run (tens of minutes: 1M records end to end)
+    python -m benchmarks --quick                  # smaller counts
     python -m benchmarks --json results.json --markdown docs/benchmarks.md
     python -m benchmarks --quick --only bound,ceap-realtime-c1000
+    python -m benchmarks --quick --only e2e-10k,stage-speed   # ceap beside the floor; each stage on one core
 
 Each scenario runs as ``python -m benchmarks --run-scenario NAME`` so that its
 peak RSS is its own; the child prints its rows as one JSON line.
@@ -24,7 +25,7 @@ from typing import Any
 
 from .environment import machine, versions
 from .report import markdown, ratios, table
-from . import peer
+from . import end_to_end, peer
 from . import queue as queue_scenarios
 from .scenarios import Scenario, run_scenario
 from .scenarios import plan as _own_plan
@@ -32,18 +33,34 @@ from .scenarios import plan as _own_plan
 __all__ = ["main", "run_all"]
 
 ROWS_MARKER = "BENCHMARK-ROWS "
-#: Longest a scenario may take before it is stopped and reported as failed.
+#: Longest a scenario may take before it is stopped and reported as failed ...
 DEFAULT_TIMEOUT_S = 1800.0
+#: ... plus, for an e2e scenario (generating the file, ceap and the floor on it), 1 s per this many records.
+E2E_RECORDS_PER_TIMEOUT_S = 500
+
+
+def scenario_timeout(scenario: Scenario, given: float | None = None) -> float:
+    """``given`` (``--timeout``) if set, else the default for this scenario.
+
+    >>> scenario_timeout(Scenario("e2e-1m", "e2e", records=1_000_000)), scenario_timeout(Scenario("bound", "bound"), 60)
+    (3800.0, 60)
+    """
+    if given is not None:
+        return given
+    extra = scenario.records / E2E_RECORDS_PER_TIMEOUT_S if scenario.kind == "e2e" else 0.0
+    return DEFAULT_TIMEOUT_S + extra
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Throughput and scaling of the ceap engine, next to the asyncio bound and moto, in one run.",
+        description="Throughput and scaling of the ceap engine, next to the asyncio bound and moto, and the "
+                    "pipeline end to end next to the floor (a plain standard-library program doing the same work "
+                    "on the same file), in one run.",
     )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true",
-                      help="smaller counts: the whole run takes under 60 s (the Glue job only with --only glue-job)")
+                      help="smaller counts, a run of a minute or two (e2e at 10k records; the Glue job only with --only glue-job)")
     size.add_argument("--smoke", action="store_true", help="tiny counts: checks that the harness works (tests)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results document here")
     parser.add_argument("--markdown", type=Path, metavar="FILE",
@@ -53,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="list the scenarios of this mode and exit")
     parser.add_argument("--keep-histories", action="store_true",
                         help="scaling runs keep every finished execution's result and history (shows their memory cost)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
-                        help=f"stop a scenario that runs longer than this (default {DEFAULT_TIMEOUT_S:.0f})")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help=f"stop a scenario that runs longer than this (default {DEFAULT_TIMEOUT_S:.0f}; an e2e "
+                             f"scenario gets {DEFAULT_TIMEOUT_S:.0f} plus 1 s per {E2E_RECORDS_PER_TIMEOUT_S} records)")
     parser.add_argument("--no-serve", action="store_true",
                         help="leave out the ceap serve endpoint beside MiniStack and moto (benchmarks/serve.py; "
                              "full and --quick runs without --only include it)")
@@ -72,7 +90,7 @@ def _mode(args: argparse.Namespace) -> str:
 
 
 #: Scenarios a --quick or --smoke run leaves out unless named with --only: the
-#: Glue job starts a JVM and Spark (20-40 s here), which alone would break --quick's 60 s.
+#: Glue job starts a JVM and Spark (20-40 s here), which alone would double --quick's time.
 FULL_RUN_ONLY = ("glue-job",)
 
 
@@ -120,7 +138,7 @@ def _run_child(scenario: Scenario, mode: str, keep_histories: bool, timeout: flo
 
 
 def run_all(
-    scenarios: list[Scenario], *, mode: str, keep_histories: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
+    scenarios: list[Scenario], *, mode: str, keep_histories: bool = False, timeout: float | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
     """Run each scenario in a process of its own and assemble the results document.
@@ -134,7 +152,7 @@ def run_all(
         started = time.perf_counter()
         if progress:
             print(f"[{number}/{len(scenarios)}] {scenario.name} ...", end="", file=progress, flush=True)
-        rows = _run_child(scenario, mode, keep_histories, timeout)
+        rows = _run_child(scenario, mode, keep_histories, scenario_timeout(scenario, timeout))
         results.extend(rows)
         if progress:
             failed = any(r.get("details", {}).get("error") for r in rows)
@@ -153,6 +171,8 @@ def _child(name: str, mode: str, keep_histories: bool) -> int:
             runner = queue_scenarios.run_scenario
         elif kind.startswith("peer-"):
             runner = peer.run_scenario
+        elif kind in ("e2e", "stage-speed"):
+            runner = end_to_end.run_scenario
         else:
             runner = run_scenario
         rows = runner(scenarios[name], mode=mode, keep_histories=keep_histories)

@@ -97,10 +97,15 @@ async def _make_input(candidates: int, folder: Path, objects: FileObjectStore) -
             execution_id="bench", stage="ETL", bucket=BUCKET, objects=objects, clock=VirtualClock(1_743_811_200)
         )
         made = await etl.run(payload, context)
-        if len(made.candidates) >= candidates:
+        if made.candidate_count >= candidates:
             break
-        events = int(events * candidates / max(1, len(made.candidates)) * 1.1) + 100
-    chosen = [candidate.to_json() for candidate in made.candidates[:candidates]]
+        events = int(events * candidates / max(1, made.candidate_count) * 1.1) + 100
+    # ETL writes its candidates as parts (JSON Lines); the job's input here is one Filter document.
+    chosen: list[Any] = []
+    for part in context.written_parts()["candidates"]:
+        body = await objects.get(BUCKET, part.key)
+        chosen += [json.loads(line) for line in body.splitlines() if line.strip()]
+    chosen = chosen[:candidates]
     size = await write_json(
         objects,
         BUCKET,

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["TARGETS", "markdown", "ratios", "table", "targets"]
+__all__ = ["TARGETS", "Target", "floor_pairs", "markdown", "ratios", "table", "targets"]
 
-#: What issue 7 asks of ceap: (name, what is compared, threshold).
+#: What issues 7 and 11 ask of ceap: (name, what is compared, how, threshold).
 TARGETS = (
-    ("ceap realtime executions/s (concurrency 1,000, one core)", "realtime_eps", 5_000.0),
-    ("ceap realtime / bound, same run", "ceap_vs_bound", 0.25),
-    ("ceap / moto on the 5-Pass definition", "ceap_vs_moto_5pass", 100.0),
+    ("ceap realtime executions/s (concurrency 1,000, one core)", "realtime_eps", ">=", 5_000.0),
+    ("ceap realtime / bound, same run", "ceap_vs_bound", ">=", 0.25),
+    ("ceap / moto on the 5-Pass definition", "ceap_vs_moto_5pass", ">=", 100.0),
+    ("ceap / floor wall time, largest e2e run (1m in a full run)", "ceap_vs_floor_wall_largest", "<=", 2.0),
+    ("ceap peak RSS MiB, largest e2e run (400 MB)", "e2e_largest_peak_rss_mib", "<=", 381.5),
+    ("ceap peak RSS, largest e2e run / the next smaller one (1m / 100k)", "e2e_peak_rss_growth", "<=", 1.25),
+    ("slowest stage records/s on one core (stage-speed)", "stage_min_records_per_s", ">=", 50_000.0),
 )
+
+
+class Target(NamedTuple):
+    """A target with what was measured (``None``: not in this run) and whether it is met."""
+
+    label: str
+    value: float | None
+    op: str
+    threshold: float
+    met: bool | None
+
 
 _COLUMNS = (
     ("name", "name", "{}"),
@@ -45,28 +60,90 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
 
 
+def _failed(row: dict[str, Any] | None) -> bool:
+    return not row or bool(row.get("details", {}).get("error"))
+
+
+def floor_pairs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each ``e2e-<size>`` row with its ``floor-<size>`` row (both succeeded), smallest first.
+
+    Wall time is each command's process wall time (start to exit); peak RSS is the peak
+    of the summed RSS of its process tree; the ratios are ceap / floor.
+    """
+    rows = _by_name(results)
+    pairs = []
+    for row in results:
+        size = row["name"].removeprefix("e2e-")
+        floor = rows.get(f"floor-{size}")
+        if not row["name"].startswith("e2e-") or _failed(row) or _failed(floor):
+            continue
+        assert floor is not None
+        ceap_d, floor_d = row["details"], floor["details"]
+        records = ceap_d.get("records")
+        ceap_wall, floor_wall = ceap_d.get("process_wall_s"), floor_d.get("process_wall_s")
+        pairs.append({
+            "size": size,
+            "records": records,
+            "ceap_wall_s": ceap_wall,
+            "floor_wall_s": floor_wall,
+            "ceap_records_per_s": round(records / ceap_wall, 1) if records and ceap_wall else None,
+            "floor_records_per_s": round(records / floor_wall, 1) if records and floor_wall else None,
+            "ceap_peak_rss_mib": row.get("peak_rss_mib"),
+            "floor_peak_rss_mib": floor.get("peak_rss_mib"),
+            "wall_ratio": _ratio(ceap_wall, floor_wall),
+            "rss_ratio": _ratio(row.get("peak_rss_mib"), floor.get("peak_rss_mib")),
+            "ceap_processes": ceap_d.get("processes"),
+            "ceap_counts": ceap_d.get("counts") or {},
+            "floor_counts": floor_d.get("counts") or {},
+        })
+    return sorted(pairs, key=lambda p: p["records"] or 0)
+
+
 def ratios(results: list[dict[str, Any]]) -> dict[str, float | None]:
     """``ceap_vs_bound`` = ceap-realtime-c1000 / bound and ``ceap_vs_moto_5pass`` = ceap-5pass / moto-5pass
-    executions/s (``None`` when a side is missing or failed).
+    executions/s (``None`` when a side is missing or failed); then, for each size run end to
+    end, ``ceap_vs_floor_wall_<size>`` and ``ceap_vs_floor_rss_<size>`` (see :func:`floor_pairs`).
 
     >>> ratios([{"name": "ceap-5pass", "executions_per_s": 500.0}, {"name": "moto-5pass", "executions_per_s": 5.0}])
     {'ceap_vs_bound': None, 'ceap_vs_moto_5pass': 100.0}
     """
     rows = _by_name(results)
-    return {
+    out = {
         "ceap_vs_bound": _ratio(_eps(realtime_high(results)), _eps(rows.get("bound"))),
         "ceap_vs_moto_5pass": _ratio(_eps(rows.get("ceap-5pass")), _eps(rows.get("moto-5pass"))),
     }
+    for pair in floor_pairs(results):
+        out[f"ceap_vs_floor_wall_{pair['size']}"] = pair["wall_ratio"]
+        out[f"ceap_vs_floor_rss_{pair['size']}"] = pair["rss_ratio"]
+    return out
 
 
-def targets(document: dict[str, Any]) -> list[tuple[str, float | None, float, bool | None]]:
+def _measured(document: dict[str, Any]) -> dict[str, float | None]:
+    results = document["results"]
+    values: dict[str, float | None] = dict(document["ratios"])
+    values["realtime_eps"] = _eps(realtime_high(results))
+    pairs = floor_pairs(results)
+    if pairs:
+        largest = pairs[-1]
+        values["ceap_vs_floor_wall_largest"] = largest["wall_ratio"]
+        values["e2e_largest_peak_rss_mib"] = largest["ceap_peak_rss_mib"]
+        if len(pairs) > 1:
+            values["e2e_peak_rss_growth"] = _ratio(largest["ceap_peak_rss_mib"], pairs[-2]["ceap_peak_rss_mib"])
+    speed = _by_name(results).get("stage-speed")
+    if not _failed(speed):
+        assert speed is not None
+        values["stage_min_records_per_s"] = speed["details"].get("min_records_per_s")
+    return values
+
+
+def targets(document: dict[str, Any]) -> list[Target]:
     """Each target with the measured value, its threshold and whether it is met (``None``: not measured)."""
-    values = dict(document["ratios"])
-    values["realtime_eps"] = _eps(realtime_high(document["results"]))
+    values = _measured(document)
     out = []
-    for label, key, threshold in TARGETS:
+    for label, key, op, threshold in TARGETS:
         value = values.get(key)
-        out.append((label, value, threshold, None if value is None else value >= threshold))
+        met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
+        out.append(Target(label, value, op, threshold, met))
     return out
 
 
@@ -97,13 +174,29 @@ def table(document: dict[str, Any]) -> str:
     lines.append("")
     for key, value in document["ratios"].items():
         lines.append(f"{key}: {'-' if value is None else f'{value:,.3f}'}")
-    for label, value, threshold, met in targets(document):
-        verdict = "not measured" if met is None else ("met" if met else "MISSED")
-        shown = "-" if value is None else f"{value:,.2f}"
-        lines.append(f"target {label}: {shown} (>= {threshold:,.2f}) {verdict}")
+    for t in targets(document):
+        verdict = "not measured" if t.met is None else ("met" if t.met else "MISSED")
+        shown = "-" if t.value is None else f"{t.value:,.2f}"
+        lines.append(f"target {t.label}: {shown} ({t.op} {t.threshold:,.2f}) {verdict}")
+    pairs = floor_pairs(document["results"])
+    if pairs:
+        lines.append("ceap and the floor on the same file (process wall time; peak RSS summed over the process tree):")
+    for p in pairs:
+        c, f = p["ceap_counts"], p["floor_counts"]
+        lines.append(
+            f"  {p['size']}: ceap {_num(p['ceap_wall_s'], '{:,.2f}')} s, {_num(p['ceap_records_per_s'], '{:,.0f}')} rec/s, "
+            f"{_num(p['ceap_peak_rss_mib'])} MiB | floor {_num(p['floor_wall_s'], '{:,.2f}')} s, "
+            f"{_num(p['floor_records_per_s'], '{:,.0f}')} rec/s, {_num(p['floor_peak_rss_mib'])} MiB | "
+            f"ceap/floor wall {_num(p['wall_ratio'], '{:,.2f}')}x, RSS {_num(p['rss_ratio'], '{:,.2f}')}x | "
+            f"ceap/floor stored {_num(c.get('stored'), '{:,}')}/{_num(f.get('stored'), '{:,}')}, "
+            f"actions {_num(c.get('actions'), '{:,}')}/{_num(f.get('actions'), '{:,}')}")
     for row in document["results"]:
         details = row.get("details", {})
-        if details.get("stages") and not details.get("error"):
+        if row["name"] == "stage-speed" and details.get("stages") and not details.get("error"):
+            per_stage = ", ".join(f"{name} {_num(s.get('records_per_s'), '{:,.0f}')}" for name, s in details["stages"].items())
+            lines.append(f"stage-speed (one core, {_num(details.get('records'), '{:,}')} order events): records/s per "
+                         f"stage: {per_stage}; slowest {details.get('slowest_stage')}")
+        elif details.get("stages") and not details.get("error"):
             per_stage = ", ".join(f"{name} {_num(s.get('records_per_s'), '{:,.0f}')}" for name, s in details["stages"].items())
             lines.append(f"{row['name']}: {_num(details.get('records'), '{:,}')} records, "
                          f"{_num(details.get('records_per_s'), '{:,.0f}')} records/s in all; per stage: {per_stage}")
@@ -129,6 +222,83 @@ def _md_table(header: list[str], rows: list[list[str]], right_from: int = 1) -> 
 
 def _num(value: Any, fmt: str = "{:,.1f}") -> str:
     return "-" if value is None else fmt.format(value)
+
+
+def _pair_table(pairs: list[dict[str, Any]]) -> list[str]:
+    def counted(p: dict[str, Any], key: str) -> str:
+        return f"{_num(p['ceap_counts'].get(key), '{:,}')} / {_num(p['floor_counts'].get(key), '{:,}')}"
+
+    return _md_table(
+        ["records", "ceap wall s", "floor wall s", "ceap rec/s", "floor rec/s", "ceap peak RSS MiB",
+         "floor peak RSS MiB", "wall ceap/floor", "RSS ceap/floor", "candidates ceap / floor",
+         "stored ceap / floor", "actions ceap / floor"],
+        [[_num(p["records"], "{:,}"), _num(p["ceap_wall_s"], "{:,.2f}"), _num(p["floor_wall_s"], "{:,.2f}"),
+          _num(p["ceap_records_per_s"], "{:,.0f}"), _num(p["floor_records_per_s"], "{:,.0f}"),
+          _num(p["ceap_peak_rss_mib"]), _num(p["floor_peak_rss_mib"]), _num(p["wall_ratio"], "{:,.2f}"),
+          _num(p["rss_ratio"], "{:,.2f}"), counted(p, "candidates"), counted(p, "stored"), counted(p, "actions")]
+         for p in pairs], right_from=0)
+
+
+def _end_to_end_sections(results: list[dict[str, Any]]) -> list[str]:
+    """The page's sections on ``e2e-*``, ``floor-*`` and ``stage-speed`` rows (empty if none ran)."""
+    out: list[str] = []
+    pairs = floor_pairs(results)
+    if pairs:
+        out += [
+            "## End to end: ceap and the floor",
+            "",
+            "Each size's order data is generated once; `ceap run --local` and the floor (`benchmarks/floor.py`: the "
+            "same logical work - validate, scope, merge, filter, score with both models, upsert into SQLite in batches, "
+            "claim each engagement, one action per claimed engagement - in one plain standard-library process) run on "
+            "that same file one after the other. Wall time is each command's, from start to exit (ceap's includes "
+            "starting Python and importing ceap); records/s = source records / that time. Peak RSS is the peak of the "
+            "summed RSS of the command's whole process tree (ceap's worker processes included; up to "
+            f"{max((p['ceap_processes'] or 0) for p in pairs)} processes at once here), sampled every 100 ms. "
+            "Similar counts on both sides show they did the same work.",
+            "",
+            *_pair_table(pairs),
+            "",
+        ]
+    e2e = [r for r in results if r["name"].startswith("e2e-") and r.get("details", {}).get("stages")]
+    if e2e:
+        stages = list(e2e[0]["details"]["stages"])
+        out += [
+            "## End to end, per stage",
+            "",
+            f"{e2e[0]['details'].get('driver')}, on order data from `examples/generate_orders.py`. "
+            "Records/s of a stage = the records it was given / its span in the execution history, from the first of "
+            "its states entered (its Task, or its Map over the previous stage's parts) to the last exited (its "
+            f"`.Manifest` step) ({e2e[0]['details'].get('timestamps')}); total = source records / execution time. "
+            "Process wall time includes starting Python and importing ceap.",
+            "",
+            *_md_table(["name", "records", *(f"{s} rec/s" for s in stages), "total rec/s", "execution s",
+                        "process wall s", "peak RSS MiB"], [
+                [r["name"], _num(r["details"].get("records"), "{:,}"),
+                 *(_num(r["details"]["stages"][s].get("records_per_s"), "{:,.0f}") for s in stages),
+                 _num(r["details"].get("records_per_s"), "{:,.0f}"), _num(r["details"].get("wall_s"), "{:,.2f}"),
+                 _num(r["details"].get("process_wall_s"), "{:,.2f}"), _num(r.get("peak_rss_mib"))]
+                for r in e2e
+            ]),
+            "",
+        ]
+    speed = next((r for r in results if r["name"] == "stage-speed" and not _failed(r)), None)
+    if speed:
+        d = speed["details"]
+        out += [
+            "## Each stage on one core",
+            "",
+            f"`benchmarks/stage_speed.py` on {_num(d.get('records'), '{:,}')} generated order events: "
+            f"{d.get('driver')}. Decoding and encoding the part count in each stage's time. "
+            "The issue's target is 50,000 records/s for every stage.",
+            "",
+            *_md_table(["stage", "records", "seconds", "records/s"], [
+                [name, _num(s.get("records"), "{:,}"), _num(s.get("seconds"), "{:,.3f}"),
+                 _num(s.get("records_per_s"), "{:,.0f}")]
+                for name, s in d["stages"].items()
+            ]),
+            "",
+        ]
+    return out
 
 
 def markdown(document: dict[str, Any], *, command: str, mode: str, started: str, duration_s: float) -> str:
@@ -159,9 +329,9 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
         *(f"- `{key}` = {_num(value, '{:,.3f}')}" for key, value in document["ratios"].items()),
         "",
         *_md_table(["target", "measured", "threshold", "verdict"], [
-            [label, _num(value, "{:,.2f}"), f"{threshold:,.2f}",
-             "not measured" if met is None else ("met" if met else "**missed**")]
-            for label, value, threshold, met in targets(document)
+            [t.label, _num(t.value, "{:,.2f}"), f"{t.op} {t.threshold:,.2f}",
+             "not measured" if t.met is None else ("met" if t.met else "**missed**")]
+            for t in targets(document)
         ]),
         "",
     ]
@@ -198,27 +368,7 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
             ]], right_from=0),
             "",
         ]
-    e2e = [r for r in results if r["name"].startswith("e2e-") and r.get("details", {}).get("stages")]
-    if e2e:
-        stages = list(e2e[0]["details"]["stages"])
-        out += [
-            "## End to end",
-            "",
-            f"{e2e[0]['details'].get('driver')}, on order data from `examples/generate_orders.py`. "
-            "Records/s of a stage = the records it was given / its time from StateEntered to StateExited "
-            f"({e2e[0]['details'].get('timestamps')}); total = source records / execution time. "
-            "Process wall time includes starting Python and importing ceap.",
-            "",
-            *_md_table(["name", "records", *(f"{s} rec/s" for s in stages), "total rec/s", "execution s",
-                        "process wall s", "peak RSS MiB"], [
-                [r["name"], _num(r["details"].get("records"), "{:,}"),
-                 *(_num(r["details"]["stages"][s].get("records_per_s"), "{:,.0f}") for s in stages),
-                 _num(r["details"].get("records_per_s"), "{:,.0f}"), _num(r["details"].get("wall_s"), "{:,.2f}"),
-                 _num(r["details"].get("process_wall_s"), "{:,.2f}"), _num(r.get("peak_rss_mib"))]
-                for r in e2e
-            ]),
-            "",
-        ]
+    out += _end_to_end_sections(results)
     glue = [r for r in results if r["name"].startswith("glue-job") and not r.get("details", {}).get("error")]
     if glue:
         out += [
@@ -243,7 +393,9 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
         "## What is measured",
         "",
         "- Every scenario runs in its own Python process, so its peak RSS (`ru_maxrss`) is its own; it includes "
-        "the interpreter and the imports (and, for moto, boto3 and moto). For `e2e-*` it is the `ceap` process's.",
+        "the interpreter and the imports (and, for moto, boto3 and moto). For `e2e-*` and `floor-*` it is the peak "
+        "of the summed RSS (`VmRSS`) of the command's process tree - the `ceap` process and its worker processes - "
+        "sampled every 100 ms.",
         "- executions/s = executions / wall time of the measured run (after a warm-up of up to 200 executions, "
         "not counted). A state transition is a state entered plus each Task retry, as AWS bills them.",
         "- exec/CPU-s = executions / CPU time of the scenario's process (all its threads) over the same run: what "

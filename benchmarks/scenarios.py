@@ -19,9 +19,8 @@ What each measures (the numbers a row reports are described in
   ``keep_histories``), so peak memory must stay flat and time grow linearly.
 - ``retry-heavy``: every stage fails once (``Lambda.ServiceException``) and
   succeeds on its retry, after the spec's retry interval (2 s, Express) in virtual time.
-- ``e2e-*``: ``ceap run --local`` (a subprocess, real clock, the embedded file
-  and SQLite backends) on generated order data; records/s per stage from the
-  history's timestamps.
+- ``e2e-*`` (ceap and the floor on the same generated file) and ``stage-speed``
+  (each stage on one core): see :mod:`benchmarks.end_to_end`, which runs them.
 
 A *state transition* is a state entered, plus each retry of a Task (AWS bills
 both). Every scenario fails loudly if any execution does not succeed, so a
@@ -32,16 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +44,7 @@ from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
 from ceap_engine.errors import CeapError
 from ceap_engine.pipeline import REALTIME, build_definition, substitute, substitution_keys
 from ceap_engine.ports import Clock, TaskContext
-from ceap_engine.runtime.clock import RealClock, VirtualClock
+from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.runtime.tasks import TaskFailed, TaskRunners
 
 from .measure import REQUIRED_KEYS, Run, current_rss_mib, drive, peak_rss_mib, result_row
@@ -103,32 +96,37 @@ class Scenario:
     """One row (or rows) of the results: what to run and how much of it."""
 
     name: str
-    kind: str  # bound | bound-yield | ceap-realtime | five-pass-moto | five-pass-ceap | scaling | retry-heavy | e2e | glue-job
+    kind: str  # bound | bound-yield | ceap-realtime | five-pass-moto | five-pass-ceap | scaling | retry-heavy | e2e | stage-speed | glue-job
     executions: int = 1
     concurrency: int = 1
     records: int = 0
 
 
 def _size(n: int) -> str:
+    """``1k``, ``100k``, ``1m`` - or the number itself when it is not a round thousand or million."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}m"
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
 def plan(mode: str, *, glue_job: bool | None = None) -> list[Scenario]:
-    """The scenarios of a run: ``full`` (the published numbers), ``quick`` (under 60 s) or
+    """The scenarios of a run: ``full`` (the published numbers), ``quick`` (smaller counts) or
     ``smoke`` (tiny counts, to check that the harness works).
 
     >>> [s.name for s in plan("full", glue_job=False)][:3]
-    ['bound', 'ceap-realtime-c1', 'ceap-realtime-c1000']
+    ['bound', 'bound-yield', 'ceap-realtime-c1']
+    >>> [s.name for s in plan("full", glue_job=False) if s.kind in ("e2e", "stage-speed")]
+    ['e2e-100k', 'e2e-1m', 'stage-speed']
     """
     sizes = {
-        #        bound    rt-c1   rt-c1000  5-pass  scaling                retry   e2e records
-        "full": (100_000, 20_000, 100_000, 1_000, (1_000, 10_000, 100_000), 10_000, (1_000, 10_000, 100_000)),
-        "quick": (10_000, 1_000, 10_000, 100, (1_000, 2_000, 5_000), 1_000, (1_000, 5_000)),
-        "smoke": (50, 5, 50, 3, (20, 40), 10, (60,)),
+        #        bound    rt-c1   rt-c1000  5-pass  scaling                retry   e2e records  stage-speed
+        "full": (100_000, 20_000, 100_000, 1_000, (1_000, 10_000, 100_000), 10_000, (100_000, 1_000_000), 10_000),
+        "quick": (10_000, 1_000, 10_000, 100, (1_000, 2_000, 5_000), 1_000, (10_000,), 5_000),
+        "smoke": (50, 5, 50, 3, (20, 40), 10, (1_000,), 300),
     }
     if mode not in sizes:
         raise ValueError(f"unknown mode {mode!r}: use full, quick or smoke")
-    bound, rt_c1, rt_c1000, five_pass, scaling, retry, e2e = sizes[mode]
+    bound, rt_c1, rt_c1000, five_pass, scaling, retry, e2e, speed = sizes[mode]
     high = 1000 if mode != "smoke" else 10
     scenarios = [
         Scenario("bound", "bound", bound, high),
@@ -140,6 +138,7 @@ def plan(mode: str, *, glue_job: bool | None = None) -> list[Scenario]:
         *(Scenario(f"scaling-{_size(n)}", "scaling", n, high) for n in scaling),
         Scenario("retry-heavy", "retry-heavy", retry, high),
         *(Scenario(f"e2e-{_size(n)}", "e2e", records=n) for n in e2e),
+        Scenario("stage-speed", "stage-speed", records=speed),
     ]
     if glue_job is None:
         glue_job = (Path(__file__).parent / "glue_job.py").is_file()
@@ -160,7 +159,7 @@ def realtime_machine() -> StateMachine:
     return load_definition(substitute(build_definition(REALTIME), names))
 
 
-_STAGE_RESULT = {"Payload": {"outputKey": "executions/e/stage/output.json", "counts": {}}}
+_STAGE_RESULT = {"Payload": {"outputKey": "executions/e/stage/output.json", "counts": {}, "partList": "executions/e/stage/parts.jsonl", "parts": []}}
 
 
 async def noop_stage(resource: Any, parameters: Any, context: TaskContext) -> Any:
@@ -386,129 +385,6 @@ def five_pass_moto(scenario: Scenario) -> list[dict[str, Any]]:
                        details={"note": "all executions started, then DescribeExecution sweeps until all ended"})]
 
 
-# -- end to end ----------------------------------------------------------------------------------
-
-
-def _ceap_command() -> list[str] | None:
-    """The ``ceap`` command of this environment, if it has ``run --local``."""
-    script = Path(sys.executable).with_name("ceap")
-    command = [str(script)] if script.is_file() else ([found] if (found := shutil.which("ceap")) else None)
-    if command is None:
-        return None
-    probe = subprocess.run([*command, "run", "--help"], capture_output=True, text=True, timeout=120)
-    return command if probe.returncode == 0 and "--local" in probe.stdout else None
-
-
-def _parse_time(value: Any) -> float:
-    if isinstance(value, (int, float)):
-        return float(value)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-
-
-def stage_seconds(events: list[dict[str, Any]]) -> dict[str, float]:
-    """Per state name: seconds from its ...StateEntered to its ...StateExited (AWS-shaped events)."""
-    entered: dict[str, float] = {}
-    spans: dict[str, float] = {}
-    for event in events:
-        kind = event["type"]
-        if kind.endswith("StateEntered") or kind.endswith("StateExited"):
-            details = event.get("stateEnteredEventDetails") or event.get("stateExitedEventDetails") or {}
-            name = details.get("name")
-            if kind.endswith("StateEntered"):
-                entered[name] = _parse_time(event["timestamp"])
-            elif name in entered:
-                spans[name] = spans.get(name, 0.0) + _parse_time(event["timestamp"]) - entered.pop(name)
-    return spans
-
-
-def _generate_orders(records: int, out: Path) -> None:
-    generator = REPO_ROOT / "examples" / "generate_orders.py"
-    done = subprocess.run([sys.executable, str(generator), "--count", str(records), "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise BenchmarkFailed(f"examples/generate_orders.py failed: {done.stderr.strip()[-2000:]}")
-
-
-def _run_cli(command: list[str], payload: Path, store: Path, out: Path) -> tuple[dict[str, Any], float, float]:
-    """Run ``ceap run --local``; return its JSON document, its wall time and its own peak RSS (MiB)."""
-    argv = [*command, "run", "--local", str(payload), "--store", str(store), "--clock", "real", "--format", "json"]
-    with open(out, "wb") as stdout, open(out.with_suffix(".err"), "wb") as stderr:
-        started = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=stdout, stderr=stderr)
-        # wait4 gives this child's own rusage, so its peak RSS is not mixed with the generator's.
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    text = out.read_text(encoding="utf-8")
-    if process.returncode != 0:
-        err = out.with_suffix(".err").read_text(encoding="utf-8", errors="replace")
-        raise BenchmarkFailed(f"`{' '.join(argv)}` exited {process.returncode}: {(err or text).strip()[-2000:]}")
-    rss = usage.ru_maxrss / (1024 * 1024) if sys.platform == "darwin" else usage.ru_maxrss / 1024
-    return json.loads(text), wall, rss
-
-
-async def _run_in_process(payload: dict[str, Any], store: Path) -> tuple[dict[str, Any], float, float]:
-    """The same run as ``ceap run --local`` without the CLI (used when the CLI has no ``run --local``)."""
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
-    from ceap_engine.pipeline.local import LocalPipeline
-
-    clock = RealClock()
-    with SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock) as candidates:
-        pipeline = LocalPipeline(REALTIME, objects=FileObjectStore(store / "objects"), candidates=candidates, clock=clock)
-        started = time.perf_counter()
-        result = await pipeline.run(payload)
-        wall = time.perf_counter() - started
-    document = result.execution.to_json()
-    document["counts"] = result.counts
-    return document, wall, peak_rss_mib()
-
-
-def end_to_end(scenario: Scenario) -> list[dict[str, Any]]:
-    records = scenario.records
-    with tempfile.TemporaryDirectory(prefix="ceap-bench-") as folder:
-        work = Path(folder)
-        source = work / "orders.jsonl"
-        _generate_orders(records, source)
-        payload = {**PAYLOAD, "source": str(source)}
-        payload_file = work / "payload.json"
-        payload_file.write_text(json.dumps(payload), encoding="utf-8")
-        command = _ceap_command()
-        if command is not None:
-            document, wall, rss = _run_cli(command, payload_file, work / "store", work / "run.json")
-            driver = f"ceap run --local PAYLOAD --store DIR --clock real --format json (subprocess: {command[0]})"
-        else:
-            document, wall, rss = asyncio.run(_run_in_process(payload, work / "store"))
-            driver = "LocalPipeline in-process (this ceap has no `ceap run --local`)"
-    if document.get("status") != "SUCCEEDED":
-        raise BenchmarkFailed(f"{scenario.name}: the run ended {document.get('status')}: "
-                              f"{document.get('error')}: {document.get('cause')}")
-    events = document["events"]
-    spans = stage_seconds(events)
-    counts = document.get("counts") or {}
-    execution_s = _parse_time(document["stopDate"]) - _parse_time(document["startDate"])
-    stages: dict[str, Any] = {}
-    for stage in STAGES:
-        seconds = spans.get(stage)
-        stage_records = records if stage == STAGES[0] else (counts.get(stage) or {}).get("inputCount")
-        stages[stage] = {
-            "records": stage_records,
-            "seconds": None if seconds is None else round(seconds, 3),
-            "records_per_s": round(stage_records / seconds, 1) if seconds and stage_records is not None else None,
-        }
-    transitions = sum(1 for e in events if e["type"].endswith("StateEntered"))
-    run = Run(1, 1, execution_s, array("d", [execution_s]))
-    row = result_row(scenario.name, run, transitions=transitions, details={
-        "records": records,
-        "records_per_s": round(records / execution_s, 1) if execution_s > 0 else None,
-        "process_wall_s": round(wall, 3),
-        "stages": stages,
-        "driver": driver,
-        "timestamps": "history timestamps: milliseconds, real clock",
-    })
-    row["peak_rss_mib"] = round(rss, 1)  # the ceap process's, not this harness's
-    return [row]
-
-
 # -- the glue job (another harness, when present) ------------------------------------------------
 
 
@@ -560,8 +436,6 @@ def run_scenario(scenario: Scenario, *, mode: str, keep_histories: bool = False)
         return asyncio.run(scaling(scenario, keep_histories))
     if kind == "retry-heavy":
         return asyncio.run(retry_heavy(scenario))
-    if kind == "e2e":
-        return end_to_end(scenario)
     if kind == "glue-job":
         return glue_job(scenario, mode)
     raise ValueError(f"unknown scenario kind {kind!r}")

@@ -87,10 +87,12 @@ def _process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> It
 
 
 @contextmanager
-def ceap_server() -> Iterator[str]:
+def ceap_server(*, workflows: bool = False) -> Iterator[str]:
+    """``ceap serve`` on a free port with a temporary ``--data`` (ceap's workflows and their Pipes if ``workflows``)."""
     port = _free_port()
     with tempfile.TemporaryDirectory() as data, _process(
-            [sys.executable, "-m", "ceap_engine.cli", "serve", "--port", str(port), "--data", data, "--no-workflows"], port):
+            [sys.executable, "-m", "ceap_engine.cli", "serve", "--port", str(port), "--data", data,
+             "--workflows" if workflows else "--no-workflows"], port):
         yield f"http://127.0.0.1:{port}"
 
 

@@ -17,8 +17,8 @@ Arguments (Glue passes ``--name value`` pairs; extra arguments are ignored)::
 What it does, in the DataFrame API with explicit schemas and the session time
 zone set to UTC:
 
-1. reads the Filter output (one JSON object: ``candidates`` are the candidates
-   that passed) on the driver;
+1. reads the Filter manifest (``output.json``: counts and the list of its JSON Lines
+   parts of candidates that passed) on the driver;
 2. reads the source events (JSON Lines, a JSON array or CSV) and classifies every
    record: ``MALFORMED`` (unparseable, or breaks the rules ETL's ``OrderEvent``
    checks), ``OTHER_MARKETPLACE``, ``OUTSIDE_DATE_RANGE``, ``DUPLICATE`` (an
@@ -33,18 +33,17 @@ zone set to UTC:
        distinctSubjects    distinct productId
 
 4. joins the aggregates onto the candidates as ``features`` (merged over any
-   features a candidate already has) and writes ONE JSON object at the output key.
+   features a candidate already has), one Filter part at a time, and writes one
+   output part per input part (``part-NNNNN.jsonl`` beside the output key), the
+   part list ``parts.jsonl`` (what Score's Distributed Map reads) and the manifest
+   at the output key, in the format of the ceap stages (``kind``
+   ``ceap.stage-output``, ``schemaVersion`` 1).
 
-Output layout. Spark writes a folder of part files by default; a folder at
-``.../output.json`` is what the next stage could never read. Here the Spark
-work (scanning and aggregating the source, which may be far larger than the
-candidates) stays distributed, and only the per-customer aggregates of the
-candidates' customers are collected to the driver, which assembles the one
-object and PUTs it. The candidates themselves are bounded: the Filter stage
-(a Lambda) wrote them as one object and Score (a Lambda) reads them as one,
-so the driver holds no more than those already do. The same code path works on
-S3 and locally, and there are no part files to list or clean up. See
-docs/glue.md for the numbers.
+Output layout. The Spark work (scanning and aggregating the source, which may be
+far larger than the candidates) stays distributed, and only the per-customer
+aggregates of the candidates' customers are collected to the driver; the
+candidates stream through the driver a part at a time (bounded by the part
+size, never the whole batch). See docs/glue.md for the numbers.
 
 No candidate is lost: every input candidate is in ``candidates``, with
 features, or without new features and listed in ``notEnriched`` with
@@ -551,7 +550,14 @@ def aggregate_customers(classified: DataFrame, candidate_customers: DataFrame, r
 # -- the job -------------------------------------------------------------------
 
 
+#: The stage manifest format the ceap stages write (ceap_engine.storage.parts); the job
+#: runs in Glue without ceap installed, so it writes the same small format itself.
+MANIFEST_KIND = "ceap.stage-output"
+SCHEMA_VERSION = 1
+
+
 def _load_filter_output(storage: JobStorage, args: JobArguments) -> dict[str, Any]:
+    """The Filter manifest (or a plain document with a ``candidates`` list, as one inline part)."""
     try:
         raw = storage.read(args.input_bucket, args.input_key)
     except FileNotFoundError:
@@ -563,18 +569,44 @@ def _load_filter_output(storage: JobStorage, args: JobArguments) -> dict[str, An
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise HeavyEtlInputError(f"input {args.input_uri} is not JSON ({err}): it must be the Filter stage's output") from None
+    if isinstance(document, dict) and document.get("kind") == MANIFEST_KIND:
+        if not isinstance(document.get("schemaVersion"), int) or document["schemaVersion"] > SCHEMA_VERSION:
+            raise HeavyEtlInputError(f"input {args.input_uri} has manifest schemaVersion {document.get('schemaVersion')!r}; "
+                                     f"this job reads up to {SCHEMA_VERSION}")
+        parts = (document.get("parts") or {}).get("candidates")
+        if not isinstance(parts, list):
+            raise HeavyEtlInputError(f"input {args.input_uri} is a manifest without candidate parts")
+        return {**document, "_parts": [p["key"] for p in parts if p.get("records")]}
     if not isinstance(document, dict) or not isinstance(document.get("candidates"), list):
         raise HeavyEtlInputError(
-            f"input {args.input_uri} is not a Filter output: expected a JSON object with a 'candidates' list"
+            f"input {args.input_uri} is not a Filter output: expected a stage manifest or a JSON object with a 'candidates' list"
         )
-    for position, candidate in enumerate(document["candidates"]):
+    return {**document, "_parts": [None]}
+
+
+def _candidates_of(storage: JobStorage, args: JobArguments, document: Mapping[str, Any], part: str | None) -> list[dict[str, Any]]:
+    """The candidates of one input part (one part in memory at a time), each checked for a customerId."""
+    if part is None:
+        candidates = document["candidates"]
+    else:
+        try:
+            body = storage.read(args.input_bucket, part)
+        except FileNotFoundError:
+            raise HeavyEtlInputError(f"part s3://{args.input_bucket}/{part} listed in {args.input_uri} is missing") from None
+        candidates = [json.loads(line) for line in body.split(b"\n") if line.strip()]
+    for position, candidate in enumerate(candidates):
         customer = candidate.get("customerId") if isinstance(candidate, dict) else None
         if not isinstance(customer, str) or not customer.strip():
             raise HeavyEtlInputError(
-                f"input {args.input_uri}: candidates[{position}] is not a candidate with a customerId; "
-                "the Filter output is damaged, re-run the execution"
+                f"input {args.input_uri}: candidates[{position}] of {part or 'the document'} is not a candidate with a "
+                "customerId; the Filter output is damaged, re-run the execution"
             )
-    return document
+    return candidates
+
+
+def _beside(key: str, name: str) -> str:
+    folder = key.rpartition("/")[0]
+    return f"{folder}/{name}" if folder else name
 
 
 def _source_path(storage: JobStorage, args: JobArguments) -> str:
@@ -638,16 +670,16 @@ def run(spark: SparkSession, args: JobArguments, storage: JobStorage) -> dict[st
     timings: dict[str, float] = {}
     started = time.perf_counter()
     document = _load_filter_output(storage, args)
-    candidates: list[dict[str, Any]] = document["candidates"]
     marketplace = document.get("marketplace") if isinstance(document.get("marketplace"), str) else None
     timings["readInput"] = time.perf_counter() - started
 
     phase = time.perf_counter()
     path = _source_path(storage, args)
     candidate_counts: dict[str, int] = {}
-    for candidate in candidates:
-        customer = candidate["customerId"]
-        candidate_counts[customer] = candidate_counts.get(customer, 0) + 1
+    for part in document["_parts"]:
+        for candidate in _candidates_of(storage, args, document, part):
+            customer = candidate["customerId"]
+            candidate_counts[customer] = candidate_counts.get(customer, 0) + 1
     customers = _candidate_customers(spark, storage, args, candidate_counts)
     try:
         classified = classify_events(read_events(spark, path, args.source_uri), args, marketplace).persist()
@@ -668,15 +700,32 @@ def run(spark: SparkSession, args: JobArguments, storage: JobStorage) -> dict[st
     phase = time.perf_counter()
     features_by_customer = {row["customerId"]: _feature_values(row) for row in rows if row["orderCount"] is not None}
     not_enriched: list[dict[str, Any]] = []
-    for candidate in candidates:
-        found = features_by_customer.get(candidate["customerId"])
-        if found is None:
-            not_enriched.append(
-                {"customerId": candidate["customerId"], "subject": candidate.get("subject"), "reasonCode": NO_SOURCE_EVENTS}
-            )
+    # One output part per input part, named like the ceap stages name theirs.
+    out_parts: list[dict[str, Any]] = []
+    written = 0
+    for index, part in enumerate(document["_parts"]):
+        candidates = _candidates_of(storage, args, document, part)
+        for candidate in candidates:
+            found = features_by_customer.get(candidate["customerId"])
+            if found is None:
+                not_enriched.append(
+                    {"customerId": candidate["customerId"], "subject": candidate.get("subject"), "reasonCode": NO_SOURCE_EVENTS}
+                )
+                continue
+            existing = candidate.get("features")
+            candidate["features"] = {**existing, **found} if isinstance(existing, dict) else dict(found)
+        if not candidates:
             continue
-        existing = candidate.get("features")
-        candidate["features"] = {**existing, **found} if isinstance(existing, dict) else dict(found)
+        body = b"".join(
+            json.dumps(c, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
+            for c in candidates
+        )
+        key = _beside(args.output_key, f"part-{index:05d}.jsonl")
+        storage.write(args.output_bucket, key, body, "application/x-ndjson")
+        out_parts.append({"key": key, "records": len(candidates), "bytes": len(body)})
+        written += len(candidates)
+    total = sum(candidate_counts.values())
+    candidates = range(total)  # only the count is needed below
 
     metrics = {
         "inputCount": len(candidates),
@@ -703,10 +752,27 @@ def run(spark: SparkSession, args: JobArguments, storage: JobStorage) -> dict[st
         "source": args.source_uri,
         "featureNames": list(FEATURE_NAMES),
         "referenceTime": args.reference_time.isoformat().replace("+00:00", "Z"),
-        "candidates": candidates,
         "notEnriched": not_enriched,
         "metrics": metrics,
         "job": {"name": args.job_name, "executionId": args.execution_id, "sparkVersion": spark.version},
+    }
+    part_list = _beside(args.output_key, "parts.jsonl")
+    items = b"".join(
+        json.dumps({"index": i, "key": p["key"], "records": p["records"]}).encode() + b"\n" for i, p in enumerate(out_parts)
+    )
+    storage.write(args.output_bucket, part_list, items, "application/x-ndjson")
+    output = {
+        "schemaVersion": SCHEMA_VERSION,
+        "kind": MANIFEST_KIND,
+        "stage": args.output_key.rsplit("/", 2)[-2] if args.output_key.count("/") >= 2 else "HeavyETL",
+        "executionId": args.execution_id,
+        **output,
+        "counts": {"candidates": written},
+        "parts": {"candidates": out_parts},
+        "partList": part_list,
+        # Every candidate goes on, enriched or not: in = out.
+        "reconciliation": {"in": total, "out": written, "rejected": 0, "errors": 0, "skipped": 0, "merged": 0,
+                           "balanced": total == written},
     }
     body = json.dumps(output, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
     timings["assemble"] = time.perf_counter() - phase

@@ -41,6 +41,7 @@ __all__ = [
     "ContextEntry",
     "DateRange",
     "ModelScore",
+    "RecordFailure",
     "Rejection",
     "Subject",
     "TimingWindow",
@@ -53,6 +54,7 @@ __all__ = [
     "experiment_arm",
     "is_finite",
     "load_config",
+    "record_failure",
     "reference_time",
     "same_content",
     "timing_window_after",
@@ -82,7 +84,11 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 class CamelModel(BaseModel):
     """Base of every stage model: snake_case in Python, camelCase in JSON."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    # Non-finite numbers are refused on input and serialised as the bare constants on output,
+    # which the part writer detects and rejects (they are never written as valid-looking JSON).
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", allow_inf_nan=False, ser_json_inf_nan="constants"
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form the stages exchange (camelCase keys, ISO 8601 dates)."""
@@ -497,3 +503,36 @@ def same_content(a: Candidate, b: Candidate) -> bool:
     True
     """
     return _content(a) == _content(b)
+class RecordFailure(CamelModel):
+    """One record a stage could not process: its key, a reason code and the message (an errors part line)."""
+
+    key: str | None = None
+    reason_code: str
+    message: str
+
+
+def failure_reason(err: BaseException) -> str:
+    """The reason code of a per-record failure.
+
+    >>> failure_reason(OverflowError("date value out of range")), failure_reason(RecursionError())
+    ('OVERFLOW', 'TOO_DEEP')
+    """
+    if isinstance(err, OverflowError):
+        return "OVERFLOW"
+    if isinstance(err, RecursionError):
+        return "TOO_DEEP"
+    if isinstance(err, ValueError) and ("finite" in str(err).lower() or "nan" in str(err).lower()):
+        return "NON_FINITE"
+    if isinstance(err, ValidationError):
+        return "INVALID_RECORD"
+    return "RECORD_FAILED"
+
+
+def record_failure(candidate: "Candidate", err: BaseException) -> RecordFailure:
+    """The :class:`RecordFailure` of ``candidate`` for ``err`` (its key ``pk/sk``, reason code, message)."""
+    try:
+        key = "/".join(candidate.key)
+    except Exception:  # noqa: BLE001 - a record broken enough to have no key is still reported
+        key = getattr(candidate, "customer_id", None)
+    message = str(err) if not isinstance(err, ValidationError) else describe_validation_error(err)
+    return RecordFailure(key=key, reason_code=failure_reason(err), message=f"{type(err).__name__}: {message}"[:1000])

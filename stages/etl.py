@@ -12,6 +12,18 @@ format: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (JSON Lines, or one JSON 
 ``channelOptIns.email``; empty cells count as absent). One record is one
 :class:`OrderEvent`.
 
+Streaming: JSON Lines (local file or S3 object body) are read line by line and
+never held whole; CSV is streamed from a local file; a ``.json`` array is read whole
+(it is one document). In-scope events are hash-partitioned by (customer, product)
+into scratch parts (``spill/``), so a candidate's events meet in one partition; each
+partition is then merged on its own and its candidates written to bounded
+``part-NNNNN.jsonl`` parts (at most 10,000 candidates each). Malformed records
+go to ``errors-NNNNN.jsonl`` parts with their line number, a ``reasonCode``
+(``INVALID_JSON``, ``INVALID_RECORD``, ``TOO_DEEP`` for JSON nested deeper than 64
+levels, ``NON_FINITE``, ``INVALID_ENCODING``) and the message; a candidate whose merge
+fails (a sum that overflows to infinity: ``NON_FINITE``; a date past year 9999:
+``OVERFLOW``) is an error too, with the lines of its events. No record fails the stage.
+
 How each record is counted (the three metrics stay exact)::
 
     processedCount   = transformedCount + errorCount
@@ -26,8 +38,12 @@ How each record is counted (the three metrics stay exact)::
 * every other record is **transformed**: it went into exactly one candidate.
   Blank lines are not records.
 
+The stage's reconciliation: ``recordsRead = candidates + merged + errors +
+skipped``, where ``merged`` counts the events that went into a candidate another
+event already started (and redeliveries).
+
 Merging: there is one candidate per (customer, product). A record whose
-``eventId`` was already seen is a redelivery: it is transformed (counted) but
+``eventId`` was already seen for that candidate is a redelivery: it is transformed (counted) but
 adds nothing (first occurrence wins; see ``duplicateEventCount``). Of the
 remaining events of a candidate, ordered by ``orderDate``:
 
@@ -45,7 +61,9 @@ remaining events of a candidate, ordered by ``orderDate``:
 import csv
 import io
 import json
-from collections.abc import Iterator
+import os
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
@@ -53,7 +71,16 @@ from typing import Any, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ceap_engine.pipeline.stage import InvalidKey, ObjectNotFound, PermanentError, StageContext
+from ceap_engine.pipeline.stage import (
+    InvalidKey,
+    NonFiniteNumber,
+    ObjectNotFound,
+    PermanentError,
+    StageContext,
+    decode_line,
+    nesting_depth_exceeds,
+    split_lines,
+)
 
 from .domain import (
     DEFAULT_TIMING_WINDOW_END_DAYS,
@@ -93,8 +120,9 @@ class EtlConfig(CamelModel):
     creation + this; ``treatmentPercent`` (50): share of customers in the
     ``treatment`` arm (the rest are ``control``), assigned by a stable hash of
     program and customer; ``sourceConnectorId`` ("order-events");
-    ``maxReportedErrors`` (1000): how many malformed records are listed
-    (``errorCount`` always counts them all).
+    ``partitions`` (0 = from the source's size): how many hash partitions the
+    events are spread over before merging; ``partRecords`` (10,000): the most
+    candidates one part holds (the Map's unit of work downstream).
     """
 
     timing_window_start_days: float = Field(DEFAULT_TIMING_WINDOW_START_DAYS, ge=0)
@@ -102,7 +130,8 @@ class EtlConfig(CamelModel):
     candidate_ttl_days: float = Field(30, gt=0)
     treatment_percent: float = Field(50, ge=0, le=100)
     source_connector_id: str = "order-events"
-    max_reported_errors: int = Field(1000, ge=0)
+    partitions: int = Field(0, ge=0, le=4096)
+    part_records: int = Field(10_000, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _window(self) -> Self:
@@ -167,7 +196,10 @@ class RecordError(CamelModel):
 
     line: int
     reason: str
+    reason_code: str = "INVALID_RECORD"
     event_id: str | None = None
+    key: str | None = None
+    lines: list[int] = Field(default_factory=list)
 
 
 class SkippedRecords(CamelModel):
@@ -184,17 +216,19 @@ class EtlMetrics(CamelModel):
 
 
 class EtlOutput(CamelModel):
+    """What ETL counted; its candidates and errors are in its parts (see the module doc)."""
+
     program_id: str
     marketplace: str
     date_range: DateRange
     source: str
-    candidates: list[Candidate]
-    errors: list[RecordError] = Field(default_factory=list)
-    errors_truncated: bool = False
     skipped: SkippedRecords = Field(default_factory=SkippedRecords)
     records_read: int = 0
     duplicate_event_count: int = 0
+    candidate_count: int = 0
+    partitions: int = 1
     metrics: EtlMetrics
+    reconciliation: dict[str, int] = Field(default_factory=dict)
 
 
 @dataclass
@@ -202,6 +236,8 @@ class _ParsedRecord:
     line: int
     value: Any = None
     error: str | None = None
+    raw: bytes | None = None  # a JSON line, validated straight from its bytes
+    code: str = "INVALID_JSON"
 
 
 def _source_format(uri: str) -> str:
@@ -221,16 +257,20 @@ def _source_format(uri: str) -> str:
     )
 
 
+def _missing(uri: str) -> PermanentError:
+    hint = (
+        "check the bucket and key"
+        if uri.startswith("s3://")
+        else "check the path (the CLI resolves a relative path against the payload file)"
+    )
+    return PermanentError(f"source {uri!r} does not exist: {hint}")
+
+
 async def _read(uri: str, context: StageContext) -> str:
     try:
         raw = await context.read_source(uri)
     except (FileNotFoundError, ObjectNotFound):
-        hint = (
-            "check the bucket and key"
-            if uri.startswith("s3://")
-            else "check the path (the CLI resolves a relative path against the payload file)"
-        )
-        raise PermanentError(f"source {uri!r} does not exist: {hint}") from None
+        raise _missing(uri) from None
     except (IsADirectoryError, NotADirectoryError, PermissionError, InvalidKey) as err:
         raise PermanentError(f"source {uri!r} cannot be read: {err}") from None
     try:
@@ -241,16 +281,46 @@ async def _read(uri: str, context: StageContext) -> str:
         ) from None
 
 
-def _json_lines(text: str) -> Iterator[_ParsedRecord]:
-    # split("\n"), not splitlines(): U+2028 may appear unescaped inside JSON strings.
-    for number, line in enumerate(text.split("\n"), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            yield _ParsedRecord(number, value=json.loads(line))
-        except json.JSONDecodeError as err:
-            yield _ParsedRecord(number, error=f"not valid JSON: {err.msg} (column {err.colno})")
+async def _source_lines(uri: str, context: StageContext) -> AsyncIterator[bytes]:
+    try:
+        first = True
+        async for line in context.read_source_lines(uri):
+            if first:
+                line = line.removeprefix(b"\xef\xbb\xbf")
+                first = False
+            yield line
+    except (FileNotFoundError, ObjectNotFound):
+        raise _missing(uri) from None
+    except (IsADirectoryError, NotADirectoryError, PermissionError, InvalidKey) as err:
+        raise PermanentError(f"source {uri!r} cannot be read: {err}") from None
+
+
+def _parse_line(number: int, line: bytes) -> _ParsedRecord | None:
+    """One JSON line as a record to validate, or an error with its reason code; None if blank."""
+    line = line.strip()
+    if not line:
+        return None
+    if nesting_depth_exceeds(line):
+        return _ParsedRecord(number, error="JSON nested deeper than 64 levels", code="TOO_DEEP")
+    if line[:1] == b"{":
+        return _ParsedRecord(number, raw=line)  # the common case: validated straight from the bytes
+    try:
+        return _ParsedRecord(number, value=decode_line(line))
+    except NonFiniteNumber as err:
+        return _ParsedRecord(number, error=str(err), code="NON_FINITE")
+    except UnicodeDecodeError as err:
+        return _ParsedRecord(number, error=f"not UTF-8 text (byte {err.start})", code="INVALID_ENCODING")
+    except json.JSONDecodeError as err:
+        return _ParsedRecord(number, error=f"not valid JSON: {err.msg} (column {err.colno})")
+
+
+async def _json_lines(uri: str, context: StageContext) -> AsyncIterator[_ParsedRecord]:
+    number = 0
+    async for line in _source_lines(uri, context):
+        number += 1
+        record = _parse_line(number, line)
+        if record is not None:
+            yield record
 
 
 def _json_array(text: str, uri: str) -> Iterator[_ParsedRecord]:
@@ -302,17 +372,51 @@ def _csv_rows(text: str, uri: str) -> Iterator[_ParsedRecord]:
         raise PermanentError(f"source {uri!r} is not readable as CSV at line {reader.line_num}: {err}") from None
 
 
-def _records(text: str, fmt: str, uri: str) -> Iterator[_ParsedRecord]:
-    if fmt == "csv":
-        return _csv_rows(text, uri)
-    if fmt == "json" and text.lstrip().startswith("["):
-        return _json_array(text, uri)
-    return _json_lines(text)
+async def _records(fmt: str, uri: str, context: StageContext) -> AsyncIterator[_ParsedRecord]:
+    if fmt == "jsonl" or (fmt == "json" and not await _starts_with_bracket(uri, context)):
+        async for record in _json_lines(uri, context):
+            yield record
+        return
+    text = await _read(uri, context)
+    for record in _csv_rows(text, uri) if fmt == "csv" else _json_array(text, uri):
+        yield record
+
+
+async def _starts_with_bracket(uri: str, context: StageContext) -> bool:
+    async for line in _source_lines(uri, context):
+        if line.strip():
+            return line.lstrip().startswith(b"[")
+    return False
 
 
 def _validate(record: _ParsedRecord) -> tuple[OrderEvent | None, RecordError | None]:
     if record.error is not None:
-        return None, RecordError(line=record.line, reason=record.error)
+        return None, RecordError(line=record.line, reason=record.error, reason_code=record.code)
+    if record.raw is not None:
+        try:
+            return OrderEvent.model_validate_json(record.raw), None
+        except ValidationError as err:
+            kinds = {e.get("type") for e in err.errors()}
+            if "json_invalid" in kinds:
+                try:
+                    record.raw.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    return None, RecordError(line=record.line, reason=f"not UTF-8 text (byte {bad.start})",
+                                             reason_code="INVALID_ENCODING")
+                try:
+                    json.loads(record.raw)
+                except json.JSONDecodeError as bad:
+                    return None, RecordError(line=record.line, reason=f"not valid JSON: {bad.msg} (column {bad.colno})",
+                                             reason_code="INVALID_JSON")
+                except (ValueError, RecursionError) as bad:
+                    return None, RecordError(line=record.line, reason=f"not valid JSON: {bad}", reason_code="INVALID_JSON")
+            try:
+                value = decode_line(record.raw)
+            except NonFiniteNumber as bad:
+                return None, RecordError(line=record.line, reason=str(bad), reason_code="NON_FINITE")
+            except (ValueError, RecursionError) as bad:
+                return None, RecordError(line=record.line, reason=f"not valid JSON: {bad}", reason_code="INVALID_JSON")
+            record = _ParsedRecord(record.line, value=value)
     value = record.value
     if not isinstance(value, dict):
         return None, RecordError(line=record.line, reason=f"expected a JSON object, got {type(value).__name__}")
@@ -378,8 +482,46 @@ def _merge(
     )
 
 
+#: Target size of one hash partition, in source bytes (about 8,000 order events).
+PARTITION_SOURCE_BYTES = 3 * 1024 * 1024
+
+
+def _partition_count(uri: str, config: EtlConfig) -> int:
+    if config.partitions:
+        return config.partitions
+    if uri.startswith("s3://"):
+        return 64  # the object's size is not known before reading: enough for ~500k events per 64 parts
+    try:
+        size = os.stat(uri).st_size
+    except OSError:
+        return 1
+    return max(1, min(4096, -(-size // PARTITION_SOURCE_BYTES)))
+
+
+def _partition_of(customer_id: str, product_id: str, partitions: int) -> int:
+    # crc32, not hash(): the same candidate lands in the same partition in every process.
+    return zlib.crc32(f"{customer_id}\x1f{product_id}".encode()) % partitions if partitions > 1 else 0
+
+
+def _merge_failure(err: Exception) -> tuple[str, str]:
+    if isinstance(err, NonFiniteNumber) or (isinstance(err, ValueError) and "finite" in str(err).lower()):
+        return "NON_FINITE", f"a merged value is not a finite number: {err}"
+    if isinstance(err, OverflowError):
+        return "OVERFLOW", f"a date is out of range: {err}"
+    if isinstance(err, ValidationError):
+        return "INVALID_RECORD", describe_validation_error(err)
+    return "RECORD_FAILED", f"{type(err).__name__}: {err}"
+
+
+def _candidate_line(candidate: Candidate) -> bytes:
+    line = candidate.__pydantic_serializer__.to_json(candidate, by_alias=True)
+    if b"Infinity" in line or b"NaN" in line:
+        decode_line(line)  # raises NonFiniteNumber on a real constant (and not on a name holding "NaN")
+    return line
+
+
 async def run(input: EtlInput, context: StageContext) -> EtlOutput:
-    """Read ``input.source`` and build one candidate per (customer, product) in scope.
+    """Stream ``input.source`` and write one candidate per (customer, product) in scope to parts.
 
     Raises :class:`PermanentError` when the source is missing or cannot be
     read in its format; malformed records never raise (see the module doc).
@@ -391,48 +533,78 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
     """
     config: EtlConfig = load_config(EtlConfig, context.config, "ETL")
     fmt = _source_format(input.source)
-    text = await _read(input.source, context)
+    partitions = _partition_count(input.source, config)
+    errors = context.part_writer("errors")
+    spills = [context.spill_writer(p, partitions) for p in range(partitions)]
 
-    errors: list[RecordError] = []
     error_count = 0
     transformed = 0
-    duplicates = 0
     records_read = 0
     skipped = SkippedRecords()
-    seen_event_ids: set[str] = set()
-    by_candidate: dict[tuple[str, str], list[tuple[int, OrderEvent]]] = {}
+    market, in_range = input.marketplace, input.date_range.contains
 
-    for record in _records(text, fmt, input.source):
+    # Pass 1: validate, scope and partition every record, keeping none of them in memory.
+    async for record in _records(fmt, input.source, context):
         records_read += 1
         event, error = _validate(record)
         if error is not None:
             error_count += 1
-            if len(errors) < config.max_reported_errors:
-                errors.append(error)
+            await errors.add(error.to_json())
             continue
         assert event is not None
-        if event.marketplace != input.marketplace:
+        if event.marketplace != market:
             skipped.other_marketplace += 1
             continue
-        if not input.date_range.contains(event.order_date):
+        if not in_range(event.order_date):
             skipped.outside_date_range += 1
             continue
         transformed += 1
-        if event.event_id in seen_event_ids:
-            duplicates += 1
-            continue
-        seen_event_ids.add(event.event_id)
-        by_candidate.setdefault((event.customer_id, event.product_id), []).append((record.line, event))
+        line = b"%d\t" % record.line + event.__pydantic_serializer__.to_json(event, by_alias=True)
+        await spills[_partition_of(event.customer_id, event.product_id, partitions)].add_line(line)
 
+    # Pass 2: each partition holds every event of its candidates; merge it and write the candidates.
     now = context.clock.now()
-    candidates = [_merge(events, input, config, now, context.execution_id) for events in by_candidate.values()]
+    writer = context.part_writer("candidates", max_records=config.part_records)
+    candidates = duplicates = failed_events = 0
+    for spill in spills:
+        await spill.close()
+        by_candidate: dict[tuple[str, str], list[tuple[int, OrderEvent]]] = {}
+        seen: set[tuple[str, str, str]] = set()
+        for part in spill.parts:
+            for line in split_lines(await context.objects.get(context.bucket, part.key)):
+                number, _, body = line.partition(b"\t")
+                event = OrderEvent.model_validate_json(body)
+                identity = (event.customer_id, event.product_id, event.event_id)
+                if identity in seen:
+                    duplicates += 1
+                    continue
+                seen.add(identity)
+                by_candidate.setdefault((event.customer_id, event.product_id), []).append((int(number), event))
+        for (customer_id, product_id), events in by_candidate.items():
+            try:
+                candidate = _merge(events, input, config, now, context.execution_id)
+                line = _candidate_line(candidate)
+            except (ValueError, OverflowError, RecursionError, ArithmeticError) as err:
+                code, message = _merge_failure(err)
+                failed_events += len(events)
+                await errors.add(RecordError(
+                    line=min(n for n, _ in events), reason=message, reason_code=code, key=f"{customer_id}/{product_id}",
+                    lines=sorted(n for n, _ in events), event_id=events[0][1].event_id,
+                ).to_json())
+                continue
+            await writer.add_line(line)
+            candidates += 1
+        for part in spill.parts:
+            await context.objects.delete(context.bucket, part.key)
+    await writer.close()
+    await errors.close()
+
+    error_count += failed_events
+    unique = transformed - duplicates
+    merged = unique - failed_events - candidates + duplicates
     context.log.info(
-        "ETL read %d records from %s: %d transformed into %d candidates, %d malformed, %d skipped",
-        records_read,
-        input.source,
-        transformed,
-        len(candidates),
-        error_count,
+        "ETL read %d records from %s: %d transformed into %d candidates (%d partitions), %d malformed, %d skipped",
+        records_read, input.source, transformed, candidates, partitions, error_count,
         skipped.other_marketplace + skipped.outside_date_range,
     )
     return EtlOutput(
@@ -440,15 +612,23 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
         marketplace=input.marketplace,
         date_range=input.date_range,
         source=input.source,
-        candidates=candidates,
-        errors=errors,
-        errors_truncated=error_count > len(errors),
         skipped=skipped,
         records_read=records_read,
         duplicate_event_count=duplicates,
+        candidate_count=candidates,
+        partitions=partitions,
         metrics=EtlMetrics(
-            processed_count=transformed + error_count, transformed_count=transformed, error_count=error_count
+            processed_count=transformed - failed_events + error_count,
+            transformed_count=transformed - failed_events,
+            error_count=error_count,
         ),
+        reconciliation={
+            "in": records_read,
+            "out": candidates,
+            "errors": error_count,
+            "skipped": skipped.other_marketplace + skipped.outside_date_range,
+            "merged": merged,
+        },
     )
 
 

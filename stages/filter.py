@@ -26,7 +26,9 @@ reference time (``asOf``, else the end of the date range, else now; see
 
 ``rejectionReasons`` counts rejected candidates per code; a candidate with two
 reasons counts under both, so the counts may add up to more than
-``rejectedCount``. ``inputCount = passedCount + rejectedCount`` always.
+``rejectedCount``. ``inputCount = passedCount + rejectedCount + errorCount`` always:
+a candidate on which a check itself fails (a date out of range...) is not rejected
+but reported under ``errors`` with its key, a reason code and the message.
 """
 
 from collections import Counter
@@ -43,9 +45,11 @@ from .domain import (
     CamelModel,
     Candidate,
     DateRange,
+    RecordFailure,
     Rejection,
     eligible_channels,
     load_config,
+    record_failure,
     reference_time,
 )
 
@@ -76,6 +80,7 @@ class FilterMetrics(CamelModel):
     input_count: int
     passed_count: int
     rejected_count: int
+    error_count: int = 0
     rejection_reasons: dict[str, int] = Field(default_factory=dict)
 
 
@@ -85,6 +90,7 @@ class FilterOutput(CamelModel):
     date_range: DateRange | None = None
     candidates: list[Candidate]
     rejected: list[Candidate]
+    errors: list[RecordFailure] = Field(default_factory=list)
     metrics: FilterMetrics
 
 
@@ -174,6 +180,15 @@ CHECKS: tuple[FilterCheck, ...] = (
 )
 
 
+def rejections(candidate: Candidate, settings: _Settings, now: datetime) -> list[Rejection]:
+    """Every check of the chain that rejects ``candidate`` (empty: it passes)."""
+    return [
+        Rejection(filter_id=check.filter_id, reason=why, reason_code=check.reason_code, timestamp=now)
+        for check in CHECKS
+        if (why := check.explain(candidate, settings)) is not None
+    ]
+
+
 def run(input: FilterInput, context: StageContext) -> FilterOutput:
     """Split ``input.candidates`` into passed and rejected (with reasons).
 
@@ -189,12 +204,14 @@ def run(input: FilterInput, context: StageContext) -> FilterOutput:
     rejected: list[Candidate] = []
     reasons: Counter[str] = Counter()
 
+    errors: list[RecordFailure] = []
+
     for candidate in input.candidates:
-        found = [
-            Rejection(filter_id=check.filter_id, reason=why, reason_code=check.reason_code, timestamp=now)
-            for check in CHECKS
-            if (why := check.explain(candidate, settings)) is not None
-        ]
+        try:
+            found = rejections(candidate, settings, now)
+        except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
+            errors.append(record_failure(candidate, err))
+            continue
         if not found:
             passed.append(candidate)
             continue
@@ -208,10 +225,12 @@ def run(input: FilterInput, context: StageContext) -> FilterOutput:
         date_range=input.date_range,
         candidates=passed,
         rejected=rejected,
+        errors=errors,
         metrics=FilterMetrics(
             input_count=len(input.candidates),
             passed_count=len(passed),
             rejected_count=len(rejected),
+            error_count=len(errors),
             rejection_reasons=dict(sorted(reasons.items())),
         ),
     )

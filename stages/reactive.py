@@ -4,14 +4,14 @@
 ``channelPriority`` that the candidate is eligible for and whose threshold its
 primary score meets (``channelMinScores[channel]``, else ``minScore``). The
 actions are written as JSON Lines to
-``executions/{executionId}/Reactive/actions.jsonl`` in the workflow bucket
+``executions/{executionId}/Reactive/actions-NNNNN.jsonl`` parts in the workflow bucket
 (the file is written even when empty, so ``actionsKey`` always names an
 object). An action's ``actionId`` comes from what it is - customer, subject,
 program, marketplace, timing window and channel (:func:`stages.domain.action_id`)
 - never from the execution, so the same input run again, or resumed after a
 crash, gives the same ids and a delivery system can drop repeats.
 
-Effects happen once per engagement window: before it writes ``actions.jsonl``
+Effects happen once per engagement window: before it writes its actions
 Reactive claims each engagement (:func:`stages.domain.engagement_key`: customer,
 subject, program, marketplace, window) in the candidate store
 (``claim_engagements``, atomic: the first execution to claim holds it). A
@@ -62,9 +62,11 @@ from pydantic import Field
 
 from ceap_engine.pipeline.stage import (
     CandidateRecord,
+    NonFiniteNumber,
     ObjectNotFound,
     StageContext,
     StorageError,
+    decode_line,
     write_candidates,
 )
 
@@ -82,7 +84,9 @@ from .domain import (
     eligible_channels,
     engagement_key,
     experiment_arm,
+    RecordFailure,
     load_config,
+    record_failure,
     timing_window_after,
 )
 from .store import primary_model_of, primary_score, require_candidate_store
@@ -144,7 +148,7 @@ class ReactiveInput(CamelModel):
 
 
 class EngagementAction(CamelModel):
-    """One request to engage a customer on a channel (one line of ``actions.jsonl``)."""
+    """One request to engage a customer on a channel (one line of an ``actions-NNNNN.jsonl`` part)."""
 
     action_id: str
     execution_id: str
@@ -173,7 +177,9 @@ class ReactiveOutput(CamelModel):
     marketplace: str | None = None
     actions_bucket: str
     actions_key: str
+    actions_keys: list[str] = Field(default_factory=list)
     skipped: dict[str, int] = Field(default_factory=dict)
+    errors: list[RecordFailure] = Field(default_factory=list)
     metrics: ReactiveMetrics
 
 
@@ -203,8 +209,38 @@ def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -
     return None, "SCORE_BELOW_THRESHOLD"
 
 
+def _action_for(
+    candidate: Candidate, input: ReactiveInput, config: ReactiveConfig, primary_model: str, execution_id: str,
+    now: datetime,
+) -> tuple[EngagementAction | None, str | None]:
+    """The candidate's action, or ``(None, skip reason)``."""
+    score = primary_score(candidate, primary_model)
+    channel, skip_reason = _choose(candidate, score, config)
+    if channel is None:
+        return None, skip_reason
+    assert score is not None
+    program_id = candidate.program_id or input.program_id or ""
+    window = candidate.attributes.timing_window
+    return EngagementAction(
+        action_id=action_id(candidate, channel),
+        execution_id=execution_id,
+        program_id=program_id,
+        marketplace=candidate.marketplace or input.marketplace or "",
+        customer_id=candidate.customer_id,
+        subject=Subject(type=candidate.subject.type, id=candidate.subject.id),
+        channel=channel,
+        template_id=config.templates.get(channel, f"{program_id}.{channel}"),
+        score=score,
+        model_id=primary_model,
+        not_before=window.start if window else None,
+        not_after=window.end if window else None,
+        experiment_treatment=candidate.metadata.experiment_treatment,
+        created_at=now,
+    ), None
+
+
 async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
-    """Write one engagement action per qualifying candidate to ``actions.jsonl``.
+    """Write one engagement action per qualifying candidate to this part's ``actions-NNNNN.jsonl``.
 
     Example::
 
@@ -217,16 +253,19 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
     now = context.clock.now()
     actions: list[EngagementAction] = []
     skipped: Counter[str] = Counter()
+    errors: list[RecordFailure] = []
 
-    chosen: list[tuple[Candidate, str, float]] = []
+    chosen: list[tuple[Candidate, EngagementAction]] = []
     for candidate in input.candidates:
-        score = primary_score(candidate, primary_model)
-        channel, skip_reason = _choose(candidate, score, config)
-        if channel is None:
-            skipped[skip_reason or "UNKNOWN"] += 1
+        try:
+            action, skip_reason = _action_for(candidate, input, config, primary_model, context.execution_id, now)
+        except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
+            errors.append(record_failure(candidate, err))
             continue
-        assert score is not None
-        chosen.append((candidate, channel, score))
+        if action is None:
+            skipped[skip_reason or "UNKNOWN"] += 1
+        else:
+            chosen.append((candidate, action))
 
     limit = asyncio.Semaphore(IO_CONCURRENCY)
 
@@ -234,44 +273,40 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
         async with limit:
             return await _consumed_since(context, candidate)
 
-    consumed_now = await asyncio.gather(*(consumed(candidate) for candidate, _, _ in chosen))
+    consumed_now = await asyncio.gather(*(consumed(candidate) for candidate, _ in chosen))
     rechecks: list[str | None] = ["ALREADY_CONSUMED" if gone else None for gone in consumed_now]
     # One execution issues each engagement: claim them all at once (a resumed
     # execution finds its own claims again), skip those another execution holds.
-    open_engagements = [engagement_key(c) for (c, _, _), why in zip(chosen, rechecks, strict=True) if why is None]
+    open_engagements = [engagement_key(c) for (c, _), why in zip(chosen, rechecks, strict=True) if why is None]
     store = context.candidates
     holders = await store.claim_engagements(open_engagements, context.execution_id) if store and open_engagements else {}
-    for n, ((candidate, _, _), why) in enumerate(zip(chosen, rechecks, strict=True)):
+    for n, ((candidate, _), why) in enumerate(zip(chosen, rechecks, strict=True)):
         if why is None and holders.get(engagement_key(candidate), context.execution_id) != context.execution_id:
             rechecks[n] = "ALREADY_ACTIONED"
-    for (candidate, channel, score), skip_reason in zip(chosen, rechecks, strict=True):
+    for (candidate, action), skip_reason in zip(chosen, rechecks, strict=True):
         if skip_reason is not None:
             skipped[skip_reason] += 1
             continue
-        program_id = candidate.program_id or input.program_id or ""
-        window = candidate.attributes.timing_window
-        actions.append(
-            EngagementAction(
-                action_id=action_id(candidate, channel),
-                execution_id=context.execution_id,
-                program_id=program_id,
-                marketplace=candidate.marketplace or input.marketplace or "",
-                customer_id=candidate.customer_id,
-                subject=Subject(type=candidate.subject.type, id=candidate.subject.id),
-                channel=channel,
-                template_id=config.templates.get(channel, f"{program_id}.{channel}"),
-                score=score,
-                model_id=primary_model,
-                not_before=window.start if window else None,
-                not_after=window.end if window else None,
-                experiment_treatment=candidate.metadata.experiment_treatment,
-                created_at=now,
-            )
-        )
+        actions.append(action)
 
-    key = context.output_key("actions.jsonl")
-    body = "".join(json.dumps(a.to_json(), separators=(",", ":"), ensure_ascii=False) + "\n" for a in actions)
-    await context.objects.put(context.bucket, key, body.encode("utf-8"), content_type="application/x-ndjson")
+    # Actions are a record stream of their own (actions-NNNNN.jsonl beside the manifest),
+    # written even when empty so that actionsKey always names an object.
+    writer = context.part_writer("actions", always_one=True)
+    written: list[EngagementAction] = []
+    for action in actions:
+        try:
+            line = action.__pydantic_serializer__.to_json(action, by_alias=True)
+            if b"Infinity" in line or b"NaN" in line:
+                decode_line(line)
+        except (NonFiniteNumber, ValueError) as err:
+            errors.append(RecordFailure(key=f"{action.customer_id}/{action.subject.id}", reason_code="NON_FINITE",
+                                        message=str(err)))
+            continue
+        await writer.add_line(line)
+        written.append(action)
+    actions = written
+    parts = await writer.close()
+    key = parts[0].key
     by_channel = Counter(a.channel for a in actions)
     context.log.info("Reactive wrote %d actions to s3://%s/%s", len(actions), context.bucket, key)
     return ReactiveOutput(
@@ -279,7 +314,9 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
         marketplace=input.marketplace,
         actions_bucket=context.bucket,
         actions_key=key,
+        actions_keys=[p.key for p in parts],
         skipped=dict(sorted(skipped.items())),
+        errors=errors,
         metrics=ReactiveMetrics(
             input_count=len(input.candidates),
             action_count=len(actions),

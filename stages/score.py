@@ -16,11 +16,14 @@ metadata}`` with ``timestamp = context.clock.now()``. When a model fails on a
 candidate it falls back to its configured ``fallback`` value and confidence,
 with ``metadata.fallback = true`` and the reason. Counting (all in candidates)::
 
-    inputCount    = scoredCount + errorCount
+    inputCount    = scoredCount + errorCount + recordErrorCount
     scoredCount   candidates that at least one model scored (these go to Store)
     fallbackCount scored candidates on which at least one model fell back
     errorCount    candidates every model failed on: kept under ``unscored``
                   (with their fallback scores, for inspection), not stored
+
+    recordErrorCount candidates the stage itself failed on (listed under ``errors``
+                  with key, reason code and message)
 
 ``fallbacksByModel`` gives the number of fallbacks per model over all candidates.
 """
@@ -37,7 +40,17 @@ from pydantic import Field, model_validator
 from ceap_engine.pipeline.stage import StageContext
 
 from .config import load_default
-from .domain import CamelModel, Candidate, DateRange, ModelScore, is_finite, load_config, reference_time
+from .domain import (
+    CamelModel,
+    Candidate,
+    DateRange,
+    ModelScore,
+    RecordFailure,
+    is_finite,
+    load_config,
+    record_failure,
+    reference_time,
+)
 
 __all__ = [
     "FEATURES",
@@ -221,6 +234,7 @@ class ScoreMetrics(CamelModel):
     scored_count: int
     fallback_count: int
     error_count: int
+    record_error_count: int = 0
 
 
 class ScoreOutput(CamelModel):
@@ -230,6 +244,7 @@ class ScoreOutput(CamelModel):
     primary_model: str
     candidates: list[Candidate]
     unscored: list[Candidate] = Field(default_factory=list)
+    errors: list[RecordFailure] = Field(default_factory=list)
     fallbacks_by_model: dict[str, int] = Field(default_factory=dict)
     metrics: ScoreMetrics
 
@@ -287,13 +302,19 @@ def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
     fallbacks: Counter[str] = Counter()
     with_fallback = 0
 
+    errors: list[RecordFailure] = []
+
     for candidate in input.candidates:
-        verdicts = {model_id: _apply(model_id, model, candidate, as_of, now) for model_id, model in config.models.items()}
+        try:
+            verdicts = {model_id: _apply(model_id, model, candidate, as_of, now) for model_id, model in config.models.items()}
+            updated = candidate.model_copy(
+                update={"scores": {**candidate.scores, **{model_id: v.score for model_id, v in verdicts.items()}}}
+            )
+        except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
+            errors.append(record_failure(candidate, err))
+            continue
         failed = [model_id for model_id, verdict in verdicts.items() if verdict.fell_back]
         fallbacks.update(failed)
-        updated = candidate.model_copy(
-            update={"scores": {**candidate.scores, **{model_id: v.score for model_id, v in verdicts.items()}}}
-        )
         if len(failed) == len(verdicts):
             unscored.append(updated)
             continue
@@ -310,11 +331,13 @@ def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
         primary_model=config.primary_model,
         candidates=scored,
         unscored=unscored,
+        errors=errors,
         fallbacks_by_model=dict(sorted(fallbacks.items())),
         metrics=ScoreMetrics(
             input_count=len(input.candidates),
             scored_count=len(scored),
             fallback_count=with_fallback,
             error_count=len(unscored),
+            record_error_count=len(errors),
         ),
     )

@@ -21,7 +21,7 @@ Every write is conditional on the version read (optimistic concurrency,
 a concurrent run wrote the record in between, it is read again and merged
 again, so no update is lost and a consumed candidate stays consumed.
 
-Counting: ``inputCount = storedCount + failedCount``; the log says how many of
+Counting: ``inputCount = storedCount + failedCount + errorCount``; the log says how many of
 the stored needed no write and how many writes lost a race and were redone.
 Writes refused for what the record is (a DynamoDB limit, a bad value) are
 listed under ``failed`` with the store's reason. Writes that failed for a
@@ -48,7 +48,7 @@ from ceap_engine.pipeline.stage import (
 )
 
 from .config import load_default
-from .domain import CamelModel, Candidate, DateRange, eligible_channels, same_content
+from .domain import CamelModel, Candidate, DateRange, RecordFailure, eligible_channels, record_failure, same_content
 
 __all__ = [
     "FailedWrite",
@@ -89,6 +89,7 @@ class StoreMetrics(CamelModel):
     input_count: int
     stored_count: int
     failed_count: int
+    error_count: int = 0
 
 
 class StoreOutput(CamelModel):
@@ -98,6 +99,7 @@ class StoreOutput(CamelModel):
     primary_model: str | None = None
     candidates: list[Candidate]
     failed: list[FailedWrite] = Field(default_factory=list)
+    errors: list[RecordFailure] = Field(default_factory=list)
     metrics: StoreMetrics
 
 
@@ -192,16 +194,24 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
     # One write per key; with duplicate keys in the input the last one wins, as an upsert would.
     latest: dict[tuple[str, str], Candidate] = {candidate.key: candidate for candidate in input.candidates}
     decided: dict[tuple[str, str], Candidate] = {}
+    # A candidate that cannot become a record is that record's error, not the batch's.
+    errors: dict[tuple[str, str], RecordFailure] = {}
 
     def decide(key: tuple[str, str], existing: CandidateRecord | None) -> CandidateRecord | None:
-        after = decide_write(latest[key], existing, now=now, execution_id=context.execution_id,
-                             primary_model=primary_model)
-        if after is None:
-            # Unchanged: what Reactive sees is the stored candidate (with its consumed state and version).
-            decided[key] = _stored_candidate(existing) or latest[key]
+        try:
+            after = decide_write(latest[key], existing, now=now, execution_id=context.execution_id,
+                                 primary_model=primary_model)
+            if after is None:
+                # Unchanged: what Reactive sees is the stored candidate (with its consumed state and version).
+                decided[key] = _stored_candidate(existing) or latest[key]
+                return None
+            record = after.to_record(primary_score(after, primary_model))
+        except Exception as err:  # noqa: BLE001 - one record's failure is that record's error
+            errors[key] = record_failure(latest[key], err)
             return None
+        errors.pop(key, None)
         decided[key] = after
-        return after.to_record(primary_score(after, primary_model))
+        return record
 
     writes = await write_candidates(store, list(latest), decide, read_concurrency=READ_CONCURRENCY)
 
@@ -209,6 +219,8 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
     failed: list[FailedWrite] = []
     for candidate in input.candidates:
         key = candidate.key
+        if key in errors:
+            continue
         if key in writes.current and key not in writes.failed:
             stored.append(decided[key])
             continue
@@ -230,7 +242,7 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
             f"store's retries ({len(latest) - len(writes.failed)} stored; for example {sample}); the stage fails so "
             "that its Retry writes them again - what is stored already is not rewritten"
         )
-    if input.candidates and not stored:
+    if failed and not stored:
         sample = "; ".join(f"{f.pk}/{f.sk}: {f.reason}" for f in failed[:3])
         raise StorageError(f"every one of {len(failed)} candidate writes failed (for example {sample}); retry later")
     if failed:
@@ -246,5 +258,7 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
         primary_model=primary_model,
         candidates=stored,
         failed=failed,
-        metrics=StoreMetrics(input_count=len(input.candidates), stored_count=len(stored), failed_count=len(failed)),
+        errors=list(errors.values()),
+        metrics=StoreMetrics(input_count=len(input.candidates), stored_count=len(stored), failed_count=len(failed),
+                             error_count=sum(1 for c in input.candidates if c.key in errors)),
     )

@@ -83,7 +83,8 @@ def alarm_resources(spec: WorkflowSpec, *, dlq_name: str, alarm_email: str | Non
         actions = [ref("AlarmTopic")]
     machine = {"StateMachineArn": ref("StateMachine")}
     resources["DeadLetterQueueAlarm"] = _alarm(
-        f"ceap {spec.name}: a payload failed 3 times and is in the dead-letter queue {dlq_name}",
+        f"ceap {spec.name}: a payload failed {spec.queue.max_receive_count} times and is in the dead-letter queue "
+        f"{dlq_name}",
         "AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": getatt("DeadLetterQueue", "QueueName")},
         "Maximum", actions)
     resources["ExecutionsFailedAlarm"] = _alarm(

@@ -28,7 +28,7 @@ from .errors import AwsError, aws_errors
 from .packaging import Artifact, LambdaBuild, build_lambda_package, glue_script_artifact
 from .session import AwsClients
 from .stacks import STACK_BUSY, DeployFailed, Report, describe_stack
-from .template import TemplateOptions, resource_names, stack_name, synthesize, template_body
+from .template import TemplateOptions, deploy_body, resource_names, stack_name, synthesize
 
 REVIEW_IN_PROGRESS = "REVIEW_IN_PROGRESS"
 
@@ -219,7 +219,10 @@ async def plan_deploy(aws: AwsClients, spec: WorkflowSpec, request: DeployReques
         parameters["GlueScriptKey"] = glue.key
 
     template = synthesize(spec, request.options)
-    body = template_body(template)
+    try:
+        body = deploy_body(template)
+    except ValueError as exc:
+        raise DeployFailed(f"the deploy of {spec.name} would fail, nothing was changed: {exc}") from None
     name = stack_name(spec)
     stack = await describe_stack(cfn, name)
     ordered = tuple(sorted(parameters.items()))

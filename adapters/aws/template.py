@@ -6,11 +6,14 @@ live side by side in one account. What it holds:
 * the workflow bucket ``ceap-workflow-{name}-{account}-{region}`` (a long name is
   shortened with a hash so the bucket name stays within S3's 63 characters; SSE,
   public access blocked, TLS only, ``executions/`` deleted after 7 days);
-* the queue ``ceap-workflow-{name}-queue`` (600 s visibility, SSE) with the
-  dead-letter queue ``ceap-workflow-{name}-dlq`` (14 days, after 3 receives);
-* an EventBridge Pipe from the queue to the state machine (batch size 1;
-  REQUEST_RESPONSE for Express, FIRE_AND_FORGET for Standard) whose
-  ``InputTemplate`` makes the execution input the message body's JSON object;
+* the queue ``ceap-workflow-{name}-queue`` (SSE) with the dead-letter queue
+  ``ceap-workflow-{name}-dlq``, named by :mod:`ceap_engine.pipeline.names` and set as the
+  spec's ``queue`` says (defaults: 600 s visibility, the DLQ after 3 receives, kept 14 days) -
+  the settings the local queue has;
+* an EventBridge Pipe from the queue to the state machine with the constants the local
+  Pipe uses (:mod:`ceap_engine.queueing.pipe`: batch size ``PIPE_BATCH_SIZE``,
+  REQUEST_RESPONSE for Express, FIRE_AND_FORGET for Standard, and the
+  ``PIPE_INPUT_TEMPLATE`` that makes the execution input the message body's JSON object);
 * one Lambda per stage ``CeapWorkflow-{name}-{Stage}Lambda`` (the shared code
   package, ``adapters.aws.handler.handler``, runtime python3.12 by default), each
   with its log group and its own role: it reads the previous stage's
@@ -53,14 +56,18 @@ from ceap_engine.pipeline import (
 )
 from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
 from ceap_engine.pipeline.names import (
+    dlq_name,
     glue_job_name,
     kebab,
     lambda_function_name,
+    queue_name,
     state_machine_name,
     workflow_bucket_name,
     workflow_bucket_prefix,
 )
 from ceap_engine.pipeline.spec import WORKFLOW_NAME, StageSpec, WorkflowSpec
+from ceap_engine.ports import QueueSettings
+from ceap_engine.queueing.pipe import PIPE_BATCH_SIZE, PIPE_INPUT_TEMPLATE, invocation_type
 
 from .alarms import alarm_resources, validate_alarm_email
 from .cfn import allow, arn, assume, getatt, logical_id, policy, ref, sub
@@ -76,6 +83,8 @@ from .schema import candidate_table_schema
 
 __all__ = [
     "HANDLER",
+    "TEMPLATE_BODY_LIMIT",
+    "deploy_body",
     "TemplateOptions",
     "logical_id",
     "resource_names",
@@ -93,7 +102,6 @@ __all__ = [
 HANDLER = "adapters.aws.handler.handler"
 DEFAULT_RUNTIME = "python3.12"
 RUNTIMES = ("python3.12", "python3.13", "python3.11")
-PIPE_INPUT_TEMPLATE = "<$.body>"
 WorkflowType = Literal["express", "standard"]
 
 
@@ -119,7 +127,7 @@ def workflow_spec(name: str, workflow_type: WorkflowType) -> WorkflowSpec:
         raise InputError([Problem("/type", f"workflow type {workflow_type!r} must be express or standard")],
                          "workflow type")
     base = REALTIME if workflow_type == "express" else BATCH
-    return WorkflowSpec(name=name, type=base.type, bucket=None, stages=base.stages)
+    return WorkflowSpec(name=name, type=base.type, bucket=None, stages=base.stages, queue=base.queue)
 
 
 def stack_name(spec: WorkflowSpec) -> str:
@@ -147,8 +155,8 @@ def resource_names(spec: WorkflowSpec) -> ResourceNames:
     name = spec.name
     return ResourceNames(
         bucket_prefix=workflow_bucket_prefix(spec),
-        queue=f"ceap-workflow-{name}-queue",
-        dlq=f"ceap-workflow-{name}-dlq",
+        queue=queue_name(spec),
+        dlq=dlq_name(spec),
         table=f"ceap-workflow-{name}-candidates",
         pipe=f"ceap-workflow-{name}-pipe",
         state_machine=state_machine_name(spec),
@@ -254,23 +262,29 @@ def _bucket_resources(s: _Synthesis) -> dict[str, Any]:
     }
 
 
+def _queue_properties(name: str, settings: QueueSettings) -> dict[str, Any]:
+    """An ``AWS::SQS::Queue``'s properties from the queue settings the local queue has too (every one, explicitly)."""
+    properties: dict[str, Any] = {
+        "QueueName": name,
+        "VisibilityTimeout": settings.visibility_timeout,
+        "MessageRetentionPeriod": settings.retention_seconds,
+        "DelaySeconds": settings.delay_seconds,
+        "ReceiveMessageWaitTimeSeconds": settings.receive_wait_seconds,
+        "MaximumMessageSize": settings.maximum_message_size,
+        "SqsManagedSseEnabled": True,
+    }
+    if settings.redrive is not None:
+        properties["RedrivePolicy"] = {"deadLetterTargetArn": getatt("DeadLetterQueue", "Arn"),
+                                       "maxReceiveCount": settings.redrive.max_receive_count}
+    return properties
+
+
 def _queue_resources(s: _Synthesis) -> dict[str, Any]:
-    """The input queue (600 s visibility) and its dead-letter queue (after 3 receives, kept 14 days)."""
+    """The input queue and its dead-letter queue, as the spec's ``queue`` sets them (the local queues' settings)."""
+    queue = s.spec.queue
     return {
-        "DeadLetterQueue": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {"QueueName": s.names.dlq, "MessageRetentionPeriod": 14 * 24 * 3600, "SqsManagedSseEnabled": True},
-        },
-        "Queue": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {
-                "QueueName": s.names.queue,
-                "VisibilityTimeout": 600,
-                "MessageRetentionPeriod": 4 * 24 * 3600,
-                "SqsManagedSseEnabled": True,
-                "RedrivePolicy": {"deadLetterTargetArn": getatt("DeadLetterQueue", "Arn"), "maxReceiveCount": 3},
-            },
-        },
+        "DeadLetterQueue": {"Type": "AWS::SQS::Queue", "Properties": _queue_properties(s.names.dlq, queue.dlq_settings())},
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": _queue_properties(s.names.queue, queue.settings(s.names.dlq))},
     }
 
 
@@ -446,14 +460,14 @@ def _pipe_resources(s: _Synthesis) -> dict[str, Any]:
                 "Description": f"ceap workflow {spec.name}: one execution per queue message",
                 "RoleArn": getatt("PipeRole", "Arn"),
                 "Source": getatt("Queue", "Arn"),
-                "SourceParameters": {"SqsQueueParameters": {"BatchSize": 1}},
+                "SourceParameters": {"SqsQueueParameters": {"BatchSize": PIPE_BATCH_SIZE}},
                 "Target": ref("StateMachine"),
                 "TargetParameters": {
                     # Pipes hands Step Functions the SQS record, whose body is a string; "<$.body>" (unquoted)
                     # makes the execution input the body's JSON object (see docs/deploy.md for the AWS doc).
                     "InputTemplate": PIPE_INPUT_TEMPLATE,
                     "StepFunctionStateMachineParameters": {
-                        "InvocationType": "REQUEST_RESPONSE" if s.express else "FIRE_AND_FORGET",
+                        "InvocationType": invocation_type(spec.type),
                     },
                 },
                 "DesiredState": "RUNNING",
@@ -467,7 +481,8 @@ def _outputs(s: _Synthesis) -> dict[str, Any]:
         "StateMachineArn": {"Description": "The workflow's state machine", "Value": ref("StateMachine")},
         "WorkflowBucket": {"Description": "Bucket of execution data (executions/...) and inputs", "Value": ref("WorkflowBucket")},
         "QueueUrl": {"Description": "Send a payload here to start an execution", "Value": ref("Queue")},
-        "DLQUrl": {"Description": "Messages that failed 3 times", "Value": ref("DeadLetterQueue")},
+        "DLQUrl": {"Description": f"Messages received {s.spec.queue.max_receive_count} times without success",
+                   "Value": ref("DeadLetterQueue")},
         "CandidatesTable": {"Description": "DynamoDB table of stored candidates", "Value": ref("CandidatesTable")},
         "StateMachineLogGroup": {"Description": "Execution logs (Express executions are read from here)",
                                  "Value": s.names.state_machine_log_group},
@@ -508,6 +523,26 @@ def synthesize(spec: WorkflowSpec, options: TemplateOptions | None = None) -> di
 _STATEFUL = {"AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::Logs::LogGroup"}
 
 
+#: CloudFormation's limit on a TemplateBody passed inline (a larger one must come from S3).
+TEMPLATE_BODY_LIMIT = 51_200
+
+
 def template_body(template: dict[str, Any]) -> str:
-    """The template as CloudFormation receives it: stable JSON (same template, same text)."""
+    """The template as ``ceap synth`` prints it: stable, indented JSON (same template, same text)."""
     return json.dumps(template, indent=1, sort_keys=True)
+
+
+def deploy_body(template: dict[str, Any]) -> str:
+    """The template as the deploy sends it: stable, compact JSON, within :data:`TEMPLATE_BODY_LIMIT` bytes.
+
+    The Map states of the fan-out make the definitions long; indentation alone would take
+    the batch workflow's template over CloudFormation's inline limit.
+    """
+    body = json.dumps(template, separators=(",", ":"), sort_keys=True)
+    size = len(body.encode("utf-8"))
+    if size > TEMPLATE_BODY_LIMIT:
+        raise ValueError(
+            f"the stack template is {size:,} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT:,}-byte TemplateBody "
+            "limit: fewer stages or shorter stage configs make it smaller"
+        )
+    return body

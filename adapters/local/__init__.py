@@ -3,5 +3,6 @@
 from .candidates import SQLiteCandidateStore
 from .journal import SQLiteExecutionJournal
 from .objects import FileObjectStore
+from .stores import LocalStores
 
-__all__ = ["FileObjectStore", "SQLiteCandidateStore", "SQLiteExecutionJournal"]
+__all__ = ["FileObjectStore", "SQLiteCandidateStore", "SQLiteExecutionJournal", "LocalStores"]

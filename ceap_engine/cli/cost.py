@@ -67,7 +67,8 @@ def _measure(spec: Any, payload: dict[str, Any]) -> tuple[Any, Any]:
             candidates.close()
         measurement = measure_execution(
             result.execution.to_json(), pipeline.definition, [(s.name, s.kind) for s in spec.stages],
-            {k: (wall.seconds[k] if k[0] in glue else v) for k, v in cpu.seconds.items()}, objects, result.counts, workflow=spec.name, execution_type=pipeline.execution_type)
+            {k: (wall.seconds[k] if k[0] in glue else v) for k, v in cpu.seconds.items()}, objects, result.counts, workflow=spec.name, execution_type=pipeline.execution_type,
+            calls=cpu.calls)
     return measurement, result
 
 

@@ -3,8 +3,10 @@
 Locally (``--local``) every workflow's queue and DLQ live in one SQLite file,
 ``{--store}/queues.sqlite3``, made on first use with the settings of the workflow
 spec (the numbers the stack deploys: 600 s visibility, the DLQ after 3 receives,
-kept 14 days). The file is safe for several processes, so ``ceap send --local``
-writes into it whether or not ``ceap serve`` (or ``ceap pipe``) is polling it.
+kept 14 days). The file is safe for several processes. ``ceap send --local`` sends
+through the SQS API of a running ``ceap serve`` whose ``--data`` is ``--store`` or
+``--store``/serve (the defaults: ``.ceap/serve``), so the message is on that server's
+queue and clock; with none running it writes into ``{--store}/queues.sqlite3``.
 With ``-n NAME`` the same commands act on a deployed workflow's SQS queues.
 
 Exit codes: 0 done, 1 nothing to act on (an unknown message id) or an AWS/queue
@@ -156,7 +158,11 @@ def send(
     endpoint_url: EndpointOption = None,
     format: FormatOption = OutputFormat.text,
 ) -> None:
-    """Put a payload on the workflow's queue; the Pipe (ceap serve locally, EventBridge on AWS) starts its execution."""
+    """Put a payload on the workflow's queue; the Pipe (ceap serve locally, EventBridge on AWS) starts its execution.
+
+    With --local it goes through the SQS API of a ceap serve running on --store or --store/serve
+    (the defaults find `ceap serve`'s .ceap/serve), else into STORE/queues.sqlite3.
+    """
     fmt = format.value
     spec, store = _target(name, local, workflow, store, region, profile, endpoint_url, fmt)
 
@@ -169,20 +175,56 @@ def send(
             from .payload import check_payload
 
             body = check_payload(spec, read_payload(payload), payload)
-        async with AsyncExitStack() as stack:
-            queues = await _open(stack, spec, aws=bool(name), store=store,
-                                 settings=_aws_settings(region, profile, endpoint_url) if name else None)
-            sent = await queues.send(queue_name(spec), OutgoingMessage(json.dumps(body)))
-        if fmt == "json":
-            print_json(envelope({"workflow": spec.name, "queue": queue_name(spec), "messageId": sent.message_id,
-                                 "where": _where(name, store)}))
+        server = None if name else _running_serve(store)
+        if server is not None:
+            message_id = await asyncio.to_thread(_send_to_serve, server, queue_name(spec), json.dumps(body))
+            where = f"ceap serve at {server['url']}"
         else:
-            console.print(f"sent to {queue_name(spec)}: message {sent.message_id}")
-            if not name:
+            async with AsyncExitStack() as stack:
+                queues = await _open(stack, spec, aws=bool(name), store=store,
+                                     settings=_aws_settings(region, profile, endpoint_url) if name else None)
+                message_id = (await queues.send(queue_name(spec), OutgoingMessage(json.dumps(body)))).message_id
+            where = _where(name, store)
+        if fmt == "json":
+            print_json(envelope({"workflow": spec.name, "queue": queue_name(spec), "messageId": message_id,
+                                 "where": where}))
+        else:
+            console.print(f"sent to {queue_name(spec)} ({escape(where)}): message {message_id}")
+            if server is not None:
+                console.print("[dim]its Pipe starts the execution (`ceap serve --no-pipe` leaves it on the queue)[/]")
+            elif not name:
                 console.print("[dim]its execution starts when `ceap serve` or `ceap pipe --local` polls the queue[/]")
         return EXIT_OK
 
     raise typer.Exit(_run(work, fmt))
+
+
+def _running_serve(store: Path) -> dict[str, Any] | None:
+    """The ``ceap serve`` running on ``store`` (its ``--data``) or on ``store/serve`` (the default layout)."""
+    from .serve import running_serve
+
+    return running_serve(store) or running_serve(store / "serve")
+
+
+def _send_to_serve(server: dict[str, Any], queue: str, body: str) -> str:
+    """SendMessage through a running ``ceap serve``'s SQS API; returns the message id."""
+    import urllib.error
+    import urllib.request
+
+    from .serve import DIRECT
+
+    url = server["url"]
+    request = urllib.request.Request(url, method="POST", data=json.dumps({
+        "QueueUrl": f"{url}/{server.get('account', '123456789012')}/{queue}", "MessageBody": body}).encode(),
+        headers={"X-Amz-Target": "AmazonSQS.SendMessage", "Content-Type": "application/x-amz-json-1.0"})
+    try:
+        with DIRECT.open(request, timeout=30) as response:
+            return str(json.loads(response.read())["MessageId"])
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("message", exc.reason)
+        raise CeapError(f"ceap serve at {url} refused the message for {queue}: {detail}") from None
+    except OSError as exc:
+        raise CeapError(f"ceap serve at {url} did not take the message for {queue}: {exc}") from None
 
 
 # -- ceap dlq -------------------------------------------------------------------------------

@@ -111,14 +111,14 @@ def open_store(store: Path, clock: Any) -> tuple[Any, Any]:
 
     Called only after every other check passed: creating the folder is the first write of a run.
     """
-    from adapters.local import FileObjectStore, SQLiteCandidateStore
+    from adapters.local import FileObjectStore, LocalStores, SQLiteCandidateStore
 
     ensure_writable_folder(store, "--store")
-    database = store / "candidates.sqlite3"
+    database = LocalStores(store).candidates_path
     if database.is_file():
         _check_not_locked(database)
     try:
-        candidates = SQLiteCandidateStore(store / "candidates.sqlite3", clock=clock)
+        candidates = SQLiteCandidateStore(database, clock=clock)
     except StorageError as exc:
         raise InputError([Problem("/store", f"{exc} (the candidates database of --store {store})",
                                   "CANDIDATES_UNUSABLE")], "arguments") from None
@@ -161,6 +161,7 @@ def run(
     execution_name: Annotated[str | None, typer.Option("--execution-name", help="Execution name (default: a UUID). Locally a name already used with another input is refused (exit 2); one whose run never finished is resumed; the same input again re-runs idempotently")] = None,
     replace: Annotated[bool, typer.Option("--replace", help="Local, with --execution-name: reuse a name that holds a run of another input, deleting that run's outputs")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Local: makes generated names and jitter repeatable")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Stage calls at once; parts of 2,000+ records run in that many worker processes (default: one per core; 1: all in this process)")] = None,
     format: Annotated[OutputFormat, typer.Option("--format", help="text or json")] = OutputFormat.text,
     report: Annotated[Path | None, typer.Option("--report", help="Also write the execution's report page (FILE.html: graph, timeline, counts, history)")] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="With --target aws: seconds to follow a Standard execution before leaving it running (default 1800)")] = None,
@@ -214,6 +215,8 @@ def run(
     # Imported here: keeps the CLI's start-up light.
     from ceap_engine.observe.report import AttemptStopwatch
 
+    from adapters.local import LocalStores
+
     stopwatch = AttemptStopwatch()
     glue_runner = _glue_runner(spec, objects) if needs_glue else None
     progress = RunProgress(run_clock.time(), enabled=format is OutputFormat.text,
@@ -221,9 +224,11 @@ def run(
     try:
         pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=run_clock,
                                  runners={"glue:startJobRun": glue_runner} if glue_runner else {},
-                                 seed=seed, progress=lambda p: (progress(p), stopwatch(p)))
+                                 seed=seed, progress=lambda p: (progress(p), stopwatch(p)), workers=workers,
+                                 worker_stores=LocalStores(store))
         began = time.perf_counter()
-        result = asyncio.run(_run_interruptible(pipeline, body, execution_name, replace))
+        with pipeline:
+            result = asyncio.run(_run_interruptible(pipeline, body, execution_name, replace))
         wall_seconds = time.perf_counter() - began
     except ValidationFailed as exc:
         emit_problems(exc, format.value)
@@ -233,7 +238,7 @@ def run(
     record_local_run(store, result.execution, pipeline.definition, pipeline.execution_type, spec.name)
     if report is not None:
         write_report(report, pipeline.definition, result.execution.to_json(), counts=result.counts,
-                     checks=reconciliation(result.counts), wall_times=stopwatch.seconds, wall_seconds=wall_seconds)
+                     checks=reconciliation(result.counts, result.reconciliation, list(result.outputs)), wall_times=stopwatch.seconds, wall_seconds=wall_seconds)
     code = EXIT_OK if result.status == "SUCCEEDED" else EXIT_FAILED
     if format is OutputFormat.json:
         print_json(json_document(result, store, wall_seconds))

@@ -69,12 +69,17 @@ class RunProgress:
         err_console.print(f"[{style}]{text}[/]")
 
 
-def reconciliation(counts: dict[str, Any]) -> list[tuple[str, bool]]:
-    """The "nothing is lost" checks over the stages' counts.
+def reconciliation(counts: dict[str, Any], chained: dict[str, Any] | None = None,
+                   order: list[str] | None = None) -> list[tuple[str, bool]]:
+    """The "nothing is lost" checks: the chain of the stages' manifests when given, else over the counts.
 
     >>> reconciliation({"ETL": {"processedCount": 3, "transformedCount": 2, "errorCount": 1}})[0][1]
     True
     """
+    if chained:
+        from ceap_engine.pipeline.reconcile import chain
+
+        return [(link.text, link.ok) for link in chain(chained, order or list(chained))]
     checks = []
     etl, flt, store = counts.get("ETL"), counts.get("Filter"), counts.get("Store")
     if etl:
@@ -131,7 +136,7 @@ def print_summary(result: PipelineResult, store: Path, wall_seconds: float) -> N
     width = max((len(s) for s in result.outputs), default=0)
     for stage in result.outputs:
         console.print(f"  {stage:<{width}}  {escape(format_counts(result.counts.get(stage) or {}))}")
-    checks = reconciliation(result.counts)
+    checks = reconciliation(result.counts, result.reconciliation, list(result.outputs))
     if checks:
         console.print("nothing lost:")
         for text, ok in checks:
@@ -166,7 +171,8 @@ def json_document(result: PipelineResult, store: Path, wall_seconds: float | Non
         "bucket": result.bucket,
         "outputs": result.outputs,
         "counts": result.counts,
-        "reconciliation": [{"check": text, "ok": ok} for text, ok in reconciliation(result.counts)],
+        "reconciliation": [{"check": text, "ok": ok}
+                           for text, ok in reconciliation(result.counts, result.reconciliation, list(result.outputs))],
         "failure": result.failure,
         "executionName": name_claim_json(result),
     })

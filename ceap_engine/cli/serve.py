@@ -1,16 +1,21 @@
-"""``ceap serve``: the Step Functions API on this machine (the composition root of the endpoint).
+"""``ceap serve``: the Step Functions and SQS APIs on this machine (the composition root of the endpoint).
 
 Wires the embedded backends (:mod:`adapters.local`: the SQLite execution journal, files and
-SQLite for ceap's own workflows) to :mod:`ceap_engine.serve` and runs it on uvicorn.
+SQLite for ceap's own workflows, the SQLite queues) to :mod:`ceap_engine.serve` and
+:mod:`ceap_engine.queueing`, runs each workflow's Pipe, and serves both APIs on uvicorn.
+While it runs, ``DATA/serve.json`` says where (``ceap send --local`` finds it there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
+import os
 import signal
 import socket
+import urllib.request
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +26,11 @@ from ..errors import CeapError, InputError, Problem, ValidationFailed
 from ._output import EXIT_BAD_INPUT, emit_problems, err_console
 
 READY = "ceap serve: listening on"
+DEFAULT_DATA = Path(".ceap/serve")
+SERVE_FILE = "serve.json"
+QUEUES_FILE = "queues.sqlite3"
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""HTTP to a local ``ceap serve``, never through a proxy from the environment."""
 
 
 class ServeClock(str, Enum):
@@ -61,14 +71,17 @@ def serve(
     keep_express_history: Annotated[bool, typer.Option("--keep-express-history", help="Keep Express executions visible to "
                                                        "DescribeExecution/ListExecutions/GetExecutionHistory (AWS does not)")] = False,
     workflows: Annotated[bool, typer.Option("--workflows/--no-workflows", help="Register ceap's realtime and batch workflows")] = True,
+    pipe: Annotated[bool, typer.Option("--pipe/--no-pipe", help="Run each workflow's Pipe: its queue (DATA/queues.sqlite3) "
+                                                            "starts its executions, as the deployed EventBridge Pipe does")] = True,
     region: Annotated[str, typer.Option("--region", help="Region in the ARNs")] = "us-east-1",
     account: Annotated[str, typer.Option("--account", help="Account id in the ARNs")] = "123456789012",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level")] = "warning",
 ) -> None:
-    """Serve the AWS Step Functions API (AWS JSON 1.0) for boto3, the AWS CLI and SDK tests.
+    """Serve the AWS Step Functions and SQS APIs (AWS JSON) for boto3, the AWS CLI and SDK tests.
 
     Point a client at it with --endpoint-url http://127.0.0.1:8083. StartSyncExecution needs the
-    client's 'sync-' host prefix off (docs/serve.md). Exit codes: 0 stopped, 2 bad arguments.
+    client's 'sync-' host prefix off (docs/serve.md). Each workflow's queue starts its executions
+    (ceap send --local, aws sqs send-message; docs/queue.md). Exit codes: 0 stopped, 2 bad arguments.
     """
     try:
         import botocore  # noqa: F401
@@ -97,8 +110,8 @@ def serve(
     remote = {"lambda_endpoint": lambda_endpoint, "aws_endpoint_url": aws_endpoint_url}
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(host, port, data or Path(".ceap/serve"), handlers, mocks, clock, wait_time_scale,
-                              keep_express_history, workflows, region, account, log_level, remote))
+            runner.run(_serve(host, port, data or DEFAULT_DATA, handlers, mocks, clock, wait_time_scale,
+                              keep_express_history, workflows, pipe, region, account, log_level, remote))
     except CeapError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -114,19 +127,22 @@ def _loop_factory() -> Any:
 
 
 async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any]], mocks: Any, clock_kind: ServeClock,
-                 scale: float, keep_express: bool, workflows: bool, region: str, account: str, log_level: str,
+                 scale: float, keep_express: bool, workflows: bool, pipe: bool, region: str, account: str, log_level: str,
                  remote: dict[str, str | None]) -> None:
     import uvicorn
 
     from adapters.local import SQLiteExecutionJournal
+    from adapters.local.queue import SQLiteQueues
 
     from ..asl.interpreter import Engine
+    from ..queueing.api import SqsApi, query_protocol_refusal, response_headers
     from ..runtime.clock import RealClock, VirtualClock
     from ..runtime.tasks import LambdaFunctions
     from ..serve.callbacks import CallbackRunners, TaskTokens
     from ..serve.clocks import ScaledClock
     from ..serve.endpoint import Endpoint
     from ..serve.integrations import AwsApiRunner, LambdaRouter
+    from ..serve.pipes import ServedPipes
     from ..serve.service import StepFunctionsService
 
     base = VirtualClock() if clock_kind is ServeClock.virtual else RealClock()
@@ -145,13 +161,19 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     engine = Engine(clock=clock, runners=runners, region=region, account=account)
     service = StepFunctionsService(journal, engine, mock_config=mocks, keep_express_history=keep_express,
                                    region=region, account=account, wait_scale=scale, tokens=tokens)
-    closers: list[Any] = [journal]
+    # The queues live on the unscaled clock: --wait-time-scale scales the engine's timers, not SQS's.
+    queues = SQLiteQueues(data / QUEUES_FILE, clock=base)
+    closers: list[Any] = [journal, queues]
+    pipes = ServedPipes(queues, service, clock=base, region=region, account=account)
     if workflows:
-        closers += _register_workflows(service, data, clock, region, account)
+        closers += await _register_workflows(service, pipes, data, clock, region, account)
     resumed = service.resume()
     service.runs.start_flusher()
+    sqs = SqsApi(queues, region=region, account=account)
     endpoint = Endpoint()
     endpoint.mount("AWSStepFunctions", service.handle)
+    endpoint.mount("AmazonSQS", sqs.handle, headers=response_headers)
+    endpoint.refuse_query(query_protocol_refusal)
     config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False,
                             timeout_graceful_shutdown=5)  # a 60 s GetActivityTask poll must not hold a Ctrl-C
     server = uvicorn.Server(config)
@@ -163,6 +185,10 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     # Bind here, so a port in use is a clear error (exit 2), not uvicorn's exit from inside the loop.
     try:
         listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+        # Accepted connections inherit TCP_NODELAY from the listener. asyncio sets it only on sockets
+        # whose proto is IPPROTO_TCP, which create_server's is not: without it every response waited
+        # ~40 ms for the client's delayed ACK (Nagle), capping a sequential client at ~23 calls a second.
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as exc:
         await service.runs.close()
         for closer in closers:
@@ -176,17 +202,26 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
         serving.result()
         raise CeapError(f"ceap serve could not start on {host}:{port}")
     bound = listener.getsockname()
-    print(f"{READY} http://{bound[0]}:{bound[1]} (data: {data}; resumed {len(resumed)} execution(s))", flush=True)
+    url = f"http://{bound[0]}:{bound[1]}" if ":" not in bound[0] else f"http://[{bound[0]}]:{bound[1]}"
+    # Queue URLs name a host clients can reach: loopback when the server listens on every address.
+    sqs.endpoint = url.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]")
+    advertised = _advertise(data, sqs.endpoint, region, account)
+    if pipe:
+        pipes.start()
+    running = ", ".join(p.queue for p in pipes.pipes) if pipe else "off"
+    print(f"{READY} {url} (data: {data}; resumed {len(resumed)} execution(s); pipes: {running or 'none'})", flush=True)
     try:
         await serving
     finally:
+        await pipes.stop()
         await service.runs.close()
         for closer in closers:
             closer.close()
+        _withdraw(advertised)
 
 
-def _register_workflows(service: Any, data: Path, clock: Any, region: str, account: str) -> list[Any]:
-    """ceap's realtime and batch workflows, on the embedded stores under ``data`` (batch only with Glue)."""
+async def _register_workflows(service: Any, pipes: Any, data: Path, clock: Any, region: str, account: str) -> list[Any]:
+    """ceap's realtime and batch workflows, on the embedded stores under ``data`` (batch only with Glue), with their queues."""
     from adapters.local import FileObjectStore, SQLiteCandidateStore
 
     from ..pipeline.builder import substitute
@@ -211,6 +246,31 @@ def _register_workflows(service: Any, data: Path, clock: Any, region: str, accou
         pipeline = LocalPipeline(spec, objects=objects, candidates=candidates, clock=clock, runners=runners,
                                  region=region, account=account)
         definition = json.dumps(substitute(pipeline.definition, pipeline.substitutions), indent=2)
-        service.register(state_machine_name(spec), definition, pipeline.execution_type, pipeline.engine,
-                         f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
+        arn = service.register(state_machine_name(spec), definition, pipeline.execution_type, pipeline.engine,
+                               f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
+        await pipes.add(spec, arn)
     return [candidates]
+
+
+def _advertise(data: Path, url: str, region: str, account: str) -> Path:
+    """Write ``DATA/serve.json`` (where this server listens) for ``ceap send --local`` to find."""
+    path = data / SERVE_FILE
+    path.write_text(json.dumps({"url": url, "pid": os.getpid(), "region": region, "account": account}))
+    return path
+
+
+def _withdraw(path: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(path.read_text()).get("pid") == os.getpid():  # not a newer server's
+            path.unlink()
+
+
+def running_serve(data: Path) -> dict[str, Any] | None:
+    """What ``DATA/serve.json`` says of the ``ceap serve`` running on ``data`` (url, account...), if one answers there."""
+    try:
+        found = json.loads((data / SERVE_FILE).read_text())
+        with DIRECT.open(found["url"], timeout=2) as response:  # the endpoint's GET health check
+            apis = json.loads(response.read()).get("apis", [])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no file, or a server killed without removing it
+    return found if "AmazonSQS" in apis else None

@@ -43,8 +43,9 @@ class ExecutionReader(Protocol):
 def find_execution(reader: ExecutionReader, name_or_arn: str) -> Any:
     """The execution with this ARN, or the only one with this name; otherwise an InputError saying why.
 
-    >>> find_execution(journal, "run-1").name   # doctest: +SKIP
-    'run-1'
+    Example::
+
+        find_execution(journal, "run-1").name   # 'run-1'
     """
     if name_or_arn.startswith("arn:"):
         record = reader.get_execution(name_or_arn)
@@ -135,8 +136,8 @@ def record_execution(journal: Any, result: Any, *, definition: Mapping[str, Any]
         error=result.error, cause=result.cause,
         extra={"definition": json.dumps(definition), "recordedBy": "ceap run", **(extra or {})},
     )
-    # A name run again (the same input re-run, a resumed or a replaced run) keeps one record: the latest
-    # run's, with its own history - events of the earlier run would break the ids' 1, 2, 3 ... order.
+    # A name run again (ceap's execution-name rule re-runs or resumes it) is one execution with the
+    # latest run's history: the earlier record and its events are replaced, never appended to.
     if journal.get_execution(result.execution_arn) is not None:
         journal.delete_execution(result.execution_arn)
     journal.put_execution(record)

@@ -71,8 +71,13 @@ def measure_execution(
     *,
     workflow: str,
     execution_type: str,
+    calls: Mapping[str, int] | None = None,
 ) -> Measurement:
-    """The measurement of one finished execution; ``stages`` are (name, kind) in order."""
+    """The measurement of one finished execution; ``stages`` are (name, kind) in order.
+
+    ``calls`` counts the task calls by state name (:attr:`AttemptStopwatch.calls`: every
+    attempt on every part); without it, each (state, attempt) of ``wall_times`` is one call.
+    """
     events = list(execution.get("events") or [])
     trace = trace_execution(events)
     graph = workflow_graph(definition)
@@ -87,8 +92,13 @@ def measure_execution(
             outer += cost
     measured = []
     for name, kind in stages:
-        attempts = sorted(n for (s, n) in wall_times if s == name)
-        measured.append(StageMeasure(name, kind, len(attempts), sum(wall_times[(name, n)] for n in attempts)))
+        # A stage's states: itself, or its part calls and manifest step (``Filter.Part``, ``Filter.Manifest``).
+        keys = [(s, n) for (s, n) in wall_times if s == name or s.startswith(f"{name}.")]
+        if calls is not None:
+            invocations = sum(count for state, count in calls.items() if state == name or state.startswith(f"{name}."))
+        else:
+            invocations = len(keys)
+        measured.append(StageMeasure(name, kind, invocations, sum(wall_times[key] for key in keys)))
     payloads = [len(str(v)) for e in events for d in e.values() if isinstance(d, dict)
                 for k, v in d.items() if k in ("input", "output")]
     waits = sum(b - a for visit in trace.visits for a, b in visit.retry_waits)

@@ -308,12 +308,17 @@ class AttemptStopwatch:
         import time
 
         self._timer = timer or time.perf_counter
-        self._started: dict[tuple[str, int], float] = {}
+        self._started: dict[tuple[str, int | None, int], float] = {}
+        #: Seconds by (state name, attempt number), summed over the parts a Map state's iterations worked on.
         self.seconds: dict[tuple[str, int], float] = {}
+        #: Finished task calls by state name (every attempt on every part): the Lambda requests.
+        self.calls: dict[str, int] = {}
 
     def __call__(self, progress: Any) -> None:
-        key = (progress.stage, progress.attempt)
+        started = (progress.stage, getattr(progress, "part", None), progress.attempt)
         if progress.status == "started":
-            self._started[key] = self._timer()
-        elif key in self._started:
-            self.seconds[key] = self._timer() - self._started.pop(key)
+            self._started[started] = self._timer()
+        elif started in self._started:
+            key = (progress.stage, progress.attempt)
+            self.seconds[key] = self.seconds.get(key, 0.0) + self._timer() - self._started.pop(started)
+            self.calls[progress.stage] = self.calls.get(progress.stage, 0) + 1

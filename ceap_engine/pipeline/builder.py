@@ -5,11 +5,16 @@ through ``DefinitionSubstitutions``) and interpreted locally (the engine
 substitutes local names first, as AWS would). Shape of the state machine::
 
     Input -> ETL -> Filter -> [HeavyETL] -> Score -> Store -> Reactive -> Summary
+                      (each of Filter, Score, Store, Reactive: a Map over the previous
+                       stage's parts, then <Stage>.Manifest assembling its manifest)
                \\        \\            \\          \\       \\         \\
                 +--------+------------+----------+-------+---------+--> <Stage>.Failed -> RecordFailure -> Failed
 
-Each stage is a Task whose small result (``ResultSelector``: output key and
-counts) lands at ``$.stages.<Stage>``, so the state payload stays small while
+ETL and a Glue stage are single Tasks; every later Lambda stage is a Map over the
+parts of the previous stage's output (inline for EXPRESS, Distributed with an
+``ItemReader`` over ``parts.jsonl`` for STANDARD) followed by a ``<Stage>.Manifest``
+Task. Each stage's small result (``ResultSelector``: output key, counts, part list)
+lands at ``$.stages.<Stage>``, so the state payload stays small while
 the data itself flows through the object store. A stage failure that Retry
 cannot fix is caught, named, written to ``executions/{id}/failure.json`` and
 ends the execution FAILED with the stage's own error and cause.
@@ -26,13 +31,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ceap_engine.pipeline.layout import FAILURE_DOCUMENT, format_template
+from ceap_engine.pipeline.layout import FAILURE_DOCUMENT, PART_LIST, format_template
 from ceap_engine.pipeline.spec import RetryPolicy, StageSpec, WorkflowSpec, worst_case_seconds
 
 __all__ = [
     "PERMANENT_ERROR",
     "build_definition",
     "express_duration_warnings",
+    "fans_out",
+    "stage_worst_case_seconds",
     "function_placeholder",
     "substitute",
     "substitution_keys",
@@ -53,6 +60,12 @@ STAGE_FAILED = "Ceap.StageFailed"
 SUMMARY = "Summary"
 INPUT = "Input"
 UNWRAP = "Input.Unwrap"
+#: Inline Map runs at most 40 iterations at once on AWS; a Distributed Map's children are
+#: Lambda invocations, bounded here so a big day does not exhaust the account's concurrency.
+INLINE_MAP_CONCURRENCY = 40
+DISTRIBUTED_MAP_CONCURRENCY = 100
+PART = ".Part"
+MANIFEST = ".Manifest"
 
 
 def function_placeholder(stage: StageSpec) -> str:
@@ -86,24 +99,101 @@ def _catch(stage: StageSpec) -> list[dict[str, Any]]:
     return [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": f"{stage.name}.Failed"}]
 
 
-def _lambda_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]:
-    payload: dict[str, Any] = {
+def _request(spec: WorkflowSpec, stage: StageSpec) -> dict[str, Any]:
+    return {
         "executionId.$": "$$.Execution.Name",
         "currentStage": stage.name,
         "previousStage": spec.previous(stage.name),
         "workflowBucket": "${%s}" % BUCKET_PLACEHOLDER,
     }
-    if spec.previous(stage.name) is None:
-        payload["input.$"] = "$"  # the execution's payload, unwrapped by the Input state
+
+
+def _invoke(stage: StageSpec, payload: dict[str, Any], timeout_seconds: int | None = None) -> dict[str, Any]:
     return {
         "Type": "Task",
         "Comment": f"{stage.name}: {stage.function}",
         "Resource": "arn:aws:states:::lambda:invoke",
         "Parameters": {"FunctionName": "${%s}" % function_placeholder(stage), "Payload": payload},
-        "ResultSelector": {"outputKey.$": "$.Payload.outputKey", "counts.$": "$.Payload.counts"},
-        "ResultPath": f"$.stages.{stage.name}",
-        "TimeoutSeconds": stage.task_timeout_seconds,
+        "TimeoutSeconds": timeout_seconds or stage.task_timeout_seconds,
         "Retry": _retry(stage),
+    }
+
+
+def _pointer_selector(spec: WorkflowSpec) -> dict[str, Any]:
+    selector = {"outputKey.$": "$.Payload.outputKey", "counts.$": "$.Payload.counts", "partList.$": "$.Payload.partList"}
+    if spec.type == "express":
+        selector["parts.$"] = "$.Payload.parts"  # the next inline Map iterates over it
+    return selector
+
+
+def _lambda_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]:
+    payload = _request(spec, stage)
+    payload["input.$"] = "$"  # the execution's payload, unwrapped by the Input state
+    return {
+        **_invoke(stage, payload),
+        "ResultSelector": _pointer_selector(spec),
+        "ResultPath": f"$.stages.{stage.name}",
+        "Catch": _catch(stage),
+        "Next": nxt,
+    }
+
+
+def _part_map(spec: WorkflowSpec, stage: StageSpec) -> dict[str, Any]:
+    """One Map iteration per part of the previous stage's output (see docs/architecture.md)."""
+    previous = spec.previous(stage.name)
+    selector = {**_request(spec, stage), "part.$": "$$.Map.Item.Value"}
+    part_task = {
+        **_invoke(stage, {}),
+        "ResultSelector": {"part.$": "$.Payload.part", "counts.$": "$.Payload.counts"},
+        "End": True,
+    }
+    part_task["Parameters"] = {"FunctionName": "${%s}" % function_placeholder(stage), "Payload.$": "$"}
+    state: dict[str, Any] = {
+        "Type": "Map",
+        "Comment": f"{stage.name} over each part of {previous}'s output; its manifest is assembled after.",
+        "ItemSelector": selector,
+        "ResultPath": None,
+        "Catch": _catch(stage),
+        "Next": f"{stage.name}{MANIFEST}",
+    }
+    bucket = "${%s}" % BUCKET_PLACEHOLDER
+    if spec.type == "express":
+        # Express cannot run a Distributed Map: the part list travels in the state (well under 256 KB).
+        state["ItemsPath"] = f"$.stages.{previous}.parts"
+        state["MaxConcurrency"] = INLINE_MAP_CONCURRENCY
+        processor_config: dict[str, Any] = {"Mode": "INLINE"}
+    else:
+        state["ItemReader"] = {
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSONL"},
+            "Parameters": {
+                "Bucket": bucket,
+                "Key.$": f"States.Format('{format_template(previous, PART_LIST)}', $$.Execution.Name)",
+            },
+        }
+        state["ResultWriter"] = {
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {
+                "Bucket": bucket,
+                "Prefix.$": f"States.Format('{format_template(stage.name, 'map-results')}', $$.Execution.Name)",
+            },
+        }
+        state["MaxConcurrency"] = DISTRIBUTED_MAP_CONCURRENCY
+        processor_config = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    state["ItemProcessor"] = {
+        "ProcessorConfig": processor_config,
+        "StartAt": f"{stage.name}{PART}",
+        "States": {f"{stage.name}{PART}": part_task},
+    }
+    return state
+
+
+def _manifest_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]:
+    return {
+        **_invoke(stage, {**_request(spec, stage), "assemble": True}, stage.manifest_task_timeout_seconds),
+        "Comment": f"{stage.name}: add up its parts' summaries into its manifest and check the reconciliation",
+        "ResultSelector": _pointer_selector(spec),
+        "ResultPath": f"$.stages.{stage.name}",
         "Catch": _catch(stage),
         "Next": nxt,
     }
@@ -159,8 +249,13 @@ def build_definition(spec: WorkflowSpec) -> dict[str, Any]:
     }
     for i, stage in enumerate(stages):
         nxt = stages[i + 1].name if i + 1 < len(stages) else SUMMARY
-        task = _glue_task(spec, stage, nxt) if stage.kind == "glue" else _lambda_task(spec, stage, nxt)
-        states[stage.name] = task
+        if stage.kind == "glue":
+            states[stage.name] = _glue_task(spec, stage, nxt)
+        elif not fans_out(spec, stage):
+            states[stage.name] = _lambda_task(spec, stage, nxt)
+        else:
+            states[stage.name] = _part_map(spec, stage)
+            states[f"{stage.name}{MANIFEST}"] = _manifest_task(spec, stage, nxt)
         # Name the failed stage before recording it: Catch only gives Error and Cause.
         states[f"{stage.name}.Failed"] = {
             "Type": "Pass",
@@ -252,12 +347,18 @@ def substitute(definition: Any, values: Mapping[str, str]) -> Any:
 def express_duration_warnings(spec: WorkflowSpec) -> list[str]:
     """Why an EXPRESS workflow might outlive Express's 5-minute limit (empty if it cannot).
 
-    The worst case of a stage is every attempt timing out plus every retry
-    wait; the workflow's worst case is their sum.
+    The worst case of a step is every attempt timing out plus every retry wait. A stage that
+    fans out over parts counts one part call (its parts run at once, up to the inline Map's 40)
+    and its ``<Stage>.Manifest``; the workflow's worst case is the stages' sum plus recording
+    the failure.
+
+    >>> from ceap_engine.pipeline.builtin import REALTIME
+    >>> express_duration_warnings(REALTIME)
+    []
     """
     if spec.type != "express":
         return []
-    per_stage = [(s.name, s.worst_case_seconds) for s in spec.stages]
+    per_stage = [(s.name, stage_worst_case_seconds(spec, s)) for s in spec.stages]
     # The last stage can fail after its whole budget: recording the failure comes on top.
     total = sum(seconds for _, seconds in per_stage) + worst_case_seconds(RECORD_FAILURE_TIMEOUT_SECONDS,
                                                                           RECORD_FAILURE_RETRY)
@@ -275,3 +376,20 @@ def express_duration_warnings(spec: WorkflowSpec) -> list[str]:
         f"plus retry waits and recording the failure), over Express's {EXPRESS_LIMIT_SECONDS} s limit; the stages that make it so: "
         f"{', '.join(named)}. Lower their timeouts or retries, or use a STANDARD workflow."
     ]
+
+
+def fans_out(spec: WorkflowSpec, stage: StageSpec) -> bool:
+    """Whether the built definition runs ``stage`` as a Map over parts plus a ``<Stage>.Manifest`` step."""
+    return stage.kind == "lambda" and spec.stages[0].name != stage.name
+
+
+def stage_worst_case_seconds(spec: WorkflowSpec, stage: StageSpec) -> float:
+    """The longest ``stage`` can take in ``spec``'s definition: its one task, or one part call and its manifest.
+
+    >>> from ceap_engine.pipeline.builtin import REALTIME
+    >>> [stage_worst_case_seconds(REALTIME, s) for s in REALTIME.stages]
+    [112.0, 34.0, 34.0, 54.0, 34.0]
+    """
+    if fans_out(spec, stage):
+        return stage.worst_case_seconds + stage.manifest_worst_case_seconds
+    return stage.worst_case_seconds

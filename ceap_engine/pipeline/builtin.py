@@ -4,9 +4,10 @@ Stage code is named by import path, never imported here. Memory and timeout
 per stage are those of the deployed platform's Lambdas.
 
 ``realtime`` fits Express's 300 s by construction (docs/cli.md, "Why the realtime workflow fits
-Express"): each Task state gives up before its Lambda would (``state_timeout_seconds``) and
-retries once after 2 s, so even every attempt of every stage timing out, plus recording the
-failure, ends by 299 s; :func:`~ceap_engine.pipeline.builder.express_duration_warnings` checks it.
+Express"): each Task state gives up before its Lambda would (``state_timeout_seconds`` for ETL and
+for each part, ``manifest_timeout_seconds`` for each ``<Stage>.Manifest``) and retries once after
+2 s, so even every attempt of every step timing out, plus recording the failure, ends by 289 s;
+:func:`~ceap_engine.pipeline.builder.express_duration_warnings` checks it.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ _STORE = StageSpec(name="Store", function="stages.store:run", memory_mb=512, tim
 _REACTIVE = StageSpec(name="Reactive", function="stages.reactive:run", memory_mb=1024, timeout_seconds=60)
 _HEAVY_ETL = StageSpec(name="HeavyETL", kind="glue", script="glue_jobs/heavy_etl.py", timeout_seconds=7200)
 
-#: Seconds each realtime Task state waits for one attempt (sum 134 s): two attempts of every stage
-#: (268 s) + the retry waits (10 s) + recording a failure (21 s) = 299 s <= 300 s. The shares follow
-#: the stages' measured costs (docs/benchmarks.md: ETL reads and parses, Store writes each record).
-_REALTIME_STATE_TIMEOUTS = {"ETL": 40, "Filter": 20, "Score": 25, "Store": 35, "Reactive": 14}
+#: Seconds a realtime Task state waits for one attempt: ETL's one call over the whole source, and each
+#: part call of the other stages (the parts of a stage run at once, up to the inline Map's 40; a part
+#: holds at most 10,000 records). Store, which writes every record, gets the most. Two attempts of
+#: each and the 2 s waits: ETL 112 s, Filter/Score/Reactive 22 s, Store 42 s.
+_REALTIME_STATE_TIMEOUTS = {"ETL": 55, "Filter": 10, "Score": 10, "Store": 20, "Reactive": 10}
+#: Each ``<Stage>.Manifest`` only adds up its parts' summaries: 5 s, so 12 s with its retry. With
+#: recording a failure (21 s) the worst case is 112 + 3 x 34 + 54 + 21 = 289 s <= 300 s.
+_REALTIME_MANIFEST_TIMEOUT = 5
 
 
 def _express(stage: StageSpec) -> StageSpec:
     return stage.model_copy(update={"state_timeout_seconds": _REALTIME_STATE_TIMEOUTS[stage.name],
+                                    "manifest_timeout_seconds": _REALTIME_MANIFEST_TIMEOUT,
                                     "retry": EXPRESS_LAMBDA_RETRY})
 
 

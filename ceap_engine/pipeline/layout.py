@@ -3,14 +3,24 @@
 The stage runtime, the local pipeline and the builder's ``States.Format`` strings all take
 their keys from here, so the layout can change in one place::
 
-    executions/{executionId}/{stage}/output.json   a stage's output (its handoff document)
-    executions/{executionId}/failure.json          why an execution failed (the Catch path)
-    executions/{executionId}/execution.json        the run that holds the name (input digest, status)
+    executions/{executionId}/{stage}/output.json          a stage's manifest (its handoff document):
+                                                          counts and the list of its parts
+    executions/{executionId}/{stage}/part-00000.jsonl     its records, JSON Lines, bounded parts
+    executions/{executionId}/{stage}/rejected-00000.jsonl other record streams (rejected, errors,
+                                                          unscored, failed, actions) likewise
+    executions/{executionId}/{stage}/parts.jsonl          the record parts, one line each: what the
+                                                          next stage's Map iterates over
+    executions/{executionId}/{stage}/summaries/00000.json what one Map iteration counted (assembled
+                                                          into the manifest after the Map)
+    executions/{executionId}/failure.json                 why an execution failed (the Catch path)
+    executions/{executionId}/execution.json               the run that holds the name (input digest, status)
 
 >>> execution_key("e-1", "ETL")
 'executions/e-1/ETL/output.json'
 >>> failure_key("e-1")
 'executions/e-1/failure.json'
+>>> part_key("e-1", "Filter", "rejected", 3)
+'executions/e-1/Filter/rejected-00003.jsonl'
 """
 
 from __future__ import annotations
@@ -21,17 +31,29 @@ __all__ = [
     "EXECUTIONS_PREFIX",
     "EXECUTION_RECORD",
     "FAILURE_DOCUMENT",
+    "PART_LIST",
+    "RECORDS_STREAM",
     "STAGE_OUTPUT",
     "execution_key",
     "execution_record_key",
     "failure_key",
     "format_template",
+    "part_key",
+    "part_list_key",
+    "spill_key",
+    "stream_file_prefix",
+    "summary_key",
+    "summary_prefix",
 ]
 
 EXECUTIONS_PREFIX = "executions"
 STAGE_OUTPUT = "output.json"
 FAILURE_DOCUMENT = "failure.json"
 EXECUTION_RECORD = "execution.json"
+PART_LIST = "parts.jsonl"
+#: The stream of the records a stage hands on (its model field ``candidates``).
+RECORDS_STREAM = "candidates"
+SUMMARIES = "summaries"
 
 
 def execution_key(execution_id: str, stage: str, name: str = STAGE_OUTPUT) -> str:
@@ -64,3 +86,53 @@ def format_template(stage: str | None = None, name: str = STAGE_OUTPUT) -> str:
     if stage is None:
         return f"{EXECUTIONS_PREFIX}/{{}}/{name}"
     return f"{EXECUTIONS_PREFIX}/{{}}/{stage}/{name}"
+
+
+def stream_file_prefix(stream: str) -> str:
+    """The file name prefix of a record stream's parts: ``part`` for the records handed on.
+
+    >>> stream_file_prefix("candidates"), stream_file_prefix("errors")
+    ('part', 'errors')
+    """
+    return "part" if stream == RECORDS_STREAM else stream
+
+
+def part_key(execution_id: str, stage: str, stream: str, index: int, sequence: int = 0) -> str:
+    """The key of one part: ``part-00007.jsonl`` (``part-00007.1.jsonl`` for a part that overflowed).
+
+    ``index`` is the Map iteration (the input part) that wrote it, so a retried iteration
+    overwrites its own parts and never adds records twice.
+
+    >>> part_key("e-1", "Score", "candidates", 7, 1)
+    'executions/e-1/Score/part-00007.1.jsonl'
+    """
+    suffix = f".{sequence}" if sequence else ""
+    return execution_key(execution_id, stage, f"{stream_file_prefix(stream)}-{index:05d}{suffix}.jsonl")
+
+
+def part_list_key(execution_id: str, stage: str) -> str:
+    """The JSON Lines list of a stage's record parts (the next Map's ItemReader reads it)."""
+    return execution_key(execution_id, stage, PART_LIST)
+
+
+def summary_prefix(execution_id: str, stage: str) -> str:
+    """The prefix under which a stage's Map iterations leave their summaries."""
+    return f"{EXECUTIONS_PREFIX}/{execution_id}/{stage}/{SUMMARIES}/"
+
+
+def summary_key(execution_id: str, stage: str, index: int) -> str:
+    """What Map iteration ``index`` of a stage counted.
+
+    >>> summary_key("e-1", "Filter", 2)
+    'executions/e-1/Filter/summaries/00002.json'
+    """
+    return validate_key(f"{summary_prefix(execution_id, stage)}{index:05d}.json")
+
+
+def spill_key(execution_id: str, stage: str, partition: int, chunk: int) -> str:
+    """Scratch objects of a stage that partitions its input (ETL): removed when it is done.
+
+    >>> spill_key("e-1", "ETL", 3, 0)
+    'executions/e-1/ETL/spill/p-00003-000000.jsonl'
+    """
+    return execution_key(execution_id, stage, f"spill/p-{partition:05d}-{chunk:06d}.jsonl")

@@ -17,7 +17,9 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +34,13 @@ from ceap_engine.pipeline.builder import (
     substitute,
 )
 from ceap_engine.pipeline.executions import NameClaim, claim_name, record_end, record_start
-from ceap_engine.pipeline.layout import failure_key
+from ceap_engine.pipeline.layout import execution_key, failure_key
 from ceap_engine.pipeline.names import glue_job_name, lambda_function_name, state_machine_name
 from ceap_engine.pipeline.spec import WorkflowSpec
 from ceap_engine.pipeline.stage_runtime import load_stage_function, make_stage_handler
+from ceap_engine.pipeline.workers import StagePool, StoreFactory, goes_to_worker
 from ceap_engine.ports import CandidateStore, Clock, ObjectStore, ResourceInfo, TaskContext, TaskRunner
-from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.runtime.clock import VirtualClock, restart_wall_backstops
 from ceap_engine.runtime.tasks import LambdaFunctions, TaskFailed, TaskRunners
 from ceap_engine.storage.objects import read_json
 
@@ -80,9 +83,19 @@ class StageProgress:
     at: float  # the execution clock
     counts: Mapping[str, Any] | None = None
     error: str | None = None
+    part: int | None = None  # the part of the previous stage's output this call works on (a Map iteration)
+    part_count: int | None = None  # a finished stage call that wrote parts: how many (the next stage's Map items)
 
 
 ProgressCallback = Callable[[StageProgress], None]
+
+
+def _part_of(parameters: Any) -> int | None:
+    """The part index of a stage request (``Payload.part.index``), if it is one Map iteration."""
+    payload = parameters.get("Payload") if isinstance(parameters, Mapping) else None
+    part = payload.get("part") if isinstance(payload, Mapping) else None
+    index = part.get("index") if isinstance(part, Mapping) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else None
 
 
 def _reporting(runner: TaskRunner, progress: ProgressCallback) -> TaskRunner:
@@ -90,21 +103,27 @@ def _reporting(runner: TaskRunner, progress: ProgressCallback) -> TaskRunner:
 
     async def run(resource: ResourceInfo, parameters: Any, context: TaskContext) -> Any:
         attempt = context.retry_count + 1
-        progress(StageProgress(context.state_name, "started", attempt, context.clock.time()))
+        part = _part_of(parameters)
+        progress(StageProgress(context.state_name, "started", attempt, context.clock.time(), part=part))
         try:
             result = await runner(resource, parameters, context)
         except TaskFailed as exc:
-            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{exc.error}: {exc.cause}"))
+            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{exc.error}: {exc.cause}",
+                                   part=part))
             raise
         except Exception as exc:
-            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(), error=f"{type(exc).__name__}: {exc}"))
+            progress(StageProgress(context.state_name, "failed", attempt, context.clock.time(),
+                                   error=f"{type(exc).__name__}: {exc}", part=part))
             raise
-        counts = None
+        counts = part_count = None
         if isinstance(result, Mapping):
             payload = result.get("Payload")
             if isinstance(payload, Mapping):
                 counts = payload.get("counts")
-        progress(StageProgress(context.state_name, "succeeded", attempt, context.clock.time(), counts=counts))
+                found = payload.get("partCount")
+                part_count = found if isinstance(found, int) and not isinstance(found, bool) else None
+        progress(StageProgress(context.state_name, "succeeded", attempt, context.clock.time(), counts=counts, part=part,
+                               part_count=part_count))
         return result
 
     return run
@@ -122,6 +141,8 @@ class PipelineResult:
     failure: dict[str, Any] | None = None
     name_claim: NameClaim | None = None
     """What the execution-name rule found (an earlier run resumed, re-run or replaced)."""
+    #: Per stage, its manifest's reconciliation (``in``, ``out``, ``rejected``, ...).
+    reconciliation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -147,8 +168,18 @@ class LocalPipeline:
         region: str = "us-east-1",
         account: str = "123456789012",
         progress: ProgressCallback | None = None,
+        workers: int | None = None,
+        worker_stores: StoreFactory | None = None,
     ) -> None:
         self.spec = spec
+        # A Map runs its iterations concurrently, but each one holds a part in memory:
+        # at most ``workers`` stage calls (default: one per core) run at once, the rest wait
+        # their turn, so memory stays at workers x one part whatever the day's volume.
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self._slots = asyncio.Semaphore(self.workers)
+        # With a way to open the storage in another process, big parts go to worker processes
+        # (one per slot), so that every core works; see ceap_engine.pipeline.workers.
+        self.stage_pool = StagePool(self.workers, worker_stores) if worker_stores is not None and self.workers > 1 else None
         self.objects = objects
         self.candidates = candidates
         self.clock = clock or VirtualClock()
@@ -162,10 +193,11 @@ class LocalPipeline:
             if stage.kind == "lambda":
                 load_stage_function(stage.function)  # fail now, before any execution, on a bad import path
                 name = lambda_function_name(spec, stage)
+                handler = make_stage_handler(stage.function, objects=objects, candidates=candidates, clock=self.clock,
+                                             config=stage.config)
                 functions.register(
                     name,
-                    make_stage_handler(stage.function, objects=objects, candidates=candidates, clock=self.clock,
-                                       config=stage.config),
+                    self._bounded(self._in_workers(stage.function, stage.config, handler)),
                     timeout_seconds=stage.timeout_seconds,
                     memory_mb=stage.memory_mb,
                 )
@@ -182,8 +214,45 @@ class LocalPipeline:
         self._running: dict[str, tuple[NameClaim | None, dict[str, Any]]] = {}
         self.machine: StateMachine = load_definition(substitute(self.definition, substitutions))
         self.engine = Engine(clock=self.clock, runners=task_runners, seed=seed, region=region, account=account,
+                             object_store=objects,
                              role_arn=f"arn:aws:iam::{account}:role/ceap-{spec.name}-local")
         self.engine.check_resources(self.machine)
+
+    def _in_workers(self, function: str, config: Mapping[str, Any],
+                    handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        pool = self.stage_pool
+        if pool is None:
+            return handler
+
+        async def run(event: Any, context: Any) -> Any:
+            if goes_to_worker(event):
+                return await pool.invoke(function, event, config=config, clock=self.clock)
+            return await handler(event, context)
+
+        run.__name__ = getattr(handler, "__name__", "handler")
+        return run
+
+    def close(self) -> None:
+        """Stop the worker processes, if any (a pipeline without workers has nothing to close)."""
+        if self.stage_pool is not None:
+            self.stage_pool.close()
+
+    def __enter__(self) -> LocalPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _bounded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+        async def run(event: Any, context: Any) -> Any:
+            async with self._slots:
+                # A call that waited for its slot starts now: the wait is this machine's (AWS gives
+                # each call its own Lambda at once), so its TimeoutSeconds counts from here on wall time.
+                restart_wall_backstops()
+                return await handler(event, context)
+
+        run.__name__ = getattr(handler, "__name__", "handler")
+        return run
 
     @property
     def execution_type(self) -> str:
@@ -194,13 +263,15 @@ class LocalPipeline:
         return self.engine.start(self.machine, payload, name=name, state_machine_name=state_machine_name(self.spec),
                                  execution_type=self.execution_type)
 
-    async def start_checked(self, payload: Any, *, name: str | None = None, replace: bool = False) -> Any:
+    async def start_checked(self, payload: Any, *, name: str | None = None, replace: bool = False,
+                            started: Callable[[Any], None] | None = None) -> Any:
         """Start an execution under ceap's execution-name rule (:mod:`ceap_engine.pipeline.executions`).
 
         A ``name`` that holds a run of another input raises
         :class:`~ceap_engine.errors.ExecutionAlreadyExists` (nothing started) unless
         ``replace``; one whose run never ended is resumed; one that ran the same input
-        runs again. Without a name the execution gets a fresh one, as on AWS.
+        runs again. Without a name the execution gets a fresh one, as on AWS. ``started`` is
+        called with the execution right after it starts, before its task first runs.
         """
         claim = None
         if name is not None:
@@ -208,6 +279,8 @@ class LocalPipeline:
             claim = await claim_name(self.objects, self.bucket, name, payload, workflow=self.spec.name,
                                      replace=replace)
         execution = self.start(payload, name=name)
+        if started is not None:
+            started(execution)
         record = await record_start(self.objects, self.bucket, execution.name, payload, workflow=self.spec.name,
                                     clock=self.clock)
         self._running[execution.name] = (claim, record)
@@ -218,11 +291,12 @@ class LocalPipeline:
         execution = await self.start_checked(payload, name=name, replace=replace)
         return await self.collect(await execution.task)
 
-    async def _metrics_of(self, key: str) -> dict[str, Any]:
+    async def _manifest_of(self, key: str) -> dict[str, Any]:
         try:
-            return _metrics(await read_json(self.objects, self.bucket, key))
+            document = await read_json(self.objects, self.bucket, key)
         except (ObjectNotFound, ValueError):
             return {}
+        return document if isinstance(document, dict) else {}
 
     async def collect(self, result: ExecutionResult) -> PipelineResult:
         """Attach outputs, counts and (on failure) the recorded failure to a finished execution."""
@@ -234,14 +308,21 @@ class LocalPipeline:
         stages = (result.output or {}).get("stages") if result.status == "SUCCEEDED" else None
         if stages is None:
             stages = _stages_so_far(result)
-        for name, info in (stages or {}).items():
-            if isinstance(info, Mapping) and "outputKey" in info:
-                out.outputs[name] = info["outputKey"]
-                counts = info.get("counts")
-                if counts is None:
-                    # A Glue stage's result is a job run, not a pointer: its counts are in its output.
-                    counts = await self._metrics_of(info["outputKey"])
-                out.counts[name] = counts or {}
+        for stage in self.spec.stages:
+            info = (stages or {}).get(stage.name)
+            key = info["outputKey"] if isinstance(info, Mapping) and "outputKey" in info else None
+            manifest = await self._manifest_of(key or execution_key(result.name, stage.name))
+            if key is None and not manifest:
+                continue
+            # A stage that failed its reconciliation still wrote its manifest: show where records went.
+            out.outputs[stage.name] = key or execution_key(result.name, stage.name)
+            counts = info.get("counts") if isinstance(info, Mapping) else None
+            if counts is None:
+                # A Glue stage's result is a job run, not a pointer: its counts are in its output.
+                counts = _metrics(manifest)
+            out.counts[stage.name] = counts or {}
+            if isinstance(manifest.get("reconciliation"), Mapping):
+                out.reconciliation[stage.name] = dict(manifest["reconciliation"])
         if result.status != "SUCCEEDED":
             try:
                 out.failure = await read_json(self.objects, self.bucket, failure_key(result.name))

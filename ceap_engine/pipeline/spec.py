@@ -80,6 +80,9 @@ class StageSpec(BaseModel):
     #: budget); default: ``timeout_seconds``. A timed-out attempt's Lambda may still be running when the
     #: retry starts, which is safe only because stages are idempotent (same input -> same keys, same writes).
     state_timeout_seconds: int | None = Field(None, ge=1)
+    #: TimeoutSeconds of a fanned-out stage's ``<Stage>.Manifest`` step, which only adds up its parts'
+    #: summaries (default: the same as its parts'). An Express budget gives it a few seconds.
+    manifest_timeout_seconds: int | None = Field(None, ge=1)
     memory_mb: int = Field(512, ge=128, le=10240)
     retry: RetryPolicy | None = None
     config: dict[str, Any] = Field(default_factory=dict)
@@ -103,6 +106,9 @@ class StageSpec(BaseModel):
         if self.state_timeout_seconds is not None and self.state_timeout_seconds > self.timeout_seconds:
             raise ValueError(f"stage {self.name}: state_timeout_seconds ({self.state_timeout_seconds}) cannot exceed "
                              f"timeout_seconds ({self.timeout_seconds}): the function would time out first")
+        if self.manifest_timeout_seconds is not None and self.manifest_timeout_seconds > self.timeout_seconds:
+            raise ValueError(f"stage {self.name}: manifest_timeout_seconds ({self.manifest_timeout_seconds}) cannot "
+                             f"exceed timeout_seconds ({self.timeout_seconds}): the function would time out first")
         return self
 
     @property
@@ -117,6 +123,21 @@ class StageSpec(BaseModel):
         40
         """
         return self.state_timeout_seconds or self.timeout_seconds
+
+    @property
+    def manifest_task_timeout_seconds(self) -> int:
+        """TimeoutSeconds of the stage's ``<Stage>.Manifest`` step (when it fans out over parts)."""
+        return self.manifest_timeout_seconds or self.task_timeout_seconds
+
+    @property
+    def manifest_worst_case_seconds(self) -> float:
+        """The Manifest step's worst case: every attempt timing out, plus every retry wait.
+
+        >>> StageSpec(name="Store", function="stages.store:run", timeout_seconds=60, manifest_timeout_seconds=5,
+        ...           retry=EXPRESS_LAMBDA_RETRY).manifest_worst_case_seconds
+        12.0
+        """
+        return worst_case_seconds(self.manifest_task_timeout_seconds, self.retry_policy)
 
     @property
     def worst_case_seconds(self) -> float:

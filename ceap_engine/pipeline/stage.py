@@ -24,9 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ceap_engine.errors import ConditionFailed, InvalidKey, ObjectNotFound, StorageError
-from ceap_engine.pipeline.layout import execution_key
+from ceap_engine.pipeline.layout import execution_key, part_key, spill_key
 from ceap_engine.ports import CandidateRecord, CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock
+from ceap_engine.storage.parts import (
+    MAX_PART_BYTES,
+    MAX_PART_RECORDS,
+    NonFiniteNumber,
+    PartInfo,
+    PartWriter,
+    decode_line,
+    encode_record,
+    nesting_depth_exceeds,
+    split_lines,
+)
 from ceap_engine.storage.candidates import CandidateWrites, write_candidates
 
 __all__ = [
@@ -36,12 +47,21 @@ __all__ = [
     "Clock",
     "ConditionFailed",
     "InvalidKey",
+    "MAX_PART_BYTES",
+    "MAX_PART_RECORDS",
+    "NonFiniteNumber",
     "ObjectNotFound",
     "ObjectStore",
+    "PartInfo",
+    "PartWriter",
     "PermanentError",
     "StageContext",
     "StorageError",
     "write_candidates",
+    "decode_line",
+    "encode_record",
+    "nesting_depth_exceeds",
+    "split_lines",
 ]
 
 
@@ -54,10 +74,24 @@ class PermanentError(Exception):
     ``type(e).__name__`` as the error name, hence the class name below.)
     """
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Pickled by a function, not by the class's (renamed) path: a worker process sends it back.
+        return _permanent_error, self.args
+
+
+def _permanent_error(*args: object) -> PermanentError:
+    return PermanentError(*args)
+
 
 PermanentError.__name__ = "Ceap.PermanentError"
 PermanentError.__qualname__ = "Ceap.PermanentError"
 
+
+
+#: What a stage's spill writers may buffer in memory together (see :meth:`StageContext.spill_writer`).
+SPILL_BUFFER_BYTES = 64 * 1024 * 1024
+#: ... but none flushes in pieces smaller than this (many partitions then mean many small scratch objects).
+SPILL_MIN_FLUSH_BYTES = 256 * 1024
 
 @dataclass
 class StageContext:
@@ -79,10 +113,84 @@ class StageContext:
     config: Mapping[str, Any] = field(default_factory=dict)
     lambda_context: Any = None
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("ceap.stage"))
+    part_index: int | None = None
+    writers: dict[str, list[PartWriter]] = field(default_factory=dict)
+
+    def part_writer(self, stream: str, *, index: int | None = None, always_one: bool = False,
+                    max_records: int = MAX_PART_RECORDS) -> PartWriter:
+        """A writer of bounded JSON Lines parts of ``stream`` (``candidates``, ``errors``, ``actions``...).
+
+        Its parts are named after ``index`` (default: this call's part index, else 0)::
+
+            writer = context.part_writer("actions", always_one=True)
+            await writer.add(action.to_json()); parts = await writer.close()
+        """
+        base = index if index is not None else (self.part_index or 0)
+        writer = PartWriter(
+            self.objects,
+            self.bucket,
+            lambda n: part_key(self.execution_id, self.stage, stream, base, n),
+            always_one=always_one,
+            max_records=max_records,
+        )
+        self.writers.setdefault(stream, []).append(writer)
+        return writer
+
+    def spill_writer(self, partition: int, partitions: int = 1) -> PartWriter:
+        """A writer of scratch parts (for a stage that partitions its input before merging).
+
+        ``partitions`` is how many spill writers the stage keeps open at once: together they
+        buffer at most :data:`SPILL_BUFFER_BYTES` (each at most 4 MiB), so memory does not
+        grow with the source however many partitions a big day needs.
+        """
+        each = max(SPILL_MIN_FLUSH_BYTES, min(4 * 1024 * 1024, SPILL_BUFFER_BYTES // max(1, partitions)))
+        return PartWriter(self.objects, self.bucket, lambda n: spill_key(self.execution_id, self.stage, partition, n),
+                          max_records=MAX_PART_RECORDS * 100, max_bytes=each)
+
+    def written_parts(self) -> dict[str, list[PartInfo]]:
+        """Every part the stage's writers wrote, by stream."""
+        return {stream: [p for w in writers for p in w.parts] for stream, writers in self.writers.items()}
 
     def output_key(self, name: str = "output.json") -> str:
         """Key of an artefact of this stage: ``executions/{id}/{stage}/{name}``."""
         return execution_key(self.execution_id, self.stage, name)
+
+    async def read_source_lines(self, uri: str, chunk_bytes: int = 1 << 20) -> Any:
+        """The source's lines as bytes, streamed: a local file line by line, an S3 object in chunks.
+
+        The object store port has no ranged read, so an ``s3://`` source is read through
+        the store's ``get_stream`` when it has one (the S3 adapter streams the body) and
+        whole otherwise (the in-memory and file stores of tests and local runs).
+        """
+        if uri.startswith("s3://"):
+            bucket, _, key = uri[5:].partition("/")
+            stream = getattr(self.objects, "get_stream", None)
+            if stream is None:
+                data = await self.objects.get(bucket, key)
+                for line in data.split(b"\n"):
+                    yield line
+                return
+            rest = b""
+            async for chunk in stream(bucket, key, chunk_bytes):
+                lines = (rest + chunk).split(b"\n")
+                rest = lines.pop()
+                for line in lines:
+                    yield line
+            if rest:
+                yield rest
+            return
+        import asyncio
+
+        handle = await asyncio.to_thread(open, uri, "rb")
+        try:
+            while True:
+                lines = await asyncio.to_thread(handle.readlines, chunk_bytes)
+                if not lines:
+                    break
+                for line in lines:
+                    yield line.rstrip(b"\n")
+        finally:
+            handle.close()
 
     async def read_source(self, uri: str) -> bytes:
         """Read a source file: ``s3://bucket/key`` from the object store, else a local path."""

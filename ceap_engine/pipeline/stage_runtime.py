@@ -1,10 +1,14 @@
 """The stage runtime: the same entry point locally and in AWS Lambda.
 
-For one invocation it reads the previous stage's output from
-``executions/{executionId}/{previousStage}/output.json``, validates it with the
-stage function's input model, calls the function, writes
-``executions/{executionId}/{currentStage}/output.json`` and returns a small
-pointer (``{"stage", "outputKey", "counts"}``) to the state machine.
+For one invocation it reads the previous stage's manifest from
+``executions/{executionId}/{previousStage}/output.json``, reads one of its parts
+(a Map iteration) or each in turn, validates the records with the stage
+function's input model (a record that fails is isolated into the errors part,
+not the whole batch), calls the function, writes the output's record lists as
+parts and a summary per part, and after the last part writes
+``executions/{executionId}/{currentStage}/output.json`` (the manifest) and returns a
+small pointer (``{"stage", "outputKey", "counts", "partList", "parts"}``) to the
+state machine. See :mod:`ceap_engine.pipeline.stage_data`.
 
 Errors are raised, never returned: a missing or invalid previous output or
 request is :class:`~ceap_engine.pipeline.stage.PermanentError` (``Ceap.PermanentError``,
@@ -36,14 +40,20 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ceap_engine.errors import CeapError, ObjectNotFound
-from ceap_engine.pipeline.layout import execution_key
+from ceap_engine.errors import CeapError
 from ceap_engine.pipeline.stage import PermanentError, StageContext
+from ceap_engine.pipeline.stage_data import InputPart, PreviousOutput, StageData, describe_errors, parse_part_input
 from ceap_engine.ports import CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock
-from ceap_engine.storage.objects import write_json
 
-__all__ = ["StageFunction", "StageRequest", "invoke_stage", "load_stage_function", "make_stage_handler"]
+__all__ = [
+    "StageFunction",
+    "StageRequest",
+    "describe_errors",
+    "invoke_stage",
+    "load_stage_function",
+    "make_stage_handler",
+]
 
 
 class StageLoadError(CeapError):
@@ -66,16 +76,6 @@ class StageFunction:
             return self.input_model.model_validate(document)
         except ValidationError as exc:
             raise PermanentError(f"{what} is not a valid {self.input_model.__name__}: {describe_errors(exc)}") from None
-
-
-def describe_errors(exc: ValidationError, limit: int = 5) -> str:
-    """pydantic errors as one readable line: ``dateRange.end: ...; source: Field required``."""
-    parts = []
-    for err in exc.errors()[:limit]:
-        where = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
-        parts.append(f"{where}: {err.get('msg')}")
-    more = len(exc.errors()) - limit
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 @lru_cache(maxsize=None)
@@ -104,13 +104,21 @@ def load_stage_function(path: str) -> StageFunction:
 
 @dataclass(frozen=True)
 class StageRequest:
-    """The Payload the state machine sends a stage."""
+    """The Payload the state machine sends a stage.
+
+    ``part`` (``{"index", "key", "records"}``) makes it one Map iteration over one part of
+    the previous stage's output; ``assemble`` makes it the step after the Map that writes
+    the stage's manifest from the iterations' summaries. Without either, the stage runs
+    over every part of its input in turn (the first stage: over the execution input).
+    """
 
     execution_id: str
     current_stage: str
     previous_stage: str | None
     bucket: str
     input: Any = None
+    part: Mapping[str, Any] | None = None
+    assemble: bool = False
 
     @classmethod
     def from_event(cls, event: Any) -> StageRequest:
@@ -122,7 +130,15 @@ class StageRequest:
         previous = event.get("previousStage")
         if previous is not None and not isinstance(previous, str):
             raise PermanentError("previousStage must be a stage name or null")
-        return cls(event["executionId"], event["currentStage"], previous, event["workflowBucket"], event.get("input"))
+        part = event.get("part")
+        if part is not None and not (
+            isinstance(part, Mapping) and isinstance(part.get("key"), str) and isinstance(part.get("index"), int)
+        ):
+            raise PermanentError(f"part must be an object with a string key and an integer index, got {json.dumps(part)[:200]}")
+        if part is not None and previous is None:
+            raise PermanentError("a request for one part needs the previousStage whose part it is")
+        return cls(event["executionId"], event["currentStage"], previous, event["workflowBucket"], event.get("input"),
+                   part, bool(event.get("assemble")))
 
 
 async def invoke_stage(
@@ -135,52 +151,69 @@ async def invoke_stage(
     clock: Clock | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run one stage for one state-machine request; return the pointer result."""
+    """Run one stage (or one part of it, or its assembly) for one state-machine request; return the pointer."""
     stage = function if isinstance(function, StageFunction) else load_stage_function(function)
     request = StageRequest.from_event(event)
-    context = StageContext(
-        execution_id=request.execution_id,
-        stage=request.current_stage,
-        bucket=request.bucket,
-        objects=objects,
-        candidates=candidates,
-        previous_stage=request.previous_stage,
-        clock=clock or RealClock(),
-        config=dict(config or {}),
-        lambda_context=lambda_context,
-    )
+
+    def context(part_index: int | None) -> StageContext:
+        return StageContext(
+            execution_id=request.execution_id,
+            stage=request.current_stage,
+            bucket=request.bucket,
+            objects=objects,
+            candidates=candidates,
+            previous_stage=request.previous_stage,
+            clock=clock or RealClock(),
+            config=dict(config or {}),
+            lambda_context=lambda_context,
+            part_index=part_index,
+        )
+
+    data = StageData(objects, request.bucket, request.execution_id, request.current_stage)
     if request.previous_stage is None:
         if request.input is None:
             raise PermanentError(f"{request.current_stage} is the first stage and needs the execution input in the request's 'input'")
         stage_input = stage.parse_input(request.input, "the execution input")
-    else:
-        key = execution_key(request.execution_id, request.previous_stage)
-        try:
-            raw = await objects.get(request.bucket, key)
-        except ObjectNotFound:
-            raise PermanentError(
-                f"the output of the previous stage {request.previous_stage} is missing at s3://{request.bucket}/{key}: "
-                f"{request.current_stage} can only run after {request.previous_stage} succeeded in execution {request.execution_id}"
-            ) from None
-        try:
-            document = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PermanentError(f"the output of {request.previous_stage} at s3://{request.bucket}/{key} is not JSON: {exc}") from None
-        stage_input = stage.parse_input(document, f"the output of {request.previous_stage} at s3://{request.bucket}/{key}")
+        ctx = context(None)
+        output = await _call(stage, stage_input, ctx)
+        summary = await data.summarise(0, output, ctx, inputs=None, input_errors=[])
+        await data.write_summary(summary)
+        return await data.assemble([summary], previous_out=None)
 
+    previous = await data.previous(request.previous_stage)
+    if not previous.parts:
+        # Nothing to map over: the stage still runs once, on no records, so that its
+        # manifest carries its own (zero) metrics.
+        empty = InputPart(0, previous.key, 0, inline=())
+        summary = await _run_part(stage, data, previous, empty, context)
+        return await data.assemble([summary], previous_out=previous.out)
+    if request.assemble:
+        summaries = await data.read_summaries(len(previous.parts))
+        return await data.assemble(summaries, previous_out=previous.out)
+    if request.part is not None:
+        part = previous.part_at(int(request.part["index"]), request.part["key"])
+        summary = await _run_part(stage, data, previous, part, context)
+        return {"stage": request.current_stage, "part": summary["index"], "counts": summary["metrics"]}
+    summaries = [await _run_part(stage, data, previous, part, context) for part in previous.parts]
+    return await data.assemble(summaries, previous_out=previous.out)
+
+
+async def _call(stage: StageFunction, stage_input: BaseModel, ctx: StageContext) -> Any:
     if stage.is_async:
-        output = await stage.function(stage_input, context)
-    else:
-        # CPU-bound stage code runs off the event loop; the execution stays busy meanwhile.
-        output = await asyncio.to_thread(stage.function, stage_input, context)
+        return await stage.function(stage_input, ctx)
+    # CPU-bound stage code runs off the event loop; the execution stays busy meanwhile.
+    return await asyncio.to_thread(stage.function, stage_input, ctx)
 
-    document = output.model_dump(mode="json", by_alias=True) if isinstance(output, BaseModel) else output
-    if not isinstance(document, Mapping):
-        raise TypeError(f"stage {stage.path} returned {type(output).__name__}; it must return its pydantic output model")
-    out_key = execution_key(request.execution_id, request.current_stage)
-    await write_json(objects, request.bucket, out_key, document)
-    counts = document.get("metrics")
-    return {"stage": request.current_stage, "outputKey": out_key, "counts": counts if isinstance(counts, Mapping) else {}}
+
+async def _run_part(stage: StageFunction, data: StageData, previous: PreviousOutput, part: InputPart,
+                    context: Callable[[int | None], StageContext]) -> dict[str, Any]:
+    lines = await previous.lines_of(part)
+    stage_input, input_errors = parse_part_input(stage, previous.header, lines, previous.where(part))
+    ctx = context(part.index)
+    output = await _call(stage, stage_input, ctx)
+    summary = await data.summarise(part.index, output, ctx, inputs=len(lines), input_errors=input_errors)
+    await data.write_summary(summary)
+    return summary
 
 
 def make_stage_handler(

@@ -12,11 +12,15 @@ Errors have AWS's shape: ``{"__type": "com.amazonaws.sqs#QueueDoesNotExist",
 (``AWS.SimpleQueueService.NonExistentQueue;Sender``) from which the SDKs take the
 error code they report.
 
-Only the JSON protocol is served. SDKs speak it for SQS from botocore 1.31.82 /
-boto3 1.28.82 (AWS CLI v1 1.29.82, v2 2.13.38), Go v1 1.47.7, Go v2 service/sqs
-1.28.0 and C++ 1.11.198 on (see AWS's "Amazon SQS AWS JSON protocol FAQs"); older
-SDKs send the query protocol (``Action=SendMessage`` form posts) and get
-``UnknownOperation`` back.
+Only the JSON protocol is served. botocore and boto3 speak it for SQS from 1.34.90 on
+(AWS CLI v1 from 1.32.90, which needs botocore 1.34.90). It came twice before and was
+rolled back twice: botocore 1.29.127 (reverted in 1.29.128) and 1.31.81-1.32.5 (reverted in
+1.32.6), so 1.32.6-1.34.89 send the query protocol again (boto3's changelog, 1.34.90:
+"enables customers to call SQS using AWS JSON-1.0 protocol"; botocore pull requests #2931,
+#3071 and #3165, "Move SQS protocol to JSON, again"). Other SDKs: AWS's "Amazon SQS AWS
+JSON protocol FAQs" (AWS CLI v2 2.13.38, Go v2 ``service/sqs`` 1.28.0, C++ 1.11.198 ...). An SDK
+that sends the query protocol (``Action=SendMessage`` form posts) gets
+:func:`query_protocol_refusal` back: an XML error, which it parses, naming these versions.
 
 Example::
 
@@ -31,12 +35,14 @@ import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from xml.sax.saxutils import escape as xml_escape
 
 from ceap_engine.errors import QueueError
 from ceap_engine.ports import MessageAttribute, OutgoingMessage, Queues, QueueSettings, ReceivedMessage
 from ceap_engine.storage import queue as rules
 
-__all__ = ["ACTIONS", "CONTENT_TYPE", "SqsApi", "TARGET_PREFIX", "response_headers"]
+__all__ = ["ACTIONS", "CONTENT_TYPE", "JSON_PROTOCOL_SDKS", "SqsApi", "TARGET_PREFIX", "query_protocol_refusal",
+           "response_headers"]
 
 TARGET_PREFIX = "AmazonSQS."
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -45,6 +51,8 @@ ACTIONS = (
     "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility",
     "ChangeMessageVisibilityBatch", "PurgeQueue", "ListDeadLetterSourceQueues", "StartMessageMoveTask",
 )
+JSON_PROTOCOL_SDKS = "botocore/boto3 >= 1.34.90, AWS CLI v1 >= 1.32.90, AWS CLI v2 >= 2.13.38"
+"""The SDK releases from which on SQS requests are JSON (see the module's docstring for the sources)."""
 _COUNT_ATTRIBUTES = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                      "ApproximateNumberOfMessagesDelayed")
 _QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MaximumMessageSize", "MessageRetentionPeriod", "DelaySeconds",
@@ -60,6 +68,22 @@ def response_headers(status: int, document: Mapping[str, Any]) -> dict[str, str]
         fault = "Sender" if status < 500 else "Receiver"
         headers["x-amzn-query-error"] = f"{rules.QUERY_ERROR_CODES.get(code, code)};{fault}"
     return headers
+
+
+def query_protocol_refusal(parameters: Mapping[str, str]) -> tuple[int, str]:
+    """The answer to a query-protocol request (``Action=...`` form post): 400 and an XML error naming the SDKs to use.
+
+    >>> status, xml = query_protocol_refusal({"Action": "SendMessage"})
+    >>> status, "<Code>InvalidAction</Code>" in xml, "1.34.90" in xml
+    (400, True, True)
+    """
+    action = parameters.get("Action") or "?"
+    message = (f"{action} came in SQS's query protocol (a form post); this endpoint serves the AWS JSON protocol only "
+               f"(X-Amz-Target: {TARGET_PREFIX}{action}). Upgrade the SDK: {JSON_PROTOCOL_SDKS}.")
+    request_id = uuid.uuid4()
+    return 400, (f'<?xml version="1.0"?><ErrorResponse xmlns="http://queue.amazonaws.com/doc/2012-11-05/"><Error>'
+                 f"<Type>Sender</Type><Code>InvalidAction</Code><Message>{xml_escape(message)}</Message><Detail/>"
+                 f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>")
 
 
 def _error(code: str, message: str, status: int = 400) -> tuple[int, dict[str, Any]]:
@@ -157,7 +181,7 @@ class SqsApi:
         handler = self._actions.get(action)
         if handler is None:
             return _error("UnknownOperation", f"The action {action!r} is not valid for this endpoint; served: "
-                          f"{', '.join(ACTIONS)} (AWS JSON protocol only)")
+                          f"{', '.join(ACTIONS)} (AWS JSON protocol only: {JSON_PROTOCOL_SDKS})")
         if body is None:
             body = {}
         if not isinstance(body, Mapping):

@@ -36,12 +36,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ceap_engine.ports import Activity, Clock, Queues, ReceivedMessage
+from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.storage.queue import queue_arn
 
 __all__ = [
@@ -49,16 +52,21 @@ __all__ = [
     "PIPE_BATCH_SIZE",
     "PIPE_INPUT_TEMPLATE",
     "REQUEST_RESPONSE",
+    "STARTED",
     "Delivery",
     "Pipe",
     "PipeStats",
     "PipeTarget",
     "apply_input_template",
     "create_workflow_queues",
+    "execution_name_for",
     "LocalPipelineTarget",
     "invocation_type",
     "sqs_record",
+    "wake_on_end",
 ]
+
+_log = logging.getLogger("ceap.pipe")
 
 PIPE_INPUT_TEMPLATE = "<$.body>"
 """The deployed Pipe's ``TargetParameters.InputTemplate``: the message body's JSON object."""
@@ -230,10 +238,12 @@ class Pipe:
 
     async def _invoke(self, messages: list[ReceivedMessage], execution_input: Any, hold: Activity) -> str | None:
         """Invoke the target, retrying the Pipe's own errors with the messages kept hidden."""
+        # A target that names its executions after the messages (LocalPipelineTarget) gets their ids.
+        extra = {"message_ids": [m.message_id for m in messages]} if getattr(self.target, "takes_message_ids", False) else {}
         for attempt in range(self.internal_retries + 1):
             try:
                 with hold.idle():
-                    return await self.target(execution_input, hold)
+                    return await self.target(execution_input, hold, **extra)
             except Exception:  # noqa: BLE001 - any failure to invoke is the Pipe's, whatever the target raised
                 self.stats.internal_errors += 1
                 if attempt == self.internal_retries:
@@ -293,20 +303,43 @@ class Pipe:
 
     async def _poller(self, until_empty: bool) -> None:
         while not self._stopping:
+            wait = None
+            if not until_empty and self._skips_time:
+                # Polling until stopped on a virtual clock: with nothing in flight or delayed, no timer
+                # can make a message visible, so do not wait on the clock - an idle `ceap serve` would
+                # otherwise move virtual time 20 s per poll, and retention with it.
+                counts = await self.queues.counts(self.queue)
+                if not (counts.in_flight or counts.delayed):
+                    wait = 0
             try:
-                got = await self.poll_once()
+                got = await self.poll_once(wait)
             except asyncio.CancelledError:
                 if self._stopping:
                     return
                 raise
+            except Exception:
+                if until_empty:
+                    raise
+                # Polling until stopped (`ceap serve`): a failing receive (the queue file locked by another
+                # process for longer than its busy timeout, say) is retried, as Pipes retries its polls.
+                _log.exception("the Pipe of %s could not poll; trying again in 1 s", self.queue)
+                await asyncio.sleep(1.0)
+                continue
             if got:
                 continue
             if until_empty and await self._drained():
                 self.stop()
-            elif not until_empty:
-                # On a virtual clock an empty long poll ends at once; a pause of real time keeps an
-                # idle `ceap serve` from spinning (a real clock has waited out wait_seconds already).
+            elif not until_empty and (wait == 0 or not self._skips_time):
+                # A pause of real time keeps an idle `ceap serve` from spinning (a real clock has waited
+                # out wait_seconds already); a virtual wait for a message in flight needs none.
                 await asyncio.sleep(0.05)
+
+    @property
+    def _skips_time(self) -> bool:
+        clock = self.clock
+        while hasattr(clock, "inner"):  # a ScaledClock around the virtual one
+            clock = clock.inner
+        return isinstance(clock, VirtualClock)
 
     async def _drained(self) -> bool:
         counts = await self.queues.counts(self.queue)
@@ -361,6 +394,15 @@ class _WakesOnEnd:
         self.inner.wake()
 
 
+def wake_on_end(execution: Any, hold: Activity) -> None:
+    """Make a just-started execution wake the Pipe's activity ``hold`` right before its own activity ends.
+
+    Call it before the execution's task first runs (right after ``Engine.start``), for a
+    REQUEST_RESPONSE target that waits for the execution's end on a virtual clock.
+    """
+    execution.activity = _WakesOnEnd(execution.activity, hold)
+
+
 @dataclass
 class LocalPipelineTarget:
     """A :class:`PipeTarget` that runs executions on a LocalPipeline (or anything with its ``start``).
@@ -373,11 +415,29 @@ class LocalPipelineTarget:
     results: list[Any] = field(default_factory=list)
     running: int = 0
     _tasks: set[asyncio.Future[Any]] = field(default_factory=set)
+    #: The Pipe hands this target the ids of the messages it starts an execution for.
+    takes_message_ids: ClassVar[bool] = True
 
-    async def __call__(self, execution_input: Any, hold: Activity) -> str:
-        execution = self.pipeline.start(execution_input)
+    async def __call__(self, execution_input: Any, hold: Activity, message_ids: Sequence[str] = ()) -> str:
+        # The execution is named after its message, under ceap's execution-name rule: a message
+        # delivered again (its execution failed, or the process running it was killed) resumes or
+        # re-runs that execution instead of starting another, so Reactive's engagement claims,
+        # which belong to the execution, still let it write the actions a dead run had claimed.
+        waits = self.pipeline.execution_type != "STANDARD"
+
+        def started(execution: Any) -> None:
+            if waits:
+                wake_on_end(execution, hold)
+
+        name = execution_name_for(message_ids)
+        named = name is not None and hasattr(self.pipeline, "start_checked")
+        if named:
+            execution = await self.pipeline.start_checked(execution_input, name=name, started=started)
+        else:
+            execution = self.pipeline.start(execution_input)
+            started(execution)
         self.running += 1
-        task = execution.task
+        task = asyncio.ensure_future(self._recorded(execution.task)) if named else execution.task
 
         def ended(done: asyncio.Future[Any]) -> None:
             self.running -= 1
@@ -386,17 +446,37 @@ class LocalPipelineTarget:
                 self.results.append(done.result())
 
         task.add_done_callback(ended)
-        if self.pipeline.execution_type == "STANDARD":
+        if not waits:
             self._tasks.add(task)
             return STARTED
-        execution.activity = _WakesOnEnd(execution.activity, hold)
         result = await task
         return result.status
+
+    async def _recorded(self, task: Any) -> Any:
+        """The execution's result, once its end is recorded under its name (the name rule's record)."""
+        result = await task
+        await self.pipeline.collect(result)
+        return result
 
     async def wait(self) -> None:
         """Wait for every fire-and-forget execution to end."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def execution_name_for(message_ids: Sequence[str]) -> str | None:
+    """The execution name of a batch of messages: ``msg-`` and the message id (a digest for several).
+
+    >>> execution_name_for(["0d6c0f2e-8e5f-4a8c-9e0a-1b2c3d4e5f60"])
+    'msg-0d6c0f2e-8e5f-4a8c-9e0a-1b2c3d4e5f60'
+    >>> execution_name_for([]) is None, len(execution_name_for(["a", "b"]))
+    (True, 36)
+    """
+    if not message_ids:
+        return None
+    if len(message_ids) == 1 and re.fullmatch(r"[A-Za-z0-9_-]{1,76}", message_ids[0]):
+        return f"msg-{message_ids[0]}"
+    return "msg-" + hashlib.sha256("\n".join(message_ids).encode()).hexdigest()[:32]
 
 
 async def create_workflow_queues(queues: Queues, spec: Any) -> tuple[str, str]:

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 
 from ceap_engine.ports import Clock, TimerHandle
 
-__all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "WallBackstop", "to_datetime"]
+__all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "WallBackstop", "restart_wall_backstops",
+           "to_datetime"]
 
 
 def to_datetime(epoch_seconds: float) -> datetime:
@@ -328,11 +329,20 @@ class WallBackstop:
 
     __slots__ = ("_callback", "_clock", "_handle", "_seconds")
 
-    def __init__(self, clock: Clock, seconds: float, callback: Callable[[], None]) -> None:
+    def __init__(self, clock: Clock, seconds: float, callback: Callable[[], None], *,
+                 restartable: bool = False) -> None:
         self._clock = clock
         self._seconds = max(0.0, seconds)
         self._callback = callback
         self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(self._seconds, self._fire)
+        if restartable:  # see restart_wall_backstops; the finished ones are dropped as new ones come
+            _RESTARTABLE.set((*(b for b in _RESTARTABLE.get() if b._handle is not None), self))
+
+    def restart(self) -> None:
+        """Count the full delay again from now (nothing if it fired or was cancelled)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._fire)
 
     def _fire(self) -> None:
         if getattr(self._clock, "busy_activities", 1) == 0:
@@ -345,3 +355,18 @@ class WallBackstop:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+_RESTARTABLE: contextvars.ContextVar[tuple[WallBackstop, ...]] = contextvars.ContextVar("ceap_wall_backstops",
+                                                                                        default=())
+
+
+def restart_wall_backstops() -> None:
+    """Restart the wall-time backstops of the current task's timeouts (Task TimeoutSeconds, heartbeats).
+
+    For a local runner whose call had to wait its turn (a free core, a worker process) before it
+    could start: on AWS each call gets its own Lambda at once, so the wait is this machine's, not
+    the call's, and must not count against its timeout. The virtual timers are not touched.
+    """
+    for backstop in _RESTARTABLE.get():
+        backstop.restart()

@@ -1,15 +1,20 @@
 """The HTTP endpoint: one ASGI app, AWS JSON 1.0, APIs mounted by ``X-Amz-Target`` prefix.
 
-A request is ``POST /`` with ``X-Amz-Target: <Prefix>.<Action>`` and a JSON body; the
-app finds the API mounted under ``<Prefix>`` (``AWSStepFunctions``; a later one,
-``AmazonSQS``, mounts beside it) and awaits its handler with ``(action, body)``. A handler
-returns ``(status, document)`` or raises :class:`~ceap_engine.serve.errors.ServiceError`.
-The server (uvicorn) parses HTTP; this module never does.
+A request is ``POST`` (any path: SQS clients may post to a queue URL) with ``X-Amz-Target:
+<Prefix>.<Action>`` and a JSON body; the app finds the API mounted under ``<Prefix>``
+(``AWSStepFunctions``, ``AmazonSQS``) and awaits its handler with ``(action, body)``. A
+handler returns ``(status, document)`` or raises
+:class:`~ceap_engine.serve.errors.ServiceError`; a mount may add response headers of its
+own (SQS's ``x-amzn-query-error``). A form post without the header (``Action=...``, the
+AWS query protocol of older SDKs) goes to the handler given to :meth:`Endpoint.refuse_query`,
+which answers in XML, the format such a client parses. The server (uvicorn) parses HTTP;
+this module never does.
 
 Example::
 
     endpoint = Endpoint()
     endpoint.mount("AWSStepFunctions", service.handle)
+    endpoint.mount("AmazonSQS", sqs.handle, headers=response_headers)
     uvicorn.run(endpoint, host="127.0.0.1", port=8083)
 """
 
@@ -18,15 +23,20 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from ceap_engine.serve.errors import ServiceError
 
-__all__ = ["ApiHandler", "Endpoint"]
+__all__ = ["ApiHandler", "Endpoint", "HeaderMaker", "QueryHandler"]
 
 ApiHandler = Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
 """``async handler(action, body) -> (status, document)``."""
+HeaderMaker = Callable[[int, Mapping[str, Any]], Mapping[str, str]]
+"""``headers(status, document) -> {name: value}``: a mount's own response headers."""
+QueryHandler = Callable[[dict[str, str]], tuple[int, str]]
+"""``handler(form parameters) -> (status, XML text)`` for a query-protocol request."""
 
 _log = logging.getLogger("ceap.serve")
 _CONTENT_TYPE = b"application/x-amz-json-1.0"
@@ -37,12 +47,20 @@ class Endpoint:
 
     def __init__(self) -> None:
         self._apis: dict[str, ApiHandler] = {}
+        self._headers: dict[str, HeaderMaker] = {}
+        self._query: QueryHandler | None = None
 
-    def mount(self, prefix: str, handler: ApiHandler) -> None:
-        """Serve ``X-Amz-Target: <prefix>.<Action>`` with ``handler``."""
+    def mount(self, prefix: str, handler: ApiHandler, *, headers: HeaderMaker | None = None) -> None:
+        """Serve ``X-Amz-Target: <prefix>.<Action>`` with ``handler`` (and its own response ``headers``)."""
         if prefix in self._apis:
             raise ValueError(f"an API is already mounted under {prefix!r}")
         self._apis[prefix] = handler
+        if headers is not None:
+            self._headers[prefix] = headers
+
+    def refuse_query(self, handler: QueryHandler) -> None:
+        """Answer form posts of the AWS query protocol (no ``X-Amz-Target``) with ``handler``'s XML."""
+        self._query = handler
 
     @property
     def prefixes(self) -> list[str]:
@@ -54,11 +72,12 @@ class Endpoint:
             return
         if scope["type"] != "http":
             return
-        target = b""
+        target = content_type = b""
         for name, value in scope["headers"]:
             if name == b"x-amz-target":
                 target = value
-                break
+            elif name == b"content-type":
+                content_type = value
         chunks = []
         more = True
         while more:
@@ -66,15 +85,30 @@ class Endpoint:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        status, document = await self.dispatch(target.decode("latin-1"), body, scope.get("method", "POST"))
+        if not target and self._query is not None and content_type.startswith(b"application/x-www-form-urlencoded"):
+            status, xml = self._query(dict(parse_qsl(body.decode("utf-8", "replace"))))
+            await self._respond(send, status, xml.encode(), b"text/xml", {})
+            return
+        text = target.decode("latin-1")
+        status, document = await self.dispatch(text, body, scope.get("method", "POST"))
         payload = json.dumps(document, separators=(",", ":")).encode()
-        headers = [
-            (b"content-type", _CONTENT_TYPE),
-            (b"content-length", str(len(payload)).encode()),
-            (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
-        ]
-        if status >= 400 and "__type" in document:
-            headers.append((b"x-amzn-errortype", document["__type"].encode()))
+        extra: Mapping[str, str] = {}
+        maker = self._headers.get(text.partition(".")[0])
+        if maker is not None:
+            extra = maker(status, document)
+        elif status >= 400 and "__type" in document:
+            extra = {"x-amzn-errortype": document["__type"]}
+        await self._respond(send, status, payload, _CONTENT_TYPE, extra)
+
+    @staticmethod
+    async def _respond(send: Callable, status: int, payload: bytes, content_type: bytes,
+                       extra: Mapping[str, str]) -> None:
+        headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+        names = {name.lower() for name in extra}
+        if "x-amzn-requestid" not in names:
+            headers.append((b"x-amzn-requestid", str(uuid.uuid4()).encode()))
+        headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()
+                    if name.lower() not in ("content-type", "content-length")]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 

@@ -9,7 +9,10 @@ What is kept where, as AWS keeps it:
   after a crash it runs again from the start (at least once, as AWS runs Express), then
   forgotten: Express executions are seen through logs, not the API.
 - **Express, synchronous** (StartSyncExecution): never journaled; a crash drops the caller's
-  connection and the execution with it (at most once).
+  connection and the execution with it (at most once) - except those a Pipe of the server
+  starts (``durable``): journaled while they run like asynchronous ones, so after a crash they
+  run again under their name, as the Step Functions service would have finished them without
+  the Pipe.
 
 ``keep_express_history`` keeps finished Express executions (record and events) too.
 
@@ -99,8 +102,8 @@ class ExecutionRuns:
     def start(self, engine: Engine, machine: StateMachine, *, state_machine_arn: str, state_machine_name: str,
               execution_type: str, name: str | None, input_value: Any, input_text: str, mocks: Any = None,
               extra: dict[str, Any] | None = None, sync: bool = False, plan: ResumePlan | None = None,
-              record: ExecutionRecord | None = None) -> Run:
-        """Start an execution (``plan``/``record``: resume a journaled one)."""
+              record: ExecutionRecord | None = None, durable: bool = False) -> Run:
+        """Start an execution (``plan``/``record``: resume a journaled one; ``durable``: journal a sync one)."""
         execution = engine.start(machine, input_value, name=name, state_machine_name=state_machine_name,
                                  execution_type=execution_type, input_text=None if plan else input_text, mocks=mocks)
         if record is None:
@@ -111,7 +114,7 @@ class ExecutionRuns:
             )
         standard = execution_type == STANDARD
         keep = standard or self.keep_express_history
-        run = Run(record, execution, journaled=keep or not sync, events_journaled=keep, plan=plan)
+        run = Run(record, execution, journaled=keep or not sync or durable, events_journaled=keep, plan=plan)
         if run.journaled:
             self.journal.put_execution(record)
             self.live[record.execution_arn] = run

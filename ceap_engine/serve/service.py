@@ -283,7 +283,7 @@ class StepFunctionsService:
         return {"stateMachineAliases": page} | ({"nextToken": token} if token else {})
 
     # -- executions -----------------------------------------------------------------------
-    def _start(self, body: dict[str, Any], *, sync: bool) -> tuple[Run | None, ExecutionRecord]:
+    def _start(self, body: dict[str, Any], *, sync: bool, durable: bool = False) -> tuple[Run | None, ExecutionRecord]:
         arn, _, test_case = body["stateMachineArn"].partition("#")
         target = self.machines.resolve(arn, self.rng)
         if sync and target.type != EXPRESS:
@@ -313,12 +313,26 @@ class StepFunctionsService:
         try:
             run = self.runs.start(target.engine, target.compiled, state_machine_arn=target.arn,
                                   state_machine_name=target.name, execution_type=target.type, name=name,
-                                  input_value=value, input_text=input_text, mocks=mocks, extra=extra, sync=sync)
+                                  input_value=value, input_text=input_text, mocks=mocks, extra=extra, sync=sync,
+                                  durable=durable)
         except InputError as exc:
             message = "; ".join(p.message for p in exc.problems)
             code = "InvalidExecutionInput" if any(p.path == "/input" for p in exc.problems) else "ValidationException"
             raise ServiceError(code, message) from None
         return run, run.record
+
+    def start_execution(self, state_machine_arn: str, input_text: str, *, sync: bool) -> Run:
+        """Start an execution as StartExecution (``sync``: StartSyncExecution) does, for a Pipe of this server.
+
+        A sync one is journaled while it runs (see :mod:`ceap_engine.serve.runs`): a crash of the
+        server takes the Pipe down with "Step Functions", and the execution runs again after the
+        restart instead of being lost. ``await run.finished`` for the end.
+        """
+        if not sync:
+            self.runs.start_flusher()
+        run, _ = self._start({"stateMachineArn": state_machine_arn, "input": input_text}, sync=sync, durable=True)
+        assert run is not None  # only a named Standard start can find its execution already running
+        return run
 
     def do_StartExecution(self, body: dict[str, Any]) -> dict[str, Any]:
         self.runs.start_flusher()

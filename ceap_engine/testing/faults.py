@@ -26,6 +26,8 @@ import hashlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from ceap_engine.errors import ObjectNotFound
+from ceap_engine.pipeline.layout import PART_LIST
 from ceap_engine.pipeline.stage_runtime import make_stage_handler
 from ceap_engine.ports import CandidateRecord, CandidateStore, PutResult, ResourceInfo, TaskContext, TaskRunner
 from ceap_engine.storage.objects import read_json, write_json
@@ -126,6 +128,16 @@ def copy_stage_runner(objects: Any) -> TaskRunner:
         arguments = parameters["Arguments"]
         document = await read_json(objects, arguments["--input-bucket"], arguments["--input-key"])
         await write_json(objects, arguments["--output-bucket"], arguments["--output-key"], document)
+        # The part list beside the manifest is what Score's Distributed Map reads: copy it too
+        # (its lines name Filter's parts, which Score reads where they are).
+        source = arguments["--input-key"].rsplit("/", 1)[0] + "/" + PART_LIST
+        target = arguments["--output-key"].rsplit("/", 1)[0] + "/" + PART_LIST
+        try:
+            data = await objects.get(arguments["--input-bucket"], source)
+        except ObjectNotFound:
+            data = None
+        if data is not None:
+            await objects.put(arguments["--output-bucket"], target, data, content_type="application/x-ndjson")
         return {"Id": f"jr_{context.execution_name}", "JobRunState": "SUCCEEDED", "Arguments": arguments,
                 "JobName": parameters.get("JobName")}
 

@@ -14,10 +14,14 @@ from benchmarks.scenarios import plan
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: Run by the test of their own below, which checks their rows.
+END_TO_END_KINDS = ("e2e", "stage-speed")
+
+
 def test_a_smoke_run_writes_the_document_of_the_issue_and_the_page(tmp_path):
     out, page = tmp_path / "results.json", tmp_path / "benchmarks.md"
     # The Glue job (Spark) has its own tests; here the engine's scenarios only.
-    names = ",".join(s.name for s in plan("smoke", glue_job=False))
+    names = ",".join(s.name for s in plan("smoke", glue_job=False) if s.kind not in END_TO_END_KINDS)
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--smoke", "--only", names, "--json", str(out), "--markdown", str(page)],
         capture_output=True, text=True, cwd=REPO, timeout=300,
@@ -33,10 +37,44 @@ def test_a_smoke_run_writes_the_document_of_the_issue_and_the_page(tmp_path):
         assert list(row)[: len(REQUIRED_KEYS)] == list(REQUIRED_KEYS), row
         assert "error" not in row["details"], row
         assert all(row[key] is not None for key in REQUIRED_KEYS), row
-    e2e = next(row for row in document["results"] if row["name"].startswith("e2e-"))
-    assert set(e2e["details"]["stages"]) == {"ETL", "Filter", "Score", "Store", "Reactive"}
     assert document["versions"]["moto"] and document["machine"]["cpus"] >= 1
     assert "`python -m benchmarks --smoke" in page.read_text() and "bound" in done.stdout
+
+
+def test_a_smoke_run_puts_the_floor_beside_ceap_on_the_same_file_and_each_stage_on_one_core(tmp_path):
+    out, page = tmp_path / "results.json", tmp_path / "benchmarks.md"
+    names = [s.name for s in plan("smoke", glue_job=False) if s.kind in END_TO_END_KINDS]
+    assert names == ["e2e-1k", "stage-speed"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", ",".join(names), "--json", str(out),
+         "--markdown", str(page)],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    document = json.loads(out.read_text())
+    rows = {row["name"]: row for row in document["results"]}
+    assert list(rows) == ["e2e-1k", "floor-1k", "stage-speed"]
+    for row in rows.values():
+        assert "error" not in row["details"], row
+        assert all(row[key] is not None for key in REQUIRED_KEYS), row
+    ceap, floor = rows["e2e-1k"], rows["floor-1k"]
+    for row in (ceap, floor):
+        assert row["peak_rss_mib"] > 0 and row["details"]["process_wall_s"] > 0
+        assert row["details"]["rss_samples"] >= 1 and row["details"]["processes"] >= 1
+    # Both did the same work on the same file.
+    assert ceap["details"]["counts"]["stored"] == floor["details"]["counts"]["stored"] > 0
+    assert ceap["details"]["counts"]["actions"] == floor["details"]["counts"]["actions"] > 0
+    assert set(ceap["details"]["stages"]) == {"ETL", "Filter", "Score", "Store", "Reactive"}
+    assert all(stage["records_per_s"] > 0 for stage in ceap["details"]["stages"].values())
+    assert document["ratios"]["ceap_vs_floor_wall_1k"] > 0 and document["ratios"]["ceap_vs_floor_rss_1k"] > 0
+    speed = rows["stage-speed"]["details"]
+    assert set(speed["stages"]) == {"ETL", "Filter", "Score", "Store", "Reactive"}
+    assert speed["min_records_per_s"] > 0 and speed["slowest_stage"] in speed["stages"]
+
+    assert "ceap/floor wall" in done.stdout and "stage-speed (one core" in done.stdout
+    text = page.read_text()
+    assert "## End to end: ceap and the floor" in text and "## Each stage on one core" in text
 
 
 def test_list_shows_the_scenarios_of_the_mode(capsys):

@@ -79,3 +79,50 @@ def test_result_row_has_the_issues_keys_and_rates_over_wall_time():
         "wall_s": 0.5, "cpu_s": 0.4, "executions_per_cpu_s": 500.0, "per_execution_us": 2500.0,
         "transitions": 1200, "note": "n",
     }
+
+
+# A parent that starts a child holding 64 MiB; both print a line when ready and wait for stdin.
+_TREE = r"""
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c",
+    "import sys; block = bytearray(64 * 1024 * 1024); print('child ready', flush=True); sys.stdin.read()"],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline().strip() == "child ready"
+print("tree ready", flush=True)
+sys.stdin.read()
+child.stdin.close()
+child.wait()
+"""
+
+
+def test_the_tree_sampler_adds_up_the_rss_of_a_process_and_its_descendants():
+    import subprocess
+    import sys
+
+    from benchmarks.measure import ProcessTreeRss
+
+    parent = subprocess.Popen([sys.executable, "-c", _TREE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "tree ready"
+        tree = ProcessTreeRss(parent.pid)
+        reading = tree.sample()
+    finally:
+        parent.stdin.close()
+        parent.wait(timeout=60)
+
+    assert tree.most_processes == 2  # the parent and its child
+    assert reading >= 64 and tree.peak_mib == reading  # the child's block counts
+
+
+def test_run_sampled_waits_for_the_command_and_reports_its_own_peak_too(tmp_path):
+    import sys
+
+    from benchmarks.measure import run_sampled
+
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
+        done = run_sampled([sys.executable, "-c", "block = bytearray(48 * 1024 * 1024); print('done')"],
+                           stdout=out, stderr=err, interval_s=0.01)
+    assert (tmp_path / "out").read_text() == "done\n"
+    assert done.returncode == 0 and done.wall_s > 0
+    assert done.process_peak_rss_mib >= 48  # ru_maxrss of the command, from wait4
+    assert done.samples >= 1 and done.peak_rss_mib > 0

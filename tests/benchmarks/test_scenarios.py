@@ -15,7 +15,6 @@ from benchmarks.scenarios import (
     plan,
     realtime_machine,
     run_scenario,
-    stage_seconds,
     state_transitions,
 )
 from ceap_engine.asl.definition import load_definition
@@ -25,7 +24,7 @@ from ceap_engine.runtime.tasks import TaskFailed
 
 ISSUE_NAMES = [
     "bound", "bound-yield", "ceap-realtime-c1", "ceap-realtime-c1000", "moto-5pass", "ceap-5pass",
-    "scaling-1k", "scaling-10k", "scaling-100k", "retry-heavy", "e2e-1k", "e2e-10k", "e2e-100k",
+    "scaling-1k", "scaling-10k", "scaling-100k", "retry-heavy", "e2e-100k", "e2e-1m", "stage-speed",
 ]
 
 
@@ -37,7 +36,8 @@ def test_the_full_plan_has_every_scenario_the_issue_names_in_order():
     assert by_name["moto-5pass"].executions == by_name["ceap-5pass"].executions
     assert [by_name[f"scaling-{k}"].executions for k in ("1k", "10k", "100k")] == [1_000, 10_000, 100_000]
     assert by_name["retry-heavy"].executions == 10_000
-    assert [by_name[f"e2e-{k}"].records for k in ("1k", "10k", "100k")] == [1_000, 10_000, 100_000]
+    assert [by_name[f"e2e-{k}"].records for k in ("100k", "1m")] == [100_000, 1_000_000]
+    assert by_name["stage-speed"].records == 10_000  # order events: each stage's input is one part
 
 
 def test_quick_and_smoke_plans_are_smaller_and_the_glue_job_joins_when_asked():
@@ -147,18 +147,6 @@ def test_a_scenario_whose_executions_fail_reports_no_number():
     with pytest.raises(BenchmarkFailed, match="FAILED: Ceap.PermanentError"):
         asyncio.run(_run_on_engine(Scenario("x", "ceap-realtime", 5, 2), realtime_machine(), _runners(broken),
                                    execution_type=EXPRESS, clock=VirtualClock(start=0), payload=PAYLOAD))
-
-
-def test_stage_seconds_pairs_entered_and_exited_events_by_state_name():
-    events = [
-        {"type": "ExecutionStarted", "timestamp": "2025-01-01T00:00:00.000Z"},
-        {"type": "TaskStateEntered", "timestamp": "2025-01-01T00:00:00.000Z", "stateEnteredEventDetails": {"name": "ETL"}},
-        {"type": "TaskScheduled", "timestamp": "2025-01-01T00:00:00.100Z"},
-        {"type": "TaskStateExited", "timestamp": "2025-01-01T00:00:01.500Z", "stateExitedEventDetails": {"name": "ETL"}},
-        {"type": "PassStateEntered", "timestamp": 100.0, "stateEnteredEventDetails": {"name": "Summary"}},
-        {"type": "PassStateExited", "timestamp": 100.25, "stateExitedEventDetails": {"name": "Summary"}},
-    ]
-    assert stage_seconds(events) == {"ETL": 1.5, "Summary": 0.25}
 
 
 def test_a_row_from_elsewhere_gets_every_required_key_and_keeps_the_rest_in_details():

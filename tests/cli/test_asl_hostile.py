@@ -59,7 +59,7 @@ def start(tmp_path, definition, *args):
 def wait_ready(proc):
     # Under --clock real ceap says "execution ... started" first (its own readiness line); then the handler's.
     line = proc.stderr.readline()
-    if line.startswith("execution ") and "started" in line:
+    if line.startswith("execution ") and "started" in line:  # --clock real says it runs first
         line = proc.stderr.readline()
     assert line.strip() == "READY", line + proc.stderr.read()
 

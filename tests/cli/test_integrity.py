@@ -32,8 +32,12 @@ def stored_rows(store: Path) -> dict[tuple[str, str], tuple]:
 
 
 def actions(store: Path, name: str) -> list[dict]:
-    path = store / "buckets" / "ceap-workflow-realtime" / "executions" / name / "Reactive" / "actions.jsonl"
-    return [{k: v for k, v in json.loads(line).items() if k != "createdAt"} for line in path.read_text().splitlines()]
+    folder = store / "buckets" / "ceap-workflow-realtime" / "executions" / name / "Reactive"
+    manifest = json.loads((folder / "output.json").read_text())
+    lines = [line for part in manifest["parts"]["actions"]
+             for line in (folder.parent.parent.parent / part["key"]).read_text().splitlines()]
+    return sorted(({k: v for k, v in json.loads(line).items() if k != "createdAt"} for line in lines),
+                  key=lambda action: action["actionId"])
 
 
 def test_a_name_reused_with_another_input_is_refused_with_exit_2_and_nothing_written(run_ceap, tmp_path):

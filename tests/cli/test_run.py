@@ -19,7 +19,10 @@ def test_realtime_example_end_to_end(run_ceap, tmp_path):
     assert set(doc) >= {"schemaVersion", "executionArn", "name", "stateMachineArn", "startDate", "stopDate", "input",
                         "output", "error", "cause", "events", "executionId", "store", "outputs", "counts"}
     assert doc["executionId"] == doc["name"]
-    assert all(check["ok"] for check in doc["reconciliation"]) and len(doc["reconciliation"]) == 3
+    assert all(check["ok"] for check in doc["reconciliation"]) and len(doc["reconciliation"]) == 5
+    # The chain from the lines read to the actions, skipped and merged records included.
+    assert doc["reconciliation"][0]["check"] == "ETL: 1200 read = 1031 out + 11 errors + 121 skipped + 37 merged"
+    assert doc["reconciliation"][-1]["check"] == "Reactive: 581 in (= previous out 581) = 473 out + 108 skipped"
     bucket_root = Path(doc["store"]) / "buckets" / doc["bucket"]
     for stage, key in doc["outputs"].items():
         written = json.loads((bucket_root / key).read_text())
@@ -35,7 +38,8 @@ def test_text_output_shows_counts_reconciliation_and_locations(run_ceap, tmp_pat
     proc = run_ceap("run", "--local", "examples/payload.json", "--store", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "SUCCEEDED" in proc.stdout
-    assert "ok  ETL read = transformed + errors" in proc.stdout
+    assert "ok  ETL: 1200 read = 1031 out + 11 errors + 121 skipped + 37 merged" in proc.stdout
+    assert "ok  Filter: 1031 in (= previous out 1031) = 581 out + 450 rejected" in proc.stdout
     assert str(tmp_path.resolve()) in proc.stdout
     assert "> ETL" in proc.stderr and "ok Reactive" in proc.stderr  # a progress line per stage
     assert re.search(r"^\s+\d+\.\ds  ok ETL  processedCount=\d+", proc.stderr, re.MULTILINE), proc.stderr  # wall time
@@ -99,9 +103,12 @@ def test_batch_example_end_to_end_with_the_glue_job(run_ceap, tmp_path):
     root = Path(doc["store"]) / "buckets" / doc["bucket"]
     heavy = json.loads((root / doc["outputs"]["HeavyETL"]).read_text())
     passed = doc["counts"]["Filter"]["passedCount"]
-    assert heavy["metrics"]["inputCount"] == passed == len(heavy["candidates"])
+    assert heavy["metrics"]["inputCount"] == passed == heavy["counts"]["candidates"]
+    score_manifest = json.loads((root / doc["outputs"]["Score"]).read_text())
+    assert score_manifest["reconciliation"]["in"] == passed  # Score's Distributed Map read every HeavyETL part
     assert doc["counts"]["HeavyETL"] == heavy["metrics"]
-    score = json.loads((root / doc["outputs"]["Score"]).read_text())
-    variants = {s["metadata"]["variant"] for c in score["candidates"] for s in c["scores"].values()
+    scored = [json.loads(line) for part in score_manifest["parts"]["candidates"]
+              for line in (root / part["key"]).read_text().splitlines()]
+    variants = {s["metadata"]["variant"] for c in scored for s in c["scores"].values()
                 if "variant" in s.get("metadata", {})}
     assert variants == {"enriched"}  # Score used the HeavyETL features for every candidate

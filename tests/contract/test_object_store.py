@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 
 import pytest
@@ -291,3 +292,47 @@ async def test_json_helpers_round_trip_through_the_store(object_store: ObjectSto
 
     assert await read_json(object_store, BUCKET, KEY) == value
     assert size == len(await object_store.get(BUCKET, KEY))
+
+
+# -- stage data: the manifest and its bounded JSON Lines parts ----------------------
+
+
+async def test_parts_are_bounded_and_the_manifest_lists_them_on_every_backend(object_store: ObjectStore) -> None:
+    from ceap_engine.storage.parts import PartWriter, iter_records, manifest_document, read_manifest
+
+    writer = PartWriter(object_store, BUCKET, lambda n: f"executions/e-1/Filter/part-{n:05d}.jsonl", max_records=3)
+    records = [{"customerId": f"C{i}", "value": i / 3, "name": "naïve ☃"} for i in range(8)]
+    for record in records:
+        await writer.add(record)
+    parts = await writer.close()
+    assert [p.records for p in parts] == [3, 3, 2]
+    assert [p.bytes for p in parts] == [len(await object_store.get(BUCKET, p.key)) for p in parts]
+    manifest = manifest_document(stage="Filter", execution_id="e-1", header={"programId": "p"},
+                                 metrics={"inputCount": 8}, parts={"candidates": parts})
+    await object_store.put(BUCKET, "executions/e-1/Filter/output.json", json.dumps(manifest).encode(), "application/json")
+
+    read = await read_manifest(object_store, BUCKET, "executions/e-1/Filter/output.json")
+    assert (read["schemaVersion"], read["kind"], read["counts"], read["programId"]) == (1, "ceap.stage-output", {"candidates": 8}, "p")
+    assert read["parts"]["candidates"] == parts
+    assert [r async for r in iter_records(object_store, BUCKET, read["parts"]["candidates"])] == records
+
+
+async def test_a_part_is_bounded_in_bytes_too_and_never_holds_a_non_finite_number(object_store: ObjectStore) -> None:
+    from ceap_engine.storage.parts import NonFiniteNumber, PartWriter
+
+    writer = PartWriter(object_store, BUCKET, lambda n: f"p/part-{n:05d}.jsonl", max_bytes=100)
+    for i in range(5):
+        await writer.add({"blob": "x" * 40, "i": i})
+    with pytest.raises(NonFiniteNumber):
+        await writer.add({"orderValue": float("inf")})
+    parts = await writer.close()
+    assert sum(p.records for p in parts) == 5 and all(p.bytes <= 100 for p in parts) and len(parts) == 5
+    assert await object_store.list(BUCKET, "p/") == [p.key for p in parts]
+
+
+async def test_a_manifest_of_a_newer_schema_is_refused(object_store: ObjectStore) -> None:
+    from ceap_engine.storage.parts import ManifestError, read_manifest
+
+    await object_store.put(BUCKET, "m.json", json.dumps({"kind": "ceap.stage-output", "schemaVersion": 99, "parts": {}}).encode())
+    with pytest.raises(ManifestError, match="schemaVersion 99"):
+        await read_manifest(object_store, BUCKET, "m.json")

@@ -82,7 +82,19 @@ def _run(spark: Any, folder: Path, source: bytes, suffix: str, **kwargs: Any) ->
     source_path.write_bytes(source)
     storage = _storage_with_input(folder)
     summary = heavy_etl.main(_argv(str(source_path), **kwargs), spark=spark, storage=storage)
-    return storage, summary, json.loads(storage.read(BUCKET, OUTPUT_KEY))
+    return storage, summary, _output(storage)
+
+
+def _output(storage: DictStorage) -> dict:
+    """The job's manifest, with the candidates of its parts read back in part order."""
+    manifest = json.loads(storage.read(BUCKET, OUTPUT_KEY))
+    assert manifest["kind"] == "ceap.stage-output" and manifest["schemaVersion"] == 1
+    candidates = [json.loads(line) for part in manifest["parts"]["candidates"]
+                  for line in storage.read(BUCKET, part["key"]).splitlines() if line.strip()]
+    assert manifest["counts"]["candidates"] == len(candidates) and manifest["reconciliation"]["balanced"]
+    listed = [json.loads(line) for line in storage.read(BUCKET, manifest["partList"]).splitlines()]
+    assert [item["key"] for item in listed] == [p["key"] for p in manifest["parts"]["candidates"]]
+    return {**manifest, "candidates": candidates}
 
 
 def _features_by_candidate(output: dict) -> dict[tuple[str, str], dict]:
@@ -196,11 +208,11 @@ def test_metrics_count_every_candidate_and_every_source_record(jsonl_run):
 
 
 @pytest.mark.spark
-def test_one_json_object_at_the_output_key_beside_the_candidate_customers(jsonl_run):
+def test_a_manifest_at_the_output_key_beside_its_parts_and_the_candidate_customers(jsonl_run):
     storage, summary, output = jsonl_run
     written = sorted(key for bucket, key in storage.objects if bucket == BUCKET and key.startswith(f"executions/{EXECUTION_ID}/HeavyETL/"))
-
-    assert written == [candidate_customers_key(OUTPUT_KEY), OUTPUT_KEY]
+    folder = f"executions/{EXECUTION_ID}/HeavyETL"
+    assert written == [candidate_customers_key(OUTPUT_KEY), OUTPUT_KEY, f"{folder}/part-00000.jsonl", f"{folder}/parts.jsonl"]
     assert summary["outputBytes"] == len(storage.read(BUCKET, OUTPUT_KEY))
     assert output["programId"] == orders.PROGRAM and output["marketplace"] == orders.MARKETPLACE
     assert output["dateRange"] == {"start": orders.DATE_START, "end": orders.DATE_END}
@@ -254,7 +266,7 @@ def test_no_candidates_still_counts_the_source(spark, tmp_path):
 
     heavy_etl.main(_argv(str(source)), spark=spark, storage=storage)
 
-    output = json.loads(storage.read(BUCKET, OUTPUT_KEY))
+    output = _output(storage)
     assert (output["candidates"], output["notEnriched"]) == ([], [])
     assert output["metrics"]["inputCount"] == output["metrics"]["enrichedCount"] == 0
     assert output["metrics"]["sourceEventCount"] == orders.EXPECTED_SOURCE_METRICS["sourceEventCount"]
@@ -277,17 +289,20 @@ def test_a_missing_filter_output_fails_naming_it(spark, tmp_path):
     ("document", "message"),
     [
         (b"{not json", "is not JSON"),
-        (b'{"candidates": {"a": 1}}', "is not a Filter output: expected a JSON object with a 'candidates' list"),
-        (b'{"candidates": [{"customerId": "C1"}, {"subject": {}}]}', r"candidates\[1\] is not a candidate with a customerId"),
+        (b'{"candidates": {"a": 1}}', "is not a Filter output: expected a stage manifest or a JSON object with a 'candidates' list"),
+        (b'{"candidates": [{"customerId": "C1"}, {"subject": {}}]}', r"candidates\[1\] of the document is not a candidate with a customerId"),
     ],
     ids=["not-json", "no-candidate-list", "candidate-without-customer"],
 )
 def test_a_damaged_filter_output_fails_naming_it(spark, tmp_path, document, message):
     storage = DictStorage(tmp_path)
     storage.write(BUCKET, INPUT_KEY, document, "application/json")
+    # A real source, so that the job gets as far as the candidates (it reads them part by part, after the source).
+    (tmp_path / "orders.jsonl").write_bytes(orders.jsonl_source())
 
     with pytest.raises(HeavyEtlInputError, match=message):
         heavy_etl.main(_argv(str(tmp_path / "orders.jsonl")), spark=spark, storage=storage)
+    assert not any(key.endswith(".jsonl") and "/HeavyETL/" in key for _, key in storage.objects), "no part written"
 
 
 @pytest.mark.spark

@@ -154,9 +154,11 @@ def test_ceap_cost_realtime_json(run_ceap):
             "EventBridge Pipes requests"} <= items
     assert not any("transitions" in i for i in items)
     lambda_requests = next(x for x in doc["lines"] if x["item"] == "requests" and x["service"] == "Lambda")
-    assert lambda_requests["quantity"] == 5 * 720  # five stages, one attempt each
-    # Input, ETL, Filter, Score, Store, Reactive, Summary: the seed counted 6 for its machine
-    assert doc["measured"]["transitions"] == 7 and doc["measured"]["s3Puts"] >= 5
+    # ETL, then each of the four per-record stages: one call on the example's one part, one manifest assembly
+    assert lambda_requests["quantity"] == 9 * 720
+    assert [s["attempts"] for s in doc["measured"]["stages"]] == [1, 2, 2, 2, 2]
+    # Input, ETL, four (Map, Part, Manifest) triples, Summary: the seed counted 6 for its unfanned machine
+    assert doc["measured"]["transitions"] == 15 and doc["measured"]["s3Puts"] >= 5
     assert any("min(1, memory MB / 1769)" in a for a in doc["assumptions"])
     assert doc["total"] >= doc["totalAfterFreeTier"] > 0
 
@@ -167,7 +169,8 @@ def test_ceap_cost_batch_table_meets_the_seed_figure(run_ceap):
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.replace("│", " ").split())
     assert "Glue job runs 60 DPU-hours" in text and "$26.40" in text
-    assert "Step Functions Standard state transitions 240 transitions" in text  # 8 a run: the seed said 6
+    # 12 a run: Input, ETL, HeavyETL, Summary and each stage's Map and Manifest (the seed said 6)
+    assert "Step Functions Standard state transitions 360 transitions" in text
     assert "$0.00 " in text.split("Standard state transitions")[1][:120]  # inside the 4,000 free
 
 

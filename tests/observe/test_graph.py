@@ -99,7 +99,10 @@ def test_graphviz_draws_every_state_of_a_shipped_workflow(workflow):
     svg = Graphviz().svg(to_dot(workflow_graph(definition)))
     assert svg.startswith("<svg")
     drawn = set(re.findall(r'<g id="(state[^"]*)" class="node state', svg))
-    assert drawn == {dom_id(name) for name in definition["States"]}
+    # Every state, the ones inside each stage's Map (its part call) included.
+    assert drawn == {dom_id(node.key) for node in workflow_graph(definition).nodes}
+    assert {dom_id(name) for name in definition["States"]} < drawn
+    assert dom_id("Filter/items/Filter.Part") in drawn
 
 
 def test_every_definition_of_the_conformance_corpus_has_a_graph():

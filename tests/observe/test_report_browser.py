@@ -12,6 +12,7 @@ import pytest
 
 from ceap_engine.cli._report import write_report
 from ceap_engine.observe.dot import dom_id
+from ceap_engine.observe.graph import workflow_graph
 from ceap_engine.pipeline import builtin
 from ceap_engine.pipeline.builder import build_definition
 from ceap_engine.runtime.clock import VirtualClock
@@ -22,6 +23,8 @@ from .browser import Elements, dump_dom, screenshot
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "observe"
 REALTIME_STATES = list(build_definition(builtin("realtime"))["States"])
+#: Every node the report draws: the top-level states and those inside each stage's Map (``Filter/items/Filter.Part``).
+REALTIME_NODES = [node.key for node in workflow_graph(build_definition(builtin("realtime"))).nodes]
 
 
 def keep_screenshot(page: Path, name: str) -> Path:
@@ -54,7 +57,7 @@ def test_report_of_the_shipped_example_in_chromium(run_ceap, tmp_path):
     assert f"report:     {page}" in proc.stdout
     dom = Elements(dump_dom(page))
     outcomes = outcomes_in(dom)
-    assert set(outcomes) == {dom_id(s) for s in REALTIME_STATES}
+    assert set(outcomes) == {dom_id(s) for s in REALTIME_NODES}
     for state in ("Input", "ETL", "Filter", "Score", "Store", "Reactive", "Summary"):
         assert outcomes[dom_id(state)] == "succeeded", state
     for state in ("Input.Unwrap", "ETL.Failed", "RecordFailure", "Failed", "Failed.Stage", "Failed.Reserved"):
@@ -99,22 +102,26 @@ def failed_run(tmp_path):
 def test_report_of_a_failed_run_marks_the_failed_caught_and_retried_states(failed_run):
     dom = Elements(dump_dom(failed_run))
     outcomes = outcomes_in(dom)
-    assert set(outcomes) == {dom_id(s) for s in REALTIME_STATES}
+    assert set(outcomes) == {dom_id(s) for s in REALTIME_NODES}
     assert outcomes[dom_id("Failed.Stage")] == "failed"
-    assert [s for s, o in outcomes.items() if o == "failed"] == [dom_id("Failed.Stage")]
+    # Store's part call failed for good (the Map around it was caught), and the execution ended at Failed.Stage.
+    assert sorted(s for s, o in outcomes.items() if o == "failed") == sorted([dom_id("Store/items/Store.Part"),
+                                                                             dom_id("Failed.Stage")])
     assert outcomes[dom_id("Store")] == "caught"
-    assert outcomes[dom_id("Score")] == "retried"
+    assert outcomes[dom_id("Score/items/Score.Part")] == "retried" and outcomes[dom_id("Score")] == "succeeded"
     assert outcomes[dom_id("Reactive")] == "not_reached" and outcomes[dom_id("Summary")] == "not_reached"
     assert outcomes[dom_id("Store.Failed")] == "succeeded" and outcomes[dom_id("RecordFailure")] == "succeeded"
     assert dom.text_by_id["execution-status"] == "FAILED"
-    assert dom.text_by_id["failed-states"] == "Failed.Stage" and dom.text_by_id["caught-states"] == "Store"
+    assert dom.text_by_id["failed-states"] == "Store.Part, Failed.Stage" and dom.text_by_id["caught-states"] == "Store"
     assert dom.text_by_id["error"] == "TimeoutError"
     assert "the candidate store did not answer" in dom.text_by_id["cause"]
     timeline = dom.text_by_id["timeline"]
     # Score's and Store's one retry each: realtime is Express, one retry after 2 s (EXPRESS_LAMBDA_RETRY).
     assert "retry wait 2.000 s" in timeline and "retry wait 4.000 s" not in timeline
     taken = {dom.text_by_id[a["id"]].strip().splitlines()[0] for a in dom.with_class("taken")}  # the edge title
-    assert {"Score->Score", "Store->Store", "Store->Store.Failed", "Failed->Failed.Stage"} <= taken
+    # The retries are the part calls' (inside each stage's Map); the Catch is the Map's.
+    retries = {f"{s}/items/{s}.Part->{s}/items/{s}.Part" for s in ("Score", "Store")}
+    assert retries | {"Store->Store.Failed", "Failed->Failed.Stage"} <= taken, sorted(taken)
     assert "Store->Reactive" not in taken and "Failed->Failed.Reserved" not in taken
     assert no_network_references(dom) == []
     keep_screenshot(failed_run, "report-failed.png")

@@ -25,32 +25,61 @@ def test_definition_is_valid_asl_and_chains_the_stages(spec):
     assert definition["StartAt"] == "Input"
     assert definition["States"]["Input"]["Default"] == names[0]
     assert definition["States"]["Input.Unwrap"] == {"Type": "Pass", "InputPath": "$[0]", "Next": names[0]}
-    for here, nxt in zip(names, names[1:] + ["Summary"], strict=True):
-        assert definition["States"][here]["Next"] == nxt
+    for i, (here, nxt) in enumerate(zip(names, names[1:] + ["Summary"], strict=True)):
+        state = definition["States"][here]
+        if i == 0 or state["Type"] == "Task":  # the first stage and a Glue stage are one Task
+            assert state["Next"] == nxt
+        else:  # a Map over the previous stage's parts, then the manifest
+            assert state["Type"] == "Map" and state["Next"] == f"{here}.Manifest"
+            assert definition["States"][f"{here}.Manifest"]["Next"] == nxt
+
+
+@pytest.mark.parametrize(("spec", "mode"), [(REALTIME, "INLINE"), (BATCH, "DISTRIBUTED")], ids=["realtime", "batch"])
+def test_per_record_stages_map_over_the_previous_stages_parts(spec, mode):
+    states = build_definition(spec)["States"]
+    score = states["Score"]
+    assert score["ItemProcessor"]["ProcessorConfig"]["Mode"] == mode
+    assert score["ItemSelector"]["part.$"] == "$$.Map.Item.Value" and score["ResultPath"] is None
+    previous = spec.previous("Score")
+    if mode == "INLINE":
+        assert score["ItemsPath"] == f"$.stages.{previous}.parts" and score["MaxConcurrency"] == 40
+        assert states["ETL"]["ResultSelector"]["parts.$"] == "$.Payload.parts"
+    else:  # Standard: the part list is read from S3, results go back to S3
+        assert score["ItemReader"]["ReaderConfig"] == {"InputType": "JSONL"}
+        assert score["ItemReader"]["Parameters"]["Key.$"] == (
+            f"States.Format('executions/{{}}/{previous}/parts.jsonl', $$.Execution.Name)"
+        )
+        assert score["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
+    assert states["Score.Manifest"]["Parameters"]["Payload"]["assemble"] is True
+    assert states["Score.Manifest"]["ResultPath"] == "$.stages.Score"
 
 
 def test_lambda_stage_task_shape():
-    score = build_definition(REALTIME)["States"]["Score"]
-    assert score["Resource"] == "arn:aws:states:::lambda:invoke"
-    assert score["Parameters"]["FunctionName"] == "${ScoreFunctionArn}"
-    assert score["Parameters"]["Payload"] == {
+    states = build_definition(REALTIME)["States"]
+    assert states["Score"]["ItemSelector"] == {
         "executionId.$": "$$.Execution.Name",
         "currentStage": "Score",
         "previousStage": "Filter",
         "workflowBucket": "${WorkflowBucket}",
+        "part.$": "$$.Map.Item.Value",
     }
-    # Express: the state gives up before the Score Lambda's own 120 s, and retries once, quickly.
-    assert score["TimeoutSeconds"] == 25 < REALTIME.stages[2].timeout_seconds == 120
+    assert states["Score"]["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Score.Failed"}]
+    score = states["Score"]["ItemProcessor"]["States"]["Score.Part"]
+    assert score["Resource"] == "arn:aws:states:::lambda:invoke"
+    assert score["Parameters"] == {"FunctionName": "${ScoreFunctionArn}", "Payload.$": "$"}
+    # Express: each part's state gives up before the Score Lambda's own 120 s, and retries once, quickly.
+    assert score["TimeoutSeconds"] == 10 < REALTIME.stages[2].timeout_seconds == 120
+    assert states["Score.Manifest"]["TimeoutSeconds"] == 5
     assert score["Retry"] == [
         {"ErrorEquals": ["Ceap.PermanentError"], "MaxAttempts": 0},
         {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 2, "MaxAttempts": 1, "BackoffRate": 2.0},
     ]
-    batch_score = build_definition(BATCH)["States"]["Score"]
+    assert "Catch" not in score  # the Map catches, after the part's own retries
+    batch_score = build_definition(BATCH)["States"]["Score"]["ItemProcessor"]["States"]["Score.Part"]
     assert batch_score["TimeoutSeconds"] == 120  # Standard: the Lambda's own timeout, the usual retries
     assert batch_score["Retry"][1] == {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 20, "MaxAttempts": 2,
                                        "BackoffRate": 2.0}
-    assert score["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Score.Failed"}]
-    assert score["ResultPath"] == "$.stages.Score"
+    assert build_definition(BATCH)["States"]["Score.Manifest"]["TimeoutSeconds"] == 120
 
 
 def test_first_stage_gets_the_execution_input():
@@ -91,14 +120,28 @@ def test_substitution_replaces_every_placeholder():
 def test_the_builtin_realtime_workflow_fits_express_by_construction():
     assert express_duration_warnings(REALTIME) == []
     definition = build_definition(REALTIME)
-    # Recomputed from the definition itself: every attempt timing out, every wait, then the failure record.
+    # Recomputed from the definition itself: every attempt of every task on the path timing out, every
+    # wait, then the failure record. A Map's parts run at once (one wave: up to 40 parts), so it counts
+    # one part call; then the stage's Manifest step.
+    states = definition["States"]
+
+    def task_worst(state: dict) -> float:
+        retry = state["Retry"][1]
+        return state["TimeoutSeconds"] * (retry["MaxAttempts"] + 1) + sum(
+            retry["IntervalSeconds"] * retry["BackoffRate"] ** r for r in range(retry["MaxAttempts"]))
+
     worst = 0.0
     for stage in REALTIME.stages:
-        state = definition["States"][stage.name]
-        retry = state["Retry"][1]
-        worst += state["TimeoutSeconds"] * (retry["MaxAttempts"] + 1) + sum(
-            retry["IntervalSeconds"] * retry["BackoffRate"] ** r for r in range(retry["MaxAttempts"]))
-        assert state["TimeoutSeconds"] < stage.timeout_seconds  # the state gives up before its Lambda
+        state = states[stage.name]
+        if state["Type"] == "Map":
+            assert state["MaxConcurrency"] == 40
+            (part,) = state["ItemProcessor"]["States"].values()
+            steps = [part, states[f"{stage.name}.Manifest"]]
+        else:
+            steps = [state]
+        for step in steps:
+            worst += task_worst(step)
+            assert step["TimeoutSeconds"] < stage.timeout_seconds  # the state gives up before its Lambda
     record = definition["States"]["RecordFailure"]
     r = record["Retry"][0]
     worst += record["TimeoutSeconds"] * (r["MaxAttempts"] + 1) + r["IntervalSeconds"]
@@ -109,7 +152,7 @@ def test_express_warning_names_the_stages_that_overrun():
     slow = WorkflowSpec(name="slow", type="express", stages=(
         StageSpec(name="ETL", function="m:f", timeout_seconds=300), StageSpec(name="B", function="m:g", timeout_seconds=10)))
     (warning,) = express_duration_warnings(slow)
-    assert "1071 s" in warning and "ETL (960 s)" in warning and "B" not in warning.split("so:")[1]
+    assert "1161 s" in warning and "ETL (960 s)" in warning and "B" not in warning.split("so:")[1]
     quick = WorkflowSpec(name="quick", type="express", stages=(
         StageSpec(name="A", function="m:f", timeout_seconds=10, retry=RetryPolicy(interval_seconds=1, max_attempts=1)),))
     assert express_duration_warnings(quick) == []

@@ -31,8 +31,11 @@ async def test_realtime_workflow_reconciles(ceap_workflow_env: WorkflowTestEnvir
     for stage, key in result.outputs.items():
         doc = json.loads(await ceap_workflow_env.objects.get(result.bucket, key))
         assert doc["metrics"] == c[stage]
-    actions = await ceap_workflow_env.objects.get(result.bucket, f"executions/{result.execution_id}/Reactive/actions.jsonl")
-    assert len(actions.splitlines()) == c["Reactive"]["actionCount"]
+    manifest = json.loads(await ceap_workflow_env.objects.get(result.bucket, result.outputs["Reactive"]))
+    lines = [line for part in manifest["parts"]["actions"]
+             for line in (await ceap_workflow_env.objects.get(result.bucket, part["key"])).splitlines()]
+    assert len(lines) == c["Reactive"]["actionCount"] == manifest["counts"]["actions"]
+    assert all(link["balanced"] and link.get("chained", True) for link in result.reconciliation.values())
     stored = await ceap_workflow_env.candidates.query("review-solicitation")
     assert len(stored) == c["Store"]["storedCount"]
     # The execution output is small: pointers and counts, never the data.
@@ -58,7 +61,7 @@ async def test_stage_failing_once_is_retried_after_2_seconds_in_the_express_work
 
     result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": flaky})
     assert result.status == "SUCCEEDED"
-    t = scheduled_times(result, "Score")
+    t = scheduled_times(result, "Score.Part")
     assert [b - a for a, b in zip(t, t[1:])] == [2.0]  # Express's budget: one quick retry (docs/cli.md)
     failed = [e for e in result.execution.history.events if e.type == "TaskFailed"]
     assert [e.details["error"] for e in failed] == ["ConnectionError"]
@@ -68,22 +71,24 @@ async def test_a_standard_workflow_stage_is_retried_after_20_then_40_seconds(cea
     from ceap_engine.pipeline import REALTIME
 
     standard = REALTIME.model_copy(update={"name": "standard-rt", "type": "standard", "stages": tuple(
-        s.model_copy(update={"retry": None, "state_timeout_seconds": None}) for s in REALTIME.stages)})
+        s.model_copy(update={"retry": None, "state_timeout_seconds": None, "manifest_timeout_seconds": None})
+        for s in REALTIME.stages)})
     real = ceap_workflow_env.stage_handler("realtime", "Score")
     calls = []
 
     async def flaky(event, context):
-        calls.append(event["currentStage"])
-        if len(calls) <= 2:
-            raise ConnectionError("model endpoint unavailable")
+        if not event.get("assemble"):  # a part call, not the Manifest step
+            calls.append(ceap_workflow_env.clock.time())
+            if len(calls) <= 2:
+                raise ConnectionError("model endpoint unavailable")
         return await real(event, context)
 
     began = time.perf_counter()
     result = await ceap_workflow_env.run(standard, example_payload, handlers={"Score": flaky})
     assert time.perf_counter() - began < 30  # 60 s of retry waits, on the virtual clock
     assert result.status == "SUCCEEDED"
-    t = scheduled_times(result, "Score")
-    assert [b - a for a, b in zip(t, t[1:])] == [20.0, 40.0]
+    # The part's calls (in a Distributed Map's child execution on Standard): retried after 20 s, then 40 s.
+    assert [b - a for a, b in zip(calls, calls[1:])] == [20.0, 40.0]
 
 
 async def test_stage_that_always_fails_ends_failed_with_its_error_and_leaves_failure_json(ceap_workflow_env, example_payload):
@@ -94,11 +99,11 @@ async def test_stage_that_always_fails_ends_failed_with_its_error_and_leaves_fai
     assert result.status == "FAILED"
     assert result.execution.error == "TimeoutError"
     assert json.loads(result.execution.cause)["errorMessage"] == "the candidate store did not answer"
-    assert len(scheduled_times(result, "Store")) == 2  # first attempt and Express's one retry
+    assert len(scheduled_times(result, "Store.Part")) == 2  # first attempt and Express's one retry
     assert result.failure == {"Error": "TimeoutError", "Cause": result.execution.cause, "stage": "Store"}
     assert list(result.outputs) == ["ETL", "Filter", "Score"]  # what did run is still pointed to
     assert result.execution.history.types()[-13:] == [
-        "TaskFailed", "TaskStateExited",                        # Store gives up, caught
+        "MapStateFailed", "MapStateExited",                     # Store's Map gives up, caught
         "PassStateEntered", "PassStateExited",                  # Store.Failed names the stage
         "TaskStateEntered", "TaskScheduled", "TaskStarted",     # RecordFailure writes failure.json
         "TaskSucceeded", "TaskStateExited",
@@ -114,7 +119,7 @@ async def test_permanent_error_is_not_retried(ceap_workflow_env, example_payload
     result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Score": rejects})
     assert result.status == "FAILED"
     assert result.execution.error == "Ceap.PermanentError"
-    assert len(scheduled_times(result, "Score")) == 1
+    assert len(scheduled_times(result, "Score.Part")) == 1
     assert result.failure["stage"] == "Score"
 
 
@@ -135,15 +140,15 @@ async def test_payload_wrapped_in_a_one_element_array_is_unwrapped(ceap_workflow
 
 async def test_stage_timing_out_ends_as_ceap_stage_failed_with_the_timeout_in_the_cause(ceap_workflow_env, example_payload):
     async def hangs(event, context):
-        await ceap_workflow_env.clock.sleep(3600)  # longer than the Filter state's 20 s
+        await ceap_workflow_env.clock.sleep(3600)  # longer than the Filter part's 10 s
 
     result = await ceap_workflow_env.run("realtime", example_payload, handlers={"Filter": hangs})
     assert result.status == "FAILED"
     assert result.execution.error == "Ceap.StageFailed"
     assert result.execution.cause.startswith("States.Timeout in stage Filter")
     assert result.failure == {"Error": "States.Timeout", "Cause": "", "stage": "Filter"}
-    # Express's budget: two attempts of 20 s (the state's timeout, below the Lambda's 60 s), a wait of 2 s
-    assert result.execution.stop_time - result.execution.start_time == 2 * 20 + 2
+    # Express's budget: two attempts of 10 s (the part state's timeout, below the Lambda's 60 s), a wait of 2 s
+    assert result.execution.stop_time - result.execution.start_time == 2 * 10 + 2
 
 
 async def test_a_failing_glue_job_is_retried_after_300_then_600_seconds_then_recorded(ceap_workflow_env, example_payload):
@@ -163,3 +168,33 @@ async def test_a_failing_glue_job_is_retried_after_300_then_600_seconds_then_rec
     assert result.execution.error == "Ceap.StageFailed"  # a States.* error cannot be raised by a Fail state
     assert "AnalysisException" in result.execution.cause
     assert list(result.outputs) == ["ETL", "Filter"]
+
+
+async def test_a_part_waiting_for_a_free_core_is_not_timed_out_by_the_wait(example_payload):
+    """Locally the parts of a Map share the machine's cores; on AWS each gets its own Lambda at once.
+
+    Four parts of 0.6 s each on one slot (``workers=1``) under a 1 s part timeout: the last one
+    starts 1.8 s after the Map did. Its TimeoutSeconds must count from its start, as a Lambda's
+    would, not from the moment it was queued.
+    """
+    from ceap_engine.pipeline import REALTIME
+    from ceap_engine.pipeline.local import LocalPipeline
+    from ceap_engine.storage.memory import MemoryCandidateStore, MemoryObjectStore
+
+    stages = []
+    for stage in REALTIME.stages:
+        if stage.name == "ETL":
+            stage = stage.model_copy(update={"config": {"partRecords": 300}})
+        elif stage.name == "Filter":
+            stage = stage.model_copy(update={"function": "tests.pipeline.slow_filter:run", "state_timeout_seconds": 1})
+        stages.append(stage)
+    spec = REALTIME.model_copy(update={"name": "slots", "stages": tuple(stages)})
+    pipeline = LocalPipeline(spec, objects=MemoryObjectStore(), candidates=MemoryCandidateStore(), workers=1)
+    began = time.perf_counter()
+    with pipeline:
+        result = await pipeline.run(example_payload)
+    assert result.status == "SUCCEEDED", result.execution.cause
+    parts = -(-result.counts["Filter"]["inputCount"] // 300)
+    assert parts == 4  # the example's 1,031 candidates in parts of 300
+    assert time.perf_counter() - began >= parts * 0.6  # they did run one after another
+    assert result.counts["Store"]["storedCount"] == 581  # the example's counts, whatever the parts

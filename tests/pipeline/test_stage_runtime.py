@@ -46,10 +46,15 @@ async def test_writes_output_and_returns_pointer_with_counts(ceap_stage_env: Sta
     assert pointer == {
         "stage": "Filter",
         "outputKey": "executions/test-execution/Filter/output.json",
-        "counts": {"inputCount": 0, "passedCount": 0, "rejectedCount": 0, "rejectionReasons": {}},
+        "counts": {"inputCount": 0, "passedCount": 0, "rejectedCount": 0, "errorCount": 0, "rejectionReasons": {}},
+        "partList": "executions/test-execution/Filter/parts.jsonl",
+        "partCount": 0,
+        "parts": [],
     }
     written = await ceap_stage_env.output_of("Filter")
     assert written["metrics"] == pointer["counts"]
+    assert (written["kind"], written["schemaVersion"], written["counts"]) == (
+        "ceap.stage-output", 1, {"candidates": 0, "rejected": 0, "errors": 0})
 
 
 async def test_first_stage_validates_the_execution_input(ceap_stage_env: StageTestEnvironment):

@@ -1,4 +1,4 @@
-"""A real ``ceap serve`` on a free port, driven with boto3 and the AWS CLI.
+"""A real ``ceap serve`` on a free port, driven with boto3 (Step Functions and SQS) and the AWS CLI.
 
 The server is started as a subprocess with ``--port 0`` and is ready when it prints its
 readiness line (which names the port it bound): no fixed sleep, no port race.
@@ -50,6 +50,11 @@ class Server:
             "stepfunctions", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
             aws_secret_access_key="test", config=Config(inject_host_prefix=False, retries={"max_attempts": 1}, **config),
         )
+
+    def sqs(self):
+        """A boto3 SQS client (the AWS JSON protocol) on this server."""
+        return boto3.client("sqs", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="test",
+                            aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
 
     def kill(self) -> None:
         """kill -9: no shutdown hook runs."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ceap_engine.pipeline.stage import StageContext
+from ceap_engine.pipeline.stage import StageContext, split_lines
 from ceap_engine.ports import CandidateRecord, CandidateStore, PutResult
 from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.storage.memory import MemoryCandidateStore, MemoryObjectStore
@@ -164,3 +164,37 @@ def order_event(**overrides: Any) -> dict[str, Any]:
     }
     event.update(overrides)
     return event
+
+
+class EtlRun:
+    """ETL's output with the candidates and errors it wrote to its parts, read back as the next stage reads them."""
+
+    def __init__(self, output: Any, candidates: list[Candidate], errors: list[Any], parts: dict[str, Any]) -> None:
+        self.output, self.candidates, self.errors, self.parts = output, candidates, errors, parts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.output, name)
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        return {**self.output.model_dump(**kwargs), "candidates": [c.model_dump(**kwargs) for c in self.candidates],
+                "errors": [e.model_dump(**kwargs) for e in self.errors]}
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+async def run_etl(input: Any, context: StageContext) -> EtlRun:
+    """Run ETL and read back every part it wrote (candidates and errors, in part order)."""
+    from stages import etl
+
+    output = await etl.run(input, context)
+    parts = context.written_parts()
+    candidates, errors = [], []
+    for part in parts.get("candidates", []):
+        for line in split_lines(await context.objects.get(context.bucket, part.key)):
+            candidates.append(Candidate.model_validate_json(line))
+    for part in parts.get("errors", []):
+        for line in split_lines(await context.objects.get(context.bucket, part.key)):
+            errors.append(etl.RecordError.model_validate_json(line))
+    errors.sort(key=lambda e: e.line)
+    return EtlRun(output, candidates, errors, parts)

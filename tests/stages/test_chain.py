@@ -9,7 +9,7 @@ from stages import etl, reactive, score, store
 from stages import filter as filter_stage
 from stages.domain import Candidate
 
-from .conftest import BUCKET, through_json
+from .conftest import BUCKET, run_etl, through_json
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -33,7 +33,7 @@ def test_committed_example_data_is_small():
 
 
 async def test_the_whole_chain_on_the_example_data(make_context, candidates, objects):
-    etl_out = await etl.run(example_payload("payload.json"), make_context("ETL"))
+    etl_out = await run_etl(example_payload("payload.json"), make_context("ETL"))
     m = etl_out.metrics
     assert etl_out.records_read == 1200
     assert m.processed_count == m.transformed_count + m.error_count
@@ -83,7 +83,7 @@ async def test_the_whole_chain_on_the_example_data(make_context, candidates, obj
 
 
 async def test_rerunning_the_chain_from_store_is_idempotent(make_context, candidates):
-    etl_out = await etl.run(example_payload("payload.json"), make_context("ETL"))
+    etl_out = await run_etl(example_payload("payload.json"), make_context("ETL"))
     filter_out = filter_stage.run(through_json(filter_stage.FilterInput, etl_out), make_context("Filter"))
     score_out = score.run(through_json(score.ScoreInput, filter_out), make_context("Score"))
     store_in = through_json(store.StoreInput, score_out)

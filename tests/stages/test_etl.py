@@ -10,7 +10,7 @@ from ceap_engine.pipeline.stage import PermanentError
 from stages import etl
 from stages.etl import EtlInput, EtlOutput
 
-from .conftest import BUCKET, EXECUTION_ID, NOW, order_event, through_json
+from .conftest import BUCKET, EXECUTION_ID, NOW, order_event, run_etl, through_json
 
 DATE_RANGE = {"start": "2025-03-01", "end": "2025-04-04"}
 
@@ -39,7 +39,7 @@ def test_run_is_a_coroutine_function_taking_input_and_context():
 
 async def test_one_event_becomes_one_candidate(tmp_path, make_context):
     source = write_jsonl(tmp_path / "orders.jsonl", order_event())
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
 
     assert out.metrics.model_dump() == {"processed_count": 1, "transformed_count": 1, "error_count": 0}
     [c] = out.candidates
@@ -64,12 +64,12 @@ async def test_one_event_becomes_one_candidate(tmp_path, make_context):
 
 async def test_output_json_is_camel_case_and_round_trips(tmp_path, make_context):
     source = write_jsonl(tmp_path / "orders.jsonl", order_event(), "{broken")
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     data = out.to_json()
     assert data["metrics"] == {"processedCount": 2, "transformedCount": 1, "errorCount": 1}
     assert data["programId"] == "reviews" and data["dateRange"] == DATE_RANGE
     assert data["errors"][0]["line"] == 2
-    assert through_json(EtlOutput, out) == out
+    assert through_json(EtlOutput, out.output) == out.output
 
 
 async def test_events_of_one_customer_and_product_merge_into_one_candidate(tmp_path, make_context):
@@ -85,7 +85,7 @@ async def test_events_of_one_customer_and_product_merge_into_one_candidate(tmp_p
         order_event(eventId="e4", productId="B02"),
         order_event(eventId="e5", customerId="C2"),
     )
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
 
     assert out.metrics.transformed_count == 5
     assert [(c.customer_id, c.subject.id) for c in out.candidates] == [("C1", "B01"), ("C1", "B02"), ("C2", "B01")]
@@ -106,7 +106,7 @@ async def test_events_of_one_customer_and_product_merge_into_one_candidate(tmp_p
 async def test_a_redelivered_event_is_transformed_but_adds_nothing(tmp_path, make_context):
     first = order_event(eventId="e1", orderValue=20.0)
     source = write_jsonl(tmp_path / "orders.jsonl", first, order_event(eventId="e1", orderValue=99.0), first)
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert out.metrics.transformed_count == 3 and out.duplicate_event_count == 2
     [c] = out.candidates
     assert c.attributes.order_value == 20.0 and c.attributes.source_event_ids == ["e1"]
@@ -133,7 +133,7 @@ MALFORMED = [
 @pytest.mark.parametrize(("line", "reason"), MALFORMED)
 async def test_a_malformed_record_is_counted_and_listed_with_its_line(tmp_path, make_context, line, reason):
     source = write_jsonl(tmp_path / "orders.jsonl", order_event(eventId="ok-1"), line, order_event(eventId="ok-2", customerId="C2"))
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert out.metrics.model_dump() == {"processed_count": 3, "transformed_count": 2, "error_count": 1}
     [error] = out.errors
     assert error.line == 2
@@ -143,7 +143,7 @@ async def test_a_malformed_record_is_counted_and_listed_with_its_line(tmp_path, 
 
 async def test_an_error_names_the_event_id_when_the_record_has_one(tmp_path, make_context):
     source = write_jsonl(tmp_path / "orders.jsonl", order_event(eventId="e-neg", orderValue=-1))
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert out.errors[0].event_id == "e-neg"
 
 
@@ -157,7 +157,7 @@ async def test_records_of_other_marketplaces_and_dates_are_skipped_not_processed
         order_event(eventId="late", orderDate="2025-04-05T00:00:00Z", deliveryDate=None),
         "{bad",
     )
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert out.metrics.model_dump() == {"processed_count": 3, "transformed_count": 2, "error_count": 1}
     assert out.skipped.model_dump() == {"other_marketplace": 1, "outside_date_range": 2}
     assert out.records_read == 6
@@ -168,27 +168,28 @@ async def test_records_of_other_marketplaces_and_dates_are_skipped_not_processed
 async def test_blank_lines_are_not_records_and_line_numbers_stay_physical(tmp_path, make_context):
     source = tmp_path / "orders.jsonl"
     source.write_text("\n" + json.dumps(order_event()) + "\n\n   \n{bad\r\n", encoding="utf-8")
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert out.records_read == 2 and out.errors[0].line == 5
 
 
 async def test_an_empty_source_gives_no_candidates(tmp_path, make_context):
     source = tmp_path / "orders.jsonl"
     source.write_bytes(b"")
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert out.candidates == [] and out.metrics.processed_count == 0
 
 
-async def test_listed_errors_are_capped_but_all_counted(tmp_path, make_context):
+async def test_every_error_is_listed_in_the_errors_parts(tmp_path, make_context):
     source = write_jsonl(tmp_path / "orders.jsonl", *["{bad"] * 5, order_event())
-    out = await etl.run(payload(source), make_context("ETL", {"maxReportedErrors": 2}))
-    assert out.metrics.error_count == 5 and [e.line for e in out.errors] == [1, 2] and out.errors_truncated
+    out = await run_etl(payload(source), make_context("ETL"))
+    assert out.metrics.error_count == 5 and [e.line for e in out.errors] == [1, 2, 3, 4, 5]
+    assert {e.reason_code for e in out.errors} == {"INVALID_JSON"}
 
 
 async def test_a_bom_and_crlf_line_ends_are_accepted(tmp_path, make_context):
     source = tmp_path / "orders.jsonl"
     source.write_bytes(("\ufeff" + json.dumps(order_event()) + "\r\n").encode("utf-8"))
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert out.metrics.transformed_count == 1
 
 
@@ -203,7 +204,7 @@ class TestCsv:
             + "e2,C2,O2,US,B02,,2025-03-21T10:00:00Z,,5,USD,false,true,,,0.5\n",
             encoding="utf-8",
         )
-        out = await etl.run(payload(source), make_context("ETL"))
+        out = await run_etl(payload(source), make_context("ETL"))
         assert out.metrics.model_dump() == {"processed_count": 2, "transformed_count": 2, "error_count": 0}
         first, second = out.candidates
         assert first.attributes.channel_eligibility == {"email": True, "push": False}
@@ -221,7 +222,7 @@ class TestCsv:
             + "e3,,O3,US,B03,Books,2025-03-20T10:00:00Z,,1,USD,true,false,0.9,false,\n",
             encoding="utf-8",
         )
-        out = await etl.run(payload(source), make_context("ETL"))
+        out = await run_etl(payload(source), make_context("ETL"))
         assert [(e.line, e.reason.split(":")[0]) for e in out.errors] == [
             (2, "orderValue"), (3, "row has 16 cells but the header has 15 columns"), (5, "customerId")
         ]
@@ -235,21 +236,21 @@ class TestCsv:
             + "e2,C2,O2,US,B02,Books,2025-03-20T10:00:00Z,,-5,USD,true,false,0.9,false,\n",
             encoding="utf-8",
         )
-        out = await etl.run(payload(source), make_context("ETL"))
+        out = await run_etl(payload(source), make_context("ETL"))
         assert out.candidates[0].subject.metadata == {"category": "Books\nand more"}
         assert out.errors[0].line == 4
 
 
 async def test_json_extension_reads_json_lines(tmp_path, make_context):
     source = write_jsonl(tmp_path / "orders.json", order_event(), order_event(eventId="e2", customerId="C2"))
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert len(out.candidates) == 2
 
 
 async def test_json_extension_reads_one_array_with_positions_as_lines(tmp_path, make_context):
     source = tmp_path / "orders.json"
     source.write_text(json.dumps([order_event(), 7, order_event(eventId="e2", customerId="C2")], indent=2))
-    out = await etl.run(payload(source), make_context("ETL"))
+    out = await run_etl(payload(source), make_context("ETL"))
     assert len(out.candidates) == 2 and out.errors[0].line == 2
 
 
@@ -257,66 +258,69 @@ async def test_a_broken_json_array_is_a_permanent_error(tmp_path, make_context):
     source = tmp_path / "orders.json"
     source.write_text("[" + json.dumps(order_event()) + ",")
     with pytest.raises(PermanentError, match="not valid JSON"):
-        await etl.run(payload(source), make_context("ETL"))
+        await run_etl(payload(source), make_context("ETL"))
 
 
 async def test_a_source_in_the_object_store_is_read_by_s3_uri(objects, make_context):
     await objects.put("ceap-input", "incoming/2025/orders.jsonl", (json.dumps(order_event()) + "\n").encode())
-    out = await etl.run(payload("s3://ceap-input/incoming/2025/orders.jsonl"), make_context("ETL"))
+    out = await run_etl(payload("s3://ceap-input/incoming/2025/orders.jsonl"), make_context("ETL"))
     assert out.metrics.transformed_count == 1
 
 
 class TestUnreadableSource:
     async def test_missing_file(self, tmp_path, make_context):
         with pytest.raises(PermanentError, match="does not exist"):
-            await etl.run(payload(tmp_path / "nope.jsonl"), make_context("ETL"))
+            await run_etl(payload(tmp_path / "nope.jsonl"), make_context("ETL"))
 
     async def test_missing_object(self, make_context):
         with pytest.raises(PermanentError, match="does not exist"):
-            await etl.run(payload("s3://ceap-input/nope.jsonl"), make_context("ETL"))
+            await run_etl(payload("s3://ceap-input/nope.jsonl"), make_context("ETL"))
 
     async def test_bucket_without_key(self, make_context):
         with pytest.raises(PermanentError, match="no object key"):
-            await etl.run(payload("s3://ceap-input/"), make_context("ETL"))
+            await run_etl(payload("s3://ceap-input/"), make_context("ETL"))
 
     async def test_a_directory(self, tmp_path, make_context):
         (tmp_path / "dir.jsonl").mkdir()
         with pytest.raises(PermanentError, match="cannot be read"):
-            await etl.run(payload(tmp_path / "dir.jsonl"), make_context("ETL"))
+            await run_etl(payload(tmp_path / "dir.jsonl"), make_context("ETL"))
 
     async def test_unknown_extension(self, tmp_path, make_context):
         (tmp_path / "orders.xlsx").write_bytes(b"PK")
         with pytest.raises(PermanentError, match=r"\.jsonl.*\.json.*\.csv"):
-            await etl.run(payload(tmp_path / "orders.xlsx"), make_context("ETL"))
+            await run_etl(payload(tmp_path / "orders.xlsx"), make_context("ETL"))
 
-    async def test_not_utf8(self, tmp_path, make_context):
-        (tmp_path / "orders.jsonl").write_bytes(b'{"eventId": "\xff\xfe"}\n')
-        with pytest.raises(PermanentError, match="not UTF-8"):
-            await etl.run(payload(tmp_path / "orders.jsonl"), make_context("ETL"))
+    async def test_a_line_that_is_not_utf8_is_that_lines_error(self, tmp_path, make_context):
+        # The source is streamed: one badly encoded line is rejected, the others go on.
+        (tmp_path / "orders.jsonl").write_bytes(b'{"eventId": "\xff\xfe"}\n' + json.dumps(order_event()).encode() + b"\n")
+        out = await run_etl(payload(tmp_path / "orders.jsonl"), make_context("ETL"))
+        [error] = out.errors
+        assert (error.line, error.reason_code) == (1, "INVALID_ENCODING") and "not UTF-8" in error.reason
+        assert len(out.candidates) == 1
 
     async def test_csv_with_an_unterminated_quote(self, tmp_path, make_context):
         (tmp_path / "orders.csv").write_text('eventId,customerId\ne1,"C1\ne2,C2\n')
         with pytest.raises(PermanentError, match="not readable as CSV"):
-            await etl.run(payload(tmp_path / "orders.csv"), make_context("ETL"))
+            await run_etl(payload(tmp_path / "orders.csv"), make_context("ETL"))
 
 
 class TestConfig:
     async def test_timing_window_and_ttl_come_from_config(self, tmp_path, make_context):
         source = write_jsonl(tmp_path / "orders.jsonl", order_event())
         config = {"timingWindowStartDays": 1, "timingWindowEndDays": 7, "candidateTtlDays": 2, "sourceConnectorId": "s"}
-        [c] = (await etl.run(payload(source), make_context("ETL", config))).candidates
+        [c] = (await run_etl(payload(source), make_context("ETL", config))).candidates
         assert c.attributes.timing_window.end - c.attributes.timing_window.start == timedelta(days=6)
         assert c.metadata.expires_at == NOW + timedelta(days=2) and c.metadata.source_connector_id == "s"
 
     async def test_treatment_share_from_config(self, tmp_path, make_context):
         source = write_jsonl(tmp_path / "orders.jsonl", *[order_event(eventId=f"e{i}", customerId=f"C{i}") for i in range(20)])
-        out = await etl.run(payload(source), make_context("ETL", {"treatmentPercent": 0}))
+        out = await run_etl(payload(source), make_context("ETL", {"treatmentPercent": 0}))
         assert {c.metadata.experiment_treatment for c in out.candidates} == {"control"}
 
     async def test_window_closing_before_it_opens_is_refused(self, tmp_path, make_context):
         source = write_jsonl(tmp_path / "orders.jsonl", order_event())
         with pytest.raises(PermanentError, match="timingWindowEndDays"):
-            await etl.run(payload(source), make_context("ETL", {"timingWindowStartDays": 9, "timingWindowEndDays": 2}))
+            await run_etl(payload(source), make_context("ETL", {"timingWindowStartDays": 9, "timingWindowEndDays": 2}))
 
 
 @pytest.mark.parametrize(
@@ -341,12 +345,12 @@ def test_payload_may_carry_fields_etl_does_not_use():
 async def test_candidates_are_stamped_by_the_context_clock(tmp_path, make_context, clock):
     clock.advance(3600)
     source = write_jsonl(tmp_path / "orders.jsonl", order_event())
-    [c] = (await etl.run(payload(source), make_context("ETL"))).candidates
+    [c] = (await run_etl(payload(source), make_context("ETL"))).candidates
     assert c.metadata.created_at == NOW + timedelta(hours=1)
 
 
-async def test_etl_writes_nothing_itself(tmp_path, make_context, objects):
-    # The runtime stores the output; a stage that wrote output.json too would race it.
+async def test_etl_writes_only_its_parts_and_removes_its_scratch(tmp_path, make_context, objects):
+    # The runtime writes the manifest; a stage that wrote output.json too would race it.
     source = write_jsonl(tmp_path / "orders.jsonl", order_event())
-    await etl.run(payload(source), make_context("ETL"))
-    assert await objects.list(BUCKET) == []
+    await run_etl(payload(source), make_context("ETL"))
+    assert await objects.list(BUCKET) == [f"executions/{EXECUTION_ID}/ETL/part-00000.jsonl"]

@@ -32,7 +32,7 @@ def test_a_good_candidate_passes_untouched(make_context):
     good = make_candidate()
     out = run_filter(make_context, good)
     assert out.candidates == [good] and out.rejected == []
-    assert out.metrics.model_dump() == {"input_count": 1, "passed_count": 1, "rejected_count": 0, "rejection_reasons": {}}
+    assert out.metrics.model_dump() == {"input_count": 1, "passed_count": 1, "rejected_count": 0, "error_count": 0, "rejection_reasons": {}}
     assert (out.program_id, out.marketplace, out.date_range) == ("reviews", "US", DATE_RANGE)
 
 
@@ -60,7 +60,7 @@ def test_each_rule_rejects_with_its_code_and_a_reason(make_context, clock, attri
     assert (rejection.reason_code, rejection.filter_id) == (code, filter_id)
     assert reason in rejection.reason
     assert rejection.timestamp == clock.now()
-    assert out.metrics.model_dump() == {"input_count": 2, "passed_count": 1, "rejected_count": 1, "rejection_reasons": {code: 1}}
+    assert out.metrics.model_dump() == {"input_count": 2, "passed_count": 1, "rejected_count": 1, "error_count": 0, "rejection_reasons": {code: 1}}
 
 
 def test_every_reason_code_of_the_chain_is_covered_above():
@@ -158,11 +158,11 @@ def test_input_ignores_what_etl_adds_and_output_round_trips(make_context):
     }
     out = filter_stage.run(FilterInput.model_validate(etl_like), make_context("Filter"))
     data = out.to_json()
-    assert data["metrics"] == {"inputCount": 2, "passedCount": 1, "rejectedCount": 1, "rejectionReasons": {"ORDER_VALUE_LOW": 1}}
+    assert data["metrics"] == {"inputCount": 2, "passedCount": 1, "rejectedCount": 1, "errorCount": 0, "rejectionReasons": {"ORDER_VALUE_LOW": 1}}
     assert data["rejected"][0]["rejectionHistory"][0]["reasonCode"] == "ORDER_VALUE_LOW"
     assert through_json(FilterOutput, out) == out
 
 
 def test_an_empty_input_passes_nothing_and_fails_nothing(make_context):
     out = run_filter(make_context)
-    assert out.metrics.model_dump() == {"input_count": 0, "passed_count": 0, "rejected_count": 0, "rejection_reasons": {}}
+    assert out.metrics.model_dump() == {"input_count": 0, "passed_count": 0, "rejected_count": 0, "error_count": 0, "rejection_reasons": {}}

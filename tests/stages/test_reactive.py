@@ -41,7 +41,7 @@ class TestBatch:
     async def test_actions_are_written_as_json_lines_under_the_execution(self, make_context, objects, clock):
         c = scored(channel_eligibility={"email": True})
         out = await run_reactive(make_context, c, scored("C2", channel_eligibility={"push": True}))
-        assert out.actions_bucket == BUCKET and out.actions_key == f"executions/{EXECUTION_ID}/Reactive/actions.jsonl"
+        assert out.actions_bucket == BUCKET and out.actions_key == f"executions/{EXECUTION_ID}/Reactive/actions-00000.jsonl"
         assert out.metrics.model_dump() == {"input_count": 2, "action_count": 2, "actions_by_channel": {"email": 1, "push": 1}}
         first, second = await actions_of(objects, out)
         assert first == {
@@ -171,7 +171,7 @@ class TestBatch:
         out = await reactive.run(ReactiveInput.model_validate(store_like), make_context("Reactive"))
         data = out.to_json()
         assert data["metrics"] == {"inputCount": 1, "actionCount": 1, "actionsByChannel": {"email": 1}}
-        assert data["actionsKey"] == f"executions/{EXECUTION_ID}/Reactive/actions.jsonl"
+        assert data["actionsKey"] == f"executions/{EXECUTION_ID}/Reactive/actions-00000.jsonl"
         assert through_json(ReactiveOutput, out) == out
 
     async def test_bad_config_is_a_permanent_error(self, make_context):

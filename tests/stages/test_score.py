@@ -55,7 +55,7 @@ def test_the_shipped_config_loads_through_importlib_resources():
 
 def test_every_model_scores_every_candidate(make_context, clock):
     out = run_score(make_context, make_candidate("C1"), make_candidate("C2", order_value=300.0))
-    assert out.metrics.model_dump() == {"input_count": 2, "scored_count": 2, "fallback_count": 0, "error_count": 0}
+    assert out.metrics.model_dump() == {"input_count": 2, "scored_count": 2, "fallback_count": 0, "error_count": 0, "record_error_count": 0}
     assert out.primary_model == PROPENSITY and out.fallbacks_by_model == {}
     for candidate in out.candidates:
         assert set(candidate.scores) == {PROPENSITY, HEURISTIC}
@@ -125,7 +125,7 @@ def test_heuristic_mixes_recency_half_life_and_capped_value(make_context):
 def test_a_failing_model_falls_back_and_is_counted(make_context, clock):
     no_trust = make_candidate("C1", customer_trust_score=None)
     out = run_score(make_context, no_trust, make_candidate("C2"))
-    assert out.metrics.model_dump() == {"input_count": 2, "scored_count": 2, "fallback_count": 1, "error_count": 0}
+    assert out.metrics.model_dump() == {"input_count": 2, "scored_count": 2, "fallback_count": 1, "error_count": 0, "record_error_count": 0}
     assert out.fallbacks_by_model == {PROPENSITY: 1}
     s = out.candidates[0].scores[PROPENSITY]
     assert (s.value, s.confidence) == (0.1, 0.05)
@@ -145,7 +145,7 @@ def test_a_non_finite_input_is_a_model_failure(make_context):
 def test_a_candidate_no_model_can_score_is_an_error_and_kept(make_context):
     hopeless = make_candidate("C1", order_value=None, delivery_date=None, event_date=None)
     out = run_score(make_context, hopeless, make_candidate("C2"), make_candidate("C3", customer_trust_score=None))
-    assert out.metrics.model_dump() == {"input_count": 3, "scored_count": 2, "fallback_count": 1, "error_count": 1}
+    assert out.metrics.model_dump() == {"input_count": 3, "scored_count": 2, "fallback_count": 1, "error_count": 1, "record_error_count": 0}
     [kept] = out.unscored
     assert kept.customer_id == "C1"
     assert {m: s.metadata["fallback"] for m, s in kept.scores.items()} == {PROPENSITY: True, HEURISTIC: True}
@@ -204,7 +204,7 @@ def test_input_ignores_what_filter_adds_and_output_round_trips(make_context):
     }
     out = score_stage.run(ScoreInput.model_validate(filter_like), make_context("Score"))
     data = out.to_json()
-    assert data["metrics"] == {"inputCount": 1, "scoredCount": 1, "fallbackCount": 0, "errorCount": 0}
+    assert data["metrics"] == {"inputCount": 1, "scoredCount": 1, "fallbackCount": 0, "errorCount": 0, "recordErrorCount": 0}
     assert data["primaryModel"] == PROPENSITY
     assert set(data["candidates"][0]["scores"][PROPENSITY]) == {"modelId", "value", "confidence", "timestamp", "metadata"}
     assert through_json(ScoreOutput, out) == out

@@ -106,7 +106,7 @@ class _Timeout:
         fire = lambda: self._fire(kind)  # noqa: E731
         handle = frame.clock.call_later(seconds, fire)
         if frame.execution.wall_limits:
-            self._handles = (handle, WallBackstop(frame.clock, seconds, fire))
+            self._handles = (handle, WallBackstop(frame.clock, seconds, fire, restartable=True))
         else:
             self._handles = (handle,)
 

@@ -24,3 +24,14 @@ def queue_lambda_results(endpoint: str, results: list[Any]) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         response.read()
+
+
+def stage_result(stage: str, execution: str = "x") -> dict[str, Any]:
+    """A stage pointer with no parts, for moto's canned Lambda results.
+
+    Each later stage's Map then has no item, so the Lambda calls are ETL and then each
+    stage's manifest assembly, one per stage, in order.
+    """
+    return {"stage": stage, "outputKey": f"executions/{execution}/{stage}/output.json", "counts": {"inputCount": 3},
+            "partList": f"executions/{execution}/{stage}/parts.jsonl", "parts": []}
+

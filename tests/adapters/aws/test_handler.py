@@ -110,7 +110,7 @@ def test_the_stage_handlers_hand_data_from_stage_to_stage_through_s3(workflow_re
 
     keys, candidates = asyncio.run(read_back())
     assert {p["outputKey"] for p in pointers.values()} <= set(keys)
-    assert f"executions/{execution_id}/Reactive/actions.jsonl" in keys
+    assert f"executions/{execution_id}/Reactive/actions-00000.jsonl" in keys
     assert candidates == stored["storedCount"]
 
 

@@ -136,6 +136,39 @@ def test_queues_bucket_and_outputs_are_as_the_platform_needs() -> None:
     assert {"StateMachineArn", "WorkflowBucket", "QueueUrl", "DLQUrl"} <= set(template["Outputs"])
 
 
+def test_the_deployed_queues_and_pipe_are_read_from_the_spec_and_the_local_pipe_constants() -> None:
+    from ceap_engine.pipeline.names import dlq_name, queue_name
+    from ceap_engine.pipeline.spec import QueueSpec
+    from ceap_engine.queueing.pipe import PIPE_BATCH_SIZE, PIPE_INPUT_TEMPLATE
+    from ceap_engine.storage.queue import settings_to_attributes
+
+    base = workflow_spec("tuned", "express")
+    spec = base.model_copy(update={"queue": QueueSpec(visibility_timeout_seconds=120, max_receive_count=5,
+                                                      retention_seconds=3600, dlq_retention_seconds=7200)})
+    template = synthesize(spec)
+    resources = template["Resources"]
+
+    # Every setting the local queue has is the deployed queue's property of the same name.
+    for logical, name, settings in (("Queue", queue_name(spec), spec.queue.settings(dlq_name(spec))),
+                                    ("DeadLetterQueue", dlq_name(spec), spec.queue.dlq_settings())):
+        properties = resources[logical]["Properties"]
+        local = settings_to_attributes(settings)
+        redrive = local.pop("RedrivePolicy", None)
+        assert properties["QueueName"] == name
+        assert {key: str(properties[key]) for key in local} == local
+        if redrive is not None:
+            assert properties["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+                                                   "maxReceiveCount": json.loads(redrive)["maxReceiveCount"]}
+    assert resources["Queue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert "5 times" in template["Outputs"]["DLQUrl"]["Description"]
+    assert "failed 5 times" in resources["DeadLetterQueueAlarm"]["Properties"]["AlarmDescription"]
+    pipe = resources["Pipe"]["Properties"]
+    assert pipe["SourceParameters"]["SqsQueueParameters"]["BatchSize"] == PIPE_BATCH_SIZE
+    assert pipe["TargetParameters"]["InputTemplate"] == PIPE_INPUT_TEMPLATE
+    # workflow_spec keeps the built-in spec's queue settings.
+    assert base.queue == QueueSpec()
+
+
 def test_only_standard_workflows_have_the_glue_job() -> None:
     assert "HeavyETLJob" not in synthesize(workflow_spec("demo", "express"))["Resources"]
     job = synthesize(workflow_spec("demo", "standard"))["Resources"]["HeavyETLJob"]["Properties"]
@@ -213,7 +246,10 @@ def test_each_stage_has_its_own_role_reading_the_previous_stage_and_writing_only
 
 def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then() -> None:
     spec = workflow_spec("demo", "standard")
-    plain = build_definition(spec)
+    # The Express workflow fans out with inline Maps only; the Standard one with Distributed Maps.
+    express = workflow_spec("demo", "express")
+    plain = build_definition(express)
+    assert has_distributed_map(build_definition(spec))
     mapped = {"StartAt": "Fan", "States": {"Fan": {"Type": "Map", "End": True, "ItemReader": {}, "ItemProcessor": {
         "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}, "StartAt": "P",
         "States": {"P": {"Type": "Pass", "End": True}}}}}}
@@ -228,7 +264,7 @@ def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then(
     assert sids["ReadMapItems"]["Action"] == ["s3:GetObject"]
     assert "s3:PutObject" in sids["WriteMapResults"]["Action"]
     assert sids["WriteMapResults"]["Resource"] == [{"Fn::Sub": "${WorkflowBucket.Arn}/executions/*"}]
-    assert not {"RunMapChildExecutions", "ReadMapItems"} & {st["Sid"] for st in machine_role_statements(spec, plain)}
+    assert not {"RunMapChildExecutions", "ReadMapItems"} & {st["Sid"] for st in machine_role_statements(express, plain)}
 
 
 def test_alarms_watch_the_dlq_executions_and_each_function_and_mail_only_when_asked() -> None:
@@ -272,3 +308,24 @@ def test_ceap_synth_takes_the_runtime_and_the_alarm_address_and_refuses_bad_ones
     assert template["Resources"]["AlarmTopicEmail"]["Properties"]["Endpoint"] == "ops@example.com"
     assert bad_runtime.exit_code == 2
     assert bad_email.exit_code == 2 and "not an e-mail address" in bad_email.output
+
+
+@pytest.mark.parametrize("workflow_type", ["express", "standard"])
+def test_the_deployed_template_fits_cloudformations_inline_limit(workflow_type: str) -> None:
+    from adapters.aws.template import TEMPLATE_BODY_LIMIT, deploy_body
+
+    template = synthesize(workflow_spec("a-long-workflow-name", workflow_type))
+
+    body = deploy_body(template)
+    assert len(body.encode()) <= TEMPLATE_BODY_LIMIT and json.loads(body) == template
+    assert len(template_body(template).encode()) > len(body.encode())  # synth's indented text is for reading
+
+
+def test_a_template_over_the_inline_limit_is_refused_naming_the_limit() -> None:
+    from adapters.aws.template import deploy_body
+
+    template = synthesize(workflow_spec("demo", "express"))
+    template["Description"] = "x" * 60_000
+
+    with pytest.raises(ValueError, match="over CloudFormation's 51,200-byte TemplateBody limit"):
+        deploy_body(template)
