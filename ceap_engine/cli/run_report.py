@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 
+from ceap_engine.pipeline.builder import MANIFEST, PART, fans_out
+from ceap_engine.pipeline.builtin import BUILTIN
 from ceap_engine.pipeline.layout import failure_key
 from ceap_engine.pipeline.local import PipelineResult, StageProgress
 
 from ._output import console, envelope, err_console
 
-__all__ = ["RunProgress", "json_document", "name_claim_json", "print_summary", "reconciliation"]
+__all__ = ["RunProgress", "json_document", "name_claim_json", "print_summary", "reconciliation", "timeout_hint"]
 
 #: Show the workflow clock beside the wall clock once it is ahead by this much: the virtual clock skipped
 #: a wait (a retry interval, a Wait state). Behind the wall clock it is only "no wait yet", not news.
@@ -30,43 +33,130 @@ def _scalar_counts(counts: Mapping[str, Any] | None) -> str:
 
 
 class RunProgress:
-    """One line per stage attempt on stderr: wall time since the start, the workflow clock where it differs, counts.
+    """Progress lines on stderr: wall time since the start, the workflow clock where it differs, counts.
 
-    ``counts_of(stage)`` supplies counts a stage's result does not carry (a Glue
-    job run: its metrics come from the job's own summary).
+    A stage that fans out over parts (a Map of ``<Stage>.Part`` calls, then ``<Stage>.Manifest``)
+    gets one line as its first part starts, a line of parts done / total and records/s at most
+    every ``every`` seconds (and when the last part is done), and its ``ok`` line with the whole
+    stage's counts once its manifest is written. ``counts_of(stage)`` supplies counts a stage's
+    result does not carry (a Glue job run: its metrics come from the job's own summary).
 
     >>> p = RunProgress(clock_start=0.0, enabled=False)
     >>> p.line(StageProgress("ETL", "started", 1, 0.0), wall=1.25)
     '   1.2s  > ETL'
+    >>> p.line(StageProgress("ETL", "succeeded", 1, 0.0, counts={"processedCount": 9}, part_count=2), wall=2.0)
+    '   2.0s  ok ETL  processedCount=9  (2 parts, 12 records/s)'
+    >>> p.line(StageProgress("Filter.Part", "started", 1, 0.0, part=0), wall=2.0)
+    '   2.0s  > Filter  (2 parts)'
+    >>> p.line(StageProgress("Filter.Part", "succeeded", 1, 0.0, counts={"inputCount": 5}, part=0), wall=2.5)
+    '   2.5s  .. Filter  part 1/2 done, 5 records, 10 records/s'
     """
 
     def __init__(self, clock_start: float, enabled: bool,
-                 counts_of: Callable[[str], Mapping[str, Any] | None] | None = None) -> None:
+                 counts_of: Callable[[str], Mapping[str, Any] | None] | None = None, every: float = 1.0) -> None:
         self.clock_start = clock_start
         self.enabled = enabled
         self.counts_of = counts_of
+        self.every = every
         self.began = time.perf_counter()
+        self._next_parts = 0  # the part count the last finished call wrote: the next Map's items
+        self._parts: dict[str, _PartsDone] = {}
+        self._started: dict[str, float] = {}
 
-    def line(self, p: StageProgress, wall: float) -> str:
-        """The plain-text line of one progress step (``wall`` seconds since the run began)."""
+    def line(self, p: StageProgress, wall: float) -> str | None:
+        """The plain-text line of one progress step (``wall`` seconds since the run began), or None."""
         clock = p.at - self.clock_start
         at = f"{wall:6.1f}s"
         if clock - wall > _CLOCK_SKEW_SHOWN:
             at += f" (workflow clock t+{clock:.1f}s)"
+        stage, step = p.stage.rsplit(".", 1) if p.stage.endswith((PART, MANIFEST)) else (p.stage, "")
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
+        if step == PART[1:]:
+            return self._part_line(p, stage, at, attempt, wall)
         if p.status == "started":
-            return f"{at}  > {p.stage}{attempt}"
+            if step:
+                return None
+            self._started[stage] = wall
+            return f"{at}  > {stage}{attempt}"
         if p.status == "succeeded":
+            self._next_parts = p.part_count or 0
             counts = p.counts if p.counts is not None else (self.counts_of(p.stage) if self.counts_of else None)
-            return f"{at}  ok {p.stage}{attempt}  {_scalar_counts(counts)}".rstrip()
+            text = f"{at}  ok {stage}{attempt}  {_scalar_counts(counts)}".rstrip()
+            done = self._parts.pop(stage, None)
+            if done is None and stage in self._started:  # one call: its own records/s
+                read = int((counts or {}).get("processedCount") or (counts or {}).get("inputCount") or 0)
+                done = _PartsDone(total=1, began=self._started.pop(stage), records=read)
+            notes = [f"{p.part_count} part{'s' if p.part_count != 1 else ''}"] if p.part_count else []
+            if done is not None and done.records:
+                notes.append(f"{done.rate(wall)} records/s")
+            return text + (f"  ({', '.join(notes)})" if notes else "")
         return f"{at}  failed {p.stage}{attempt}: {(p.error or '')[:300]}"
+
+    def _part_line(self, p: StageProgress, stage: str, at: str, attempt: str, wall: float) -> str | None:
+        done = self._parts.get(stage)
+        if done is None:
+            done = self._parts[stage] = _PartsDone(total=self._next_parts, began=wall)
+            if p.status == "started":
+                total = f"  ({done.total} part{'s' if done.total != 1 else ''})" if done.total else ""
+                return f"{at}  > {stage}{total}"
+        where = f" part {p.part + 1}" if p.part is not None else ""
+        if p.status == "failed":
+            return f"{at}  failed {stage}{where}{attempt}: {(p.error or '')[:300]}"
+        if p.status != "succeeded":
+            return None
+        done.parts += 1
+        done.records += int((p.counts or {}).get("inputCount") or 0)
+        last = done.total and done.parts >= done.total
+        if done.total <= 1 or (not last and wall - done.shown < self.every):
+            return None
+        done.shown = wall
+        total = f"/{done.total}" if done.total else ""
+        return f"{at}  .. {stage}  part {done.parts}{total} done, {done.records:,} records, {done.rate(wall)} records/s"
 
     def __call__(self, p: StageProgress) -> None:
         if not self.enabled:
             return
-        text = escape(self.line(p, time.perf_counter() - self.began))
+        line = self.line(p, time.perf_counter() - self.began)
+        if line is None:
+            return
         style = {"started": "cyan", "succeeded": "green"}.get(p.status, "red")
-        err_console.print(f"[{style}]{text}[/]")
+        err_console.print(f"[{style}]{escape(line)}[/]")
+
+
+@dataclass
+class _PartsDone:
+    """How far a stage's parts have got (for :class:`RunProgress`)."""
+
+    total: int
+    began: float
+    parts: int = 0
+    records: int = 0
+    shown: float = 0.0
+
+    def rate(self, wall: float) -> str:
+        seconds = wall - self.began
+        return f"{self.records / seconds:,.0f}" if seconds > 0 else "-"
+
+
+def timeout_hint(result: PipelineResult) -> str | None:
+    """What to do when a built-in EXPRESS workflow's stage ran out of its TimeoutSeconds (else None).
+
+    Locally the Task timeouts hold on wall time too, and the realtime workflow's are short (Express's
+    300 s budget, docs/cli.md): a big day, or a busy machine, can outrun them.
+    """
+    failure = result.failure or {}
+    if failure.get("Error") != "States.Timeout" or result.workflow not in BUILTIN:
+        return None
+    spec = BUILTIN[result.workflow]
+    if spec.type != "express":
+        return None
+    stage = next((s for s in spec.stages if s.name == failure.get("stage")), None)
+    if stage is None:
+        return None
+    each = "each part call" if fans_out(spec, stage) else "its call"
+    return (f"the {spec.name} workflow (EXPRESS) gives {stage.name} {stage.task_timeout_seconds} s for {each}, so "
+            f"that every run fits Express's 300 s (docs/cli.md); a day this big, or a machine this busy, needs "
+            f"more: run it with --workflow batch, whose stages keep their full timeouts")
 
 
 def reconciliation(counts: dict[str, Any], chained: dict[str, Any] | None = None,
@@ -150,6 +240,9 @@ def print_summary(result: PipelineResult, store: Path, wall_seconds: float) -> N
         console.print(f"[red]cause:[/] {escape(cause)}")
         if result.failure is not None:
             console.print(f"failure:    {root}/{failure_key(result.execution_id)} (stage {result.failure.get('stage')})")
+        hint = timeout_hint(result)
+        if hint:
+            console.print(f"[yellow]hint:[/] {escape(hint)}")
 
 
 def name_claim_json(result: PipelineResult) -> dict[str, Any] | None:
