@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -144,6 +145,7 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     from ..serve.integrations import AwsApiRunner, LambdaRouter
     from ..serve.pipes import ServedPipes
     from ..serve.service import StepFunctionsService
+    from ._http import one_write_protocol
 
     base = VirtualClock() if clock_kind is ServeClock.virtual else RealClock()
     clock = ScaledClock(base, scale) if scale != 1.0 else base
@@ -174,7 +176,10 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     endpoint.mount("AWSStepFunctions", service.handle)
     endpoint.mount("AmazonSQS", sqs.handle, headers=response_headers)
     endpoint.refuse_query(query_protocol_refusal)
+    # No proxy-header rewriting (nothing sits in front of a local endpoint) and no "server: uvicorn"
+    # header (AWS sends none): both cost time on every request.
     config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False,
+                            http=one_write_protocol(), proxy_headers=False, server_header=False,
                             timeout_graceful_shutdown=5)  # a 60 s GetActivityTask poll must not hold a Ctrl-C
     server = uvicorn.Server(config)
     # uvicorn's own handlers would re-raise Ctrl-C after shutdown; ours just stop the server.
@@ -209,6 +214,10 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     if pipe:
         pipes.start()
     running = ", ".join(p.queue for p in pipes.pipes) if pipe else "off"
+    # What startup loaded (the API model botocore ships, the compiled workflows) lives as long as the
+    # server: out of the collector's sight, so its full collections stop walking it on every request burst.
+    gc.collect()
+    gc.freeze()
     print(f"{READY} {url} (data: {data}; resumed {len(resumed)} execution(s); pipes: {running or 'none'})", flush=True)
     try:
         await serving

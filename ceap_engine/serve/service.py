@@ -287,7 +287,9 @@ class StepFunctionsService:
         return {"stateMachineAliases": page} | ({"nextToken": token} if token else {})
 
     # -- executions -----------------------------------------------------------------------
-    def _start(self, body: dict[str, Any], *, sync: bool, durable: bool = False) -> tuple[Run | None, ExecutionRecord]:
+    def _start(self, body: dict[str, Any], *, sync: bool, durable: bool = False) -> Any:
+        """Start what ``body`` asks for: ``(run or None if already running, record)``; a sync one not
+        ``durable`` gives an awaitable of its record at the end instead (StartSyncExecution: nothing to track)."""
         arn, _, test_case = body["stateMachineArn"].partition("#")
         target = self.machines.resolve(arn, self.rng)
         if sync and target.type != EXPRESS:
@@ -315,6 +317,10 @@ class StepFunctionsService:
         if test_case:
             extra["testCase"] = test_case
         try:
+            if sync and not durable:
+                return self.runs.run_sync(target.engine, target.compiled, state_machine_arn=target.arn,
+                                          state_machine_name=target.name, execution_type=target.type, name=name,
+                                          input_value=value, input_text=input_text, mocks=mocks, extra=extra)
             run = self.runs.start(target.engine, target.compiled, state_machine_arn=target.arn,
                                   state_machine_name=target.name, execution_type=target.type, name=name,
                                   input_value=value, input_text=input_text, mocks=mocks, extra=extra, sync=sync,
@@ -344,10 +350,7 @@ class StepFunctionsService:
         return {"executionArn": record.execution_arn, "startDate": record.start_date}
 
     async def do_StartSyncExecution(self, body: dict[str, Any]) -> dict[str, Any]:
-        run, _ = self._start(body, sync=True)
-        assert run is not None
-        await asyncio.shield(run.finished)
-        record = run.record
+        record = await self._start(body, sync=True)  # type: ignore[misc]
         doc = _record_json(record)
         for key in ("redriveCount", "redriveStatus"):
             doc.pop(key, None)
