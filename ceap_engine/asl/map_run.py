@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,7 +76,7 @@ class MapRun:
     results_written: bool = False
     children: list[ChildExecution] = field(default_factory=list)
     _running: int = 0
-    _changed: asyncio.Condition | None = None
+    _waiters: deque[asyncio.Future] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.start_date = self.start_date or self.clock.time()
@@ -94,27 +95,38 @@ class MapRun:
             self.tolerated_count = tolerated_count
         if tolerated_percentage is not None:
             self.tolerated_percentage = tolerated_percentage
-        if self._changed is not None:
-            changed = self._changed
+        self._wake()
 
-            async def wake() -> None:
-                async with changed:
-                    changed.notify_all()
+    # -- the limiter (the interface of an asyncio.Semaphore, with a limit that may change) ----
+    def _free(self) -> bool:
+        return self.max_concurrency <= 0 or self._running < self.max_concurrency
 
-            asyncio.ensure_future(wake())
-
-    # -- the limiter (the interface of an asyncio.Semaphore) --------------------------
     async def acquire(self) -> None:
-        if self._changed is None:
-            self._changed = asyncio.Condition()
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.max_concurrency <= 0 or self._running < self.max_concurrency)
-            self._running += 1
+        while not self._free():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                else:  # woken, then cancelled: the slot goes to the next one
+                    self._wake()
+                raise
+        self._running += 1
 
     def release(self) -> None:
         self._running -= 1
-        if self._changed is not None:
-            self.update()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake as many waiting children, first come first, as there are free slots."""
+        slots = len(self._waiters) if self.max_concurrency <= 0 else self.max_concurrency - self._running
+        while slots > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                slots -= 1
 
     # -- children --------------------------------------------------------------------
     async def run_child(self, index: int, value: Any, frame: Any, running: Callable[[], Awaitable[Any]]) -> Any:

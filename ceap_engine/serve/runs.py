@@ -80,7 +80,7 @@ class ExecutionRuns:
         self.live: dict[str, Run] = {}
         self._flusher: asyncio.Task | None = None
         self._closed = False
-        #: Called with every finished run (the service releases its task tokens there).
+        #: Called with every finished run it tracks (a StartSyncExecution nothing journals is no Run).
         self.on_finish: list[Callable[[Run], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
