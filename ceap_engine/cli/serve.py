@@ -160,7 +160,9 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     if remote["lambda_endpoint"]:
         functions = LambdaRouter(functions, endpoint_url=remote["lambda_endpoint"], region=region)
     runners.register_lambda(functions)
-    engine = Engine(clock=clock, runners=runners, region=region, account=account)
+    aws_clients = contextlib.AsyncExitStack()
+    objects = await _s3_objects(aws_clients, aws_url, region) if aws_url else None
+    engine = Engine(clock=clock, runners=runners, region=region, account=account, object_store=objects)
     service = StepFunctionsService(journal, engine, mock_config=mocks, keep_express_history=keep_express,
                                    region=region, account=account, wait_scale=scale, tokens=tokens)
     # The queues live on the unscaled clock: --wait-time-scale scales the engine's timers, not SQS's.
@@ -198,6 +200,7 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
         await service.runs.close()
         for closer in closers:
             closer.close()
+        await aws_clients.aclose()
         raise CeapError(f"ceap serve cannot listen on {host}:{port}: {exc.strerror or exc}; "
                         "pick another --port (0: any free one)") from None
     serving = asyncio.ensure_future(server.serve(sockets=[listener]))
@@ -226,7 +229,18 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
         await service.runs.close()
         for closer in closers:
             closer.close()
+        await aws_clients.aclose()
         _withdraw(advertised)
+
+
+async def _s3_objects(stack: contextlib.AsyncExitStack, aws_url: str, region: str) -> Any:
+    """S3 at ``--aws-endpoint-url`` (or AWS) as the object store of Distributed Map ItemReader/ResultWriter."""
+    from adapters.aws.objects import S3ObjectStore
+    from adapters.aws.session import AwsClients, AwsSettings
+
+    clients = await stack.enter_async_context(
+        AwsClients(AwsSettings(region=region, endpoint_url=None if aws_url == "aws" else aws_url)))
+    return S3ObjectStore(await clients.client("s3"))
 
 
 async def _register_workflows(service: Any, pipes: Any, data: Path, clock: Any, region: str, account: str) -> list[Any]:
