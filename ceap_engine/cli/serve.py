@@ -63,7 +63,7 @@ def serve(
     lambda_endpoint: Annotated[str | None, typer.Option("--lambda-endpoint", help="Lambda Invoke API for functions without a "
                                                         "local handler (MiniStack, sam local start-lambda, AWS)")] = None,
     aws_endpoint_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="Where aws-sdk:* and optimized integrations "
-                                                         "(sqs, sns, dynamodb, events, glue .sync) go: an emulator URL, or 'aws' "
+                                                         "(sqs, sns, dynamodb, events, glue .sync) and Distributed Map ItemReader/ResultWriter go: an emulator URL, or 'aws' "
                                                          "for AWS itself (usual credential chain); default: not served")] = None,
     mock_config: Annotated[Path | None, typer.Option("--mock-config", envvar="SFN_MOCK_CONFIG",
                                                      help="Step Functions Local MockConfigFile: start '<arn>#<TestCase>' to use a test case")] = None,
