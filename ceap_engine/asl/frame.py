@@ -61,6 +61,7 @@ class ExecutionView(Protocol):
     rng: random.Random
     runners: Any  # ceap_engine.runtime.tasks.TaskRunners
     object_store: ObjectStore | None
+    map_runs: Any  # ceap_engine.asl.map_run.MapRuns | None
     history: Any  # ceap_engine.asl.history.ExecutionHistory
     context_execution: dict[str, Any]
     context_state_machine: dict[str, Any]

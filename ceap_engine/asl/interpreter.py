@@ -27,6 +27,7 @@ from ceap_engine.asl.flow import ABSENT
 from ceap_engine.asl.frame import Program
 from ceap_engine.asl.history import ExecutionHistory, RawJson, iso_timestamp
 from ceap_engine.asl.jsonpath import PathNotFound
+from ceap_engine.asl.map_run import MapRuns
 from ceap_engine.asl.payload import PAYLOAD_LIMIT_BYTES, RuntimeFailure, data_limit_cause, payload_size
 from ceap_engine.asl.states import Terminal
 from ceap_engine.errors import InputError, Problem, StatesError
@@ -260,6 +261,7 @@ class Execution:
         self.account = engine.account
         self.role_arn = engine.role_arn
         self.object_store = engine.object_store
+        self.map_runs = engine.map_runs
         self.state_machine_arn = f"arn:aws:states:{self.region}:{self.account}:stateMachine:{state_machine_name}"
         kind = "express" if execution_type == EXPRESS else "execution"
         self.arn = f"arn:aws:states:{self.region}:{self.account}:{kind}:{state_machine_name}:{name}"
@@ -474,6 +476,8 @@ class Engine:
     role_arn: str = "arn:aws:iam::123456789012:role/ceap-local"
     #: Where Distributed Map ItemReader/ResultWriter read and write (the local S3).
     object_store: ObjectStore | None = None
+    #: Where Distributed Map runs are reported (an endpoint's DescribeMapRun/UpdateMapRun), if anywhere.
+    map_runs: MapRuns | None = None
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -62,7 +63,7 @@ def serve(
     lambda_endpoint: Annotated[str | None, typer.Option("--lambda-endpoint", help="Lambda Invoke API for functions without a "
                                                         "local handler (MiniStack, sam local start-lambda, AWS)")] = None,
     aws_endpoint_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="Where aws-sdk:* and optimized integrations "
-                                                         "(sqs, sns, dynamodb, events, glue .sync) go: an emulator URL, or 'aws' "
+                                                         "(sqs, sns, dynamodb, events, glue .sync) and Distributed Map ItemReader/ResultWriter go: an emulator URL, or 'aws' "
                                                          "for AWS itself (usual credential chain); default: not served")] = None,
     mock_config: Annotated[Path | None, typer.Option("--mock-config", envvar="SFN_MOCK_CONFIG",
                                                      help="Step Functions Local MockConfigFile: start '<arn>#<TestCase>' to use a test case")] = None,
@@ -144,6 +145,7 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     from ..serve.integrations import AwsApiRunner, LambdaRouter
     from ..serve.pipes import ServedPipes
     from ..serve.service import StepFunctionsService
+    from ._http import one_write_protocol
 
     base = VirtualClock() if clock_kind is ServeClock.virtual else RealClock()
     clock = ScaledClock(base, scale) if scale != 1.0 else base
@@ -158,7 +160,9 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     if remote["lambda_endpoint"]:
         functions = LambdaRouter(functions, endpoint_url=remote["lambda_endpoint"], region=region)
     runners.register_lambda(functions)
-    engine = Engine(clock=clock, runners=runners, region=region, account=account)
+    aws_clients = contextlib.AsyncExitStack()
+    objects = await _s3_objects(aws_clients, aws_url, region) if aws_url else None
+    engine = Engine(clock=clock, runners=runners, region=region, account=account, object_store=objects)
     service = StepFunctionsService(journal, engine, mock_config=mocks, keep_express_history=keep_express,
                                    region=region, account=account, wait_scale=scale, tokens=tokens)
     # The queues live on the unscaled clock: --wait-time-scale scales the engine's timers, not SQS's.
@@ -174,7 +178,10 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     endpoint.mount("AWSStepFunctions", service.handle)
     endpoint.mount("AmazonSQS", sqs.handle, headers=response_headers)
     endpoint.refuse_query(query_protocol_refusal)
+    # No proxy-header rewriting (nothing sits in front of a local endpoint) and no "server: uvicorn"
+    # header (AWS sends none): both cost time on every request.
     config = uvicorn.Config(endpoint, host=host, port=port, log_level=log_level, lifespan="off", access_log=False,
+                            http=one_write_protocol(), proxy_headers=False, server_header=False,
                             timeout_graceful_shutdown=5)  # a 60 s GetActivityTask poll must not hold a Ctrl-C
     server = uvicorn.Server(config)
     # uvicorn's own handlers would re-raise Ctrl-C after shutdown; ours just stop the server.
@@ -193,6 +200,7 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
         await service.runs.close()
         for closer in closers:
             closer.close()
+        await aws_clients.aclose()
         raise CeapError(f"ceap serve cannot listen on {host}:{port}: {exc.strerror or exc}; "
                         "pick another --port (0: any free one)") from None
     serving = asyncio.ensure_future(server.serve(sockets=[listener]))
@@ -209,6 +217,10 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
     if pipe:
         pipes.start()
     running = ", ".join(p.queue for p in pipes.pipes) if pipe else "off"
+    # What startup loaded (the API model botocore ships, the compiled workflows) lives as long as the
+    # server: out of the collector's sight, so its full collections stop walking it on every request burst.
+    gc.collect()
+    gc.freeze()
     print(f"{READY} {url} (data: {data}; resumed {len(resumed)} execution(s); pipes: {running or 'none'})", flush=True)
     try:
         await serving
@@ -217,7 +229,18 @@ async def _serve(host: str, port: int, data: Path, handlers: list[tuple[str, Any
         await service.runs.close()
         for closer in closers:
             closer.close()
+        await aws_clients.aclose()
         _withdraw(advertised)
+
+
+async def _s3_objects(stack: contextlib.AsyncExitStack, aws_url: str, region: str) -> Any:
+    """S3 at ``--aws-endpoint-url`` (or AWS) as the object store of Distributed Map ItemReader/ResultWriter."""
+    from adapters.aws.objects import S3ObjectStore
+    from adapters.aws.session import AwsClients, AwsSettings
+
+    clients = await stack.enter_async_context(
+        AwsClients(AwsSettings(region=region, endpoint_url=None if aws_url == "aws" else aws_url)))
+    return S3ObjectStore(await clients.client("s3"))
 
 
 async def _register_workflows(service: Any, pipes: Any, data: Path, clock: Any, region: str, account: str) -> list[Any]:

@@ -67,6 +67,8 @@ def parse_resource(arn: str) -> ResourceInfo | None:
     >>> parse_resource("arn:aws:states:::glue:startJobRun.sync").pattern
     'sync'
     """
+    if _ACTIVITY_RE.match(arn):  # first: an activity named like an action ("work") matches _SERVICE_RE too
+        return ResourceInfo(arn, "activity", "activity", "activity", arn)
     m = _SERVICE_RE.match(arn)
     if m:
         service, action, pattern = m.group(1), m.group(2), m.group(3) or ""
@@ -75,8 +77,6 @@ def parse_resource(arn: str) -> ResourceInfo | None:
     m = _LAMBDA_RE.match(arn)
     if m:
         return ResourceInfo(arn, "lambda", "lambda:function", "lambda", arn, "", m.group(4))
-    if _ACTIVITY_RE.match(arn):
-        return ResourceInfo(arn, "activity", "activity", "activity", arn)
     return None
 
 

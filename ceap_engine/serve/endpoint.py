@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ceap_engine._json import compact_json
 from ceap_engine.serve.errors import ServiceError
 
 __all__ = ["ApiHandler", "Endpoint", "HeaderMaker", "QueryHandler"]
@@ -40,6 +41,12 @@ QueryHandler = Callable[[dict[str, str]], tuple[int, str]]
 
 _log = logging.getLogger("ceap.serve")
 _CONTENT_TYPE = b"application/x-amz-json-1.0"
+
+
+def _request_id() -> bytes:
+    """A random (version 4) UUID as AWS's request ids are, formatted without building a ``uuid.UUID``."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}".encode()
 
 
 class Endpoint:
@@ -91,7 +98,7 @@ class Endpoint:
             return
         text = target.decode("latin-1")
         status, document = await self.dispatch(text, body, scope.get("method", "POST"))
-        payload = json.dumps(document, separators=(",", ":")).encode()
+        payload = compact_json(document).encode()
         extra: Mapping[str, str] = {}
         maker = self._headers.get(text.partition(".")[0])
         if maker is not None:
@@ -106,7 +113,7 @@ class Endpoint:
         headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
         names = {name.lower() for name in extra}
         if "x-amzn-requestid" not in names:
-            headers.append((b"x-amzn-requestid", str(uuid.uuid4()).encode()))
+            headers.append((b"x-amzn-requestid", _request_id()))
         headers += [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()
                     if name.lower() not in ("content-type", "content-length")]
         await send({"type": "http.response.start", "status": status, "headers": headers})

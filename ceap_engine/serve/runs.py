@@ -26,12 +26,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ceap_engine._json import compact_json
 from ceap_engine.asl.definition import StateMachine
 from ceap_engine.asl.interpreter import STANDARD, Engine, Execution
 from ceap_engine.ports import ExecutionJournal, ExecutionRecord
@@ -43,8 +43,19 @@ FLUSH_SECONDS = 0.05
 _log = logging.getLogger("ceap.serve")
 
 
-def _json_text(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+async def _ended(execution: Execution, state_machine_arn: str, input_text: str, extra: dict[str, Any]) -> ExecutionRecord:
+    assert execution.task is not None
+    await asyncio.shield(execution.task)  # a dropped connection does not stop the execution
+    status = execution.status
+    return ExecutionRecord(execution.arn, state_machine_arn, execution.name, execution.type, status,
+                           execution.start_time, input_text, execution.stop_time,
+                           compact_json(execution.output) if status == "SUCCEEDED" else None,
+                           execution.error, execution.cause, extra)
+
+
+async def _record_at_end(run: Run) -> ExecutionRecord:
+    await asyncio.shield(run.finished)
+    return run.record
 
 
 @dataclass
@@ -69,7 +80,7 @@ class ExecutionRuns:
         self.live: dict[str, Run] = {}
         self._flusher: asyncio.Task | None = None
         self._closed = False
-        #: Called with every finished run (the service releases its task tokens there).
+        #: Called with every finished run it tracks (a StartSyncExecution nothing journals is no Run).
         self.on_finish: list[Callable[[Run], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
@@ -122,12 +133,29 @@ class ExecutionRuns:
         execution.task.add_done_callback(lambda _task: self._finish(run))
         return run
 
+    def run_sync(self, engine: Engine, machine: StateMachine, *, state_machine_arn: str, state_machine_name: str,
+                 execution_type: str, name: str | None, input_value: Any, input_text: str, mocks: Any = None,
+                 extra: dict[str, Any] | None = None) -> Awaitable[ExecutionRecord]:
+        """Start a StartSyncExecution (errors raise here); await the result for its record at the end.
+
+        Nothing is journaled unless ``keep_express_history`` (at most once: a crash loses it),
+        so it is only the engine's execution, awaited - no :class:`Run`, no record until it ended.
+        """
+        if self.keep_express_history:
+            run = self.start(engine, machine, state_machine_arn=state_machine_arn, state_machine_name=state_machine_name,
+                             execution_type=execution_type, name=name, input_value=input_value, input_text=input_text,
+                             mocks=mocks, extra=extra, sync=True)
+            return _record_at_end(run)
+        execution = engine.start(machine, input_value, name=name, state_machine_name=state_machine_name,
+                                 execution_type=execution_type, input_text=input_text, mocks=mocks)
+        return _ended(execution, state_machine_arn, input_text, extra or {})
+
     def _finish(self, run: Run) -> None:
         if self._closed:
             return
         execution = run.execution
         status = execution.status
-        output = _json_text(execution.output) if status == "SUCCEEDED" else None
+        output = compact_json(execution.output) if status == "SUCCEEDED" else None
         run.record = replace(run.record, status=status, stop_date=execution.stop_time, output=output,
                              error=execution.error, cause=execution.cause)
         try:

@@ -33,6 +33,7 @@ from ceap_engine.runtime.mocks import MockConfig
 from ceap_engine.serve.callbacks import TaskTokens, with_task_tokens
 from ceap_engine.serve.errors import ServiceError
 from ceap_engine.serve.machines import StateMachines, check_name, definition_error
+from ceap_engine.serve.map_runs import ServedMapRuns
 from ceap_engine.serve.resume import plan_resume
 from ceap_engine.serve.runs import ExecutionRuns, Run
 from ceap_engine.serve.shapes import RequestShapes
@@ -95,6 +96,8 @@ class StepFunctionsService:
         self.shapes = shapes or RequestShapes.load("stepfunctions")
         self.machines = StateMachines(journal, engine, engine.clock, region=region, account=account)
         self.runs = ExecutionRuns(journal, keep_express_history=keep_express_history)
+        self.map_runs = ServedMapRuns(journal)
+        engine.map_runs = self.map_runs
         # ``engine.runners`` should be the CallbackRunners of these tokens, for .waitForTaskToken Tasks.
         self.tokens = tokens if tokens is not None else getattr(engine.runners, "tokens", None) or TaskTokens()
         self.mock_config = mock_config
@@ -123,6 +126,7 @@ class StepFunctionsService:
     def register(self, name: str, definition: str, machine_type: str, engine: Engine, role_arn: str) -> str:
         """Register (or refresh) a machine the server provides itself, served by its own ``engine``."""
         arn = self.machines.arn("stateMachine", name)
+        engine.map_runs = self.map_runs
         if arn in self.machines.machines:
             doc = self.machines.machines[arn]
             if self.machines.revision(doc["revisionId"]) != definition:
@@ -283,7 +287,9 @@ class StepFunctionsService:
         return {"stateMachineAliases": page} | ({"nextToken": token} if token else {})
 
     # -- executions -----------------------------------------------------------------------
-    def _start(self, body: dict[str, Any], *, sync: bool, durable: bool = False) -> tuple[Run | None, ExecutionRecord]:
+    def _start(self, body: dict[str, Any], *, sync: bool, durable: bool = False) -> Any:
+        """Start what ``body`` asks for: ``(run or None if already running, record)``; a sync one not
+        ``durable`` gives an awaitable of its record at the end instead (StartSyncExecution: nothing to track)."""
         arn, _, test_case = body["stateMachineArn"].partition("#")
         target = self.machines.resolve(arn, self.rng)
         if sync and target.type != EXPRESS:
@@ -311,6 +317,10 @@ class StepFunctionsService:
         if test_case:
             extra["testCase"] = test_case
         try:
+            if sync and not durable:
+                return self.runs.run_sync(target.engine, target.compiled, state_machine_arn=target.arn,
+                                          state_machine_name=target.name, execution_type=target.type, name=name,
+                                          input_value=value, input_text=input_text, mocks=mocks, extra=extra)
             run = self.runs.start(target.engine, target.compiled, state_machine_arn=target.arn,
                                   state_machine_name=target.name, execution_type=target.type, name=name,
                                   input_value=value, input_text=input_text, mocks=mocks, extra=extra, sync=sync,
@@ -340,10 +350,7 @@ class StepFunctionsService:
         return {"executionArn": record.execution_arn, "startDate": record.start_date}
 
     async def do_StartSyncExecution(self, body: dict[str, Any]) -> dict[str, Any]:
-        run, _ = self._start(body, sync=True)
-        assert run is not None
-        await asyncio.shield(run.finished)
-        record = run.record
+        record = await self._start(body, sync=True)  # type: ignore[misc]
         doc = _record_json(record)
         for key in ("redriveCount", "redriveStatus"):
             doc.pop(key, None)
@@ -351,8 +358,16 @@ class StepFunctionsService:
         doc["billingDetails"] = {"billedMemoryUsedInMB": 64, "billedDurationInMilliseconds": duration_ms}
         return doc
 
-    def _visible(self, arn: str) -> ExecutionRecord:
+    def _visible(self, arn: str, *, history: bool = False) -> ExecutionRecord:
+        """The execution an API call names (``history``: its events are asked for, which Express has not)."""
         parts = self.machines.check_arn(arn, ("execution", "express"))
+        if len(parts) == 8 and "/" in parts[6]:  # a Distributed Map's child: Express ones are shown too
+            child = self.map_runs.record(arn)
+            if child is None:
+                raise ServiceError("ExecutionDoesNotExist", f"Execution Does Not Exist: '{arn}'")
+            if history and child.type == EXPRESS and not self.runs.keep_express_history:
+                raise ServiceError("InvalidArn", "Invalid Arn: 'Resource type not valid in this context: express'")
+            return child
         if parts[5] == "express" and not self.runs.keep_express_history:
             raise ServiceError("InvalidArn", "Invalid Arn: 'Resource type not valid in this context: express'")
         record = self.runs.record(arn)
@@ -382,8 +397,12 @@ class StepFunctionsService:
         return {"stopDate": self.clock.time()}
 
     def do_ListExecutions(self, body: dict[str, Any]) -> dict[str, Any]:
+        if "mapRunArn" in body and "stateMachineArn" in body:
+            raise ServiceError("ValidationException", "Specify either a stateMachineArn or a mapRunArn, not both")
         if "mapRunArn" in body:
-            raise ServiceError("ResourceNotFound", f"Resource not found: '{body['mapRunArn']}'")
+            children = self.map_runs.executions(body["mapRunArn"], body.get("statusFilter"))
+            page, token = _page([_record_json(r, full=False) for r in children], body)
+            return {"executions": page} | ({"nextToken": token} if token else {})
         if "stateMachineArn" not in body:
             raise ServiceError("ValidationException", "Must specify either a stateMachineArn or a mapRunArn")
         arn = body["stateMachineArn"]
@@ -400,8 +419,11 @@ class StepFunctionsService:
         return {"executions": page} | ({"nextToken": token} if token else {})
 
     def do_GetExecutionHistory(self, body: dict[str, Any]) -> dict[str, Any]:
-        record = self._visible(body["executionArn"])
-        events = self.runs.history(record.execution_arn)
+        record = self._visible(body["executionArn"], history=True)
+        if "mapRunArn" in record.extra:
+            events = self.map_runs.history(record.execution_arn)
+        else:
+            events = self.runs.history(record.execution_arn)
         if body.get("reverseOrder"):
             events.reverse()
         if body.get("includeExecutionData") is False:
@@ -492,6 +514,14 @@ class StepFunctionsService:
                 runs[-1].setdefault("stopDate", event["timestamp"])
         page, token = _page(runs, body)
         return {"mapRuns": page} | ({"nextToken": token} if token else {})
+
+    def do_DescribeMapRun(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.map_runs.describe(body["mapRunArn"])
+
+    def do_UpdateMapRun(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Change a running map run's maxConcurrency and tolerated failures (children waiting start at once)."""
+        self.map_runs.update(body)
+        return {}
 
     # -- tags -----------------------------------------------------------------------------
     def do_TagResource(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -82,9 +82,10 @@ class RequestShapes:
                 problems.append(f"Value '{value}' at '{where}' failed to satisfy constraint: "
                                 f"Member must satisfy enum value set: [{', '.join(shape['enum'])}]")
             self._length(shape, len(value), value, where, problems)
-        elif kind in ("integer", "long"):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ServiceError("SerializationException", f"Expected an integer at '{where}'")
+        elif kind in ("integer", "long", "float", "double"):
+            integral = kind in ("integer", "long")
+            if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+                raise ServiceError("SerializationException", f"Expected {'an integer' if integral else 'a number'} at '{where}'")
             if "min" in shape and value < shape["min"]:
                 problems.append(f"Value '{value}' at '{where}' failed to satisfy constraint: "
                                 f"Member must have value greater than or equal to {shape['min']}")

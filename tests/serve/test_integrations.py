@@ -107,3 +107,29 @@ def test_lambda_resolves_to_a_local_handler_then_the_invoke_endpoint(remote_serv
     arn = sfn.create_state_machine(name="Broken", definition=json.dumps(broken), roleArn=ROLE)["stateMachineArn"]
     doc = _wait(sfn, sfn.start_execution(stateMachineArn=arn, input='{"fail": true}')["executionArn"])
     assert (doc["status"], doc["error"]) == ("FAILED", "ValueError")
+
+
+def test_distributed_map_reads_its_items_from_s3_and_writes_its_results_there(remote_server, moto_endpoint) -> None:
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="test",
+                      aws_secret_access_key="test")
+    bucket = f"items-{time.time_ns()}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/items.json", Body=json.dumps([{"n": i} for i in range(5)]).encode())
+    definition = {"StartAt": "Fan", "States": {"Fan": {
+        "Type": "Map", "End": True, "MaxConcurrency": 2,
+        "ItemReader": {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "JSON"},
+                       "Parameters": {"Bucket": bucket, "Key": "in/items.json"}},
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}, "StartAt": "Keep",
+                          "States": {"Keep": {"Type": "Pass", "End": True}}},
+        "ResultWriter": {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": bucket, "Prefix": "out"}}}}}
+    sfn = remote_server.client()
+    arn = sfn.create_state_machine(name=f"Items{time.time_ns()}", definition=json.dumps(definition),
+                                   roleArn=ROLE)["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
+    doc = _wait(sfn, execution)
+    assert doc["status"] == "SUCCEEDED", doc
+    written = json.loads(doc["output"])["ResultWriterDetails"]
+    assert written["Bucket"] == bucket and s3.get_object(Bucket=bucket, Key=written["Key"])["Body"].read()
+    run = sfn.describe_map_run(mapRunArn=sfn.list_map_runs(executionArn=execution)["mapRuns"][0]["mapRunArn"])
+    assert (run["itemCounts"]["total"], run["itemCounts"]["succeeded"], run["itemCounts"]["resultsWritten"]) == (5, 5, 5)
+    assert run["maxConcurrency"] == 2

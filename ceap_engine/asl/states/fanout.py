@@ -8,7 +8,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import math
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +19,7 @@ from ..flow import ABSENT, CatchClause, DataFlow
 from ..frame import Children, Frame, Program
 from ..jsonata_flow import describe_type, query_failure
 from ..map_io import ItemBatcher, ItemReader, write_results
+from ..map_run import MapRun, allowed_failures
 from ..payload import RuntimeFailure, ValuePath, compile_template, to_json
 from .base import Retrying
 
@@ -85,6 +85,7 @@ class MapState(Retrying):
         self.processor = processor
         config = (raw.get("ItemProcessor") or raw.get("Iterator") or {}).get("ProcessorConfig") or {}
         self.distributed = config.get("Mode") == "DISTRIBUTED"
+        self.child_type = config.get("ExecutionType", "STANDARD")
         self.label = raw.get("Label")
         self.items_path = ValuePath(raw["ItemsPath"]) if "ItemsPath" in raw else None
         selector = raw.get("ItemSelector", raw.get("Parameters", ABSENT))
@@ -143,12 +144,7 @@ class MapState(Retrying):
     def tolerance(self, frame: Frame, effective: Any, total: int) -> int:
         """How many failed iterations the Map tolerates (AWS: count or percentage, whichever allows more)."""
         count, percentage = self.tolerance_settings(frame, effective)
-        allowed = 0
-        if count is not None:
-            allowed = max(allowed, count)
-        if percentage is not None:
-            allowed = max(allowed, math.floor(total * percentage / 100))
-        return allowed
+        return allowed_failures(count, percentage, total)
 
     def tolerance_settings(self, frame: Frame, effective: Any) -> tuple[int | None, float | None]:
         if self.jsonata:
@@ -235,12 +231,15 @@ class MapState(Retrying):
         children = [(self.processor, value, index) for index, value in enumerate(inputs)]
         concurrency = self.concurrency(frame, effective)
         frame.event("MapStateStarted", {"length": len(children)})
-        tolerated = self.tolerance(frame, effective, len(children))
         if self.distributed:
-            results = await self._run_distributed(frame, children, concurrency, tolerated)
+            count, percentage = self.tolerance_settings(frame, effective)
+            sizes = [len(v["Items"]) if self.item_batcher is not None and isinstance(v, dict)
+                     and isinstance(v.get("Items"), list) else 1 for v in inputs]
+            results = await self._run_distributed(frame, children, concurrency, count, percentage, sizes)
         else:
             results = await run_children(
-                frame, children, max_concurrency=concurrency, map_name=self.name, tolerated_failures=tolerated,
+                frame, children, max_concurrency=concurrency, map_name=self.name,
+                tolerated_failures=self.tolerance(frame, effective, len(children)),
             )
         if self.result_writer is not None:
             results = await write_results(frame, self, raw, effective, results)
@@ -250,22 +249,37 @@ class MapState(Retrying):
         frame.last_event = before
         return self.finish(frame, raw, results)
 
-    async def _run_distributed(self, frame: Frame, children: list, concurrency: int, tolerated: int) -> list[Any]:
+    async def _run_distributed(self, frame: Frame, children: list, concurrency: int, count: int | None,
+                               percentage: float | None, sizes: list[int]) -> list[Any]:
         execution = frame.execution
+        label = f"/{self.label or self.name}"
         run_arn = (
-            f"{execution.state_machine_arn.replace(':stateMachine:', ':mapRun:')}/{self.label or self.name}:"
+            f"{execution.state_machine_arn.replace(':stateMachine:', ':mapRun:')}{label}:"
             f"{uuid.UUID(int=frame.rng.getrandbits(128), version=4)}"
         )
         started = frame.event("MapRunStarted", {"mapRunArn": run_arn})
+        run = MapRun(run_arn, execution.arn, execution.state_machine_arn + label, execution.clock, sizes,
+                     child_type=self.child_type, max_concurrency=concurrency, tolerated_count=count,
+                     tolerated_percentage=percentage)
+        runs = execution.map_runs
+        if runs is not None:
+            runs.started(run)
         try:
-            results = await run_children(
-                frame, children, max_concurrency=concurrency, tolerated_failures=tolerated, record_events=False,
-                threshold_error=True,
-            )
+            results = await run_children(frame, children, record_events=False, threshold_error=True, map_run=run)
         except StatesError:
             frame.last_event = started
             frame.event("MapRunFailed")
+            run.finish("FAILED")
             raise
+        except BaseException:
+            run.finish("ABORTED")
+            raise
+        else:
+            run.results_written = self.result_writer is not None
+            run.finish("SUCCEEDED")
+        finally:
+            if runs is not None:
+                runs.ended(run)
         frame.last_event = started
         frame.event("MapRunSucceeded")
         return results
@@ -283,12 +297,15 @@ async def run_children(
     tolerated_failures: int = 0,
     record_events: bool = True,
     threshold_error: bool = False,
+    map_run: MapRun | None = None,
 ) -> list[Any]:
     """Run sub-programs concurrently; return their outputs in order.
 
     The first failure beyond ``tolerated_failures`` stops the others and is
     raised - as ``States.ExceedToleratedFailureThreshold`` when
     ``threshold_error`` (a Distributed Map run), else as the child's own error.
+    A ``map_run`` (Distributed Map) sets the concurrency and the tolerated
+    failures instead, both changeable while it runs, and records each child.
 
     previousEventId follows what AWS records: each child's first event
     points at the event that started the children; MapIterationSucceeded/
@@ -303,7 +320,9 @@ async def run_children(
     if not children:
         return results
     limit = max_concurrency if max_concurrency and max_concurrency > 0 else len(children)
-    semaphore = asyncio.Semaphore(limit) if limit < len(children) else None
+    semaphore: Any = asyncio.Semaphore(limit) if limit < len(children) else None
+    if map_run is not None:
+        semaphore = map_run
     failures: list[StatesError] = []
     failed_count = 0
     done_frames: list[Frame] = []
@@ -340,6 +359,9 @@ async def run_children(
                 try:
                     if record_events:
                         results[position] = await execution.run_program(program, value, child)
+                    elif map_run is not None:
+                        results[position] = await map_run.run_child(
+                            position, value, child, lambda: execution.run_detached(program, value, child))
                     else:
                         results[position] = await execution.run_detached(program, value, child)
                 except asyncio.CancelledError:
@@ -357,7 +379,7 @@ async def run_children(
                         last_iteration_end = execution.history.add(
                             "MapIterationFailed", end, {"index": index, "name": map_name}
                         )
-                    if failed_count > tolerated_failures:
+                    if failed_count > (map_run.tolerated if map_run is not None else tolerated_failures):
                         stopped = True
                         if record_events:
                             failed_at = end
