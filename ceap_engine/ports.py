@@ -239,6 +239,11 @@ class CandidateStore(Protocol):
     (``None``: "only if there is no record yet"); if another writer got there
     first the key comes back in :attr:`PutResult.conflicts` and nothing of it is
     written. :func:`ceap_engine.storage.candidates.write_candidates` is that loop.
+
+    A store may also offer ``async get_many(keys) -> list[CandidateRecord | None]``
+    (:meth:`get` of many keys in one call, in the keys' order; the SQLite and memory
+    stores do): the Store and Reactive stages read through it when it is there, and
+    key by key (16 at a time) when it is not.
     """
 
     async def put_batch(

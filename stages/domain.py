@@ -48,6 +48,7 @@ __all__ = [
     "UtcDatetime",
     "action_id",
     "candidate_context",
+    "content_of",
     "describe_validation_error",
     "eligible_channels",
     "engagement_key",
@@ -478,16 +479,16 @@ def action_id(candidate: Candidate, channel: str) -> str:
 
 # What changes between two runs over the same data without the candidate changing:
 # when and by which execution it was computed and stored.
-_VOLATILE_METADATA = ("created_at", "updated_at", "expires_at", "version", "workflow_execution_id")
+_VOLATILE_METADATA = ("createdAt", "updatedAt", "expiresAt", "version", "workflowExecutionId")
 
 
-def _content(candidate: Candidate) -> dict[str, Any]:
-    document = candidate.model_dump(mode="json")
+def content_of(document: dict[str, Any]) -> dict[str, Any]:
+    """What a candidate's JSON form (camelCase) says, timestamps and version aside (changed in place)."""
     for name in _VOLATILE_METADATA:
         document["metadata"].pop(name, None)
     for score in document["scores"].values():
         score.pop("timestamp", None)
-    for rejection in document["rejection_history"]:
+    for rejection in document["rejectionHistory"]:
         rejection.pop("timestamp", None)
     return document
 
@@ -502,7 +503,7 @@ def same_content(a: Candidate, b: Candidate) -> bool:
     >>> same_content(c, c.model_copy(update={"metadata": CandidateMetadata(version=7)}))
     True
     """
-    return _content(a) == _content(b)
+    return content_of(a.to_json()) == content_of(b.to_json())
 class RecordFailure(CamelModel):
     """One record a stage could not process: its key, a reason code and the message (an errors part line)."""
 

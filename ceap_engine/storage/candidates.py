@@ -274,12 +274,19 @@ async def write_candidates(
         async with limit:
             return await store.get(*key)
 
+    get_many = getattr(store, "get_many", None)  # a store that reads many keys in one call (SQLite, memory)
+
+    async def read_all(keys: list[Key]) -> list[CandidateRecord | None]:
+        if get_many is not None:
+            return list(await get_many(keys))
+        return list(await asyncio.gather(*(read(key) for key in keys)))
+
     pending = list(dict.fromkeys(keys))
     last_conflict: dict[Key, tuple[int | None, int | None]] = {}
     for _attempt in range(max_attempts):
         if not pending:
             break
-        stored = await asyncio.gather(*(read(key) for key in pending))
+        stored = await read_all(pending)
         records: list[CandidateRecord] = []
         expected: dict[Key, int | None] = {}
         for key, before in zip(pending, stored, strict=True):

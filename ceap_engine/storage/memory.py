@@ -247,6 +247,12 @@ class MemoryCandidateStore:
             entry = self._records.get((pk, sk))
         return entry.to_record() if entry is not None else None
 
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> list[CandidateRecord | None]:
+        """The records at ``keys`` (``None`` where there is none): :meth:`get` for many keys in one call."""
+        with self._lock:
+            entries = [self._records.get(key) for key in keys]
+        return [entry.to_record() if entry is not None else None for entry in entries]
+
     async def query(
         self,
         program_id: str,
