@@ -51,6 +51,7 @@ __all__ = [
     "content_of",
     "describe_validation_error",
     "eligible_channels",
+    "engagement_action_id",
     "engagement_key",
     "experiment_arm",
     "is_finite",
@@ -430,7 +431,7 @@ def load_config(model: type[CamelModel], config: Mapping[str, Any], stage: str) 
 
 def is_finite(value: float) -> bool:
     """False for NaN and infinities (which JSON cannot carry and models must not emit)."""
-    return not (math.isnan(value) or math.isinf(value))
+    return math.isfinite(value)
 
 
 # -- identity of effects: what an action or a stored row *is*, never which execution made it --
@@ -474,7 +475,12 @@ def action_id(candidate: Candidate, channel: str) -> str:
     >>> action_id(c, "email") != action_id(c, "push")
     True
     """
-    return hashlib.sha256(f"{engagement_key(candidate)}|{channel}".encode()).hexdigest()[:32]
+    return engagement_action_id(engagement_key(candidate), channel)
+
+
+def engagement_action_id(engagement: str, channel: str) -> str:
+    """:func:`action_id` from the candidate's :func:`engagement_key` (for a caller that has it already)."""
+    return hashlib.sha256(f"{engagement}|{channel}".encode()).hexdigest()[:32]
 
 
 # What changes between two runs over the same data without the candidate changing:

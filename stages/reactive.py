@@ -81,9 +81,9 @@ from .domain import (
     DateRange,
     Subject,
     UtcDatetime,
-    action_id,
     candidate_context,
     eligible_channels,
+    engagement_action_id,
     engagement_key,
     experiment_arm,
     RecordFailure,
@@ -229,7 +229,11 @@ def _action_for(
     candidate: wire.Candidate, input: ReactiveInput, config: ReactiveConfig, primary_model: str, execution_id: str,
     now: datetime,
 ) -> tuple[dict[str, object] | None, str | None]:
-    """The candidate's action (an :class:`EngagementAction` in its JSON form), or ``(None, skip reason)``."""
+    """The candidate's action (an :class:`EngagementAction` in its JSON form), or ``(None, skip reason)``.
+
+    The action's ``engagement`` (:func:`~stages.domain.engagement_key`) comes along in the
+    result's second place instead of a skip reason.
+    """
     score = primary_score(candidate, primary_model)
     channel, skip_reason = _choose(candidate, score, config)
     if channel is None:
@@ -237,9 +241,10 @@ def _action_for(
     assert score is not None
     program_id = candidate.program_id or input.program_id or ""
     window = candidate.attributes.timing_window
+    engagement = engagement_key(candidate)  # type: ignore[arg-type]
     # The fields of EngagementAction in its order (tests/stages/test_reactive.py compares the two).
     return {
-        "actionId": action_id(candidate, channel),  # type: ignore[arg-type]
+        "actionId": engagement_action_id(engagement, channel),
         "executionId": execution_id,
         "programId": program_id,
         "marketplace": candidate.marketplace or input.marketplace or "",
@@ -253,7 +258,7 @@ def _action_for(
         "notAfter": window.end if window else None,
         "experimentTreatment": candidate.metadata.experiment_treatment,
         "createdAt": now,
-    }, None
+    }, engagement
 
 
 async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
@@ -276,23 +281,23 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
     skipped: Counter[str] = Counter()
     errors: list[RecordFailure] = []
 
-    chosen: list[tuple[wire.Candidate, dict[str, object]]] = []
+    chosen: list[tuple[wire.Candidate, dict[str, object], str]] = []
     for candidate in input.candidates:
         try:
-            action, skip_reason = _action_for(candidate, input, config, primary_model, context.execution_id, now)
+            action, skip_or_engagement = _action_for(candidate, input, config, primary_model, context.execution_id, now)
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
             errors.append(record_failure(candidate, err))  # type: ignore[arg-type]
             continue
         if action is None:
-            skipped[skip_reason or "UNKNOWN"] += 1
+            skipped[skip_or_engagement or "UNKNOWN"] += 1
         else:
-            chosen.append((candidate, action))
+            chosen.append((candidate, action, skip_or_engagement or ""))
 
-    consumed_now = await _consumed_now(context, [candidate.key for candidate, _ in chosen])
+    consumed_now = await _consumed_now(context, [candidate.key for candidate, _, _ in chosen])
     rechecks: list[str | None] = ["ALREADY_CONSUMED" if gone else None for gone in consumed_now]
     # One execution issues each engagement: claim them all at once (a resumed
     # execution finds its own claims again), skip those another execution holds.
-    engagements = [engagement_key(c) if why is None else "" for (c, _), why in zip(chosen, rechecks, strict=True)]  # type: ignore[arg-type]
+    engagements = [engagement if why is None else "" for (_, _, engagement), why in zip(chosen, rechecks, strict=True)]
     open_engagements = [key for key in engagements if key]
     store = context.candidates
     holders = await store.claim_engagements(open_engagements, context.execution_id) if store and open_engagements else {}
@@ -300,7 +305,7 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
         if key and holders.get(key, context.execution_id) != context.execution_id:
             rechecks[n] = "ALREADY_ACTIONED"
     actions: list[dict[str, object]] = []
-    for (candidate, action), skip_reason in zip(chosen, rechecks, strict=True):
+    for (_, action, _), skip_reason in zip(chosen, rechecks, strict=True):
         if skip_reason is not None:
             skipped[skip_reason] += 1
             continue

@@ -200,7 +200,8 @@ async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
     primary_model = input.primary_model or primary_model_of(context)
     now = context.clock.now()
     # One write per key; with duplicate keys in the input the last one wins, as an upsert would.
-    latest: dict[tuple[str, str], wire.Candidate] = {candidate.key: candidate for candidate in input.candidates}
+    keys = [candidate.key for candidate in input.candidates]
+    latest: dict[tuple[str, str], wire.Candidate] = dict(zip(keys, input.candidates, strict=True))
     decided: dict[tuple[str, str], wire.Candidate] = {}
     # A candidate that cannot become a record is that record's error, not the batch's.
     errors: dict[tuple[str, str], RecordFailure] = {}
@@ -225,8 +226,7 @@ async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
 
     stored: list[wire.Candidate] = []
     failed: list[FailedWrite] = []
-    for candidate in input.candidates:
-        key = candidate.key
+    for candidate, key in zip(input.candidates, keys, strict=True):
         if key in errors:
             continue
         if key in writes.current and key not in writes.failed:
@@ -268,7 +268,7 @@ async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
         failed=failed,
         errors=list(errors.values()),
         metrics=StoreMetrics(input_count=len(input.candidates), stored_count=len(stored), failed_count=len(failed),
-                             error_count=sum(1 for c in input.candidates if c.key in errors)),
+                             error_count=sum(1 for key in keys if key in errors)),
     )
 
 

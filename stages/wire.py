@@ -16,7 +16,7 @@ rejects it as it always did.
     ('CUSTOMER#C-1#PROGRAM##MARKETPLACE#', 'SUBJECT#PRODUCT#B0X1')
 """
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -34,12 +34,14 @@ __all__ = [
     "CandidateMetadata",
     "ContextEntry",
     "ModelScore",
+    "OrderEvent",
     "Rejection",
     "Subject",
     "TimingWindow",
     "content",
     "replace",
     "to_builtins",
+    "utc",
 ]
 
 #: A timestamp with an offset (naive ones go to the model, which reads them as UTC).
@@ -48,6 +50,12 @@ NonEmpty = Annotated[str, Meta(min_length=1)]
 Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
 
 T = TypeVar("T")
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC (a naive one is taken to be UTC), as the models keep every timestamp."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
 replace = msgspec.structs.replace
 to_builtins = msgspec.to_builtins
 
@@ -120,6 +128,37 @@ class Rejection(_Wire, kw_only=True):
     reason: str
     reason_code: str
     timestamp: Timestamp
+
+
+#: An id as :class:`stages.etl.OrderEvent` keeps it: not blank, no surrounding whitespace
+#: (the model strips it; a padded id goes to the model).
+Id = Annotated[str, Meta(pattern=r"^\S(?:.*\S)?\Z")]
+
+
+class OrderEvent(_Wire, kw_only=True):
+    """:class:`stages.etl.OrderEvent` on the wire."""
+
+    event_id: Id
+    customer_id: Id
+    order_id: Id
+    marketplace: Id
+    product_id: Id
+    category: str | None = None
+    order_date: Timestamp
+    delivery_date: Timestamp | None = None
+    order_value: Annotated[float, Meta(ge=0.0)]
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}\Z")]
+    quantity: Annotated[int, Meta(ge=1)] = 1
+    channel_opt_ins: dict[str, bool] = {}
+    customer_trust_score: Unit | None = None
+    fraud_flag: bool = False
+    review_quality_score: Unit | None = None
+    prior_review_count: Annotated[int, Meta(ge=0)] = 0
+    media_eligible: bool = False
+
+    def __post_init__(self) -> None:
+        if self.delivery_date is not None and self.delivery_date < self.order_date:
+            raise ValueError("deliveryDate is before orderDate")  # the model says it in full
 
 
 class Candidate(_Wire, kw_only=True):

@@ -110,13 +110,24 @@ class RecordCodec:
                 kept.append(line if _OFFSET.search(line) is None else b"")
         return DecodedRecords(records, kept), failures
 
-    def decode_line(self, line: bytes) -> Any:
-        """One record, or a :class:`_Refused` with the model's message when the model refuses the line."""
+    def decode_own(self, line: bytes) -> Any:
+        """A line encoded from one of this codec's records (a stage's scratch data): no model needed."""
+        return self._one.decode(line)
+
+    def fast(self, line: bytes) -> Any:
+        """The line's record if the fast path takes it, else ``None`` (then ask the model)."""
         if _OFFSET.search(line) is None:
             try:
                 return self._one.decode(line)
             except (msgspec.DecodeError, ValueError, TypeError, OverflowError):
-                pass
+                return None
+        return None
+
+    def decode_line(self, line: bytes) -> Any:
+        """One record, or a :class:`_Refused` with the model's message when the model refuses the line."""
+        record = self.fast(line)
+        if record is not None:
+            return record
         try:
             normal = self.model.model_validate_json(line)
         except ValidationError as exc:

@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ceap_engine._json import strict_json
 from ceap_engine.errors import ConditionFailed, InputError, Problem
 from ceap_engine.ports import CandidateRecord, CandidateStore
 
@@ -99,8 +99,8 @@ def encode_candidate_data(record: CandidateRecord) -> str:
         problems.append(Problem("/data", f"data must be a JSON object (a mapping), got {type(record.data).__name__}"))
     else:
         try:
-            text = json.dumps(dict(record.data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            text = strict_json(dict(record.data))
+        except (TypeError, ValueError, RecursionError) as exc:
             problems.append(
                 Problem(
                     "/data",

