@@ -81,6 +81,7 @@ from ceap_engine.pipeline.stage import (
     decode_line,
     encode_struct,
     nesting_depth_exceeds,
+    paused_gc,
     split_lines,
 )
 
@@ -571,31 +572,32 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
     candidates = duplicates = failed_events = 0
     for spill in spills:
         await spill.close()
-        by_candidate: dict[tuple[str, str], list[tuple[int, wire.OrderEvent]]] = {}
-        seen: set[tuple[str, str, str]] = set()
-        for part in spill.parts:
-            for line in split_lines(await context.objects.get(context.bucket, part.key)):
-                number, _, body = line.partition(b"\t")
-                event = EVENTS.decode_own(body)  # written by pass 1 from a valid event
-                identity = (event.customer_id, event.product_id, event.event_id)
-                if identity in seen:
-                    duplicates += 1
+        with paused_gc():  # one partition's events at a time: see paused_gc
+            by_candidate: dict[tuple[str, str], list[tuple[int, wire.OrderEvent]]] = {}
+            seen: set[tuple[str, str, str]] = set()
+            for part in spill.parts:
+                for line in split_lines(await context.objects.get(context.bucket, part.key)):
+                    number, _, body = line.partition(b"\t")
+                    event = EVENTS.decode_own(body)  # written by pass 1 from a valid event
+                    identity = (event.customer_id, event.product_id, event.event_id)
+                    if identity in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(identity)
+                    by_candidate.setdefault((event.customer_id, event.product_id), []).append((int(number), event))
+            for (customer_id, product_id), events in by_candidate.items():
+                try:
+                    line = encode_struct(_merge(events, input, config, now, context.execution_id))
+                except (ValueError, OverflowError, RecursionError, ArithmeticError) as err:
+                    code, message = _merge_failure(err)
+                    failed_events += len(events)
+                    await errors.add(RecordError(
+                        line=min(n for n, _ in events), reason=message, reason_code=code, key=f"{customer_id}/{product_id}",
+                        lines=sorted(n for n, _ in events), event_id=events[0][1].event_id,
+                    ).to_json())
                     continue
-                seen.add(identity)
-                by_candidate.setdefault((event.customer_id, event.product_id), []).append((int(number), event))
-        for (customer_id, product_id), events in by_candidate.items():
-            try:
-                line = encode_struct(_merge(events, input, config, now, context.execution_id))
-            except (ValueError, OverflowError, RecursionError, ArithmeticError) as err:
-                code, message = _merge_failure(err)
-                failed_events += len(events)
-                await errors.add(RecordError(
-                    line=min(n for n, _ in events), reason=message, reason_code=code, key=f"{customer_id}/{product_id}",
-                    lines=sorted(n for n, _ in events), event_id=events[0][1].event_id,
-                ).to_json())
-                continue
-            await writer.add_line(line)
-            candidates += 1
+                await writer.add_line(line)
+                candidates += 1
         for part in spill.parts:
             await context.objects.delete(context.bucket, part.key)
     await writer.close()

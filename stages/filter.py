@@ -205,7 +205,7 @@ def _run_wire(input: FilterInput, context: StageContext) -> FilterOutput:
     """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     config: FilterConfig = load_config(FilterConfig, context.config, "Filter")
     settings = _Settings(config=config, as_of=reference_time(context.config, input.date_range, context.clock))
-    now = context.clock.now()
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
     passed: list[wire.Candidate | bytes] = []
     rejected: list[wire.Candidate] = []
     reasons: Counter[str] = Counter()

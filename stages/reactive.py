@@ -277,7 +277,7 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
     """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     config: ReactiveConfig = load_config(ReactiveConfig, context.config, "Reactive")
     primary_model = input.primary_model or primary_model_of(context)
-    now = context.clock.now()
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
     skipped: Counter[str] = Counter()
     errors: list[RecordFailure] = []
 

@@ -309,7 +309,7 @@ def _run_wire(input: ScoreInput, context: StageContext) -> ScoreOutput:
     """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     config = score_config(context.config)
     as_of = reference_time(context.config, input.date_range, context.clock)
-    now = context.clock.now()
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
     scored: list[wire.Candidate] = []
     unscored: list[wire.Candidate] = []
     fallbacks: Counter[str] = Counter()

@@ -198,7 +198,7 @@ async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
     """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     store = require_candidate_store(context)
     primary_model = input.primary_model or primary_model_of(context)
-    now = context.clock.now()
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
     # One write per key; with duplicate keys in the input the last one wins, as an upsert would.
     keys = [candidate.key for candidate in input.candidates]
     latest: dict[tuple[str, str], wire.Candidate] = dict(zip(keys, input.candidates, strict=True))

@@ -39,7 +39,7 @@ from ceap_engine.storage.parts import (
     split_lines,
 )
 from ceap_engine.storage.candidates import CandidateWrites, write_candidates
-from ceap_engine.pipeline.record_codec import RecordCodec, RecordWire, encode_struct
+from ceap_engine.pipeline.record_codec import RecordCodec, RecordWire, encode_struct, paused_gc
 
 __all__ = [
     "CandidateRecord",
@@ -65,6 +65,7 @@ __all__ = [
     "encode_record",
     "encode_struct",
     "nesting_depth_exceeds",
+    "paused_gc",
     "split_lines",
 ]
 
