@@ -47,7 +47,6 @@ from .domain import (
     Candidate,
     DateRange,
     RecordFailure,
-    eligible_channels,
     load_config,
     record_failure,
     reference_time,
@@ -99,6 +98,12 @@ class FilterOutput(CamelModel):
 class _Settings:
     config: FilterConfig
     as_of: datetime
+    allowed: frozenset[str] = frozenset()  # config.channels, for lookups
+    oldest: datetime | None = None  # as_of - maxEventAgeDays
+
+    @classmethod
+    def of(cls, config: FilterConfig, as_of: datetime) -> "_Settings":
+        return cls(config, as_of, frozenset(config.channels), as_of - timedelta(days=config.max_event_age_days))
 
 
 @dataclass(frozen=True)
@@ -118,8 +123,8 @@ def _already_consumed(c: wire.Candidate, s: _Settings) -> str | None:
 
 
 def _channel_ineligible(c: wire.Candidate, s: _Settings) -> str | None:
-    if eligible_channels(c, s.config.channels):
-        return None
+    if any(opted_in and channel in s.allowed for channel, opted_in in c.attributes.channel_eligibility.items()):
+        return None  # eligible_channels(c, allowed) is not empty
     return f"opted in to none of the allowed channels ({', '.join(s.config.channels)})"
 
 
@@ -161,8 +166,7 @@ def _event_too_old(c: wire.Candidate, s: _Settings) -> str | None:
     event_date = c.attributes.event_date
     if event_date is None:
         return "no event date"
-    oldest = s.as_of - timedelta(days=s.config.max_event_age_days)
-    if event_date < oldest:
+    if event_date < s.oldest:  # type: ignore[operator]
         age = (s.as_of - event_date).total_seconds() / 86400
         return f"latest order is {age:.1f} days old (limit {s.config.max_event_age_days:g} days)"
     return None
@@ -204,7 +208,7 @@ def run(input: FilterInput, context: StageContext) -> FilterOutput:
 def _run_wire(input: FilterInput, context: StageContext) -> FilterOutput:
     """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     config: FilterConfig = load_config(FilterConfig, context.config, "Filter")
-    settings = _Settings(config=config, as_of=reference_time(context.config, input.date_range, context.clock))
+    settings = _Settings.of(config, reference_time(context.config, input.date_range, context.clock))
     now = wire.utc(context.clock.now())  # as the models keep timestamps
     passed: list[wire.Candidate | bytes] = []
     rejected: list[wire.Candidate] = []

@@ -82,6 +82,23 @@ def test_a_timestamp_in_another_offset_is_read_in_utc_and_not_passed_through_as_
     assert records.lines[1] == b""  # encoded again in UTC, not handed on with its offset
 
 
+def test_only_lines_the_fast_path_read_are_handed_on_as_they_were():
+    records, failures = wire.CANDIDATES.codec.decode([line(GOOD), line(LAX[0]), line(with_("customerId", ""))])
+    assert len(failures) == 1 and records.lines[0] == line(GOOD)
+    assert records[1].attributes.order_value == 40.5 and records.lines[1] == b""  # "40.5" read by the model
+
+
+def test_an_order_event_with_padded_ids_is_read_by_the_model():
+    from stages.etl import EVENTS
+
+    event = {"eventId": "e1", "customerId": " C1 ", "orderId": "O1", "marketplace": "US", "productId": "B01",
+             "orderDate": "2025-03-02T10:00:00Z", "orderValue": 25.5, "currency": "USD"}
+    assert EVENTS.fast(line(event)) is None
+    assert EVENTS.decode_line(line(event)).customer_id == "C1"
+    assert EVENTS.fast(line({**event, "customerId": "C1"})).customer_id == "C1"
+    assert EVENTS.fast(line({**event, "currency": "USD\n"})) is None
+
+
 def test_a_line_that_is_not_json_fails_the_part_as_before():
     with pytest.raises(PermanentError, match="is not a valid FilterInput: .*Invalid JSON"):
         parse_part_input(_Stage, {}, [line(GOOD), b"{oops"], "s3://b/k")
