@@ -184,6 +184,9 @@ class CandidateRecord:
     score: float | None = None
     channels: frozenset[str] = field(default_factory=frozenset)
     data: Mapping[str, Any] = field(default_factory=dict)
+    #: ``data`` already encoded as compact JSON by its writer (the stages' wire encoder), so a
+    #: store need not encode it again; it must say exactly what ``data`` says. ``None``: encode ``data``.
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def pk(self) -> str:

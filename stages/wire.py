@@ -50,6 +50,7 @@ NonEmpty = Annotated[str, Meta(min_length=1)]
 Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
 
 T = TypeVar("T")
+_encoder = msgspec.json.Encoder()
 
 
 def utc(moment: datetime) -> datetime:
@@ -210,6 +211,8 @@ class Candidate(_Wire, kw_only=True):
             score=score,
             channels=frozenset(domain.eligible_channels(self)),  # type: ignore[arg-type]
             data=self.to_json(),
+            # One C call instead of the store's JSON encoder (its numbers are finite: decoded, or checked by Score).
+            data_json=_encoder.encode(self).decode(),
         )
 
 

@@ -97,6 +97,10 @@ def encode_candidate_data(record: CandidateRecord) -> str:
     text = ""
     if not isinstance(record.data, Mapping):
         problems.append(Problem("/data", f"data must be a JSON object (a mapping), got {type(record.data).__name__}"))
+    elif isinstance(record.data_json, str):
+        text = record.data_json  # encoded by the writer (see CandidateRecord.data_json)
+        if not _is_utf8(text):
+            problems.append(Problem("/data", "data holds a string that is not valid UTF-8 (a lone surrogate)"))
     else:
         try:
             text = strict_json(dict(record.data))
