@@ -37,6 +37,7 @@ __all__ = [
     "Candidate",
     "CandidateAttributes",
     "CandidateMetadata",
+    "CandidateViews",
     "CamelModel",
     "ContextEntry",
     "DateRange",
@@ -199,7 +200,50 @@ class Rejection(CamelModel):
     timestamp: UtcDatetime
 
 
-class Candidate(CamelModel):
+class CandidateViews:
+    """What both forms of a candidate - :class:`Candidate` and the Struct of :mod:`stages.wire` -
+    derive from their fields: the context ids and the record the candidate store keeps."""
+
+    __slots__ = ()
+    customer_id: str
+    context: Any
+    subject: Any
+
+    def context_id(self, type_: str) -> str | None:
+        """The id of the first context entry of this type (``"program"``, ``"marketplace"``)."""
+        return next((entry.id for entry in self.context if entry.type == type_), None)
+
+    @property
+    def program_id(self) -> str:
+        return self.context_id("program") or ""
+
+    @property
+    def marketplace(self) -> str:
+        return self.context_id("marketplace") or ""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encoded(self) -> str | None:
+        """:meth:`to_json` as compact JSON text when this form has it at hand, else ``None``."""
+        return None
+
+    def to_record(self, score: float | None = None) -> CandidateRecord:
+        """This candidate as the candidate store keeps it (keys, score, eligible channels, JSON)."""
+        return CandidateRecord(
+            customer_id=self.customer_id,
+            program_id=self.program_id,
+            marketplace=self.marketplace,
+            subject_type=self.subject.type,
+            subject_id=self.subject.id,
+            score=score,
+            channels=frozenset(eligible_channels(self)),  # type: ignore[arg-type]
+            data=self.to_json(),
+            data_json=self.encoded(),
+        )
+
+
+class Candidate(CamelModel, CandidateViews):
     """One (customer, subject) pair that the platform may engage.
 
     ``features`` holds numeric aggregates a HeavyETL (Spark) job adds between
@@ -215,31 +259,6 @@ class Candidate(CamelModel):
     metadata: CandidateMetadata = Field(default_factory=CandidateMetadata)
     rejection_history: list[Rejection] = Field(default_factory=list)
     features: dict[str, float] = Field(default_factory=dict)
-
-    def context_id(self, type_: str) -> str | None:
-        """The id of the first context entry of this type (``"program"``, ``"marketplace"``)."""
-        return next((entry.id for entry in self.context if entry.type == type_), None)
-
-    @property
-    def program_id(self) -> str:
-        return self.context_id("program") or ""
-
-    @property
-    def marketplace(self) -> str:
-        return self.context_id("marketplace") or ""
-
-    def to_record(self, score: float | None = None) -> CandidateRecord:
-        """This candidate as the candidate store keeps it (keys, score, eligible channels, JSON)."""
-        return CandidateRecord(
-            customer_id=self.customer_id,
-            program_id=self.program_id,
-            marketplace=self.marketplace,
-            subject_type=self.subject.type,
-            subject_id=self.subject.id,
-            score=score,
-            channels=frozenset(eligible_channels(self)),
-            data=self.to_json(),
-        )
 
     @property
     def key(self) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 from msgspec import Meta, Struct, field
 
-from ceap_engine.pipeline.stage import CandidateRecord, RecordCodec
+from ceap_engine.pipeline.stage import RecordCodec
 
 from . import domain
 
@@ -162,7 +162,7 @@ class OrderEvent(_Wire, kw_only=True):
             raise ValueError("deliveryDate is before orderDate")  # the model says it in full
 
 
-class Candidate(_Wire, kw_only=True):
+class Candidate(_Wire, domain.CandidateViews, kw_only=True):
     """:class:`stages.domain.Candidate` on the wire, with the same keys and helpers."""
 
     customer_id: NonEmpty
@@ -173,17 +173,6 @@ class Candidate(_Wire, kw_only=True):
     metadata: CandidateMetadata = field(default_factory=CandidateMetadata)
     rejection_history: list[Rejection] = []
     features: dict[str, float] = {}
-
-    def context_id(self, type_: str) -> str | None:
-        return next((entry.id for entry in self.context if entry.type == type_), None)
-
-    @property
-    def program_id(self) -> str:
-        return self.context_id("program") or ""
-
-    @property
-    def marketplace(self) -> str:
-        return self.context_id("marketplace") or ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -200,20 +189,9 @@ class Candidate(_Wire, kw_only=True):
         """The JSON form (camelCase keys, ISO 8601 timestamps), as the model's ``to_json``."""
         return to_builtins(self)
 
-    def to_record(self, score: float | None = None) -> CandidateRecord:
-        """This candidate as the candidate store keeps it (see :meth:`stages.domain.Candidate.to_record`)."""
-        return CandidateRecord(
-            customer_id=self.customer_id,
-            program_id=self.program_id,
-            marketplace=self.marketplace,
-            subject_type=self.subject.type,
-            subject_id=self.subject.id,
-            score=score,
-            channels=frozenset(domain.eligible_channels(self)),  # type: ignore[arg-type]
-            data=self.to_json(),
-            # One C call instead of the store's JSON encoder (its numbers are finite: decoded, or checked by Score).
-            data_json=_encoder.encode(self).decode(),
-        )
+    def encoded(self) -> str:
+        # One C call instead of the store's JSON encoder (its numbers are finite: decoded, or checked by Score).
+        return _encoder.encode(self).decode()
 
 
 class Candidates:
