@@ -32,6 +32,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -142,12 +143,16 @@ class LogisticModel(CamelModel):
     imputation_confidence_penalty: float = Field(0.1, ge=0, le=1)
     fallback: Fallback
 
+    @cached_property
+    def _enriched_needs(self) -> frozenset[str]:
+        """The HeavyETL features the enriched variant names (all present: it is the one used)."""
+        return frozenset(f for f in (self.enriched.coefficients if self.enriched else {}) if f in HEAVY_ETL_FEATURES)
+
     def score(self, candidate: Candidate, as_of: datetime) -> tuple[float, float, dict[str, Any]]:
         """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing."""
         variant_name, variant = "base", self.base
         if self.enriched is not None:
-            needed = {f for f in self.enriched.coefficients if f in HEAVY_ETL_FEATURES}
-            if all(FEATURES[f](candidate, as_of) is not None for f in needed):
+            if all(FEATURES[f](candidate, as_of) is not None for f in self._enriched_needs):
                 variant_name, variant = "enriched", self.enriched
         z = variant.intercept
         imputed = []
