@@ -288,7 +288,9 @@ def _end_to_end_sections(results: list[dict[str, Any]]) -> list[str]:
             "## Each stage on one core",
             "",
             f"`benchmarks/stage_speed.py` on {_num(d.get('records'), '{:,}')} generated order events: "
-            f"{d.get('driver')}. Decoding and encoding the part count in each stage's time. "
+            f"{d.get('driver')}. Decoding and encoding the part count in each stage's time "
+            "(records are msgspec Structs on the wire, the pydantic models refereeing what they refuse: "
+            "see docs/architecture.md, *Records on the wire*). "
             "The issue's target is 50,000 records/s for every stage.",
             "",
             *_md_table(["stage", "records", "seconds", "records/s"], [

@@ -3,8 +3,9 @@
 Generates ``--count`` order events, runs ETL over them and then Filter, Score, Store and
 Reactive each on its input part (in-memory object and candidate stores, one process, one
 core), and prints records per second per stage, JSON decoding and encoding of the part
-included (pydantic-core's JSON, already a dependency, parses and validates each part in one
-call; the standard library's C encoder writes records).
+included (msgspec decodes a part into the stages' Structs in one call and encodes their
+records; the pydantic models see only what the Structs refuse - see
+``ceap_engine/pipeline/record_codec.py``).
 
     python -m benchmarks.stage_speed [--count 10000]
 

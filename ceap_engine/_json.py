@@ -11,19 +11,19 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["compact_json", "json_size"]
+__all__ = ["compact_json", "json_size", "strict_json"]
 
 
-def _compact_encoder() -> Callable[[Any], str]:
+def _compact_encoder(allow_nan: bool = True) -> Callable[[Any], str]:
     try:
         from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - interpreters without the C accelerator
         c_make_encoder = None
     if c_make_encoder is None:  # pragma: no cover
-        return lambda value: json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return lambda value: json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)
     fallback = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
     # Arguments as json.JSONEncoder.iterencode passes them for this configuration.
-    encoder = c_make_encoder(None, fallback.default, encode_basestring, None, ":", ",", False, False, True)
+    encoder = c_make_encoder(None, fallback.default, encode_basestring, None, ":", ",", False, False, allow_nan)
 
     def encode(value: Any) -> str:
         if isinstance(value, str):
@@ -35,6 +35,11 @@ def _compact_encoder() -> Callable[[Any], str]:
 
 #: ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, faster.
 compact_json: Callable[[Any], str] = _compact_encoder()
+
+
+#: The same, refusing ``NaN``/``Infinity`` (``ValueError``) and non-JSON values (``TypeError``).
+#: No circular-reference check: a cyclic value raises ``RecursionError``.
+strict_json: Callable[[Any], str] = _compact_encoder(allow_nan=False)
 
 
 def json_size(value: Any) -> int:

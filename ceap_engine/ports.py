@@ -184,6 +184,9 @@ class CandidateRecord:
     score: float | None = None
     channels: frozenset[str] = field(default_factory=frozenset)
     data: Mapping[str, Any] = field(default_factory=dict)
+    #: ``data`` already encoded as compact JSON by its writer (the stages' wire encoder), so a
+    #: store need not encode it again; it must say exactly what ``data`` says. ``None``: encode ``data``.
+    data_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def pk(self) -> str:
@@ -239,6 +242,11 @@ class CandidateStore(Protocol):
     (``None``: "only if there is no record yet"); if another writer got there
     first the key comes back in :attr:`PutResult.conflicts` and nothing of it is
     written. :func:`ceap_engine.storage.candidates.write_candidates` is that loop.
+
+    A store may also offer ``async get_many(keys) -> list[CandidateRecord | None]``
+    (:meth:`get` of many keys in one call, in the keys' order; the SQLite and memory
+    stores do): the Store and Reactive stages read through it when it is there, and
+    key by key (16 at a time) when it is not.
     """
 
     async def put_batch(

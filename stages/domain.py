@@ -37,6 +37,7 @@ __all__ = [
     "Candidate",
     "CandidateAttributes",
     "CandidateMetadata",
+    "CandidateViews",
     "CamelModel",
     "ContextEntry",
     "DateRange",
@@ -48,8 +49,10 @@ __all__ = [
     "UtcDatetime",
     "action_id",
     "candidate_context",
+    "content_of",
     "describe_validation_error",
     "eligible_channels",
+    "engagement_action_id",
     "engagement_key",
     "experiment_arm",
     "is_finite",
@@ -197,7 +200,50 @@ class Rejection(CamelModel):
     timestamp: UtcDatetime
 
 
-class Candidate(CamelModel):
+class CandidateViews:
+    """What both forms of a candidate - :class:`Candidate` and the Struct of :mod:`stages.wire` -
+    derive from their fields: the context ids and the record the candidate store keeps."""
+
+    __slots__ = ()
+    customer_id: str
+    context: Any
+    subject: Any
+
+    def context_id(self, type_: str) -> str | None:
+        """The id of the first context entry of this type (``"program"``, ``"marketplace"``)."""
+        return next((entry.id for entry in self.context if entry.type == type_), None)
+
+    @property
+    def program_id(self) -> str:
+        return self.context_id("program") or ""
+
+    @property
+    def marketplace(self) -> str:
+        return self.context_id("marketplace") or ""
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def encoded(self) -> str | None:
+        """:meth:`to_json` as compact JSON text when this form has it at hand, else ``None``."""
+        return None
+
+    def to_record(self, score: float | None = None) -> CandidateRecord:
+        """This candidate as the candidate store keeps it (keys, score, eligible channels, JSON)."""
+        return CandidateRecord(
+            customer_id=self.customer_id,
+            program_id=self.program_id,
+            marketplace=self.marketplace,
+            subject_type=self.subject.type,
+            subject_id=self.subject.id,
+            score=score,
+            channels=frozenset(eligible_channels(self)),  # type: ignore[arg-type]
+            data=self.to_json(),
+            data_json=self.encoded(),
+        )
+
+
+class Candidate(CamelModel, CandidateViews):
     """One (customer, subject) pair that the platform may engage.
 
     ``features`` holds numeric aggregates a HeavyETL (Spark) job adds between
@@ -213,31 +259,6 @@ class Candidate(CamelModel):
     metadata: CandidateMetadata = Field(default_factory=CandidateMetadata)
     rejection_history: list[Rejection] = Field(default_factory=list)
     features: dict[str, float] = Field(default_factory=dict)
-
-    def context_id(self, type_: str) -> str | None:
-        """The id of the first context entry of this type (``"program"``, ``"marketplace"``)."""
-        return next((entry.id for entry in self.context if entry.type == type_), None)
-
-    @property
-    def program_id(self) -> str:
-        return self.context_id("program") or ""
-
-    @property
-    def marketplace(self) -> str:
-        return self.context_id("marketplace") or ""
-
-    def to_record(self, score: float | None = None) -> CandidateRecord:
-        """This candidate as the candidate store keeps it (keys, score, eligible channels, JSON)."""
-        return CandidateRecord(
-            customer_id=self.customer_id,
-            program_id=self.program_id,
-            marketplace=self.marketplace,
-            subject_type=self.subject.type,
-            subject_id=self.subject.id,
-            score=score,
-            channels=frozenset(eligible_channels(self)),
-            data=self.to_json(),
-        )
 
     @property
     def key(self) -> tuple[str, str]:
@@ -429,7 +450,7 @@ def load_config(model: type[CamelModel], config: Mapping[str, Any], stage: str) 
 
 def is_finite(value: float) -> bool:
     """False for NaN and infinities (which JSON cannot carry and models must not emit)."""
-    return not (math.isnan(value) or math.isinf(value))
+    return math.isfinite(value)
 
 
 # -- identity of effects: what an action or a stored row *is*, never which execution made it --
@@ -473,21 +494,26 @@ def action_id(candidate: Candidate, channel: str) -> str:
     >>> action_id(c, "email") != action_id(c, "push")
     True
     """
-    return hashlib.sha256(f"{engagement_key(candidate)}|{channel}".encode()).hexdigest()[:32]
+    return engagement_action_id(engagement_key(candidate), channel)
+
+
+def engagement_action_id(engagement: str, channel: str) -> str:
+    """:func:`action_id` from the candidate's :func:`engagement_key` (for a caller that has it already)."""
+    return hashlib.sha256(f"{engagement}|{channel}".encode()).hexdigest()[:32]
 
 
 # What changes between two runs over the same data without the candidate changing:
 # when and by which execution it was computed and stored.
-_VOLATILE_METADATA = ("created_at", "updated_at", "expires_at", "version", "workflow_execution_id")
+_VOLATILE_METADATA = ("createdAt", "updatedAt", "expiresAt", "version", "workflowExecutionId")
 
 
-def _content(candidate: Candidate) -> dict[str, Any]:
-    document = candidate.model_dump(mode="json")
+def content_of(document: dict[str, Any]) -> dict[str, Any]:
+    """What a candidate's JSON form (camelCase) says, timestamps and version aside (changed in place)."""
     for name in _VOLATILE_METADATA:
         document["metadata"].pop(name, None)
     for score in document["scores"].values():
         score.pop("timestamp", None)
-    for rejection in document["rejection_history"]:
+    for rejection in document["rejectionHistory"]:
         rejection.pop("timestamp", None)
     return document
 
@@ -502,7 +528,7 @@ def same_content(a: Candidate, b: Candidate) -> bool:
     >>> same_content(c, c.model_copy(update={"metadata": CandidateMetadata(version=7)}))
     True
     """
-    return _content(a) == _content(b)
+    return content_of(a.to_json()) == content_of(b.to_json())
 class RecordFailure(CamelModel):
     """One record a stage could not process: its key, a reason code and the message (an errors part line)."""
 

@@ -76,28 +76,27 @@ from ceap_engine.pipeline.stage import (
     NonFiniteNumber,
     ObjectNotFound,
     PermanentError,
+    RecordCodec,
     StageContext,
     decode_line,
+    encode_struct,
     nesting_depth_exceeds,
+    paused_gc,
     split_lines,
 )
+
+from . import wire
 
 from .domain import (
     DEFAULT_TIMING_WINDOW_END_DAYS,
     DEFAULT_TIMING_WINDOW_START_DAYS,
     CamelModel,
-    Candidate,
-    CandidateAttributes,
-    CandidateMetadata,
     DateRange,
-    Subject,
     UtcDatetime,
-    candidate_context,
     describe_validation_error,
     experiment_arm,
     is_finite,
     load_config,
-    timing_window_after,
 )
 
 __all__ = ["EtlConfig", "EtlInput", "EtlMetrics", "EtlOutput", "OrderEvent", "RecordError", "SkippedRecords", "run"]
@@ -429,8 +428,9 @@ def _validate(record: _ParsedRecord) -> tuple[OrderEvent | None, RecordError | N
 
 
 def _merge(
-    lined_events: list[tuple[int, OrderEvent]], payload: EtlInput, config: EtlConfig, now: datetime, execution_id: str
-) -> Candidate:
+    lined_events: list[tuple[int, wire.OrderEvent]], payload: EtlInput, config: EtlConfig, now: datetime,
+    execution_id: str,
+) -> wire.Candidate:
     # Oldest first; on equal order dates the later line counts as the newer event.
     events = [event for _, event in sorted(lined_events, key=lambda pair: (pair[1].order_date, pair[0]))]
     latest = events[-1]
@@ -441,15 +441,19 @@ def _merge(
     def latest_known(attribute: str) -> Any:
         return next((getattr(e, attribute) for e in reversed(events) if getattr(e, attribute) is not None), None)
 
-    attributes = CandidateAttributes(
+    order_value = round(sum(e.order_value for e in same_currency), 2)
+    if not is_finite(order_value):  # the wire encoder would write it as null
+        raise NonFiniteNumber("the record holds Infinity, which is not a finite number")
+    attributes = wire.CandidateAttributes(
         event_date=latest.order_date,
         delivery_date=delivery,
         timing_window=(
-            timing_window_after(delivery, config.timing_window_start_days, config.timing_window_end_days)
+            wire.TimingWindow(start=delivery + timedelta(days=config.timing_window_start_days),
+                              end=delivery + timedelta(days=config.timing_window_end_days))
             if delivery is not None
             else None
         ),
-        order_value=round(sum(e.order_value for e in same_currency), 2),
+        order_value=order_value,
         currency=latest.currency,
         media_eligible=any(e.media_eligible for e in events),
         channel_eligibility=dict(latest.channel_opt_ins),
@@ -461,16 +465,14 @@ def _merge(
         order_ids=list(dict.fromkeys(e.order_id for e in events)),
         source_event_ids=[e.event_id for e in events],
     )
-    return Candidate(
+    category = latest_known("category")
+    return wire.Candidate(
         customer_id=latest.customer_id,
-        context=candidate_context(payload.program_id, payload.marketplace),
-        subject=Subject(
-            type="PRODUCT",
-            id=latest.product_id,
-            metadata={"category": category} if (category := latest_known("category")) else {},
-        ),
+        context=[wire.ContextEntry(type="program", id=payload.program_id),
+                 wire.ContextEntry(type="marketplace", id=payload.marketplace)],
+        subject=wire.Subject(type="PRODUCT", id=latest.product_id, metadata={"category": category} if category else {}),
         attributes=attributes,
-        metadata=CandidateMetadata(
+        metadata=wire.CandidateMetadata(
             created_at=now,
             updated_at=now,
             expires_at=now + timedelta(days=config.candidate_ttl_days),
@@ -513,11 +515,8 @@ def _merge_failure(err: Exception) -> tuple[str, str]:
     return "RECORD_FAILED", f"{type(err).__name__}: {err}"
 
 
-def _candidate_line(candidate: Candidate) -> bytes:
-    line = candidate.__pydantic_serializer__.to_json(candidate, by_alias=True)
-    if b"Infinity" in line or b"NaN" in line:
-        decode_line(line)  # raises NonFiniteNumber on a real constant (and not on a name holding "NaN")
-    return line
+#: Order events on the wire (:mod:`stages.wire`), refereed by :class:`OrderEvent`.
+EVENTS = RecordCodec(wire.OrderEvent, OrderEvent)
 
 
 async def run(input: EtlInput, context: StageContext) -> EtlOutput:
@@ -546,12 +545,17 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
     # Pass 1: validate, scope and partition every record, keeping none of them in memory.
     async for record in _records(fmt, input.source, context):
         records_read += 1
-        event, error = _validate(record)
-        if error is not None:
-            error_count += 1
-            await errors.add(error.to_json())
-            continue
-        assert event is not None
+        # The common case - a well-formed event line - takes the fast path; anything else is
+        # refused, or read, by the model exactly as before.
+        event = EVENTS.fast(record.raw) if record.raw is not None else None
+        if event is None:
+            model_event, error = _validate(record)
+            if error is not None:
+                error_count += 1
+                await errors.add(error.to_json())
+                continue
+            assert model_event is not None
+            event = EVENTS.from_model(model_event)
         if event.marketplace != market:
             skipped.other_marketplace += 1
             continue
@@ -559,41 +563,41 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
             skipped.outside_date_range += 1
             continue
         transformed += 1
-        line = b"%d\t" % record.line + event.__pydantic_serializer__.to_json(event, by_alias=True)
+        line = b"%d\t" % record.line + encode_struct(event)
         await spills[_partition_of(event.customer_id, event.product_id, partitions)].add_line(line)
 
     # Pass 2: each partition holds every event of its candidates; merge it and write the candidates.
-    now = context.clock.now()
+    now = wire.utc(context.clock.now())
     writer = context.part_writer("candidates", max_records=config.part_records)
     candidates = duplicates = failed_events = 0
     for spill in spills:
         await spill.close()
-        by_candidate: dict[tuple[str, str], list[tuple[int, OrderEvent]]] = {}
-        seen: set[tuple[str, str, str]] = set()
-        for part in spill.parts:
-            for line in split_lines(await context.objects.get(context.bucket, part.key)):
-                number, _, body = line.partition(b"\t")
-                event = OrderEvent.model_validate_json(body)
-                identity = (event.customer_id, event.product_id, event.event_id)
-                if identity in seen:
-                    duplicates += 1
+        with paused_gc():  # one partition's events at a time: see paused_gc
+            by_candidate: dict[tuple[str, str], list[tuple[int, wire.OrderEvent]]] = {}
+            seen: set[tuple[str, str, str]] = set()
+            for part in spill.parts:
+                for line in split_lines(await context.objects.get(context.bucket, part.key)):
+                    number, _, body = line.partition(b"\t")
+                    event = EVENTS.decode_own(body)  # written by pass 1 from a valid event
+                    identity = (event.customer_id, event.product_id, event.event_id)
+                    if identity in seen:
+                        duplicates += 1
+                        continue
+                    seen.add(identity)
+                    by_candidate.setdefault((event.customer_id, event.product_id), []).append((int(number), event))
+            for (customer_id, product_id), events in by_candidate.items():
+                try:
+                    line = encode_struct(_merge(events, input, config, now, context.execution_id))
+                except (ValueError, OverflowError, RecursionError, ArithmeticError) as err:
+                    code, message = _merge_failure(err)
+                    failed_events += len(events)
+                    await errors.add(RecordError(
+                        line=min(n for n, _ in events), reason=message, reason_code=code, key=f"{customer_id}/{product_id}",
+                        lines=sorted(n for n, _ in events), event_id=events[0][1].event_id,
+                    ).to_json())
                     continue
-                seen.add(identity)
-                by_candidate.setdefault((event.customer_id, event.product_id), []).append((int(number), event))
-        for (customer_id, product_id), events in by_candidate.items():
-            try:
-                candidate = _merge(events, input, config, now, context.execution_id)
-                line = _candidate_line(candidate)
-            except (ValueError, OverflowError, RecursionError, ArithmeticError) as err:
-                code, message = _merge_failure(err)
-                failed_events += len(events)
-                await errors.add(RecordError(
-                    line=min(n for n, _ in events), reason=message, reason_code=code, key=f"{customer_id}/{product_id}",
-                    lines=sorted(n for n, _ in events), event_id=events[0][1].event_id,
-                ).to_json())
-                continue
-            await writer.add_line(line)
-            candidates += 1
+                await writer.add_line(line)
+                candidates += 1
         for part in spill.parts:
             await context.objects.delete(context.bucket, part.key)
     await writer.close()

@@ -38,20 +38,20 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from ceap_engine.pipeline.stage import StageContext
+from ceap_engine.pipeline.stage import RecordWire, StageContext
 
+from . import wire
 from .domain import (
     CHANNELS,
     CamelModel,
     Candidate,
     DateRange,
     RecordFailure,
-    Rejection,
-    eligible_channels,
     load_config,
     record_failure,
     reference_time,
 )
+from .wire import CANDIDATES
 
 __all__ = ["CHECKS", "FilterCheck", "FilterConfig", "FilterInput", "FilterMetrics", "FilterOutput", "run"]
 
@@ -98,6 +98,12 @@ class FilterOutput(CamelModel):
 class _Settings:
     config: FilterConfig
     as_of: datetime
+    allowed: frozenset[str] = frozenset()  # config.channels, for lookups
+    oldest: datetime | None = None  # as_of - maxEventAgeDays
+
+    @classmethod
+    def of(cls, config: FilterConfig, as_of: datetime) -> "_Settings":
+        return cls(config, as_of, frozenset(config.channels), as_of - timedelta(days=config.max_event_age_days))
 
 
 @dataclass(frozen=True)
@@ -106,31 +112,31 @@ class FilterCheck:
 
     filter_id: str
     reason_code: str
-    explain: Callable[[Candidate, _Settings], str | None]
+    explain: Callable[[wire.Candidate, _Settings], str | None]
 
 
-def _already_consumed(c: Candidate, s: _Settings) -> str | None:
+def _already_consumed(c: wire.Candidate, s: _Settings) -> str | None:
     if not c.attributes.consumed:
         return None
     via = f" via {c.attributes.consumed_channel}" if c.attributes.consumed_channel else ""
     return f"already engaged{via}"
 
 
-def _channel_ineligible(c: Candidate, s: _Settings) -> str | None:
-    if eligible_channels(c, s.config.channels):
-        return None
+def _channel_ineligible(c: wire.Candidate, s: _Settings) -> str | None:
+    if any(opted_in and channel in s.allowed for channel, opted_in in c.attributes.channel_eligibility.items()):
+        return None  # eligible_channels(c, allowed) is not empty
     return f"opted in to none of the allowed channels ({', '.join(s.config.channels)})"
 
 
-def _timing_window_missing(c: Candidate, s: _Settings) -> str | None:
+def _timing_window_missing(c: wire.Candidate, s: _Settings) -> str | None:
     return None if c.attributes.timing_window is not None else "no timing window: the order is not delivered yet"
 
 
-def _fraud(c: Candidate, s: _Settings) -> str | None:
+def _fraud(c: wire.Candidate, s: _Settings) -> str | None:
     return "an order of this customer and product is flagged as fraud" if c.attributes.fraud_suspected else None
 
 
-def _trust_low(c: Candidate, s: _Settings) -> str | None:
+def _trust_low(c: wire.Candidate, s: _Settings) -> str | None:
     trust = c.attributes.customer_trust_score
     if trust is None:
         return "no customer trust score"
@@ -139,14 +145,14 @@ def _trust_low(c: Candidate, s: _Settings) -> str | None:
     return None
 
 
-def _quality_low(c: Candidate, s: _Settings) -> str | None:
+def _quality_low(c: wire.Candidate, s: _Settings) -> str | None:
     quality = c.attributes.review_quality_score
     if quality is not None and quality < s.config.min_quality_score:
         return f"review quality score {quality:.2f} is below {s.config.min_quality_score:.2f}"
     return None
 
 
-def _order_value_low(c: Candidate, s: _Settings) -> str | None:
+def _order_value_low(c: wire.Candidate, s: _Settings) -> str | None:
     value = c.attributes.order_value
     if value is None:
         return "no order value"
@@ -156,12 +162,11 @@ def _order_value_low(c: Candidate, s: _Settings) -> str | None:
     return None
 
 
-def _event_too_old(c: Candidate, s: _Settings) -> str | None:
+def _event_too_old(c: wire.Candidate, s: _Settings) -> str | None:
     event_date = c.attributes.event_date
     if event_date is None:
         return "no event date"
-    oldest = s.as_of - timedelta(days=s.config.max_event_age_days)
-    if event_date < oldest:
+    if event_date < s.oldest:  # type: ignore[operator]
         age = (s.as_of - event_date).total_seconds() / 86400
         return f"latest order is {age:.1f} days old (limit {s.config.max_event_age_days:g} days)"
     return None
@@ -180,10 +185,10 @@ CHECKS: tuple[FilterCheck, ...] = (
 )
 
 
-def rejections(candidate: Candidate, settings: _Settings, now: datetime) -> list[Rejection]:
+def rejections(candidate: wire.Candidate, settings: _Settings, now: datetime) -> list[wire.Rejection]:
     """Every check of the chain that rejects ``candidate`` (empty: it passes)."""
     return [
-        Rejection(filter_id=check.filter_id, reason=why, reason_code=check.reason_code, timestamp=now)
+        wire.Rejection(filter_id=check.filter_id, reason=why, reason_code=check.reason_code, timestamp=now)
         for check in CHECKS
         if (why := check.explain(candidate, settings)) is not None
     ]
@@ -197,29 +202,34 @@ def run(input: FilterInput, context: StageContext) -> FilterOutput:
         out = run(FilterInput.model_validate(etl_output_json), context)
         out.metrics.input_count == out.metrics.passed_count + out.metrics.rejected_count
     """
+    return CANDIDATES.typed_output(_run_wire(CANDIDATES.wire_input(input), context))
+
+
+def _run_wire(input: FilterInput, context: StageContext) -> FilterOutput:
+    """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     config: FilterConfig = load_config(FilterConfig, context.config, "Filter")
-    settings = _Settings(config=config, as_of=reference_time(context.config, input.date_range, context.clock))
-    now = context.clock.now()
-    passed: list[Candidate] = []
-    rejected: list[Candidate] = []
+    settings = _Settings.of(config, reference_time(context.config, input.date_range, context.clock))
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
+    passed: list[wire.Candidate | bytes] = []
+    rejected: list[wire.Candidate] = []
     reasons: Counter[str] = Counter()
 
     errors: list[RecordFailure] = []
 
-    for candidate in input.candidates:
+    for n, candidate in enumerate(input.candidates):
         try:
             found = rejections(candidate, settings, now)
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
             errors.append(record_failure(candidate, err))
             continue
         if not found:
-            passed.append(candidate)
+            passed.append(CANDIDATES.line_of(input.candidates, n) or candidate)  # untouched: passed on as read
             continue
         reasons.update({rejection.reason_code for rejection in found})
-        rejected.append(candidate.model_copy(update={"rejection_history": [*candidate.rejection_history, *found]}))
+        rejected.append(wire.replace(candidate, rejection_history=[*candidate.rejection_history, *found]))
 
     context.log.info("Filter passed %d of %d candidates; rejections: %s", len(passed), len(input.candidates), dict(reasons))
-    return FilterOutput(
+    return FilterOutput.model_construct(  # the candidates are Structs, valid as decoded
         program_id=input.program_id,
         marketplace=input.marketplace,
         date_range=input.date_range,
@@ -234,3 +244,6 @@ def run(input: FilterInput, context: StageContext) -> FilterOutput:
             rejection_reasons=dict(sorted(reasons.items())),
         ),
     )
+
+
+run.wire = RecordWire(CANDIDATES.codec, _run_wire)  # type: ignore[attr-defined]

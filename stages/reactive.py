@@ -54,6 +54,7 @@ redelivered id from being counted twice in the candidate's order value.
 import asyncio
 import hashlib
 import json
+import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -64,9 +65,10 @@ from ceap_engine.pipeline.stage import (
     CandidateRecord,
     NonFiniteNumber,
     ObjectNotFound,
+    RecordWire,
     StageContext,
     StorageError,
-    decode_line,
+    encode_struct,
     write_candidates,
 )
 
@@ -79,9 +81,9 @@ from .domain import (
     DateRange,
     Subject,
     UtcDatetime,
-    action_id,
     candidate_context,
     eligible_channels,
+    engagement_action_id,
     engagement_key,
     experiment_arm,
     RecordFailure,
@@ -89,7 +91,9 @@ from .domain import (
     record_failure,
     timing_window_after,
 )
+from . import wire
 from .store import primary_model_of, primary_score, require_candidate_store
+from .wire import CANDIDATES
 
 __all__ = [
     "CustomerEvent",
@@ -183,15 +187,27 @@ class ReactiveOutput(CamelModel):
     metrics: ReactiveMetrics
 
 
-async def _consumed_since(context: StageContext, candidate: Candidate) -> bool:
-    """Whether the stored candidate is consumed now (an event may have come in since Store)."""
-    if context.candidates is None:
-        return False
-    stored = await context.candidates.get(*candidate.key)
-    if stored is None or not isinstance(stored.data, dict):
-        return False
-    attributes = stored.data.get("attributes")
-    return isinstance(attributes, dict) and attributes.get("consumed") is True
+async def _consumed_now(context: StageContext, keys: list[tuple[str, str]]) -> list[bool]:
+    """Whether each stored candidate is consumed now (an event may have come in since Store)."""
+    store = context.candidates
+    if store is None or not keys:
+        return [False] * len(keys)
+    get_many = getattr(store, "get_many", None)
+    if get_many is not None:
+        records = await get_many(keys)
+    else:
+        limit = asyncio.Semaphore(IO_CONCURRENCY)
+
+        async def get(key: tuple[str, str]) -> CandidateRecord | None:
+            async with limit:
+                return await store.get(*key)
+
+        records = await asyncio.gather(*(get(key) for key in keys))
+    out = []
+    for stored in records:
+        attributes = stored.data.get("attributes") if stored is not None and isinstance(stored.data, dict) else None
+        out.append(isinstance(attributes, dict) and attributes.get("consumed") is True)
+    return out
 
 
 def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -> tuple[str | None, str | None]:
@@ -210,10 +226,14 @@ def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -
 
 
 def _action_for(
-    candidate: Candidate, input: ReactiveInput, config: ReactiveConfig, primary_model: str, execution_id: str,
+    candidate: wire.Candidate, input: ReactiveInput, config: ReactiveConfig, primary_model: str, execution_id: str,
     now: datetime,
-) -> tuple[EngagementAction | None, str | None]:
-    """The candidate's action, or ``(None, skip reason)``."""
+) -> tuple[dict[str, object] | None, str | None]:
+    """The candidate's action (an :class:`EngagementAction` in its JSON form), or ``(None, skip reason)``.
+
+    The action's ``engagement`` (:func:`~stages.domain.engagement_key`) comes along in the
+    result's second place instead of a skip reason.
+    """
     score = primary_score(candidate, primary_model)
     channel, skip_reason = _choose(candidate, score, config)
     if channel is None:
@@ -221,22 +241,24 @@ def _action_for(
     assert score is not None
     program_id = candidate.program_id or input.program_id or ""
     window = candidate.attributes.timing_window
-    return EngagementAction(
-        action_id=action_id(candidate, channel),
-        execution_id=execution_id,
-        program_id=program_id,
-        marketplace=candidate.marketplace or input.marketplace or "",
-        customer_id=candidate.customer_id,
-        subject=Subject(type=candidate.subject.type, id=candidate.subject.id),
-        channel=channel,
-        template_id=config.templates.get(channel, f"{program_id}.{channel}"),
-        score=score,
-        model_id=primary_model,
-        not_before=window.start if window else None,
-        not_after=window.end if window else None,
-        experiment_treatment=candidate.metadata.experiment_treatment,
-        created_at=now,
-    ), None
+    engagement = engagement_key(candidate)  # type: ignore[arg-type]
+    # The fields of EngagementAction in its order (tests/stages/test_reactive.py compares the two).
+    return {
+        "actionId": engagement_action_id(engagement, channel),
+        "executionId": execution_id,
+        "programId": program_id,
+        "marketplace": candidate.marketplace or input.marketplace or "",
+        "customerId": candidate.customer_id,
+        "subject": {"type": candidate.subject.type, "id": candidate.subject.id, "metadata": {}},
+        "channel": channel,
+        "templateId": config.templates.get(channel, f"{program_id}.{channel}"),
+        "score": score,
+        "modelId": primary_model,
+        "notBefore": window.start if window else None,
+        "notAfter": window.end if window else None,
+        "experimentTreatment": candidate.metadata.experiment_treatment,
+        "createdAt": now,
+    }, engagement
 
 
 async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
@@ -248,42 +270,42 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
         lines = (await context.objects.get(out.actions_bucket, out.actions_key)).splitlines()
         len(lines) == out.metrics.action_count
     """
+    return await _run_wire(CANDIDATES.wire_input(input), context)
+
+
+async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
+    """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     config: ReactiveConfig = load_config(ReactiveConfig, context.config, "Reactive")
     primary_model = input.primary_model or primary_model_of(context)
-    now = context.clock.now()
-    actions: list[EngagementAction] = []
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
     skipped: Counter[str] = Counter()
     errors: list[RecordFailure] = []
 
-    chosen: list[tuple[Candidate, EngagementAction]] = []
+    chosen: list[tuple[wire.Candidate, dict[str, object], str]] = []
     for candidate in input.candidates:
         try:
-            action, skip_reason = _action_for(candidate, input, config, primary_model, context.execution_id, now)
+            action, skip_or_engagement = _action_for(candidate, input, config, primary_model, context.execution_id, now)
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
-            errors.append(record_failure(candidate, err))
+            errors.append(record_failure(candidate, err))  # type: ignore[arg-type]
             continue
         if action is None:
-            skipped[skip_reason or "UNKNOWN"] += 1
+            skipped[skip_or_engagement or "UNKNOWN"] += 1
         else:
-            chosen.append((candidate, action))
+            chosen.append((candidate, action, skip_or_engagement or ""))
 
-    limit = asyncio.Semaphore(IO_CONCURRENCY)
-
-    async def consumed(candidate: Candidate) -> bool:
-        async with limit:
-            return await _consumed_since(context, candidate)
-
-    consumed_now = await asyncio.gather(*(consumed(candidate) for candidate, _ in chosen))
+    consumed_now = await _consumed_now(context, [candidate.key for candidate, _, _ in chosen])
     rechecks: list[str | None] = ["ALREADY_CONSUMED" if gone else None for gone in consumed_now]
     # One execution issues each engagement: claim them all at once (a resumed
     # execution finds its own claims again), skip those another execution holds.
-    open_engagements = [engagement_key(c) for (c, _), why in zip(chosen, rechecks, strict=True) if why is None]
+    engagements = [engagement if why is None else "" for (_, _, engagement), why in zip(chosen, rechecks, strict=True)]
+    open_engagements = [key for key in engagements if key]
     store = context.candidates
     holders = await store.claim_engagements(open_engagements, context.execution_id) if store and open_engagements else {}
-    for n, ((candidate, _), why) in enumerate(zip(chosen, rechecks, strict=True)):
-        if why is None and holders.get(engagement_key(candidate), context.execution_id) != context.execution_id:
+    for n, key in enumerate(engagements):
+        if key and holders.get(key, context.execution_id) != context.execution_id:
             rechecks[n] = "ALREADY_ACTIONED"
-    for (candidate, action), skip_reason in zip(chosen, rechecks, strict=True):
+    actions: list[dict[str, object]] = []
+    for (_, action, _), skip_reason in zip(chosen, rechecks, strict=True):
         if skip_reason is not None:
             skipped[skip_reason] += 1
             continue
@@ -292,22 +314,19 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
     # Actions are a record stream of their own (actions-NNNNN.jsonl beside the manifest),
     # written even when empty so that actionsKey always names an object.
     writer = context.part_writer("actions", always_one=True)
-    written: list[EngagementAction] = []
+    written: list[dict[str, object]] = []
     for action in actions:
-        try:
-            line = action.__pydantic_serializer__.to_json(action, by_alias=True)
-            if b"Infinity" in line or b"NaN" in line:
-                decode_line(line)
-        except (NonFiniteNumber, ValueError) as err:
-            errors.append(RecordFailure(key=f"{action.customer_id}/{action.subject.id}", reason_code="NON_FINITE",
-                                        message=str(err)))
+        if not math.isfinite(action["score"]):  # type: ignore[arg-type]
+            errors.append(RecordFailure(key=f"{action['customerId']}/{action['subject']['id']}",  # type: ignore[index]
+                                        reason_code="NON_FINITE",
+                                        message=str(NonFiniteNumber("the action's score is not a finite number"))))
             continue
-        await writer.add_line(line)
+        await writer.add_line(encode_struct(action))
         written.append(action)
     actions = written
     parts = await writer.close()
     key = parts[0].key
-    by_channel = Counter(a.channel for a in actions)
+    by_channel = Counter(str(a["channel"]) for a in actions)
     context.log.info("Reactive wrote %d actions to s3://%s/%s", len(actions), context.bucket, key)
     return ReactiveOutput(
         program_id=input.program_id,
@@ -323,6 +342,9 @@ async def run(input: ReactiveInput, context: StageContext) -> ReactiveOutput:
             actions_by_channel=dict(sorted(by_channel.items())),
         ),
     )
+
+
+run.wire = RecordWire(CANDIDATES.codec, _run_wire)  # type: ignore[attr-defined]
 
 
 # -- single customer events ---------------------------------------------------

@@ -32,25 +32,27 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from ceap_engine.pipeline.stage import StageContext
+from ceap_engine.pipeline.stage import NonFiniteNumber, RecordWire, StageContext
 
+from . import wire
 from .config import load_default
 from .domain import (
     CamelModel,
     Candidate,
     DateRange,
-    ModelScore,
     RecordFailure,
     is_finite,
     load_config,
     record_failure,
     reference_time,
 )
+from .wire import CANDIDATES
 
 __all__ = [
     "FEATURES",
@@ -141,12 +143,16 @@ class LogisticModel(CamelModel):
     imputation_confidence_penalty: float = Field(0.1, ge=0, le=1)
     fallback: Fallback
 
+    @cached_property
+    def _enriched_needs(self) -> frozenset[str]:
+        """The HeavyETL features the enriched variant names (all present: it is the one used)."""
+        return frozenset(f for f in (self.enriched.coefficients if self.enriched else {}) if f in HEAVY_ETL_FEATURES)
+
     def score(self, candidate: Candidate, as_of: datetime) -> tuple[float, float, dict[str, Any]]:
         """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing."""
         variant_name, variant = "base", self.base
         if self.enriched is not None:
-            needed = {f for f in self.enriched.coefficients if f in HEAVY_ETL_FEATURES}
-            if all(FEATURES[f](candidate, as_of) is not None for f in needed):
+            if all(FEATURES[f](candidate, as_of) is not None for f in self._enriched_needs):
                 variant_name, variant = "enriched", self.enriched
         z = variant.intercept
         imputed = []
@@ -251,7 +257,7 @@ class ScoreOutput(CamelModel):
 
 @dataclass(frozen=True)
 class _Verdict:
-    score: ModelScore
+    score: wire.ModelScore
     fell_back: bool
 
 
@@ -263,7 +269,7 @@ def _apply(
         if not is_finite(value):
             raise ModelFailure(f"model produced {value}")
         return _Verdict(
-            ModelScore(
+            wire.ModelScore(
                 model_id=model_id,
                 value=value,
                 confidence=confidence,
@@ -275,7 +281,7 @@ def _apply(
     except Exception as err:  # any failure of one model on one candidate falls back; it is counted below
         reason = str(err) if isinstance(err, ModelFailure) else f"{type(err).__name__}: {err}"
         return _Verdict(
-            ModelScore(
+            wire.ModelScore(
                 model_id=model_id,
                 value=model.fallback.value,
                 confidence=model.fallback.confidence,
@@ -294,11 +300,23 @@ def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
         out = run(ScoreInput.model_validate(filter_output_json), context)
         out.candidates[0].scores["review-propensity-v1"].value   # 0.0 .. 1.0
     """
+    return CANDIDATES.typed_output(_run_wire(CANDIDATES.wire_input(input), context))
+
+
+def _finite_metadata(metadata: Mapping[str, Any]) -> None:
+    # The wire encoder would write a non-finite number as null: refuse it as the model's encoder did.
+    for value in metadata.values():
+        if isinstance(value, float) and not is_finite(value):
+            raise NonFiniteNumber("a score's metadata holds a non-finite number (Infinity or NaN)")
+
+
+def _run_wire(input: ScoreInput, context: StageContext) -> ScoreOutput:
+    """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     config = score_config(context.config)
     as_of = reference_time(context.config, input.date_range, context.clock)
-    now = context.clock.now()
-    scored: list[Candidate] = []
-    unscored: list[Candidate] = []
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
+    scored: list[wire.Candidate] = []
+    unscored: list[wire.Candidate] = []
     fallbacks: Counter[str] = Counter()
     with_fallback = 0
 
@@ -307,8 +325,10 @@ def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
     for candidate in input.candidates:
         try:
             verdicts = {model_id: _apply(model_id, model, candidate, as_of, now) for model_id, model in config.models.items()}
-            updated = candidate.model_copy(
-                update={"scores": {**candidate.scores, **{model_id: v.score for model_id, v in verdicts.items()}}}
+            for verdict in verdicts.values():
+                _finite_metadata(verdict.score.metadata)
+            updated = wire.replace(
+                candidate, scores={**candidate.scores, **{model_id: v.score for model_id, v in verdicts.items()}}
             )
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
             errors.append(record_failure(candidate, err))
@@ -324,7 +344,7 @@ def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
 
     if fallbacks:
         context.log.warning("Score fell back %s times (by model); %d candidates unscored", dict(fallbacks), len(unscored))
-    return ScoreOutput(
+    return ScoreOutput.model_construct(  # the candidates are Structs, valid as decoded
         program_id=input.program_id,
         marketplace=input.marketplace,
         date_range=input.date_range,
@@ -341,3 +361,6 @@ def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
             record_error_count=len(errors),
         ),
     )
+
+
+run.wire = RecordWire(CANDIDATES.codec, _run_wire)  # type: ignore[attr-defined]

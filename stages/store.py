@@ -38,17 +38,23 @@ from datetime import datetime
 
 from pydantic import Field
 
+from typing import Any
+
 from ceap_engine.pipeline.stage import (
     CandidateRecord,
     CandidateStore,
     PermanentError,
+    RecordWire,
     StageContext,
     StorageError,
+    encode_struct,
     write_candidates,
 )
 
+from . import wire
 from .config import load_default
-from .domain import CamelModel, Candidate, DateRange, RecordFailure, eligible_channels, record_failure, same_content
+from .domain import CamelModel, Candidate, DateRange, RecordFailure, eligible_channels, record_failure
+from .wire import CANDIDATES
 
 __all__ = [
     "FailedWrite",
@@ -60,6 +66,7 @@ __all__ = [
     "primary_score",
     "require_candidate_store",
     "run",
+    "stored_candidate",
 ]
 
 #: How many existing records are read at once before writing.
@@ -123,61 +130,57 @@ def primary_model_of(context: StageContext) -> str:
     return str(load_default("score_models.json")["primaryModel"])
 
 
-def primary_score(candidate: Candidate, primary_model: str) -> float | None:
+def primary_score(candidate: Any, primary_model: str) -> float | None:
     """The primary model's value, or ``None`` when the candidate has no such score."""
     score = candidate.scores.get(primary_model)
     return None if score is None else score.value
 
 
-def _stored_candidate(existing: CandidateRecord | None) -> Candidate | None:
+def stored_candidate(existing: CandidateRecord | None) -> wire.Candidate | None:
+    """The candidate a stored record holds, or ``None`` (no record, or a document that is not a valid candidate)."""
     if existing is None or not existing.data:
         return None
     try:
-        return Candidate.model_validate(existing.data)
-    except ValueError:
-        return None  # an unreadable old document is replaced, not merged
+        record = CANDIDATES.codec.decode_line(encode_struct(existing.data))
+    except (TypeError, ValueError):
+        return None
+    return record if isinstance(record, wire.Candidate) else None  # an unreadable old document is replaced
 
 
 def decide_write(
-    candidate: Candidate, existing: CandidateRecord | None, *, now: datetime, execution_id: str, primary_model: str
-) -> Candidate | None:
+    candidate: wire.Candidate, existing: CandidateRecord | None, *, now: datetime, execution_id: str, primary_model: str
+) -> wire.Candidate | None:
     """The candidate to write over ``existing`` (the stored record), or ``None`` when nothing changes.
 
     Keeps the stored ``createdAt`` and consumed state; the version is the stored
     one + 1 (1 for a new candidate); ``None`` when the result says the same as
-    the stored candidate (:func:`~stages.domain.same_content`) and would be
-    ranked the same (score of ``primary_model``, channels).
+    the stored candidate (:func:`~stages.wire.content`: timestamps and versions
+    aside) and would be ranked the same (score of ``primary_model``, channels).
 
-    >>> from stages.domain import Subject
-    >>> c = Candidate(customer_id="C-1", subject=Subject(type="PRODUCT", id="B0X1"))
+    >>> c = wire.Candidate(customer_id="C-1", subject=wire.Subject(type="PRODUCT", id="B0X1"))
     >>> decide_write(c, None, now=datetime(2025, 3, 1), execution_id="e-1", primary_model="m").metadata.version
     1
     """
-    before = _stored_candidate(existing)
-    metadata = candidate.metadata.model_copy(update={"updated_at": now, "workflow_execution_id": execution_id})
+    before = stored_candidate(existing)
+    metadata = wire.replace(candidate.metadata, updated_at=now, workflow_execution_id=execution_id)
     attributes = candidate.attributes
     if before is not None:
-        metadata = metadata.model_copy(update={"created_at": before.metadata.created_at or metadata.created_at})
+        metadata = wire.replace(metadata, created_at=before.metadata.created_at or metadata.created_at)
         if before.attributes.consumed and not attributes.consumed:
             # A new order must not make an engaged customer eligible again.
-            attributes = attributes.model_copy(
-                update={
-                    "consumed": True,
-                    "consumed_at": before.attributes.consumed_at,
-                    "consumed_channel": before.attributes.consumed_channel,
-                }
-            )
-    merged = candidate.model_copy(update={"metadata": metadata, "attributes": attributes})
+            attributes = wire.replace(attributes, consumed=True, consumed_at=before.attributes.consumed_at,
+                                      consumed_channel=before.attributes.consumed_channel)
+    merged = wire.replace(candidate, metadata=metadata, attributes=attributes)
     if (
         before is not None
         and existing is not None
-        and same_content(merged, before)
+        and wire.content(merged) == wire.content(before)
         and existing.score == primary_score(merged, primary_model)
-        and existing.channels == frozenset(eligible_channels(merged))
+        and existing.channels == frozenset(eligible_channels(merged))  # type: ignore[arg-type]
     ):
         return None
     version = 1 if existing is None else existing.version + 1
-    return merged.model_copy(update={"metadata": metadata.model_copy(update={"version": version})})
+    return wire.replace(merged, metadata=wire.replace(metadata, version=version))
 
 
 async def run(input: StoreInput, context: StageContext) -> StoreOutput:
@@ -188,12 +191,18 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
         out = await run(StoreInput.model_validate(score_output_json), context)
         out.metrics.stored_count + out.metrics.failed_count == out.metrics.input_count
     """
+    return CANDIDATES.typed_output(await _run_wire(CANDIDATES.wire_input(input), context))
+
+
+async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
+    """:func:`run` on wire candidates (:mod:`stages.wire`): what the stage runtime calls on a part."""
     store = require_candidate_store(context)
     primary_model = input.primary_model or primary_model_of(context)
-    now = context.clock.now()
+    now = wire.utc(context.clock.now())  # as the models keep timestamps
     # One write per key; with duplicate keys in the input the last one wins, as an upsert would.
-    latest: dict[tuple[str, str], Candidate] = {candidate.key: candidate for candidate in input.candidates}
-    decided: dict[tuple[str, str], Candidate] = {}
+    keys = [candidate.key for candidate in input.candidates]
+    latest: dict[tuple[str, str], wire.Candidate] = dict(zip(keys, input.candidates, strict=True))
+    decided: dict[tuple[str, str], wire.Candidate] = {}
     # A candidate that cannot become a record is that record's error, not the batch's.
     errors: dict[tuple[str, str], RecordFailure] = {}
 
@@ -203,7 +212,7 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
                                  primary_model=primary_model)
             if after is None:
                 # Unchanged: what Reactive sees is the stored candidate (with its consumed state and version).
-                decided[key] = _stored_candidate(existing) or latest[key]
+                decided[key] = stored_candidate(existing) or latest[key]
                 return None
             record = after.to_record(primary_score(after, primary_model))
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error
@@ -215,10 +224,9 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
 
     writes = await write_candidates(store, list(latest), decide, read_concurrency=READ_CONCURRENCY)
 
-    stored: list[Candidate] = []
+    stored: list[wire.Candidate] = []
     failed: list[FailedWrite] = []
-    for candidate in input.candidates:
-        key = candidate.key
+    for candidate, key in zip(input.candidates, keys, strict=True):
         if key in errors:
             continue
         if key in writes.current and key not in writes.failed:
@@ -251,7 +259,7 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
         "Store: %d candidates, %d unchanged (not rewritten), %d writes redone after a concurrent update",
         len(latest), len(writes.unchanged), writes.conflicts,
     )
-    return StoreOutput(
+    return StoreOutput.model_construct(  # the candidates are Structs, valid as decoded
         program_id=input.program_id,
         marketplace=input.marketplace,
         date_range=input.date_range,
@@ -260,5 +268,8 @@ async def run(input: StoreInput, context: StageContext) -> StoreOutput:
         failed=failed,
         errors=list(errors.values()),
         metrics=StoreMetrics(input_count=len(input.candidates), stored_count=len(stored), failed_count=len(failed),
-                             error_count=sum(1 for c in input.candidates if c.key in errors)),
+                             error_count=sum(1 for key in keys if key in errors)),
     )
+
+
+run.wire = RecordWire(CANDIDATES.codec, _run_wire)  # type: ignore[attr-defined]

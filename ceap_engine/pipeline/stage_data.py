@@ -41,6 +41,7 @@ from ceap_engine.pipeline.layout import (
     part_list_key,
     summary_key,
 )
+from ceap_engine.pipeline.record_codec import RecordCodec, encode_struct
 from ceap_engine.pipeline.stage import PermanentError, StageContext
 from ceap_engine.ports import ObjectStore
 from ceap_engine.storage.parts import (
@@ -62,6 +63,7 @@ __all__ = [
     "StageData",
     "describe_errors",
     "parse_part_input",
+    "parse_wire_input",
     "record_fields",
 ]
 
@@ -188,6 +190,27 @@ def parse_part_input(
     raise PermanentError(f"{where}: records keep failing validation")  # pragma: no cover - one pass removes them all
 
 
+def parse_wire_input(
+    model: type[BaseModel], codec: RecordCodec, header: Mapping[str, Any], lines: Sequence[bytes], where: str
+) -> tuple[BaseModel, list[dict[str, Any]]]:
+    """As :func:`parse_part_input`, with the records decoded by ``codec`` (Structs) instead of the model.
+
+    The header is validated by the model; the records by the codec, which refuses
+    exactly the records the model refuses, with the model's message.
+    """
+    field = _alias(model, RECORDS_STREAM) if RECORDS_STREAM in model.model_fields else RECORDS_STREAM
+    try:
+        head = model.model_validate({**{k: v for k, v in header.items() if k != field}, field: []})
+    except ValidationError as exc:
+        raise PermanentError(f"{where} is not a valid {model.__name__}: {describe_errors(exc)}") from None
+    records, failures = codec.decode(lines)
+    for failure in failures:
+        if failure.not_json:  # a part that is not JSON at all was not written by ceap
+            raise PermanentError(f"{where} is not a valid {model.__name__}: line {failure.position + 1}: {failure.message}")
+    errors = [_input_error(f.line, f.position, f.message) for f in failures]
+    return head.model_copy(update={RECORDS_STREAM: records}), errors
+
+
 def _input_error(line: bytes, position: int, message: str) -> dict[str, Any]:
     error: dict[str, Any] = {"position": position, "reasonCode": "INVALID_RECORD", "message": message}
     try:
@@ -206,7 +229,12 @@ def _record_key(item: Any) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _encode_item(item: BaseModel) -> bytes:
+def _encode_item(item: Any) -> bytes:
+    if isinstance(item, bytes):  # a line the stage encoded itself (or passed through unchanged)
+        return item
+    if not isinstance(item, BaseModel):
+        # A Struct of a stage's fast path: its numbers were decoded (finite) or checked by the stage.
+        return encode_struct(item)
     line = item.__pydantic_serializer__.to_json(item, by_alias=True)
     # Models serialise Infinity/NaN as those constants (ser_json_inf_nan="constants"); the
     # cheap substring test sends only suspicious lines through the strict decoder.

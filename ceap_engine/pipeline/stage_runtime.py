@@ -41,8 +41,16 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ceap_engine.errors import CeapError
+from ceap_engine.pipeline.record_codec import RecordWire, paused_gc
 from ceap_engine.pipeline.stage import PermanentError, StageContext
-from ceap_engine.pipeline.stage_data import InputPart, PreviousOutput, StageData, describe_errors, parse_part_input
+from ceap_engine.pipeline.stage_data import (
+    InputPart,
+    PreviousOutput,
+    StageData,
+    describe_errors,
+    parse_part_input,
+    parse_wire_input,
+)
 from ceap_engine.ports import CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock
 
@@ -69,6 +77,7 @@ class StageFunction:
     input_model: type[BaseModel]
     output_model: type[BaseModel] | None
     is_async: bool
+    wire: RecordWire | None = None  # the stage's fast record path (``function.wire``), if it has one
 
     def parse_input(self, document: Any, what: str) -> BaseModel:
         """Validate ``document`` with the input model; a failure is a PermanentError naming the fields."""
@@ -99,7 +108,10 @@ def load_stage_function(path: str) -> StageFunction:
     output_model = hints.get("return")
     if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
         output_model = None
-    return StageFunction(path, function, input_model, output_model, inspect.iscoroutinefunction(function))
+    wire = getattr(function, "wire", None)
+    if wire is not None and not isinstance(wire, RecordWire):
+        raise StageLoadError(f"{path}.wire must be a RecordWire (the stage's codec and core function)")
+    return StageFunction(path, function, input_model, output_model, inspect.iscoroutinefunction(function), wire)
 
 
 @dataclass(frozen=True)
@@ -198,20 +210,27 @@ async def invoke_stage(
     return await data.assemble(summaries, previous_out=previous.out)
 
 
-async def _call(stage: StageFunction, stage_input: BaseModel, ctx: StageContext) -> Any:
-    if stage.is_async:
-        return await stage.function(stage_input, ctx)
+async def _call(stage: StageFunction, stage_input: BaseModel, ctx: StageContext, *, wire: bool = False) -> Any:
+    function = stage.wire.core if wire and stage.wire is not None else stage.function
+    if inspect.iscoroutinefunction(function):
+        return await function(stage_input, ctx)
     # CPU-bound stage code runs off the event loop; the execution stays busy meanwhile.
-    return await asyncio.to_thread(stage.function, stage_input, ctx)
+    return await asyncio.to_thread(function, stage_input, ctx)
 
 
 async def _run_part(stage: StageFunction, data: StageData, previous: PreviousOutput, part: InputPart,
                     context: Callable[[int | None], StageContext]) -> dict[str, Any]:
     lines = await previous.lines_of(part)
-    stage_input, input_errors = parse_part_input(stage, previous.header, lines, previous.where(part))
     ctx = context(part.index)
-    output = await _call(stage, stage_input, ctx)
-    summary = await data.summarise(part.index, output, ctx, inputs=len(lines), input_errors=input_errors)
+    # A part's records are many small objects made and dropped together: see paused_gc.
+    with paused_gc():
+        if stage.wire is not None:
+            stage_input, input_errors = parse_wire_input(stage.input_model, stage.wire.codec, previous.header, lines,
+                                                         previous.where(part))
+        else:
+            stage_input, input_errors = parse_part_input(stage, previous.header, lines, previous.where(part))
+        output = await _call(stage, stage_input, ctx, wire=stage.wire is not None)
+        summary = await data.summarise(part.index, output, ctx, inputs=len(lines), input_errors=input_errors)
     await data.write_summary(summary)
     return summary
 

@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ceap_engine._json import strict_json
 from ceap_engine.errors import ConditionFailed, InputError, Problem
 from ceap_engine.ports import CandidateRecord, CandidateStore
 
@@ -97,10 +97,14 @@ def encode_candidate_data(record: CandidateRecord) -> str:
     text = ""
     if not isinstance(record.data, Mapping):
         problems.append(Problem("/data", f"data must be a JSON object (a mapping), got {type(record.data).__name__}"))
+    elif isinstance(record.data_json, str):
+        text = record.data_json  # encoded by the writer (see CandidateRecord.data_json)
+        if not _is_utf8(text):
+            problems.append(Problem("/data", "data holds a string that is not valid UTF-8 (a lone surrogate)"))
     else:
         try:
-            text = json.dumps(dict(record.data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        except (TypeError, ValueError) as exc:
+            text = strict_json(dict(record.data))
+        except (TypeError, ValueError, RecursionError) as exc:
             problems.append(
                 Problem(
                     "/data",
@@ -274,12 +278,19 @@ async def write_candidates(
         async with limit:
             return await store.get(*key)
 
+    get_many = getattr(store, "get_many", None)  # a store that reads many keys in one call (SQLite, memory)
+
+    async def read_all(keys: list[Key]) -> list[CandidateRecord | None]:
+        if get_many is not None:
+            return list(await get_many(keys))
+        return list(await asyncio.gather(*(read(key) for key in keys)))
+
     pending = list(dict.fromkeys(keys))
     last_conflict: dict[Key, tuple[int | None, int | None]] = {}
     for _attempt in range(max_attempts):
         if not pending:
             break
-        stored = await asyncio.gather(*(read(key) for key in pending))
+        stored = await read_all(pending)
         records: list[CandidateRecord] = []
         expected: dict[Key, int | None] = {}
         for key, before in zip(pending, stored, strict=True):

@@ -331,3 +331,17 @@ class TestEvents:
                 "subject": {"type": "PRODUCT", "id": "B01"}}
         with pytest.raises(ValueError):
             CustomerEvent.model_validate({**base, **bad})
+
+
+def test_an_action_line_is_an_engagement_action_in_its_json_form():
+    """The fast path writes actions as plain JSON: the same fields, order and values as EngagementAction's."""
+    from ceap_engine.pipeline.stage import encode_struct
+    from stages.wire import CANDIDATES
+
+    candidate = make_candidate().model_copy(update={"scores": {"m": ModelScore(
+        model_id="m", value=0.8, confidence=0.9, timestamp=NOW)}})
+    config = reactive.ReactiveConfig()
+    payload = ReactiveInput(program_id="reviews", marketplace="US", candidates=[])
+    action, _ = reactive._action_for(CANDIDATES.to_wire([candidate])[0], payload, config, "m", EXECUTION_ID, NOW)
+    model = reactive.EngagementAction.model_validate(action)
+    assert encode_struct(action) == model.__pydantic_serializer__.to_json(model, by_alias=True)

@@ -224,6 +224,7 @@ def test_the_real_package_holds_only_compiled_wheels_for_the_lambda_runtime_and_
         if ("Root-Is-Purelib", "false") in [tuple(f) for f in fields]:
             compiled[name.split("/")[0]] = [value for key, value in fields if key == "Tag"]
     assert any(d.startswith("pydantic_core-") for d in compiled), sorted(compiled)
+    assert any(d.startswith("msgspec-") for d in compiled), sorted(compiled)  # the stages' record codec
     for dist, tags in compiled.items():
         assert tags and all(wheel_fits(tag, "x86_64", "3.12") for tag in tags), (dist, tags)
         assert any(tag.startswith(("cp312-cp312-", "cp3")) and "x86_64" in tag for tag in tags), (dist, tags)

@@ -1,0 +1,164 @@
+"""The fast record path: msgspec Structs decode a part, the pydantic model still decides what is valid."""
+
+import gc
+import json
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from ceap_engine.pipeline.record_codec import RecordCodec, paused_gc
+from ceap_engine.pipeline.stage import PermanentError
+from ceap_engine.pipeline.stage_data import parse_part_input, parse_wire_input
+from ceap_engine.pipeline.stage_runtime import load_stage_function
+from ceap_engine.storage.parts import split_lines
+from ceap_engine.testing import StageTestEnvironment
+from stages import wire
+from stages.domain import Candidate, Subject
+
+GOOD = {
+    "customerId": "C1",
+    "context": [{"type": "program", "id": "reviews"}, {"type": "marketplace", "id": "US"}],
+    "subject": {"type": "PRODUCT", "id": "B01"},
+    "attributes": {
+        "eventDate": "2025-04-01T09:00:00Z", "deliveryDate": "2025-04-02T09:00:00Z",
+        "timingWindow": {"start": "2025-04-05T09:00:00Z", "end": "2025-05-02T09:00:00Z"},
+        "orderValue": 40.0, "currency": "USD", "channelEligibility": {"email": True},
+        "customerTrustScore": 0.9,
+    },
+}
+
+
+def line(record: dict) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def with_(path: str, value: object) -> dict:
+    record = json.loads(json.dumps(GOOD))
+    *parents, leaf = path.split(".")
+    target = record
+    for p in parents:
+        target = target.setdefault(p, {})
+    target[leaf] = value
+    return record
+
+
+BAD = [
+    with_("customerId", ""),
+    with_("subject.id", ""),
+    with_("attributes.timingWindow", {"start": "2025-05-05T00:00:00Z", "end": "2025-05-01T00:00:00Z"}),
+    with_("attributes.orderValue", "forty"),
+    with_("scores", {"m": {"modelId": "m", "value": 0.5, "confidence": 1.5, "timestamp": "2025-04-01T00:00:00Z"}}),
+    with_("attributes.eventDate", "2025-02-30T00:00:00Z"),
+    with_("features", {"x": 1e999}),
+    {"subject": {"type": "PRODUCT", "id": "B01"}},
+]
+LAX = [  # what the model accepts although the Struct does not: the model's reading wins
+    with_("attributes.orderValue", "40.5"),
+    with_("attributes.eventDate", "2025-04-01T11:00:00+02:00"),
+    with_("attributes.eventDate", "2025-04-01T09:00:00"),
+    with_("attributes.eventDate", "2025-04-01"),
+    with_("attributes.priorReviewCount", 3.0),
+]
+
+
+class _Stage:
+    input_model = load_stage_function("stages.filter:run").input_model
+
+
+def test_a_part_is_refused_and_read_exactly_as_the_model_reads_it():
+    lines = [line(r) for r in [GOOD, *BAD, *LAX, with_("extraField", {"kept": True})]]
+    records, failures = wire.CANDIDATES.codec.decode(lines)
+    model_input, model_errors = parse_part_input(_Stage, {}, lines, "s3://b/k")
+    assert [(f.position, f.message) for f in failures] == [(e["position"], e["message"]) for e in model_errors]
+    assert [f.position for f in failures] == list(range(1, 1 + len(BAD)))
+    assert [wire.CANDIDATES.codec.to_model(r) for r in records] == model_input.candidates
+
+
+def test_a_timestamp_in_another_offset_is_read_in_utc_and_not_passed_through_as_it_was():
+    records, _ = wire.CANDIDATES.codec.decode([line(GOOD), line(LAX[1])])
+    assert records[1].attributes.event_date == datetime(2025, 4, 1, 9, tzinfo=UTC)
+    assert records[1].attributes.event_date.utcoffset().total_seconds() == 0
+    assert records.lines[1] == b""  # encoded again in UTC, not handed on with its offset
+
+
+def test_only_lines_the_fast_path_read_are_handed_on_as_they_were():
+    records, failures = wire.CANDIDATES.codec.decode([line(GOOD), line(LAX[0]), line(with_("customerId", ""))])
+    assert len(failures) == 1 and records.lines[0] == line(GOOD)
+    assert records[1].attributes.order_value == 40.5 and records.lines[1] == b""  # "40.5" read by the model
+
+
+def test_an_order_event_with_padded_ids_is_read_by_the_model():
+    from stages.etl import EVENTS
+
+    event = {"eventId": "e1", "customerId": " C1 ", "orderId": "O1", "marketplace": "US", "productId": "B01",
+             "orderDate": "2025-03-02T10:00:00Z", "orderValue": 25.5, "currency": "USD"}
+    assert EVENTS.fast(line(event)) is None
+    assert EVENTS.decode_line(line(event)).customer_id == "C1"
+    assert EVENTS.fast(line({**event, "customerId": "C1"})).customer_id == "C1"
+    assert EVENTS.fast(line({**event, "currency": "USD\n"})) is None
+
+
+def test_a_line_that_is_not_json_fails_the_part_as_before():
+    with pytest.raises(PermanentError, match="is not a valid FilterInput: .*Invalid JSON"):
+        parse_part_input(_Stage, {}, [line(GOOD), b"{oops"], "s3://b/k")
+    with pytest.raises(PermanentError, match="is not a valid FilterInput: .*Invalid JSON"):
+        parse_wire_input(_Stage.input_model, wire.CANDIDATES.codec, {}, [line(GOOD), b"{oops"], "s3://b/k")
+
+
+async def test_through_the_runtime_a_bad_record_is_an_error_with_its_position_and_unknown_fields_pass_through(
+    ceap_stage_env: StageTestEnvironment,
+):
+    good = with_("extraField", {"kept": True})
+    await ceap_stage_env.invoke("stages.filter:run", stage="Filter", previous="ETL",
+                                previous_output={"candidates": [good, with_("customerId", ""), GOOD]},
+                                config={"asOf": "2025-04-05T00:00:00Z"})
+    manifest = await ceap_stage_env.output_of("Filter")
+    assert manifest["metrics"]["passedCount"] == 2
+    [errors] = manifest["parts"]["errors"]
+    [error] = [json.loads(x) for x in split_lines(await ceap_stage_env.objects.get(ceap_stage_env.bucket, errors["key"]))]
+    assert error == {"stage": "Filter", "part": 0, "position": 1, "reasonCode": "INVALID_RECORD", "key": "",
+                     "message": "customerId: String should have at least 1 character"}
+    [passed] = manifest["parts"]["candidates"]
+    out = [json.loads(x) for x in split_lines(await ceap_stage_env.objects.get(ceap_stage_env.bucket, passed["key"]))]
+    assert out[0]["extraField"] == {"kept": True}
+    assert Candidate.model_validate(out[1]) == Candidate.model_validate(GOOD)
+
+
+def test_the_structs_mirror_the_models_field_for_field():
+    pairs = [(wire.Candidate, Candidate)]
+    seen = set()
+    while pairs:
+        struct, model = pairs.pop()
+        if struct in seen:
+            continue
+        seen.add(struct)
+        fields = {f.name: f for f in msgspec.structs.fields(struct)}
+        assert set(fields) == set(model.model_fields), struct
+        for name, info in model.model_fields.items():
+            assert fields[name].encode_name == (info.alias or name), (struct, name)
+            nested = [t for t in [info.annotation, *getattr(info.annotation, "__args__", ())]
+                      if isinstance(t, type) and hasattr(t, "model_fields")]
+            for inner in nested:
+                pairs.append((getattr(wire, inner.__name__), inner))
+    assert len(seen) >= 6
+
+
+def test_a_struct_and_its_model_encode_to_the_same_json():
+    model = Candidate.model_validate(GOOD)
+    struct = wire.CANDIDATES.codec.from_model(model)
+    assert json.loads(msgspec.json.encode(struct)) == model.to_json() == wire.to_builtins(struct)
+
+
+def test_the_collector_is_paused_for_a_part_and_back_after_it():
+    assert gc.isenabled()
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_a_codec_refuses_what_its_model_refuses_line_by_line():
+    codec = RecordCodec(wire.Subject, Subject)
+    assert codec.decode_line(b'{"type":"PRODUCT","id":""}').message == "id: String should have at least 1 character"
