@@ -25,7 +25,7 @@ from typing import Any
 from ceap_engine.asl.definition import StateMachine
 from ceap_engine.asl.flow import ABSENT
 from ceap_engine.asl.frame import Program
-from ceap_engine.asl.history import ExecutionHistory, RawJson, iso_timestamp
+from ceap_engine.asl.history import STRIDE, EventShape, ExecutionHistory, RawJson, iso_timestamp
 from ceap_engine.asl.jsonpath import PathNotFound
 from ceap_engine.asl.payload import PAYLOAD_LIMIT_BYTES, RuntimeFailure, data_limit_cause, payload_size
 from ceap_engine.asl.states import Terminal
@@ -171,15 +171,17 @@ class Frame:
     def rng(self) -> random.Random:
         return self.execution.rng
 
-    def event(self, event_type: str, details: dict[str, Any] | None = None) -> int:
-        """Record an event of this frame (it follows the frame's previous one)."""
+    def event(self, event_type: str, details: Any = None, shape: EventShape | None = None) -> int:
+        """Record an event of this frame (it follows the frame's previous one).
+
+        With a ``shape``, ``details`` is the one payload the shape completes into the details.
+        """
         history = self.execution.history
-        rows = history.rows
-        if len(rows) >= history.room and not history.make_room():
+        log = history.log
+        if len(log) >= history.room and not history.make_room():
             self.execution.history_overflow()
-        event_id = history.dropped + len(rows) + 1
-        rows.append((event_id, self.last_event, history._time(), event_type, details))
-        self.last_event = event_id
+        log += (self.last_event, history._time(), event_type, details, shape)
+        self.last_event = event_id = history.dropped + len(log) // STRIDE
         return event_id
 
     # -- context object and variables ------------------------------------------
@@ -315,23 +317,31 @@ class Execution:
         """Run a (sub-)machine from its StartAt to its end; return its output."""
         states = program.states
         name: str | None = program.start_at
-        clock = self.clock
+        now = self.clock.time
+        history = self.history
+        log, room = history.log, history.room
         while True:
             self.transitions += 1
             if not self.transitions % YIELD_EVERY_STATES:
                 await asyncio.sleep(0)
             state = states[name]  # type: ignore[index]
             frame.state = state
-            frame.entered_time = clock.time()
             frame.retry_count = 0
             frame._ctx = None
             frame.pending_assign = None
             frame.output_bound = -1
             frame.result_size = -1
-            entered = frame.event(state.entered_type, {"input": value, "name": state.name})
-            frame.entered_event = entered
+            # The Entered event, as Frame.event records it, with the one clock read it shares.
+            if len(log) >= room and not history.make_room():
+                self.history_overflow()
+            frame.entered_time = entered_at = now()
+            log += (frame.last_event, entered_at, state.entered_type, value, state.entered_shape)
+            frame.entered_event = frame.last_event = entered = history.dropped + len(log) // STRIDE
             try:
-                value, name = await state.run(frame, value)
+                if state.sync:
+                    value, name = state.step(frame, value)
+                else:
+                    value, name = await state.run(frame, value)
             except RuntimeFailure as rf:
                 raise Terminal(
                     rf.error,
@@ -345,10 +355,10 @@ class Execution:
             frame.size_bound = bound
             assigned = frame.pending_assign
             if state.writes_exit_event:
-                details = {"name": state.name, "output": value}
                 if assigned:
-                    details["assignedVariables"] = assigned
-                frame.event(state.exited_type, details)
+                    frame.event(state.exited_type, {"name": state.name, "output": value, "assignedVariables": assigned})
+                else:
+                    frame.event(state.exited_type, value, state.exited_shape)
             if assigned:
                 frame.variables.update(assigned)
             if name is None:

@@ -1416,13 +1416,15 @@ class JsonPath:
 class _ReferencePath(JsonPath):
     """``$``, ``.name``, ``['name']`` and ``[index]`` only: a tight loop over the steps."""
 
-    __slots__ = ("steps",)
+    __slots__ = ("single_name", "steps")
 
     def __init__(self, text: str, tokens: tuple[_Token, ...]) -> None:
         super().__init__(text, tokens)
         self.steps: tuple[str | int, ...] = tuple(
             t.names[0] if type(t) is _Property else t.indexes[0] for t in tokens  # type: ignore[attr-defined]
         )
+        #: The name of a one-name path (``$.a``), the commonest ResultPath.
+        self.single_name = self.steps[0] if len(self.steps) == 1 and type(self.steps[0]) is str else None
 
     def get(self, doc: Any) -> Any:
         node = doc
@@ -1525,6 +1527,11 @@ def set_path(doc: Any, path: JsonPath, value: Any) -> Any:
             f"ResultPath needs a reference path ($, .name, ['name'], [index]); {path.text!r} is not one",
             path=path.text,
         )
+    name = path.single_name
+    if name is not None and isinstance(doc, dict):
+        placed = dict(doc)
+        placed[name] = value
+        return placed
     steps = path.steps
     if not steps:
         return value

@@ -14,8 +14,9 @@ Example::
 
     class Noop(State):
         type = "Noop"
+        sync = True
 
-        async def run(self, frame, raw):
+        def step(self, frame, raw):
             return raw, self.next
 """
 
@@ -29,6 +30,7 @@ from ceap_engine.asl.retry import BackoffSchedule, Retrier, decide, find_catcher
 from ...errors import StatesError
 from ..flow import CatchClause, DataFlow
 from ..frame import Frame
+from ..history import EventShape
 
 __all__ = ["Retrying", "State", "Terminal", "error_object"]
 
@@ -53,6 +55,8 @@ class State:
     exited_type: str = ""
     writes_exit_event = True
     has_retry_count = False
+    #: The state's work needs no await: the state loop calls :meth:`step` instead of :meth:`run`.
+    sync = False
 
     def __init__(self, name: str, raw: dict[str, Any], language: str, flow: DataFlow | None) -> None:
         self.name = name
@@ -65,8 +69,15 @@ class State:
         self.jsonata = language == "JSONata"
         self.entered_type = f"{self.type}StateEntered"
         self.exited_type = f"{self.type}StateExited"
+        self.entered_shape = EventShape("input", after={"name": name})
+        self.exited_shape = EventShape("output", before={"name": name})
 
-    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:  # pragma: no cover - abstract
+    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+        """Run on ``raw`` input; return ``(output, next state name or None at the end)``."""
+        return self.step(frame, raw)
+
+    def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:  # pragma: no cover - abstract
+        """:meth:`run` without a coroutine, for the states whose work never awaits (``sync``)."""
         raise NotImplementedError
 
     def finish(self, frame: Frame, raw: Any, result: Any) -> tuple[Any, str | None]:
