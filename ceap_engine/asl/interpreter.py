@@ -31,7 +31,7 @@ from ceap_engine.asl.payload import PAYLOAD_LIMIT_BYTES, RuntimeFailure, data_li
 from ceap_engine.asl.states import Terminal
 from ceap_engine.errors import InputError, Problem, StatesError
 from ceap_engine.ports import Clock, ObjectStore
-from ceap_engine.runtime.clock import Activity, RealClock, WallBackstop
+from ceap_engine.runtime.clock import Activity, RealClock, VirtualClock, WallBackstop
 from ceap_engine.runtime.tasks import TaskRunners
 
 __all__ = [
@@ -294,6 +294,8 @@ class Execution:
         self.task: asyncio.Task | None = None
         self.input_size = -1  # bytes of the input as JSON, once known
         self.activity: Activity | None = None
+        self._task: asyncio.Task | None = None  # the task running run()
+        self._timed_out = False
 
     # -- mocked responses ----------------------------------------------------
     def mocked_response(self, state_name: str) -> Any:
@@ -383,25 +385,21 @@ class Execution:
             timeout = self.machine.timeout_seconds
             cap = EXPRESS_MAX_SECONDS if self.type == EXPRESS else STANDARD_MAX_SECONDS
             limit = min(timeout or cap, cap)
-            task = asyncio.current_task()
-            timed_out = [False]
-
-            def on_timeout() -> None:
-                if not timed_out[0]:
-                    timed_out[0] = True
-                    if task is not None:
-                        task.cancel()
-
-            timer = self.clock.call_later(limit, on_timeout)
+            self._task = asyncio.current_task()
+            clock = self.clock
+            if isinstance(clock, VirtualClock):
+                timer = clock.call_later_once_waiting(activity, limit, self._on_timeout)
+            else:
+                timer = clock.call_later(limit, self._on_timeout)
             # The same limit on wall time (a Standard run's year only when asked for).
             wall_limit = limit if (timeout or self.type == EXPRESS) else None
-            wall_timer = WallBackstop(self.clock, wall_limit, on_timeout) if self.wall_limits and wall_limit else None
+            wall_timer = WallBackstop(clock, wall_limit, self._on_timeout) if self.wall_limits and wall_limit else None
             try:
                 output = await self.run_program(self.machine, self.input, frame)
             except asyncio.CancelledError:
-                if timed_out[0]:
-                    if task is not None:
-                        task.uncancel()
+                if self._timed_out:
+                    if self._task is not None:
+                        self._task.uncancel()
                     self._finish("TIMED_OUT", frame, error="States.Timeout", cause=None)
                 else:
                     self._finish("ABORTED", frame)
@@ -415,6 +413,12 @@ class Execution:
                 if wall_timer is not None:
                     wall_timer.cancel()
         return self.result()
+
+    def _on_timeout(self) -> None:
+        if not self._timed_out:
+            self._timed_out = True
+            if self._task is not None:
+                self._task.cancel()
 
     def _finish(self, status: str, frame: Frame, *, output: Any = ABSENT, error: str | None = None,
                 cause: str | None = None) -> None:
