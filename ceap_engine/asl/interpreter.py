@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,7 @@ from ceap_engine.asl.states import Terminal
 from ceap_engine.errors import InputError, Problem, StatesError
 from ceap_engine.ports import Clock, ObjectStore
 from ceap_engine.runtime.clock import Activity, RealClock, VirtualClock, WallBackstop
-from ceap_engine.runtime.tasks import TaskRunners
+from ceap_engine.runtime.tasks import TaskRunners, random_uuid
 
 __all__ = [
     "Engine",
@@ -117,6 +116,7 @@ class ExecutionResult:
 
 
 _UNDEFINED = object()
+_OUTPUT_SHAPE = EventShape("output")
 
 
 class Frame:
@@ -280,31 +280,51 @@ class Execution:
         self.error: str | None = None
         self.cause: str | None = None
         self.mocks = mocks
-        self._mock_counters: dict[str, int] = {}
+        self._mock_counters: dict[str, int] | None = None
         self._input_text = input_text
-        self.context_execution = {
-            "Id": self.arn,
-            "Input": input,
-            "StartTime": iso_timestamp(self.start_time),
-            "Name": name,
-            "RoleArn": self.role_arn,
-            "RedriveCount": 0,
-        }
-        self.context_state_machine = {"Id": self.state_machine_arn, "Name": state_machine_name}
+        self._context_execution: dict[str, Any] | None = None
+        self._context_state_machine: dict[str, Any] | None = None
         self.task: asyncio.Task | None = None
         self.input_size = -1  # bytes of the input as JSON, once known
         self.activity: Activity | None = None
         self._task: asyncio.Task | None = None  # the task running run()
         self._timed_out = False
 
+    # -- the context object's parts of the execution (built when first read) -----------
+    @property
+    def context_execution(self) -> dict[str, Any]:
+        """``$$.Execution``."""
+        ctx = self._context_execution
+        if ctx is None:
+            ctx = self._context_execution = {
+                "Id": self.arn,
+                "Input": self.input,
+                "StartTime": iso_timestamp(self.start_time),
+                "Name": self.name,
+                "RoleArn": self.role_arn,
+                "RedriveCount": 0,
+            }
+        return ctx
+
+    @property
+    def context_state_machine(self) -> dict[str, Any]:
+        """``$$.StateMachine``."""
+        ctx = self._context_state_machine
+        if ctx is None:
+            ctx = self._context_state_machine = {"Id": self.state_machine_arn, "Name": self.state_machine_name}
+        return ctx
+
     # -- mocked responses ----------------------------------------------------
     def mocked_response(self, state_name: str) -> Any:
         if self.mocks is None:
             return None
-        attempt = self._mock_counters.get(state_name, 0)
+        counters = self._mock_counters
+        if counters is None:
+            counters = self._mock_counters = {}
+        attempt = counters.get(state_name, 0)
         response = self.mocks.response_for(state_name, attempt)
         if response is not None:
-            self._mock_counters[state_name] = attempt + 1
+            counters[state_name] = attempt + 1
         return response
 
     def history_overflow(self) -> None:
@@ -377,9 +397,7 @@ class Execution:
         self.activity = activity
         with activity:
             input_event = RawJson(self._input_text) if self._input_text is not None else self.input
-            self.history.add(
-                "ExecutionStarted", 0, {"input": input_event, "roleArn": self.role_arn}
-            )
+            self.history.add("ExecutionStarted", 0, input_event, self.engine.started_shape())
             frame = Frame(self, None, activity, 0)
             frame.size_bound = self.input_size
             timeout = self.machine.timeout_seconds
@@ -427,7 +445,7 @@ class Execution:
         history = self.history
         if status == "SUCCEEDED":
             self.output = output
-            history.close("ExecutionSucceeded", frame.last_event, {"output": output})
+            history.close("ExecutionSucceeded", frame.last_event, output, _OUTPUT_SHAPE)
             return
         details: dict[str, Any] = {}
         if cause is not None:
@@ -493,6 +511,7 @@ class Engine:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self._checked: dict[int, tuple[StateMachine, int]] = {}
+        self._started_shape: tuple[str, EventShape] | None = None
 
     def check_resources(self, machine: StateMachine) -> None:
         """Raise :class:`InputError` naming every Task resource no runner serves.
@@ -518,7 +537,14 @@ class Engine:
         self._checked[id(machine)] = (machine, self.runners.version)
 
     def new_name(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return random_uuid(self.rng)
+
+    def started_shape(self) -> EventShape:
+        """The ExecutionStarted event's shape (its payload: the input)."""
+        shape = self._started_shape
+        if shape is None or shape[0] != self.role_arn:
+            shape = self._started_shape = (self.role_arn, EventShape("input", after={"roleArn": self.role_arn}))
+        return shape[1]
 
     def start(
         self,
