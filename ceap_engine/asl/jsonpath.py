@@ -84,13 +84,22 @@ class PathNotFound(CeapError, LookupError):
     OutputPath).
     """
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str | Callable[[], str]) -> None:
         self.path = path
-        self.reason = reason
-        super().__init__(f"the JSONPath '{path}' has no match: {reason}")
+        # A callable reason is worked out when first read: a path that is only
+        # tested (IsPresent, a Map's optional field) must not pay for the words.
+        self._reason = reason
+        super().__init__(path)
 
-    def __str__(self) -> str:  # LookupError would not quote, but be explicit
-        return self.args[0]
+    @property
+    def reason(self) -> str:
+        reason = self._reason
+        if not isinstance(reason, str):
+            reason = self._reason = reason()
+        return reason
+
+    def __str__(self) -> str:
+        return f"the JSONPath '{self.path}' has no match: {self.reason}"
 
     def invalid_path_cause(self, shown_path: str | None = None) -> str:
         """The cause AWS gives for ``InputPath`` / ``OutputPath``.
@@ -1398,12 +1407,15 @@ class JsonPath:
             return []
 
     def _not_found(self, doc: Any) -> PathNotFound:
-        """Why a definite path has no match, in Jayway's words (slow, error path only)."""
+        """Why a definite path has no match, in Jayway's words (worked out only when read)."""
+        return PathNotFound(self.text, lambda: self._explain(doc))
+
+    def _explain(self, doc: Any) -> str:
         try:
             _evaluate(self._tokens, True, doc, doc)
         except _NoMatch as missing:
-            return PathNotFound(self.text, missing.reason)
-        return PathNotFound(self.text, "No results for path: " + self.normalized())  # pragma: no cover
+            return missing.reason
+        return "No results for path: " + self.normalized()  # pragma: no cover
 
     def normalized(self) -> str:
         """Jayway's normalized form, as AWS prints it: ``$.a[0]`` -> ``$['a'][0]``."""
