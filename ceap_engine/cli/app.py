@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from ceap_engine.runtime.collector import tune_collector
+
 from . import asl, aws, cost, executions, graph, queue, run, serve
 
 app = typer.Typer(
@@ -23,4 +25,5 @@ queue.register(app)
 
 
 def main() -> None:
+    tune_collector()  # many executions in flight: see ceap_engine.runtime.collector
     app()
