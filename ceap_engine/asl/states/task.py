@@ -31,6 +31,8 @@ __all__ = ["TaskState"]
 
 #: Marks a numeric field whose value is a JSONata expression.
 _JSONATA_FIELD: Any = object()
+#: A runner that ended on its first step.
+_DONE: Any = object()
 
 
 async def _as_coroutine(awaitable: Any) -> Any:
@@ -235,8 +237,8 @@ class TaskState(Retrying):
             execution_arn=execution.arn,
             execution_name=execution.name,
             state_machine_arn=execution.state_machine_arn,
-            clock=frame.clock,
-            rng=frame.rng,
+            clock=execution.clock,
+            rng=execution.rng,
             region=execution.region,
             account=execution.account,
             timeout_seconds=timeout,
@@ -254,25 +256,29 @@ class TaskState(Retrying):
                 coro = execution.runners.runner_for(info)(info, parameters, context)
             if type(coro) is not _COROUTINE:
                 coro = _as_coroutine(coro)
-            try:
-                # Step the runner once before arming any timer: a runner that ends
-                # without suspending took no time, so no timeout can apply to it.
-                suspended_on = coro.send(None)
-            except StopIteration as done:
-                result = done.value
+            if timeout is None and heartbeat_timer is None:
+                result = await coro  # no timer to arm
             else:
-                if timeout is not None:
-                    timer = _Timeout()
-                    timer.arm(frame, timeout, "States.Timeout")
-                if heartbeat_timer is not None:
-                    heartbeat_timer.arm(frame, heartbeat, "States.HeartbeatTimeout")
                 try:
-                    result = await _Resume(coro, suspended_on)
-                finally:
-                    if timer is not None:
-                        timer.disarm()
+                    # Step the runner once before arming any timer: a runner that ends
+                    # without suspending took no time, so no timeout can apply to it.
+                    suspended_on = coro.send(None)
+                except StopIteration as done:
+                    result = done.value
+                    suspended_on = _DONE
+                if suspended_on is not _DONE:
+                    if timeout is not None:
+                        timer = _Timeout()
+                        timer.arm(frame, timeout, "States.Timeout")
                     if heartbeat_timer is not None:
-                        heartbeat_timer.disarm()
+                        heartbeat_timer.arm(frame, heartbeat, "States.HeartbeatTimeout")
+                    try:
+                        result = await _Resume(coro, suspended_on)
+                    finally:
+                        if timer is not None:
+                            timer.disarm()
+                        if heartbeat_timer is not None:
+                            heartbeat_timer.disarm()
         except asyncio.CancelledError:
             expired = (timer if timer is not None and timer.expired
                        else heartbeat_timer if heartbeat_timer is not None and heartbeat_timer.expired else None)
