@@ -178,9 +178,13 @@ class JsonPathFlow(DataFlow):
         if rp is None:
             bound = frame.size_bound
         else:
-            if selected is result and frame.result_size >= 0:
-                selected_size = frame.result_size
-            else:
+            selected_size = -1
+            if frame.result_size >= 0:
+                if selected is result:
+                    selected_size = frame.result_size
+                elif self.result_selector is not None:
+                    selected_size = self.result_selector.size_bound(frame.result_size)
+            if selected_size < 0:
                 selected_size = payload_size(selected)
             if rp is ABSENT:
                 bound = selected_size

@@ -238,6 +238,8 @@ class MapState(Retrying):
         tolerated = self.tolerance(frame, effective, len(children))
         if self.distributed:
             results = await self._run_distributed(frame, children, concurrency, tolerated)
+        elif not children:
+            results = []  # what run_children returns for no children, without its coroutine
         else:
             results = await run_children(
                 frame, children, max_concurrency=concurrency, map_name=self.name, tolerated_failures=tolerated,
