@@ -321,8 +321,11 @@ class Execution:
             if state.writes_exit_event:
                 if assigned:
                     frame.event(state.exited_type, {"name": state.name, "output": value, "assignedVariables": assigned})
-                else:
-                    frame.event(state.exited_type, value, state.exited_shape)
+                else:  # Frame.event, inline
+                    if len(log) >= room and not history.make_room():
+                        self.history_overflow()
+                    log += (frame.last_event, now(), state.exited_type, value, state.exited_shape)
+                    frame.last_event = history.dropped + len(log) // STRIDE
             if assigned:
                 frame.variables.update(assigned)
             if name is None:
