@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ceap_engine.runtime.collector import tune_collector
+
 from .environment import machine, versions
 from .report import markdown, ratios, table
 from . import end_to_end, peer
@@ -165,6 +167,8 @@ def _child(name: str, mode: str, keep_histories: bool) -> int:
     if name not in scenarios:
         print(f"unknown scenario {name!r} in {mode} mode: choose from {', '.join(scenarios)}", file=sys.stderr)
         return 2
+    # Every scenario's process starts as the ceap command does (the bound's and moto's too).
+    tune_collector()
     try:
         kind = scenarios[name].kind
         if kind == "queue-pipe":

@@ -405,6 +405,9 @@ def markdown(document: dict[str, Any], *, command: str, mode: str, started: str,
         "load average above); the ratios and targets use exec/s, as the issue defines them.",
         "- p50/p99: wall time of one execution from its start to its end as the driver sees it; at concurrency "
         "1,000 it includes waiting for the event loop. For moto it is rounded up to a DescribeExecution sweep.",
+        "- Every scenario's Python process starts as the `ceap` command does: `tune_collector()` "
+        "(`ceap_engine/runtime/collector.py`: `gc.freeze()` and a young generation of 10,000 objects instead of "
+        "700), the bound's and moto's processes too; the peer runs on Node with its defaults.",
         "- `bound`: one asyncio task per execution awaiting 5 no-op coroutines and appending 10 history tuples, "
         "under the same driver and concurrency limit: the ceiling for any asyncio engine in this Python. "
         "`bound-yield` gives the event loop one turn per state (as a runner doing real I/O would); it is context "

@@ -96,7 +96,7 @@ def _path_or_absent(state: dict, key: str) -> ValuePath | None | Any:
 class JsonPathFlow(DataFlow):
     """InputPath, Parameters, ResultSelector, ResultPath, OutputPath."""
 
-    __slots__ = ("input_path", "output_path", "parameters", "result_path", "result_selector")
+    __slots__ = ("_places_only", "input_path", "output_path", "parameters", "result_path", "result_selector")
 
     def __init__(self, state: dict[str, Any], parameters_field: str = "Parameters") -> None:
         self.input_path = _path_or_absent(state, "InputPath")
@@ -110,6 +110,7 @@ class JsonPathFlow(DataFlow):
             self.result_path = None if rp is None else compile_reference_path(rp)
         else:
             self.result_path = ABSENT  # default "$": the result replaces the input
+        self._places_only = self.result_selector is None and self.output_path is ABSENT
 
     # -- input side -------------------------------------------------------
     def effective_input(self, frame: Frame, raw: Any) -> Any:
@@ -154,6 +155,22 @@ class JsonPathFlow(DataFlow):
             raise RuntimeFailure(_missing_text(op, exc)) from None
 
     def output(self, frame: Frame, raw: Any, result: Any) -> Any:
+        if self._places_only:
+            # No ResultSelector and no OutputPath (most states): ResultPath alone, and its bound.
+            rp = self.result_path
+            if rp is ABSENT:
+                frame.output_bound = frame.result_size if frame.result_size >= 0 else payload_size(result)
+                return result
+            if rp is None:
+                frame.output_bound = frame.size_bound
+                return raw
+            output = set_path(raw, rp, result)
+            if frame.size_bound < 0:
+                frame.output_bound = -1
+            else:
+                size = frame.result_size if frame.result_size >= 0 else payload_size(result)
+                frame.output_bound = frame.size_bound + size + 6 * len(rp.text) + 16
+            return output
         selected = self.select(frame, result)
         output = self.filter_output(frame, self.place(raw, selected))
         frame.output_bound = self._output_bound(frame, selected, result)
@@ -178,9 +195,13 @@ class JsonPathFlow(DataFlow):
         if rp is None:
             bound = frame.size_bound
         else:
-            if selected is result and frame.result_size >= 0:
-                selected_size = frame.result_size
-            else:
+            selected_size = -1
+            if frame.result_size >= 0:
+                if selected is result:
+                    selected_size = frame.result_size
+                elif self.result_selector is not None:
+                    selected_size = self.result_selector.size_bound(frame.result_size)
+            if selected_size < 0:
                 selected_size = payload_size(selected)
             if rp is ABSENT:
                 bound = selected_size

@@ -33,6 +33,14 @@ class CompiledState(Protocol):
     exited_type: str
     writes_exit_event: bool
     has_retry_count: bool
+    entered_shape: Any  # EventShape of the Entered event (its payload: the input)
+    exited_shape: Any  # EventShape of the Exited event (its payload: the output)
+    #: True when :meth:`step` does the state's work without awaiting (the loop then calls it directly).
+    sync: bool
+
+    def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+        """:meth:`run` for a ``sync`` state, without a coroutine."""
+        ...
 
     async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         """Run on ``raw`` input; return ``(output, next state name or None at the end)``."""
@@ -100,8 +108,9 @@ class Frame(Protocol):
     @property
     def rng(self) -> random.Random: ...
 
-    def event(self, event_type: str, details: dict[str, Any] | None = None) -> int:
-        """Record an event of this frame (it follows the frame's previous one)."""
+    def event(self, event_type: str, details: Any = None, shape: Any = None) -> int:
+        """Record an event of this frame (it follows the frame's previous one); with an
+        :class:`~ceap_engine.asl.history.EventShape`, ``details`` is the payload it completes."""
         ...
 
     def context(self) -> dict[str, Any]:

@@ -17,23 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from ceap_engine.asl.definition import StateMachine
 from ceap_engine.asl.flow import ABSENT
 from ceap_engine.asl.frame import Program
-from ceap_engine.asl.history import ExecutionHistory, RawJson, iso_timestamp
+from ceap_engine.asl.history import STRIDE, EventShape, ExecutionHistory, RawJson, iso_timestamp
 from ceap_engine.asl.jsonpath import PathNotFound
 from ceap_engine.asl.map_run import MapRuns
 from ceap_engine.asl.payload import PAYLOAD_LIMIT_BYTES, RuntimeFailure, data_limit_cause, payload_size
+from ceap_engine.asl.result import ExecutionResult, validate_execution_name
 from ceap_engine.asl.states import Terminal
 from ceap_engine.errors import InputError, Problem, StatesError
 from ceap_engine.ports import Clock, ObjectStore
-from ceap_engine.runtime.clock import Activity, RealClock, WallBackstop
-from ceap_engine.runtime.tasks import TaskRunners
+from ceap_engine.runtime.clock import Activity, RealClock, VirtualClock, WallBackstop
+from ceap_engine.runtime.tasks import TaskRunners, random_uuid
 
 __all__ = [
     "Engine",
@@ -59,65 +58,8 @@ EXPRESS_KEPT_EVENTS = 25_000
 YIELD_EVERY_STATES = 512
 INPUT_LIMIT_BYTES = 262_144
 
-_NAME_FORBIDDEN = re.compile(r'[\s<>{}\[\]?*"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]')
-
-
-def validate_execution_name(name: str) -> str:
-    """Return ``name`` if Step Functions would accept it as an execution name.
-
-    1-80 characters; no whitespace, none of ``< > { } [ ] ? * " # % \\ ^ | ~ ` $ & , ; : /``,
-    no control characters.
-    """
-    if not isinstance(name, str) or not 1 <= len(name) <= 80:
-        raise InputError([Problem("/name", "An execution name must be 1-80 characters long")], "execution name")
-    bad = _NAME_FORBIDDEN.search(name)
-    if bad:
-        raise InputError(
-            [Problem("/name", f"The execution name {name!r} contains {bad.group()!r}: use letters, digits, '-', '_', '.' or '@'")],
-            "execution name",
-        )
-    return name
-
-
-@dataclass
-class ExecutionResult:
-    """How an execution ended: AWS's DescribeExecution fields plus the history."""
-
-    execution_arn: str
-    name: str
-    state_machine_arn: str
-    status: str
-    start_time: float
-    stop_time: float | None
-    input: Any
-    output: Any = None
-    error: str | None = None
-    cause: str | None = None
-    history: ExecutionHistory | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status == "SUCCEEDED"
-
-    def to_json(self, include_events: bool = True) -> dict[str, Any]:
-        """The ``ceap asl run --format json`` document (every key always present)."""
-        return {
-            "schemaVersion": 1,
-            "executionArn": self.execution_arn,
-            "name": self.name,
-            "stateMachineArn": self.state_machine_arn,
-            "status": self.status,
-            "startDate": iso_timestamp(self.start_time),
-            "stopDate": iso_timestamp(self.stop_time) if self.stop_time is not None else None,
-            "input": self.input,
-            "output": self.output if self.status == "SUCCEEDED" else None,
-            "error": self.error,
-            "cause": self.cause,
-            "events": self.history.to_aws() if (include_events and self.history is not None) else [],
-        }
-
-
 _UNDEFINED = object()
+_OUTPUT_SHAPE = EventShape("output")
 
 
 class Frame:
@@ -172,15 +114,17 @@ class Frame:
     def rng(self) -> random.Random:
         return self.execution.rng
 
-    def event(self, event_type: str, details: dict[str, Any] | None = None) -> int:
-        """Record an event of this frame (it follows the frame's previous one)."""
+    def event(self, event_type: str, details: Any = None, shape: EventShape | None = None) -> int:
+        """Record an event of this frame (it follows the frame's previous one).
+
+        With a ``shape``, ``details`` is the one payload the shape completes into the details.
+        """
         history = self.execution.history
-        rows = history.rows
-        if len(rows) >= history.room and not history.make_room():
+        log = history.log
+        if len(log) >= history.room and not history.make_room():
             self.execution.history_overflow()
-        event_id = history.dropped + len(rows) + 1
-        rows.append((event_id, self.last_event, history._time(), event_type, details))
-        self.last_event = event_id
+        log += (self.last_event, history._time(), event_type, details, shape)
+        self.last_event = event_id = history.dropped + len(log) // STRIDE
         return event_id
 
     # -- context object and variables ------------------------------------------
@@ -280,29 +224,51 @@ class Execution:
         self.error: str | None = None
         self.cause: str | None = None
         self.mocks = mocks
-        self._mock_counters: dict[str, int] = {}
+        self._mock_counters: dict[str, int] | None = None
         self._input_text = input_text
-        self.context_execution = {
-            "Id": self.arn,
-            "Input": input,
-            "StartTime": iso_timestamp(self.start_time),
-            "Name": name,
-            "RoleArn": self.role_arn,
-            "RedriveCount": 0,
-        }
-        self.context_state_machine = {"Id": self.state_machine_arn, "Name": state_machine_name}
+        self._context_execution: dict[str, Any] | None = None
+        self._context_state_machine: dict[str, Any] | None = None
         self.task: asyncio.Task | None = None
         self.input_size = -1  # bytes of the input as JSON, once known
         self.activity: Activity | None = None
+        self._task: asyncio.Task | None = None  # the task running run()
+        self._timed_out = False
+
+    # -- the context object's parts of the execution (built when first read) -----------
+    @property
+    def context_execution(self) -> dict[str, Any]:
+        """``$$.Execution``."""
+        ctx = self._context_execution
+        if ctx is None:
+            ctx = self._context_execution = {
+                "Id": self.arn,
+                "Input": self.input,
+                "StartTime": iso_timestamp(self.start_time),
+                "Name": self.name,
+                "RoleArn": self.role_arn,
+                "RedriveCount": 0,
+            }
+        return ctx
+
+    @property
+    def context_state_machine(self) -> dict[str, Any]:
+        """``$$.StateMachine``."""
+        ctx = self._context_state_machine
+        if ctx is None:
+            ctx = self._context_state_machine = {"Id": self.state_machine_arn, "Name": self.state_machine_name}
+        return ctx
 
     # -- mocked responses ----------------------------------------------------
     def mocked_response(self, state_name: str) -> Any:
         if self.mocks is None:
             return None
-        attempt = self._mock_counters.get(state_name, 0)
+        counters = self._mock_counters
+        if counters is None:
+            counters = self._mock_counters = {}
+        attempt = counters.get(state_name, 0)
         response = self.mocks.response_for(state_name, attempt)
         if response is not None:
-            self._mock_counters[state_name] = attempt + 1
+            counters[state_name] = attempt + 1
         return response
 
     def history_overflow(self) -> None:
@@ -317,23 +283,31 @@ class Execution:
         """Run a (sub-)machine from its StartAt to its end; return its output."""
         states = program.states
         name: str | None = program.start_at
-        clock = self.clock
+        now = self.clock.time
+        history = self.history
+        log, room = history.log, history.room
         while True:
             self.transitions += 1
             if not self.transitions % YIELD_EVERY_STATES:
                 await asyncio.sleep(0)
             state = states[name]  # type: ignore[index]
             frame.state = state
-            frame.entered_time = clock.time()
             frame.retry_count = 0
             frame._ctx = None
             frame.pending_assign = None
             frame.output_bound = -1
             frame.result_size = -1
-            entered = frame.event(state.entered_type, {"input": value, "name": state.name})
-            frame.entered_event = entered
+            # The Entered event, as Frame.event records it, with the one clock read it shares.
+            if len(log) >= room and not history.make_room():
+                self.history_overflow()
+            frame.entered_time = entered_at = now()
+            log += (frame.last_event, entered_at, state.entered_type, value, state.entered_shape)
+            frame.entered_event = frame.last_event = entered = history.dropped + len(log) // STRIDE
             try:
-                value, name = await state.run(frame, value)
+                if state.sync:
+                    value, name = state.step(frame, value)
+                else:
+                    value, name = await state.run(frame, value)
             except RuntimeFailure as rf:
                 raise Terminal(
                     rf.error,
@@ -347,10 +321,13 @@ class Execution:
             frame.size_bound = bound
             assigned = frame.pending_assign
             if state.writes_exit_event:
-                details = {"name": state.name, "output": value}
                 if assigned:
-                    details["assignedVariables"] = assigned
-                frame.event(state.exited_type, details)
+                    frame.event(state.exited_type, {"name": state.name, "output": value, "assignedVariables": assigned})
+                else:  # Frame.event, inline
+                    if len(log) >= room and not history.make_room():
+                        self.history_overflow()
+                    log += (frame.last_event, now(), state.exited_type, value, state.exited_shape)
+                    frame.last_event = history.dropped + len(log) // STRIDE
             if assigned:
                 frame.variables.update(assigned)
             if name is None:
@@ -367,33 +344,27 @@ class Execution:
         self.activity = activity
         with activity:
             input_event = RawJson(self._input_text) if self._input_text is not None else self.input
-            self.history.add(
-                "ExecutionStarted", 0, {"input": input_event, "roleArn": self.role_arn}
-            )
+            self.history.add("ExecutionStarted", 0, input_event, self.engine.started_shape())
             frame = Frame(self, None, activity, 0)
             frame.size_bound = self.input_size
             timeout = self.machine.timeout_seconds
             cap = EXPRESS_MAX_SECONDS if self.type == EXPRESS else STANDARD_MAX_SECONDS
             limit = min(timeout or cap, cap)
-            task = asyncio.current_task()
-            timed_out = [False]
-
-            def on_timeout() -> None:
-                if not timed_out[0]:
-                    timed_out[0] = True
-                    if task is not None:
-                        task.cancel()
-
-            timer = self.clock.call_later(limit, on_timeout)
+            self._task = asyncio.current_task()
+            clock = self.clock
+            if isinstance(clock, VirtualClock):
+                timer = clock.call_later_once_waiting(activity, limit, self._on_timeout)
+            else:
+                timer = clock.call_later(limit, self._on_timeout)
             # The same limit on wall time (a Standard run's year only when asked for).
             wall_limit = limit if (timeout or self.type == EXPRESS) else None
-            wall_timer = WallBackstop(self.clock, wall_limit, on_timeout) if self.wall_limits and wall_limit else None
+            wall_timer = WallBackstop(clock, wall_limit, self._on_timeout) if self.wall_limits and wall_limit else None
             try:
                 output = await self.run_program(self.machine, self.input, frame)
             except asyncio.CancelledError:
-                if timed_out[0]:
-                    if task is not None:
-                        task.uncancel()
+                if self._timed_out:
+                    if self._task is not None:
+                        self._task.uncancel()
                     self._finish("TIMED_OUT", frame, error="States.Timeout", cause=None)
                 else:
                     self._finish("ABORTED", frame)
@@ -408,6 +379,12 @@ class Execution:
                     wall_timer.cancel()
         return self.result()
 
+    def _on_timeout(self) -> None:
+        if not self._timed_out:
+            self._timed_out = True
+            if self._task is not None:
+                self._task.cancel()
+
     def _finish(self, status: str, frame: Frame, *, output: Any = ABSENT, error: str | None = None,
                 cause: str | None = None) -> None:
         self.status = status
@@ -415,7 +392,7 @@ class Execution:
         history = self.history
         if status == "SUCCEEDED":
             self.output = output
-            history.close("ExecutionSucceeded", frame.last_event, {"output": output})
+            history.close("ExecutionSucceeded", frame.last_event, output, _OUTPUT_SHAPE)
             return
         details: dict[str, Any] = {}
         if cause is not None:
@@ -483,6 +460,7 @@ class Engine:
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
         self._checked: dict[int, tuple[StateMachine, int]] = {}
+        self._started_shape: tuple[str, EventShape] | None = None
 
     def check_resources(self, machine: StateMachine) -> None:
         """Raise :class:`InputError` naming every Task resource no runner serves.
@@ -508,7 +486,14 @@ class Engine:
         self._checked[id(machine)] = (machine, self.runners.version)
 
     def new_name(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return random_uuid(self.rng)
+
+    def started_shape(self) -> EventShape:
+        """The ExecutionStarted event's shape (its payload: the input)."""
+        shape = self._started_shape
+        if shape is None or shape[0] != self.role_arn:
+            shape = self._started_shape = (self.role_arn, EventShape("input", after={"roleArn": self.role_arn}))
+        return shape[1]
 
     def start(
         self,

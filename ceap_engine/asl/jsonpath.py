@@ -84,13 +84,22 @@ class PathNotFound(CeapError, LookupError):
     OutputPath).
     """
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str | Callable[[], str]) -> None:
         self.path = path
-        self.reason = reason
-        super().__init__(f"the JSONPath '{path}' has no match: {reason}")
+        # A callable reason is worked out when first read: a path that is only
+        # tested (IsPresent, a Map's optional field) must not pay for the words.
+        self._reason = reason
+        super().__init__(path)
 
-    def __str__(self) -> str:  # LookupError would not quote, but be explicit
-        return self.args[0]
+    @property
+    def reason(self) -> str:
+        reason = self._reason
+        if not isinstance(reason, str):
+            reason = self._reason = reason()
+        return reason
+
+    def __str__(self) -> str:
+        return f"the JSONPath '{self.path}' has no match: {self.reason}"
 
     def invalid_path_cause(self, shown_path: str | None = None) -> str:
         """The cause AWS gives for ``InputPath`` / ``OutputPath``.
@@ -1398,12 +1407,15 @@ class JsonPath:
             return []
 
     def _not_found(self, doc: Any) -> PathNotFound:
-        """Why a definite path has no match, in Jayway's words (slow, error path only)."""
+        """Why a definite path has no match, in Jayway's words (worked out only when read)."""
+        return PathNotFound(self.text, lambda: self._explain(doc))
+
+    def _explain(self, doc: Any) -> str:
         try:
             _evaluate(self._tokens, True, doc, doc)
         except _NoMatch as missing:
-            return PathNotFound(self.text, missing.reason)
-        return PathNotFound(self.text, "No results for path: " + self.normalized())  # pragma: no cover
+            return missing.reason
+        return "No results for path: " + self.normalized()  # pragma: no cover
 
     def normalized(self) -> str:
         """Jayway's normalized form, as AWS prints it: ``$.a[0]`` -> ``$['a'][0]``."""
@@ -1416,13 +1428,15 @@ class JsonPath:
 class _ReferencePath(JsonPath):
     """``$``, ``.name``, ``['name']`` and ``[index]`` only: a tight loop over the steps."""
 
-    __slots__ = ("steps",)
+    __slots__ = ("single_name", "steps")
 
     def __init__(self, text: str, tokens: tuple[_Token, ...]) -> None:
         super().__init__(text, tokens)
         self.steps: tuple[str | int, ...] = tuple(
             t.names[0] if type(t) is _Property else t.indexes[0] for t in tokens  # type: ignore[attr-defined]
         )
+        #: The name of a one-name path (``$.a``), the commonest ResultPath.
+        self.single_name = self.steps[0] if len(self.steps) == 1 and type(self.steps[0]) is str else None
 
     def get(self, doc: Any) -> Any:
         node = doc
@@ -1525,6 +1539,11 @@ def set_path(doc: Any, path: JsonPath, value: Any) -> Any:
             f"ResultPath needs a reference path ($, .name, ['name'], [index]); {path.text!r} is not one",
             path=path.text,
         )
+    name = path.single_name
+    if name is not None and isinstance(doc, dict):
+        placed = dict(doc)
+        placed[name] = value
+        return placed
     steps = path.steps
     if not steps:
         return value

@@ -126,13 +126,25 @@ _Evaluate = Callable[[Any, "Frame"], Any]
 class Template:
     """A compiled payload template; ``evaluate(doc, frame)`` builds the value."""
 
-    __slots__ = ("_evaluate", "field", "source", "static")
+    __slots__ = ("_evaluate", "field", "picks", "source", "source_size", "static")
 
     def __init__(self, source: Any, evaluate: _Evaluate | None, field: str) -> None:
         self.source = source
         self._evaluate = evaluate
         self.static = evaluate is None
         self.field = field
+        #: When every ``.$`` value is a definite path into the document, the count of them: each
+        #: picks a part of the document, so the value's size is at most ``source_size`` plus
+        #: ``picks`` times the document's (a bound the payload limit uses instead of a
+        #: serialisation). ``None`` otherwise (an intrinsic, a context or variable path).
+        self.picks = _picks(source)
+        self.source_size = payload_size(source) if self.picks is not None else -1
+
+    def size_bound(self, doc_size: int) -> int:
+        """An upper bound of the size of ``evaluate(doc)`` for a document of ``doc_size`` bytes; -1 if none."""
+        if self.picks is None or doc_size < 0:
+            return -1
+        return self.source_size + self.picks * doc_size
 
     def evaluate(self, doc: Any, frame: Frame) -> Any:
         if self._evaluate is None:
@@ -178,6 +190,31 @@ def compile_dynamic(key: str, text: Any, field: str = "") -> _Evaluate:
 
 
 _value_paths: dict[str, ValuePath] = {}
+
+
+def _picks(node: Any) -> int | None:
+    """How many ``.$`` values ``node`` holds, if all are definite document paths (see Template.picks)."""
+    count = 0
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(key, str) and key.endswith(".$"):
+                    if not isinstance(value, str) or is_intrinsic(value):
+                        return None
+                    try:
+                        path = ValuePath(value)
+                    except (InvalidPath, IntrinsicSyntaxError):
+                        return None
+                    if path.kind != "input" or not path.path.is_definite:
+                        return None
+                    count += 1
+                else:
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def _cached_value_path(text: str) -> ValuePath:

@@ -6,6 +6,8 @@ import sys
 
 import typer
 
+from ceap_engine.runtime.collector import tune_collector
+
 from . import asl, aws, cost, executions, graph, queue, run, serve
 from ._output import (
     EXIT_BAD_INPUT,
@@ -57,6 +59,7 @@ def _usage_command(exc: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """The ``ceap`` entry point: the commands' exit codes; usage errors as exit 2 (in JSON with ``--format json``)."""
+    tune_collector()  # many executions in flight: see ceap_engine.runtime.collector
     args = list(sys.argv[1:] if argv is None else argv)
     click = click_module("exceptions")
     try:

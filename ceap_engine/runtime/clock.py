@@ -47,13 +47,15 @@ class Activity:
     runs it (so the clock counts it at once) and enter it inside that coroutine.
     """
 
-    __slots__ = ("_clock", "_token", "busy", "closed")
+    __slots__ = ("_clock", "_deferred", "_token", "busy", "closed")
 
     def __init__(self, clock: _ActivityAccounting | None) -> None:
         self._clock = clock
         self._token: contextvars.Token | None = None
         self.busy = True
         self.closed = False
+        #: A timer of this activity's that goes on the clock when the activity first waits.
+        self._deferred: _DeferredTimer | None = None
         if clock is not None:
             clock._busy += 1
 
@@ -71,6 +73,7 @@ class Activity:
         if self.closed:
             return
         self.closed = True
+        self._deferred = None
         if self.busy and self._clock is not None:
             self.busy = False
             self._clock._set_idle()
@@ -94,6 +97,8 @@ class Activity:
     def _release(self) -> None:
         if self.busy and not self.closed:
             self.busy = False
+            if self._deferred is not None:
+                self._deferred.arm()
             if self._clock is not None:
                 self._clock._set_idle()
 
@@ -170,6 +175,43 @@ class _Timer:
             clock._timer_cancelled()
 
 
+class _DeferredTimer:
+    """A virtual timer that is put on the clock only once its activity waits (see
+    :meth:`VirtualClock.call_later_once_waiting`)."""
+
+    __slots__ = ("_activity", "_clock", "_timer", "callback", "deadline")
+
+    def __init__(self, clock: VirtualClock, deadline: float, callback: Callable[[], None]) -> None:
+        self._clock: VirtualClock | None = clock
+        self._activity: Activity | None = None
+        self._timer: _Timer | None = None
+        self.deadline = deadline
+        self.callback: Callable[[], None] | None = callback
+
+    def arm(self) -> None:
+        clock, callback = self._clock, self.callback
+        if clock is None or callback is None or self._timer is not None:
+            return
+        self._forget()
+        self.callback = None
+        self._timer = clock._schedule(self.deadline, callback)
+
+    def _forget(self) -> None:
+        activity, self._activity = self._activity, None
+        if activity is not None and activity._deferred is self:
+            activity._deferred = None
+        if self._clock is not None:
+            self._clock._deferred.discard(self)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        else:
+            self._forget()
+        self._clock = None
+        self.callback = None
+
+
 class VirtualClock(_ActivityAccounting):
     """Time that stands still while work runs and jumps when all work waits.
 
@@ -191,6 +233,8 @@ class VirtualClock(_ActivityAccounting):
         self._cancelled_in_heap = 0
         self._seq = itertools.count()
         self._advance_scheduled = False
+        #: Timers waiting for their activity to wait (:meth:`call_later_once_waiting`).
+        self._deferred: set[_DeferredTimer] = set()
 
     # -- reading time -------------------------------------------------
     def time(self) -> float:
@@ -205,10 +249,29 @@ class VirtualClock(_ActivityAccounting):
 
     # -- timers -------------------------------------------------------
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
-        timer = _Timer(self._now + max(0.0, delay), callback, self)
-        heapq.heappush(self._heap, (timer.deadline, next(self._seq), timer))
+        return self._schedule(self._now + max(0.0, delay), callback)
+
+    def _schedule(self, deadline: float, callback: Callable[[], None]) -> _Timer:
+        timer = _Timer(deadline, callback, self)
+        heapq.heappush(self._heap, (deadline, next(self._seq), timer))
         self._maybe_schedule_advance()
         return timer
+
+    def call_later_once_waiting(self, activity: Activity, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        """:meth:`call_later` for a deadline of ``activity``'s own (an execution's timeout).
+
+        Virtual time cannot pass while the activity is busy, so the timer goes on
+        the clock only when the activity first waits - most executions never do
+        and then cost no timer at all. The deadline still counts from now.
+        """
+        deferred = _DeferredTimer(self, self._now + max(0.0, delay), callback)
+        if activity.busy and not activity.closed and activity._clock is self and activity._deferred is None:
+            activity._deferred = deferred
+            deferred._activity = activity
+            self._deferred.add(deferred)
+        else:
+            deferred.arm()
+        return deferred
 
     def _timer_cancelled(self) -> None:
         # Every execution arms timeouts it nearly always cancels; while time
@@ -237,6 +300,8 @@ class VirtualClock(_ActivityAccounting):
             # A caller outside any engine activity (a test awaiting the clock
             # directly): it is only waiting, so it does not hold time back.
             activity = None
+        elif activity._deferred is not None:
+            activity._deferred.arm()  # before this sleep's own timer, so it fires first at a tie
         fut: asyncio.Future[None] = loop.create_future()
 
         def wake() -> None:
@@ -302,6 +367,8 @@ class VirtualClock(_ActivityAccounting):
 
     def advance(self, seconds: float) -> None:
         """Move time forward by hand (tests), firing every timer that comes due."""
+        for deferred in list(self._deferred):
+            deferred.arm()  # time moves although their activities are busy
         target = self._now + seconds
         while self._heap and self._heap[0][0] <= target:
             deadline = self._heap[0][0]

@@ -181,6 +181,10 @@ def _function_name(name_or_arn: str) -> str:
     return name_or_arn.split(":", 1)[0]
 
 
+#: ``_function_name`` of the names and ARNs seen, for the call on every invocation.
+_FUNCTION_NAMES: dict[str, str] = {}
+
+
 def random_uuid(rng: Any) -> str:
     """A version-4 UUID from ``rng``, the same text as ``str(uuid.UUID(int=rng.getrandbits(128), version=4))``
     at a third of the cost (every Lambda call draws one).
@@ -286,7 +290,11 @@ class LambdaFunctions:
         ``payload_is_json_text``: a string payload is the request body itself
         (``lambda:invoke``'s ``Payload``); otherwise it is a JSON string value.
         """
-        name = _function_name(name_or_arn)
+        name = _FUNCTION_NAMES.get(name_or_arn)
+        if name is None:
+            name = _function_name(name_or_arn)
+            if len(_FUNCTION_NAMES) < 4096:  # names and ARNs come from definitions (and inputs): bounded
+                _FUNCTION_NAMES[name_or_arn] = name
         function = self.functions.get(name)
         request_id = random_uuid(context.rng)
         if function is None:

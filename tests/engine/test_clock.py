@@ -103,3 +103,33 @@ def test_manual_advance_fires_due_timers():
     clock.call_later(50, lambda: fired.append(clock.time()))
     clock.advance(10)
     assert fired == [5.0] and clock.time() == 10.0
+
+
+async def test_a_timer_once_waiting_goes_on_the_clock_when_its_activity_first_waits():
+    clock = VirtualClock(start=0)
+    fired = []
+    with clock.activity() as activity:
+        clock.call_later_once_waiting(activity, 10, lambda: fired.append(clock.time()))
+        assert clock._heap == []  # a busy activity holds time still: no timer needed yet
+        await clock.sleep(4)
+        assert len(clock._heap) == 1  # armed on the first wait, due 10 s after it was asked for
+        await clock.sleep(20)
+    assert fired == [10.0]
+
+
+async def test_a_timer_once_waiting_that_is_cancelled_first_never_reaches_the_clock():
+    clock = VirtualClock(start=0)
+    fired = []
+    with clock.activity() as activity:
+        clock.call_later_once_waiting(activity, 10, lambda: fired.append(clock.time())).cancel()
+        await clock.sleep(30)
+    assert fired == [] and clock._deferred == set()
+
+
+def test_manual_advance_fires_a_timer_once_waiting_of_a_busy_activity():
+    clock = VirtualClock(start=0)
+    fired = []
+    activity = clock.activity()
+    clock.call_later_once_waiting(activity, 10, lambda: fired.append(clock.time()))
+    clock.advance(15)
+    assert fired == [10.0]

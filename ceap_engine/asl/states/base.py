@@ -14,8 +14,9 @@ Example::
 
     class Noop(State):
         type = "Noop"
+        sync = True
 
-        async def run(self, frame, raw):
+        def step(self, frame, raw):
             return raw, self.next
 """
 
@@ -29,6 +30,7 @@ from ceap_engine.asl.retry import BackoffSchedule, Retrier, decide, find_catcher
 from ...errors import StatesError
 from ..flow import CatchClause, DataFlow
 from ..frame import Frame
+from ..history import EventShape
 
 __all__ = ["Retrying", "State", "Terminal", "error_object"]
 
@@ -53,6 +55,8 @@ class State:
     exited_type: str = ""
     writes_exit_event = True
     has_retry_count = False
+    #: The state's work needs no await: the state loop calls :meth:`step` instead of :meth:`run`.
+    sync = False
 
     def __init__(self, name: str, raw: dict[str, Any], language: str, flow: DataFlow | None) -> None:
         self.name = name
@@ -65,8 +69,15 @@ class State:
         self.jsonata = language == "JSONata"
         self.entered_type = f"{self.type}StateEntered"
         self.exited_type = f"{self.type}StateExited"
+        self.entered_shape = EventShape("input", after={"name": name})
+        self.exited_shape = EventShape("output", before={"name": name})
 
-    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:  # pragma: no cover - abstract
+    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+        """Run on ``raw`` input; return ``(output, next state name or None at the end)``."""
+        return self.step(frame, raw)
+
+    def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:  # pragma: no cover - abstract
+        """:meth:`run` without a coroutine, for the states whose work never awaits (``sync``)."""
         raise NotImplementedError
 
     def finish(self, frame: Frame, raw: Any, result: Any) -> tuple[Any, str | None]:
@@ -110,28 +121,42 @@ class Retrying(State):
 
     async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         effective = self.flow.effective_input(frame, raw)
-        retriers = self.retriers
-        attempts = [0] * len(retriers) if retriers else None
+        attempts: list[int] | None = None
         while True:
             try:
                 return await self.attempt(frame, raw, effective)
             except Terminal:
                 raise
             except StatesError as err:
-                if retriers:
-                    decision = decide(retriers, attempts, err.error, frame.rng)  # type: ignore[arg-type]
-                    if decision.retry:
-                        attempts[decision.retrier_index] += 1  # type: ignore[index]
-                        frame.retry_count += 1
-                        frame.invalidate_context()
-                        await frame.clock.sleep(decision.delay)
-                        continue
-                if self.failed_event is not None:
-                    frame.event(self.failed_event)
-                clause = self._find_clause(err.error)
-                if clause is None:
-                    raise
-                return self.caught(frame, raw, clause, err)
+                attempts, delay = self.retry_delay(frame, err, attempts)
+                if delay is None:
+                    return self.give_up(frame, raw, err)
+                await frame.clock.sleep(delay)
+
+    def retry_delay(self, frame: Frame, err: StatesError, attempts: list[int] | None) -> tuple[list[int] | None, float | None]:
+        """After a failed attempt: the retriers' attempt counts and the delay before the next attempt
+        (``None``: no retry, give up)."""
+        retriers = self.retriers
+        if not retriers:
+            return attempts, None
+        if attempts is None:
+            attempts = [0] * len(retriers)
+        decision = decide(retriers, attempts, err.error, frame.rng)
+        if not decision.retry:
+            return attempts, None
+        attempts[decision.retrier_index] += 1  # type: ignore[index]
+        frame.retry_count += 1
+        frame.invalidate_context()
+        return attempts, decision.delay
+
+    def give_up(self, frame: Frame, raw: Any, err: StatesError) -> tuple[Any, str | None]:
+        """No more retries: the state's Failed event, then a matching catcher's output, or ``err`` raised."""
+        if self.failed_event is not None:
+            frame.event(self.failed_event)
+        clause = self._find_clause(err.error)
+        if clause is None:
+            raise err
+        return self.caught(frame, raw, clause, err)
 
     def _find_clause(self, error: str) -> CatchClause | None:
         if not self.catchers:

@@ -236,6 +236,8 @@ class MapState(Retrying):
             sizes = [len(v["Items"]) if self.item_batcher is not None and isinstance(v, dict)
                      and isinstance(v.get("Items"), list) else 1 for v in inputs]
             results = await self._run_distributed(frame, children, concurrency, count, percentage, sizes)
+        elif not children:
+            results = []  # what run_children returns for no children, without its coroutine
         else:
             results = await run_children(
                 frame, children, max_concurrency=concurrency, map_name=self.name,

@@ -15,7 +15,7 @@ from ..flow import DataFlow
 from ..frame import Frame
 from ..jsonata_flow import JsonataTemplate, describe_type, query_failure
 from ..jsonpath import PathNotFound
-from ..payload import RuntimeFailure, ValuePath, compile_dynamic, to_json
+from ..payload import RuntimeFailure, ValuePath, compile_dynamic, payload_size, to_json
 from .base import State
 
 __all__ = ["ChoiceState", "FailState", "MAX_WAIT_SECONDS", "PassState", "SucceedState", "WaitState"]
@@ -26,23 +26,29 @@ MAX_WAIT_SECONDS = 2**31 - 1
 
 class PassState(State):
     type = "Pass"
+    sync = True
 
     def __init__(self, name: str, raw: dict[str, Any], language: str, flow: DataFlow) -> None:
         super().__init__(name, raw, language, flow)
         self.has_result = "Result" in raw
         self.result = raw.get("Result")
+        # A static Result's size, so the output's size bound costs no serialisation.
+        self.result_size = payload_size(self.result) if self.has_result else -1
 
-    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+    def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         flow = self.flow
         effective = flow.effective_input(frame, raw)
-        result = self.result if self.has_result else flow.arguments(frame, effective)
-        return self.finish(frame, raw, result)
+        if self.has_result:
+            frame.result_size = self.result_size
+            return self.finish(frame, raw, self.result)
+        return self.finish(frame, raw, flow.arguments(frame, effective))
 
 
 class SucceedState(State):
     type = "Succeed"
+    sync = True
 
-    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+    def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         flow = self.flow
         effective = flow.effective_input(frame, raw)
         return flow.output(frame, raw, effective), None
@@ -51,6 +57,7 @@ class SucceedState(State):
 class FailState(State):
     type = "Fail"
     writes_exit_event = False
+    sync = True
 
     def __init__(self, name: str, raw: dict[str, Any], language: str, flow: DataFlow | None) -> None:
         super().__init__(name, raw, language, flow)
@@ -66,7 +73,7 @@ class FailState(State):
             raise RuntimeFailure(f"The {field} field must resolve to a string, got {to_json(value)}")
         return value
 
-    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+    def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         if self.jsonata:
             flow = self.flow
             error = flow.field(frame, "Error", raw) if "Error" in flow.fields else None  # type: ignore[attr-defined]
@@ -79,6 +86,7 @@ class FailState(State):
 
 class ChoiceState(State):
     type = "Choice"
+    sync = True
 
     def __init__(self, name: str, raw: dict[str, Any], language: str, flow: DataFlow) -> None:
         super().__init__(name, raw, language, flow)
@@ -93,7 +101,7 @@ class ChoiceState(State):
             else:
                 self.rules.append((compile_rule(rule), rule["Next"], assign, None))
 
-    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+    def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         flow = self.flow
         effective = flow.effective_input(frame, raw)
         if self.jsonata:

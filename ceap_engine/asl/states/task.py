@@ -22,14 +22,17 @@ from ceap_engine.runtime.tasks import TaskFailed, parse_resource
 from ...errors import StatesError
 from ..flow import CatchClause, DataFlow
 from ..frame import Frame
+from ..history import EventShape
 from ..jsonata_flow import is_jsonata, query_failure
 from ..payload import PAYLOAD_LIMIT_BYTES, RuntimeFailure, ValuePath, data_limit_cause, payload_size, to_json
-from .base import Retrying
+from .base import Retrying, Terminal
 
 __all__ = ["TaskState"]
 
 #: Marks a numeric field whose value is a JSONata expression.
 _JSONATA_FIELD: Any = object()
+#: A runner that ended on its first step.
+_DONE: Any = object()
 
 
 async def _as_coroutine(awaitable: Any) -> Any:
@@ -144,6 +147,31 @@ class TaskState(Retrying):
         self.is_lambda_arn = info.kind == "lambda"
         self.is_sync = info.pattern.startswith("sync")
         self._rt = {"resource": info.resource, "resourceType": info.resource_type}
+        #: Timeouts known before any attempt: the Scheduled event's shape is then the same every time.
+        self.static_timeouts = (
+            self.timeout_path is None and self.heartbeat_path is None
+            and self.timeout_seconds is not _JSONATA_FIELD and self.heartbeat_seconds is not _JSONATA_FIELD
+        )
+        self._scheduled_shapes: dict[str, EventShape] = {}  # region -> shape (static timeouts only)
+        self._succeeded_shape = EventShape("output") if self.is_lambda_arn else EventShape("output", after=self._rt)
+
+    def _scheduled(self, frame: Frame, parameters: Any, timeout: Any, heartbeat: Any) -> None:
+        """The LambdaFunctionScheduled or TaskScheduled event."""
+        region = frame.execution.region
+        shape = self._scheduled_shapes.get(region) if self.static_timeouts else None
+        if shape is None:
+            if self.is_lambda_arn:
+                key, after = "input", {"resource": self.info.arn}
+            else:
+                key, after = "parameters", {"region": region, **self._rt}
+            if timeout is not None:
+                after["timeoutInSeconds"] = timeout
+            if heartbeat is not None:
+                after["heartbeatInSeconds"] = heartbeat
+            shape = EventShape(key, after=after)
+            if self.static_timeouts:
+                self._scheduled_shapes[region] = shape
+        frame.event("LambdaFunctionScheduled" if self.is_lambda_arn else "TaskScheduled", parameters, shape)
 
     def _seconds(self, frame: Frame, effective: Any, static: Any, path: ValuePath | None, field: str) -> Any:
         if static is _JSONATA_FIELD:
@@ -165,35 +193,39 @@ class TaskState(Retrying):
             )
         return int(value)
 
-    async def attempt(self, frame: Frame, raw: Any, effective: Any) -> tuple[Any, str | None]:
-        parameters = self.flow.arguments(frame, effective)
-        timeout = self._seconds(frame, effective, self.timeout_seconds, self.timeout_path, "TimeoutSecondsPath")
-        heartbeat = self._seconds(frame, effective, self.heartbeat_seconds, self.heartbeat_path, "HeartbeatSecondsPath")
-        result = await self.invoke(frame, parameters, timeout, heartbeat)
-        return self.finish(frame, raw, result)
+    def _timeouts(self, frame: Frame, effective: Any) -> tuple[Any, Any]:
+        if self.static_timeouts:
+            return self.timeout_seconds, self.heartbeat_seconds
+        return (self._seconds(frame, effective, self.timeout_seconds, self.timeout_path, "TimeoutSecondsPath"),
+                self._seconds(frame, effective, self.heartbeat_seconds, self.heartbeat_path, "HeartbeatSecondsPath"))
+
+    async def run(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+        # Retrying.run with its attempt() written inline: one coroutine less on every Task.
+        flow = self.flow
+        effective = flow.effective_input(frame, raw)
+        attempts: list[int] | None = None
+        while True:
+            try:
+                parameters = flow.arguments(frame, effective)
+                timeout, heartbeat = self._timeouts(frame, effective)
+                return self.finish(frame, raw, await self.invoke(frame, parameters, timeout, heartbeat))
+            except Terminal:
+                raise
+            except StatesError as err:
+                attempts, delay = self.retry_delay(frame, err, attempts)
+                if delay is None:
+                    return self.give_up(frame, raw, err)
+                await frame.clock.sleep(delay)
 
     async def invoke(self, frame: Frame, parameters: Any, timeout: Any, heartbeat: Any) -> Any:
         info = self.info
         rt = self._rt
+        self._scheduled(frame, parameters, timeout, heartbeat)
+        if frame.parent is not None:
+            await asyncio.sleep(0)  # concurrent iterations interleave as on AWS
         if self.is_lambda_arn:
-            details: dict[str, Any] = {"input": parameters, "resource": info.arn}
-            if timeout is not None:
-                details["timeoutInSeconds"] = timeout
-            if heartbeat is not None:
-                details["heartbeatInSeconds"] = heartbeat
-            frame.event("LambdaFunctionScheduled", details)
-            if frame.parent is not None:
-                await asyncio.sleep(0)  # concurrent iterations interleave as on AWS
             frame.event("LambdaFunctionStarted")
         else:
-            details = {"parameters": parameters, "region": frame.execution.region, **rt}
-            if timeout is not None:
-                details["timeoutInSeconds"] = timeout
-            if heartbeat is not None:
-                details["heartbeatInSeconds"] = heartbeat
-            frame.event("TaskScheduled", details)
-            if frame.parent is not None:
-                await asyncio.sleep(0)  # concurrent iterations interleave as on AWS
             frame.event("TaskStarted", rt)
 
         execution = frame.execution
@@ -205,8 +237,8 @@ class TaskState(Retrying):
             execution_arn=execution.arn,
             execution_name=execution.name,
             state_machine_arn=execution.state_machine_arn,
-            clock=frame.clock,
-            rng=frame.rng,
+            clock=execution.clock,
+            rng=execution.rng,
             region=execution.region,
             account=execution.account,
             timeout_seconds=timeout,
@@ -224,25 +256,29 @@ class TaskState(Retrying):
                 coro = execution.runners.runner_for(info)(info, parameters, context)
             if type(coro) is not _COROUTINE:
                 coro = _as_coroutine(coro)
-            try:
-                # Step the runner once before arming any timer: a runner that ends
-                # without suspending took no time, so no timeout can apply to it.
-                suspended_on = coro.send(None)
-            except StopIteration as done:
-                result = done.value
+            if timeout is None and heartbeat_timer is None:
+                result = await coro  # no timer to arm
             else:
-                if timeout is not None:
-                    timer = _Timeout()
-                    timer.arm(frame, timeout, "States.Timeout")
-                if heartbeat_timer is not None:
-                    heartbeat_timer.arm(frame, heartbeat, "States.HeartbeatTimeout")
                 try:
-                    result = await _Resume(coro, suspended_on)
-                finally:
-                    if timer is not None:
-                        timer.disarm()
+                    # Step the runner once before arming any timer: a runner that ends
+                    # without suspending took no time, so no timeout can apply to it.
+                    suspended_on = coro.send(None)
+                except StopIteration as done:
+                    result = done.value
+                    suspended_on = _DONE
+                if suspended_on is not _DONE:
+                    if timeout is not None:
+                        timer = _Timeout()
+                        timer.arm(frame, timeout, "States.Timeout")
                     if heartbeat_timer is not None:
-                        heartbeat_timer.disarm()
+                        heartbeat_timer.arm(frame, heartbeat, "States.HeartbeatTimeout")
+                    try:
+                        result = await _Resume(coro, suspended_on)
+                    finally:
+                        if timer is not None:
+                            timer.disarm()
+                        if heartbeat_timer is not None:
+                            heartbeat_timer.disarm()
         except asyncio.CancelledError:
             expired = (timer if timer is not None and timer.expired
                        else heartbeat_timer if heartbeat_timer is not None and heartbeat_timer.expired else None)
@@ -272,11 +308,11 @@ class TaskState(Retrying):
             self._failed(frame, err.error, err.cause)
             raise err
         if self.is_lambda_arn:
-            frame.event("LambdaFunctionSucceeded", {"output": result})
+            frame.event("LambdaFunctionSucceeded", result, self._succeeded_shape)
         else:
             if self.is_sync:
-                frame.event("TaskSubmitted", {"output": result, **rt})
-            frame.event("TaskSucceeded", {"output": result, **rt})
+                frame.event("TaskSubmitted", result, self._succeeded_shape)
+            frame.event("TaskSucceeded", result, self._succeeded_shape)
         return result
 
     def _failed(self, frame: Frame, error: str, cause: str | None) -> None:
