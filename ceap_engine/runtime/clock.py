@@ -265,7 +265,9 @@ class VirtualClock(_ActivityAccounting):
         and then cost no timer at all. The deadline still counts from now.
         """
         deferred = _DeferredTimer(self, self._now + max(0.0, delay), callback)
-        if activity.busy and not activity.closed and activity._clock is self and activity._deferred is None:
+        # Only the clock's own Activity knows when it first waits; a wrapped one (a Pipe's) arms at once.
+        if (isinstance(activity, Activity) and activity.busy and not activity.closed and activity._clock is self
+                and activity._deferred is None):
             activity._deferred = deferred
             deferred._activity = activity
             self._deferred.add(deferred)
