@@ -244,8 +244,8 @@ class CandidateStore(Protocol):
     written. :func:`ceap_engine.storage.candidates.write_candidates` is that loop.
 
     A store may also offer ``async get_many(keys) -> list[CandidateRecord | None]``
-    (:meth:`get` of many keys in one call, in the keys' order; the SQLite and memory
-    stores do): the Store and Reactive stages read through it when it is there, and
+    (:meth:`get` of many keys in one call, in the keys' order; the SQLite, memory and
+    DynamoDB stores do): the Store and Reactive stages read through it when it is there, and
     key by key (16 at a time) when it is not.
     """
 

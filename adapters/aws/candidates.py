@@ -30,6 +30,14 @@ reported in ``PutResult.failed`` (and ``retryable``), never dropped. Puts
 replace whole items, so writing the same batch again leaves the same table:
 idempotent.
 
+``get_many`` reads through BatchGetItem: the keys without duplicates (DynamoDB
+refuses a repeated key in one call), at most 100 a call, ``read_concurrency``
+(8) calls in flight, each with ConsistentRead like ``get``. UnprocessedKeys
+(and a call throttled whole) are asked for again after the same doubling
+waits, each jittered down by up to half so parallel readers spread out; keys
+still unread after ``max_attempts`` calls raise :class:`AwsStorageError`,
+never come back as ``None``.
+
 Conditional writes (``expected_versions``) cannot go through BatchWriteItem,
 which takes no conditions: each is a PutItem with ``ConditionExpression``
 (``attribute_not_exists(pk)`` or ``#version = :expected``), sent
@@ -53,6 +61,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -69,6 +78,7 @@ from .schema import RANK_INDEX, candidate_table_schema
 __all__ = ["RANK_INDEX", "DynamoDBCandidateStore", "candidate_table_schema", "rank_key"]
 
 BATCH_SIZE = 25  # BatchWriteItem's limit
+READ_BATCH_SIZE = 100  # BatchGetItem's limit
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded",
               "InternalServerError", "ServiceUnavailable"}
 
@@ -142,8 +152,10 @@ class DynamoDBCandidateStore:
 
     The waits between resends of throttled writes go through ``clock.sleep``
     (or ``sleep``; inject a fake in tests); ``max_attempts`` bounds the calls
-    per chunk of 25 (and per conditional item); ``write_concurrency`` is how
-    many conditional PutItem calls are in flight at once.
+    per chunk of 25 (and per conditional item, and per BatchGetItem chunk of
+    100); ``write_concurrency`` is how many conditional PutItem calls are in
+    flight at once, ``read_concurrency`` how many BatchGetItem calls.
+    ``jitter`` gives a number in [0, 1) per read wait (default: ``random.random``).
     """
 
     def __init__(
@@ -157,6 +169,8 @@ class DynamoDBCandidateStore:
         sleep: Callable[[float], Awaitable[Any]] | None = None,
         clock: Clock | None = None,
         write_concurrency: int = 16,
+        read_concurrency: int = 8,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.client = client
         self.table_name = table_name
@@ -164,6 +178,8 @@ class DynamoDBCandidateStore:
         self.delays = backoff_delays(max(max_attempts - 1, 0), base_delay_seconds, max_delay_seconds)
         self.sleep = sleep or (clock.sleep if clock is not None else asyncio.sleep)
         self.write_concurrency = write_concurrency
+        self.read_concurrency = read_concurrency
+        self.jitter = jitter
 
     def _where(self) -> str:
         return f"DynamoDB table {self.table_name}"
@@ -361,6 +377,56 @@ class DynamoDBCandidateStore:
             )
         item = response.get("Item")
         return _record(item) if item else None
+
+    async def get_many(self, keys: Sequence[Key]) -> list[CandidateRecord | None]:
+        """The records at ``keys`` (``None`` where there is none), in the keys' order: BatchGetItem calls of 100."""
+        unique = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in dict.fromkeys(keys)]
+        limit = asyncio.Semaphore(self.read_concurrency)
+        found: dict[Key, dict[str, Any]] = {}
+
+        async def read(chunk: list[dict[str, Any]]) -> None:
+            async with limit:
+                for item in await self._read_chunk(chunk):
+                    found[(item["pk"]["S"], item["sk"]["S"])] = item
+
+        reads = [asyncio.ensure_future(read(unique[start : start + READ_BATCH_SIZE]))
+                 for start in range(0, len(unique), READ_BATCH_SIZE)]
+        try:
+            await asyncio.gather(*reads)
+        except BaseException:
+            for pending in reads:
+                pending.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            raise
+        # Decoded per position: a key asked twice gives two records, not one shared (mutable) object.
+        return [_record(found[key]) if key in found else None for key in map(tuple, keys)]
+
+    async def _read_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of up to 100 distinct keys (absent keys give none), asking again for unprocessed ones."""
+        items: list[dict[str, Any]] = []
+        pending = keys
+        for attempt in range(self.max_attempts):
+            request = {self.table_name: {"Keys": pending, "ConsistentRead": True}}
+            try:
+                response = await self.client.batch_get_item(RequestItems=request)
+            except ClientError as exc:
+                if error_code(exc) not in _THROTTLED:
+                    with aws_errors("DynamoDB BatchGetItem", self._where(), storage=True):
+                        raise
+                unprocessed = pending
+            else:
+                items.extend(response.get("Responses", {}).get(self.table_name, ()))
+                unprocessed = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+            if not unprocessed:
+                return items
+            pending = unprocessed
+            if attempt < len(self.delays):
+                await self.sleep(self.delays[attempt] * (1 - self.jitter() / 2))
+        raise AwsStorageError(
+            f"DynamoDB BatchGetItem on {self._where()} left {len(pending)} keys unread (throttled) after "
+            f"{self.max_attempts} calls; reading is safe to retry: retry later or raise the table's capacity",
+            code="ProvisionedThroughputExceededException", operation="DynamoDB BatchGetItem",
+        )
 
     async def query(
         self,

@@ -58,8 +58,8 @@ def stage_role_statements(spec: WorkflowSpec, stage: StageSpec) -> list[dict[str
     if stage.name in CANDIDATE_STAGES:
         statements.append(allow(
             "UseCandidateTable",
-            ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem",
-             "dynamodb:Query", "dynamodb:UpdateItem"],
+            ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
+             "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             _TABLE_ARNS))
     if stage.kind == "lambda":
         statements.append(allow("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -278,7 +278,7 @@ async def write_candidates(
         async with limit:
             return await store.get(*key)
 
-    get_many = getattr(store, "get_many", None)  # a store that reads many keys in one call (SQLite, memory)
+    get_many = getattr(store, "get_many", None)  # a store that reads many keys in one call (SQLite, memory, DynamoDB)
 
     async def read_all(keys: list[Key]) -> list[CandidateRecord | None]:
         if get_many is not None:

@@ -61,6 +61,54 @@ async def test_get_of_absent_record_is_none(candidate_store: CandidateStore) -> 
     assert await candidate_store.get("CUSTOMER#nobody#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1") is None
 
 
+async def test_get_many_reads_more_than_a_batch_in_the_order_asked(candidate_store: CandidateStore) -> None:
+    batch = [candidate(f"c-{n:03}", f"o-{n}", float(n) if n % 3 else None, () if n % 5 == 0 else ("email",))
+             for n in range(250)]
+    assert (await candidate_store.put_batch(batch)).failed == ()
+    asked = keys(batch)
+    random.Random(7).shuffle(asked)
+
+    read = await candidate_store.get_many(asked)  # type: ignore[attr-defined]
+
+    assert read == [await candidate_store.get(*key) for key in asked]
+    by_key = {(r.pk, r.sk): r for r in batch}
+    assert read == [by_key[key] for key in asked]
+
+
+async def test_get_many_gives_none_for_missing_keys_and_repeats_duplicates(candidate_store: CandidateStore) -> None:
+    first, second = candidate("c-1", "o-1", 0.5), candidate("c-2", "o-2", None, ())
+    await candidate_store.put_batch([first, second])
+    missing = ("CUSTOMER#nobody#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1")
+    asked = [first.key, missing, first.key, second.key, missing, first.key]
+
+    read = await candidate_store.get_many(asked)  # type: ignore[attr-defined]
+
+    assert read == [first, None, first, second, None, first]
+    assert await candidate_store.get_many([]) == []  # type: ignore[attr-defined]
+    assert await candidate_store.get_many([missing] * 3) == [None, None, None]  # type: ignore[attr-defined]
+
+
+async def test_get_many_of_150_duplicates_of_one_key_and_others(candidate_store: CandidateStore) -> None:
+    batch = [candidate(f"c-{n}", f"o-{n}", float(n)) for n in range(120)]
+    await candidate_store.put_batch(batch)
+    asked = [batch[0].key] * 150 + keys(batch)
+
+    read = await candidate_store.get_many(asked)  # type: ignore[attr-defined]
+
+    assert read == [batch[0]] * 150 + batch
+
+
+async def test_get_many_sees_every_write_and_delete(candidate_store: CandidateStore) -> None:
+    old, gone = candidate("c-1", "o-1", 0.2), candidate("c-2", "o-2", 0.3)
+    await candidate_store.put_batch([old, gone])
+    new = candidate("c-1", "o-1", 0.9, ("push",), data={"customerId": "c-1", "v": 2})
+
+    await candidate_store.put_batch([new])
+    await candidate_store.delete(*gone.key)
+
+    assert await candidate_store.get_many([old.key, gone.key]) == [new, None]  # type: ignore[attr-defined]
+
+
 async def test_put_batch_of_nothing_stores_nothing(candidate_store: CandidateStore) -> None:
     assert await candidate_store.put_batch([]) == PutResult()
     assert await candidate_store.query("p-1") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -129,6 +130,19 @@ async def test_records_dynamodb_cannot_hold_are_failed_before_any_call() -> None
     assert result.stored == ((record(4).pk, record(4).sk),)
 
 
+@pytest.fixture
+async def dynamodb_table(moto_endpoint: str) -> Any:
+    """(client, table name): a fresh candidate table on the session's moto server."""
+    table = f"ceap-test-{uuid.uuid4().hex[:8]}"
+    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
+        client = await aws.client("dynamodb")
+        await client.create_table(TableName=table, **candidate_table_schema())
+        try:
+            yield client, table
+        finally:
+            await client.delete_table(TableName=table)
+
+
 @pytest.mark.moto
 async def test_a_missing_table_is_a_storage_error_that_names_it(moto_endpoint: str) -> None:
     async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
@@ -145,26 +159,19 @@ async def test_a_missing_table_is_a_storage_error_that_names_it(moto_endpoint: s
 
 
 @pytest.mark.moto
-async def test_a_query_with_filters_pages_through_the_index_until_the_limit(moto_endpoint: str) -> None:
-    table = f"ceap-test-{uuid.uuid4().hex[:8]}"
-    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
-        client = await aws.client("dynamodb")
-        await client.create_table(TableName=table, **candidate_table_schema())
-        try:
-            store = DynamoDBCandidateStore(client, table)
-            # ~1.2 MB of candidates: more than one 1 MB Query page.
-            batch = [
-                CandidateRecord(f"c-{n}", "p-1", "US" if n % 2 else "DE", "ORDER", f"o-{n}", score=float(n),
-                                channels=frozenset({"email"}), data={"pad": "x" * 4000})
-                for n in range(300)
-            ]
-            assert not (await store.put_batch(batch)).failed
+async def test_a_query_with_filters_pages_through_the_index_until_the_limit(dynamodb_table: Any) -> None:
+    store = DynamoDBCandidateStore(*dynamodb_table)
+    # ~1.2 MB of candidates: more than one 1 MB Query page.
+    batch = [
+        CandidateRecord(f"c-{n}", "p-1", "US" if n % 2 else "DE", "ORDER", f"o-{n}", score=float(n),
+                        channels=frozenset({"email"}), data={"pad": "x" * 4000})
+        for n in range(300)
+    ]
+    assert not (await store.put_batch(batch)).failed
 
-            best = await store.query("p-1", "email", marketplace="DE", limit=120)
+    best = await store.query("p-1", "email", marketplace="DE", limit=120)
 
-            assert [r.score for r in best] == [float(n) for n in range(298, 58, -2)]
-        finally:
-            await client.delete_table(TableName=table)
+    assert [r.score for r in best] == [float(n) for n in range(298, 58, -2)]
 
 
 class ConditionalDynamoDB:
@@ -253,3 +260,115 @@ async def test_the_waits_go_through_the_injected_clock() -> None:
 
     assert result.stored == (versioned(1, 1).key,)
     assert clock.time() == 1_700_000_030
+
+
+class UnprocessingDynamoDB:
+    """Wraps a real client: the first ``unprocessed_per_call`` BatchGetItem answers hand back that many keys unread."""
+
+    def __init__(self, client: Any, unprocessed_per_call: list[int]) -> None:
+        self.client = client
+        self.unprocessed_per_call = list(unprocessed_per_call)
+        self.calls: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    async def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(RequestItems)
+        [(table, asked)] = RequestItems.items()
+        left = min(self.unprocessed_per_call.pop(0) if self.unprocessed_per_call else 0, len(asked["Keys"]))
+        if not left:
+            return await self.client.batch_get_item(RequestItems=RequestItems)
+        read, unread = asked["Keys"][: len(asked["Keys"]) - left], asked["Keys"][len(asked["Keys"]) - left :]
+        response = await self.client.batch_get_item(RequestItems={table: {**asked, "Keys": read}}) if read else {}
+        return {"Responses": response.get("Responses", {table: []}),
+                "UnprocessedKeys": {table: {**asked, "Keys": unread}}}
+
+
+@pytest.mark.moto
+async def test_get_many_asks_again_for_unprocessed_keys_with_jittered_doubling_waits(dynamodb_table: Any) -> None:
+    client, table = dynamodb_table
+    batch = [record(n) for n in range(40)]
+    await DynamoDBCandidateStore(client, table).put_batch(batch)
+    wrapped, sleep = UnprocessingDynamoDB(client, [30, 12, 1]), RecordingSleep()
+    store = DynamoDBCandidateStore(wrapped, table, sleep=sleep, base_delay_seconds=0.05, jitter=lambda: 0.5)
+    missing = ("CUSTOMER#nobody#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1")
+
+    read = await store.get_many([r.key for r in batch] + [missing])
+
+    assert read == batch + [None]
+    assert [len(call[table]["Keys"]) for call in wrapped.calls] == [41, 30, 12, 1]
+    assert all(call[table]["ConsistentRead"] is True for call in wrapped.calls)
+    assert sleep.waits == pytest.approx([0.0375, 0.075, 0.15])  # each wait 1 - jitter/2 of the doubling one
+
+
+@pytest.mark.moto
+async def test_get_many_raises_a_storage_error_when_keys_stay_unprocessed(dynamodb_table: Any) -> None:
+    client, table = dynamodb_table
+    await DynamoDBCandidateStore(client, table).put_batch([record(1), record(2)])
+    wrapped, sleep = UnprocessingDynamoDB(client, [1] * 10), RecordingSleep()
+    store = DynamoDBCandidateStore(wrapped, table, sleep=sleep, max_attempts=4)
+
+    with pytest.raises(AwsStorageError, match="left 1 keys unread") as caught:
+        await store.get_many([record(1).key, record(2).key])
+
+    assert caught.value.operation == "DynamoDB BatchGetItem"
+    assert len(wrapped.calls) == 4 and len(sleep.waits) == 3
+    assert all(0.025 <= wait <= delay for wait, delay in zip(sleep.waits, backoff_delays(3), strict=True))
+
+
+@pytest.mark.moto
+async def test_get_many_of_a_missing_table_is_a_storage_error_that_names_it(moto_endpoint: str) -> None:
+    async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
+        store = DynamoDBCandidateStore(await aws.client("dynamodb"), "no-such-table")
+
+        with pytest.raises(AwsStorageError, match="DynamoDB BatchGetItem.*no-such-table") as caught:
+            await store.get_many([record(1).key])
+
+    assert caught.value.code == "ResourceNotFoundException"
+
+
+class CountingReads:
+    """A BatchGetItem double that finds nothing and records how many calls are in flight at once."""
+
+    def __init__(self, throttles: int = 0) -> None:
+        self.throttles = throttles
+        self.in_flight = self.most_in_flight = 0
+        self.sizes: list[int] = []
+
+    async def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        [(table, asked)] = RequestItems.items()
+        keys = [(key["pk"]["S"], key["sk"]["S"]) for key in asked["Keys"]]
+        assert len(set(keys)) == len(keys), "BatchGetItem refuses duplicate keys"
+        self.sizes.append(len(keys))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)  # let the other reads start, if they may
+        finally:
+            self.in_flight -= 1
+        if self.throttles:
+            self.throttles -= 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                              "BatchGetItem")
+        return {"Responses": {table: []}}
+
+
+async def test_get_many_sends_at_most_100_distinct_keys_a_call_and_8_calls_at_once() -> None:
+    client = CountingReads()
+    store = DynamoDBCandidateStore(client, "t", sleep=RecordingSleep())
+    asked = [record(n % 2000).key for n in range(2500)]
+
+    assert await store.get_many(asked) == [None] * 2500
+
+    assert client.sizes == [100] * 20
+    assert client.most_in_flight == 8
+
+
+async def test_a_throttled_batch_read_is_sent_again() -> None:
+    client, sleep = CountingReads(throttles=2), RecordingSleep()
+    store = DynamoDBCandidateStore(client, "t", sleep=sleep)
+
+    assert await store.get_many([record(1).key]) == [None]
+    assert client.sizes == [1, 1, 1] and len(sleep.waits) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,6 +243,19 @@ def test_each_stage_has_its_own_role_reading_the_previous_stage_and_writing_only
             variables = resources[f"{stage.name}Lambda"]["Properties"]["Environment"]["Variables"]
             assert ("CEAP_CANDIDATE_TABLE" in variables) is (stage.name in {"Store", "Reactive"})
             assert role["WriteOwnLogs"] == [str({"Fn::GetAtt": [f"{stage.name}LogGroup", "Arn"]})]
+
+
+def test_the_candidate_stages_may_make_every_dynamodb_call_the_candidate_store_makes() -> None:
+    import adapters.aws.candidates as candidates
+
+    source = Path(candidates.__file__).read_text(encoding="utf-8")
+    calls = {"dynamodb:" + name.title().replace("_", "") for name in re.findall(r"self\.client\.(\w+)\(", source)}
+    assert "dynamodb:BatchGetItem" in calls and "dynamodb:Query" in calls
+    resources = synthesize(workflow_spec("demo", "express"))["Resources"]
+    for stage in ("Store", "Reactive"):
+        [statement] = [st for st in resources[f"{stage}Role"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                       if st["Sid"] == "UseCandidateTable"]
+        assert calls <= set(statement["Action"]), stage
 
 
 def test_a_distributed_map_gets_its_child_executions_and_s3_items_and_only_then() -> None:
