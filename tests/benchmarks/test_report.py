@@ -101,3 +101,26 @@ def test_the_page_names_the_command_machine_and_every_section():
     assert "Summary Pass: 7 transitions per execution)" in page
     assert "| bound | 1,000 | 1,000 | 20,000.0 | 25,000.0 | 120,000 |" in page
     assert "| glue-job-cold | 0.00 | 500 | 23 | 683.1 | spark 14.0, total 14.1 |" in page
+
+
+def test_a_failed_run_bigger_than_every_success_leaves_the_largest_run_targets_unmeasured():
+    results = [r for r in RESULTS if r["name"] not in ("e2e-1m", "floor-1m")]
+    document = _document([*results, _row("e2e-1m", None, error="exited 1: States.Timeout")])
+    by_label = {t.label: t for t in targets(document)}
+    assert by_label["ceap / floor wall time, largest e2e run (1m in a full run)"].met is None
+    assert by_label["ceap peak RSS MiB, largest e2e run (400 MB)"].met is None
+    assert [t.met for t in targets(_document())][3:6] == [True, True, True]  # a smaller failure does not count
+
+
+def test_the_page_shows_the_serve_rows_and_their_ratios():
+    serve = {"cpus": 2, "a_ceap_sync_express": {"executions": 1000, "per_second": 205.7},
+             "b_ceap_capacity": {"executions": 19110, "per_second": 1911.0, "client_cpu_per_wall_second": 0.79},
+             "b_ministack_capacity": {"executions": 757, "per_second": 75.7}, "b_ceap_over_ministack": 25.2}
+    page = markdown({**_document(), "serve": serve}, command="c", mode="full", started="s", duration_s=1)
+    assert "## ceap serve over HTTP" in page
+    assert "| (b) ceap serve capacity: client processes over keep-alive connections | 19,110 | 1,911.0 | 0.79 |" in page
+    assert "- ceap / MiniStack, capacity (target >= 20): 25.20" in page
+    assert "- ceap / boto3's ceiling, sequential (target >= 0.80): -" in page
+    failed = markdown({**_document(), "serve": {"error": "OSError: no port"}}, command="c", mode="full", started="s",
+                      duration_s=1)
+    assert "Not measured: OSError: no port" in failed
