@@ -107,7 +107,8 @@ class RunProgress:
         done.parts += 1
         done.records += int((p.counts or {}).get("inputCount") or 0)
         last = done.total and done.parts >= done.total
-        if done.total <= 1 or (not last and wall - done.shown < self.every):
+        # One part says nothing new before the stage's ok line; an unknown total still shows the count so far.
+        if done.total == 1 or (not last and wall - done.shown < self.every):
             return None
         done.shown = wall
         total = f"/{done.total}" if done.total else ""

@@ -71,3 +71,12 @@ def test_a_realtime_stage_out_of_time_gets_a_hint_naming_its_budget_and_the_batc
     assert "gives ETL 55 s for its call" in timeout_hint(result("realtime", "States.Timeout", "ETL"))
     assert timeout_hint(result("realtime", "TimeoutError", "Store")) is None  # the stage's own error
     assert timeout_hint(result("batch", "States.Timeout", "Store")) is None  # Standard keeps the full timeouts
+
+
+def test_parts_of_an_unknown_total_still_show_how_many_are_done():
+    # After a step that does not say how many parts it wrote (a Glue job's summary), the Map still reports.
+    progress = RunProgress(clock_start=0.0, enabled=False)
+    assert progress.line(StageProgress("Score.Part", "started", 1, 0.0, part=0), wall=1.0) == "   1.0s  > Score"
+    line = progress.line(StageProgress("Score.Part", "succeeded", 1, 0.0, counts={"inputCount": 100}, part=0),
+                         wall=3.0)
+    assert line == "   3.0s  .. Score  part 1 done, 100 records, 50 records/s"
