@@ -59,6 +59,7 @@ from ceap_engine.storage.parts import (
 __all__ = [
     "ERRORS_STREAM",
     "InputPart",
+    "PartOutput",
     "PreviousOutput",
     "StageData",
     "describe_errors",
@@ -308,44 +309,13 @@ class StageData:
     async def summarise(self, index: int, output: Any, ctx: StageContext, *, inputs: int | None,
                         input_errors: list[dict[str, Any]]) -> dict[str, Any]:
         """Write ``output``'s record lists as parts and return what this call counted."""
-        if not isinstance(output, BaseModel):
-            raise TypeError(f"stage {self.stage} returned {type(output).__name__}; it must return its pydantic output model")
-        model = type(output)
-        streams = record_fields(model)
-        errors = PartWriter(self.store, self.bucket, lambda n: part_key(self.execution_id, self.stage, ERRORS_STREAM, index, n))
-        for error in input_errors:
-            await errors.add({"stage": self.stage, "part": index, **error})
-        parts: dict[str, list[PartInfo]] = {}
-        for name in streams:
-            stream = _alias(model, name) if name != RECORDS_STREAM else RECORDS_STREAM
-            if stream == ERRORS_STREAM:
-                writer = errors
-            else:
-                writer = PartWriter(self.store, self.bucket, lambda n, s=stream: part_key(self.execution_id, self.stage, s, index, n))
-            for item in getattr(output, name):
-                try:
-                    line = _encode_item(item)
-                except NonFiniteNumber as exc:
-                    await errors.add({"stage": self.stage, "part": index, "key": _record_key(item),
-                                      "reasonCode": "NON_FINITE", "message": f"{stream}: {exc}"})
-                    continue
-                await writer.add_line(line if stream != ERRORS_STREAM else _with_stage(line, self.stage, index))
-            if writer is not errors:
-                parts[stream] = await writer.close()
-        for stream, written in ctx.written_parts().items():
-            parts.setdefault(stream, []).extend(written)
-        parts[ERRORS_STREAM] = [*parts.get(ERRORS_STREAM, []), *await errors.close()]
-        document = output.model_dump(mode="json", by_alias=True, exclude=set(streams))
-        metrics = document.pop("metrics", None)
-        declared = document.pop("reconciliation", None)
-        reconciliation = self._reconcile(inputs, parts, document, declared)
-        return {
-            "index": index,
-            "header": document,
-            "metrics": metrics if isinstance(metrics, Mapping) else {},
-            "parts": {s: [p.to_json() for p in ps] for s, ps in parts.items()},
-            "reconciliation": reconciliation,
-        }
+        sink = self.part_output(index)
+        await sink.add(output, inputs=inputs, input_errors=input_errors)
+        return await sink.close(ctx)
+
+    def part_output(self, index: int) -> PartOutput:
+        """The writer of part ``index``'s outputs, for a part whose records go through the stage in slices."""
+        return PartOutput(self, index)
 
     def _reconcile(self, inputs: int | None, parts: Mapping[str, list[PartInfo]], header: Mapping[str, Any],
                    declared: Any) -> dict[str, int]:
@@ -430,6 +400,78 @@ class StageData:
             "partList": list_key,
             "partCount": len(items),
             "parts": items,
+        }
+
+
+class PartOutput:
+    """One part's outputs, written as the stage returns them: once, or slice by slice.
+
+    Each :meth:`add` writes an output's record lists through writers that stay open, so
+    the slices of one part land in the same part objects, in order, as one output would;
+    :meth:`close` writes what is left and returns the part's summary, its header,
+    metrics and declared reconciliation added up over the slices (as :meth:`StageData.assemble`
+    adds up parts).
+    """
+
+    def __init__(self, data: StageData, index: int) -> None:
+        self.data, self.index = data, index
+        self.writers: dict[str, PartWriter] = {}
+        self.errors = self._writer(ERRORS_STREAM)
+        self.header: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
+        self.declared: dict[str, Any] | None = None
+        self.inputs: int | None = None
+
+    def _writer(self, stream: str) -> PartWriter:
+        data = self.data
+        return PartWriter(data.store, data.bucket,
+                          lambda n: part_key(data.execution_id, data.stage, stream, self.index, n))
+
+    async def add(self, output: Any, *, inputs: int | None, input_errors: list[dict[str, Any]]) -> None:
+        stage = self.data.stage
+        if not isinstance(output, BaseModel):
+            raise TypeError(f"stage {stage} returned {type(output).__name__}; it must return its pydantic output model")
+        model = type(output)
+        streams = record_fields(model)
+        for error in input_errors:
+            await self.errors.add({"stage": stage, "part": self.index, **error})
+        for name in streams:
+            stream = _alias(model, name) if name != RECORDS_STREAM else RECORDS_STREAM
+            if stream == ERRORS_STREAM:
+                writer = self.errors
+            else:
+                writer = self.writers.get(stream) or self.writers.setdefault(stream, self._writer(stream))
+            for item in getattr(output, name):
+                try:
+                    line = _encode_item(item)
+                except NonFiniteNumber as exc:
+                    await self.errors.add({"stage": stage, "part": self.index, "key": _record_key(item),
+                                           "reasonCode": "NON_FINITE", "message": f"{stream}: {exc}"})
+                    continue
+                await writer.add_line(line if stream != ERRORS_STREAM else _with_stage(line, stage, self.index))
+        document = output.model_dump(mode="json", by_alias=True, exclude=set(streams))
+        metrics = document.pop("metrics", None)
+        declared = document.pop("reconciliation", None)
+        _merge_counts(self.header, document)
+        _merge_counts(self.metrics, metrics if isinstance(metrics, Mapping) else {})
+        if isinstance(declared, Mapping):
+            self.declared = _merge_counts(self.declared or {}, declared)
+        if inputs is not None:
+            self.inputs = (self.inputs or 0) + inputs
+
+    async def close(self, ctx: StageContext) -> dict[str, Any]:
+        parts: dict[str, list[PartInfo]] = {}
+        for stream, writer in self.writers.items():
+            parts[stream] = await writer.close()
+        for stream, written in ctx.written_parts().items():
+            parts.setdefault(stream, []).extend(written)
+        parts[ERRORS_STREAM] = [*parts.get(ERRORS_STREAM, []), *await self.errors.close()]
+        return {
+            "index": self.index,
+            "header": self.header,
+            "metrics": self.metrics,
+            "parts": {s: [p.to_json() for p in ps] for s, ps in parts.items()},
+            "reconciliation": self.data._reconcile(self.inputs, parts, self.header, self.declared),
         }
 
 

@@ -218,19 +218,36 @@ async def _call(stage: StageFunction, stage_input: BaseModel, ctx: StageContext,
     return await asyncio.to_thread(function, stage_input, ctx)
 
 
+#: A part's records go through a stage with a fast record path in slices of this many: a Lambda's
+#: working set is one slice's records, not the whole part's (a part holds up to 10,000).
+SLICE_RECORDS = 2_000
+
+
 async def _run_part(stage: StageFunction, data: StageData, previous: PreviousOutput, part: InputPart,
                     context: Callable[[int | None], StageContext]) -> dict[str, Any]:
     lines = await previous.lines_of(part)
     ctx = context(part.index)
-    # A part's records are many small objects made and dropped together: see paused_gc.
-    with paused_gc():
-        if stage.wire is not None:
-            stage_input, input_errors = parse_wire_input(stage.input_model, stage.wire.codec, previous.header, lines,
-                                                         previous.where(part))
-        else:
+    sink = data.part_output(part.index)
+    if stage.wire is None:
+        # A stage without a record codec gets its part as one input (its model validates the whole list).
+        with paused_gc():  # a part's records are many small objects made and dropped together: see paused_gc
             stage_input, input_errors = parse_part_input(stage, previous.header, lines, previous.where(part))
-        output = await _call(stage, stage_input, ctx, wire=stage.wire is not None)
-        summary = await data.summarise(part.index, output, ctx, inputs=len(lines), input_errors=input_errors)
+            await sink.add(await _call(stage, stage_input, ctx), inputs=len(lines), input_errors=input_errors)
+    else:
+        # Records are independent of each other within a part (as parts are), so a part goes through
+        # in slices: the same outputs, in the same order, with one slice's records alive at a time.
+        for start in range(0, max(len(lines), 1), SLICE_RECORDS):
+            chunk = lines[start:start + SLICE_RECORDS]
+            with paused_gc():
+                stage_input, input_errors = parse_wire_input(stage.input_model, stage.wire.codec, previous.header,
+                                                             chunk, previous.where(part))
+                for error in input_errors:
+                    error["position"] += start
+                output = await _call(stage, stage_input, ctx, wire=True)
+                await sink.add(output, inputs=len(chunk), input_errors=input_errors)
+            del stage_input, output, chunk
+        del lines
+    summary = await sink.close(ctx)
     await data.write_summary(summary)
     return summary
 

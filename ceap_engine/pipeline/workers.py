@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from ceap_engine.errors import CeapError
 from ceap_engine.ports import CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock, VirtualClock
+from ceap_engine.runtime.memory import limit_malloc_arenas
 
 __all__ = ["MIN_PROCESS_RECORDS", "StagePool", "StoreFactory", "WorkerDied", "goes_to_worker"]
 
@@ -104,6 +105,12 @@ def _invoke_in_worker(
                 close()
 
 
+def _start_worker(parent: int) -> None:
+    """A worker's start: one malloc arena (see :mod:`ceap_engine.runtime.memory`), and an end with its parent."""
+    limit_malloc_arenas()
+    _end_with_parent(parent)
+
+
 def _end_with_parent(parent: int) -> None:
     """In a worker: exit once the process that started it is gone (``kill -9`` leaves no worker behind)."""
 
@@ -140,7 +147,7 @@ class StagePool:
         if self._pool is None:
             # spawn, not fork: the caller runs an event loop and threads, which a fork would copy mid-flight.
             self._pool = ProcessPoolExecutor(self.size, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_end_with_parent, initargs=(os.getpid(),))
+                                             initializer=_start_worker, initargs=(os.getpid(),))
         return self._pool
 
     async def invoke(self, function: str, event: Any, *, config: Mapping[str, Any], clock: Clock) -> dict[str, Any]:
