@@ -11,7 +11,8 @@
   every 100 ms), and what they counted (candidates, stored, actions), so a reader can check
   that both did the same work.
 - ``stage-speed``: :mod:`benchmarks.stage_speed` - each stage's real code through the stage
-  runtime, on its input part, in this process (one core, in-memory stores).
+  runtime, on its input part, in this process (one core, in-memory stores; Store and Reactive
+  also on the SQLite candidate store in a file).
 
 Example::
 
@@ -236,7 +237,8 @@ def stage_speed(scenario: Scenario) -> list[dict[str, Any]]:
         "slowest_stage": slowest,
         "min_records_per_s": stages[slowest]["records_per_s"],
         "driver": "benchmarks.stage_speed in this process: each stage's real code through the stage runtime on "
-                  "its input parts, in-memory object and candidate stores, one core",
+                  "its input parts, in-memory object and candidate stores, one core; the (SQLite) rows run Store "
+                  "and Reactive again on the same parts with a new SQLite candidate store in a file",
     })
     return [row]
 

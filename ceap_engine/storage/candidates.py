@@ -52,12 +52,18 @@ _NUMBER_BYTES = 21  # DynamoDB stores a number in at most 21 bytes
 _CANDIDATE_KEY_FIELDS = ("customer_id", "program_id", "marketplace", "subject_type", "subject_id")
 
 
-def _is_utf8(text: str) -> bool:
+def _utf8_size(text: str) -> int | None:
+    """Bytes of ``text`` in UTF-8, ``None`` if it has none (a lone surrogate)."""
+    if text.isascii():  # a flag of the string: no encoding needed
+        return len(text)
     try:
-        text.encode("utf-8")
+        return len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        return False
-    return True
+        return None
+
+
+def _is_utf8(text: str) -> bool:
+    return _utf8_size(text) is not None
 
 
 def encode_candidate_data(record: CandidateRecord) -> str:
@@ -99,7 +105,7 @@ def encode_candidate_data(record: CandidateRecord) -> str:
         problems.append(Problem("/data", f"data must be a JSON object (a mapping), got {type(record.data).__name__}"))
     elif isinstance(record.data_json, str):
         text = record.data_json  # encoded by the writer (see CandidateRecord.data_json)
-        if not _is_utf8(text):
+        if _utf8_size(text) is None:
             problems.append(Problem("/data", "data holds a string that is not valid UTF-8 (a lone surrogate)"))
     else:
         try:
@@ -115,7 +121,9 @@ def encode_candidate_data(record: CandidateRecord) -> str:
             if not _is_utf8(text):
                 problems.append(Problem("/data", "data holds a string that is not valid UTF-8 (a lone surrogate)"))
     if not problems:
-        problems.extend(check_dynamodb_limits(record, text))
+        # Every part is valid UTF-8 by now; each size is counted once.
+        pk, sk = record.pk, record.sk
+        problems.extend(_limit_problems(record, _utf8_size(pk) or 0, _utf8_size(sk) or 0, _utf8_size(text) or 0))
     if problems:
         raise InputError(problems, f"candidate {record.pk} {record.sk}")
     return text
@@ -131,20 +139,26 @@ def ranking_key_size(record: CandidateRecord) -> int:
     return 9 + len(record.pk.encode("utf-8")) + 1 + len(record.sk.encode("utf-8"))
 
 
+_ITEM_NAMES_BYTES = sum(len(name) for name in _ITEM_NAMES)
+
+
 def item_size(record: CandidateRecord, data_json: str) -> int:
     """The record's size as DynamoDB counts it (attribute names plus values), in bytes.
 
     >>> item_size(CandidateRecord("c", "p", "US", "ORDER", "o"), "{}") < 300
     True
     """
-    values = (
-        record.pk, record.sk, record.customer_id, record.program_id, record.marketplace,
-        record.subject_type, record.subject_id, data_json,
-    )
-    # The ranking key is binary; counted as its base64 text (4/3 of its bytes), as
-    # DynamoDB emulators do, so that the rule errs on the safe side of AWS's own.
-    size = sum(len(name) for name in _ITEM_NAMES) + -(-ranking_key_size(record) // 3) * 4
-    size += sum(len(value.encode("utf-8")) for value in values)
+    return _item_size(record, len(record.pk.encode("utf-8")), len(record.sk.encode("utf-8")),
+                      len(data_json.encode("utf-8")))
+
+
+def _item_size(record: CandidateRecord, pk_bytes: int, sk_bytes: int, data_bytes: int) -> int:
+    """:func:`item_size` from the UTF-8 sizes of the keys and the data, each counted once by the caller."""
+    fields = (record.customer_id, record.program_id, record.marketplace, record.subject_type, record.subject_id)
+    # The ranking key (9 + pk + 1 + sk bytes) is binary; counted as its base64 text (4/3 of
+    # its bytes), as DynamoDB emulators do, so that the rule errs on the safe side of AWS's own.
+    size = _ITEM_NAMES_BYTES + -(-(10 + pk_bytes + sk_bytes) // 3) * 4 + pk_bytes + sk_bytes + data_bytes
+    size += len("".join(fields).encode("utf-8"))  # UTF-8 sizes add up over a concatenation
     size += len("version") + _NUMBER_BYTES
     if record.score is not None:
         size += len("score") + _NUMBER_BYTES
@@ -162,19 +176,23 @@ def check_dynamodb_limits(record: CandidateRecord, data_json: str) -> list[Probl
     >>> [p.path for p in check_dynamodb_limits(CandidateRecord("c", "p", "US", "ORDER", "o" * 2000), "{}")]
     ['/sk']
     """
+    pk, sk = record.pk, record.sk
+    return _limit_problems(record, len(pk.encode("utf-8")), len(sk.encode("utf-8")), len(data_json.encode("utf-8")))
+
+
+def _limit_problems(record: CandidateRecord, pk_bytes: int, sk_bytes: int, data_bytes: int) -> list[Problem]:
+    """:func:`check_dynamodb_limits` from the UTF-8 sizes of the keys and the data."""
     problems = []
-    pk_bytes = len(record.pk.encode("utf-8"))
     if pk_bytes > MAX_PARTITION_KEY_BYTES:
         problems.append(Problem(
             "/pk", f"the partition key ({pk_bytes} bytes, {record.pk[:60]!r}...) is over DynamoDB's "
             f"{MAX_PARTITION_KEY_BYTES}-byte partition key limit; shorten the customer, program or marketplace id",
             "LIMIT_EXCEEDED"))
-    sk_bytes = len(record.sk.encode("utf-8"))
     if sk_bytes > MAX_SORT_KEY_BYTES:
         problems.append(Problem(
             "/sk", f"the sort key ({sk_bytes} bytes, {record.sk[:60]!r}...) is over DynamoDB's "
             f"{MAX_SORT_KEY_BYTES}-byte sort key limit; shorten the subject type or id", "LIMIT_EXCEEDED"))
-    if not problems and ranking_key_size(record) > MAX_SORT_KEY_BYTES:
+    if not problems and 10 + pk_bytes + sk_bytes > MAX_SORT_KEY_BYTES:  # ranking_key_size
         problems.append(Problem(
             "/rank", "customer, program, marketplace and subject ids are too long together: the ranking key "
             f"is over DynamoDB's {MAX_SORT_KEY_BYTES}-byte sort key limit; shorten the ids", "LIMIT_EXCEEDED"))
@@ -185,7 +203,7 @@ def check_dynamodb_limits(record: CandidateRecord, data_json: str) -> list[Probl
         problems.append(Problem(
             "/score", f"score {score!r} is outside DynamoDB's number range (1E-130 to 1E+126 in magnitude)",
             "LIMIT_EXCEEDED"))
-    size = item_size(record, data_json)
+    size = _item_size(record, pk_bytes, sk_bytes, data_bytes)
     if size > MAX_ITEM_BYTES:
         problems.append(Problem(
             "/data", f"the candidate is {size} bytes, over DynamoDB's 400 KB item limit ({MAX_ITEM_BYTES} bytes); "

@@ -69,7 +69,8 @@ def test_a_smoke_run_puts_the_floor_beside_ceap_on_the_same_file_and_each_stage_
     assert all(stage["records_per_s"] > 0 for stage in ceap["details"]["stages"].values())
     assert document["ratios"]["ceap_vs_floor_wall_1k"] > 0 and document["ratios"]["ceap_vs_floor_rss_1k"] > 0
     speed = rows["stage-speed"]["details"]
-    assert set(speed["stages"]) == {"ETL", "Filter", "Score", "Store", "Reactive"}
+    assert set(speed["stages"]) == {"ETL", "Filter", "Score", "Store", "Reactive", "Store (SQLite)", "Reactive (SQLite)"}
+    assert speed["stages"]["Store (SQLite)"]["records"] == speed["stages"]["Store"]["records"] > 0
     assert speed["min_records_per_s"] > 0 and speed["slowest_stage"] in speed["stages"]
 
     assert "ceap/floor wall" in done.stdout and "stage-speed (one core" in done.stdout

@@ -233,3 +233,64 @@ async def test_processes_bumping_one_record_at_once_lose_no_update(db_path: Path
     with SQLiteCandidateStore(db_path) as store:
         record = await store.get("CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1")
     assert record.version == 100  # 4 processes x 25 increments, each on the version it read
+
+
+_VERSION_1_SCHEMA = """
+CREATE TABLE candidates (
+    pk TEXT NOT NULL, sk TEXT NOT NULL, program_id TEXT NOT NULL, marketplace TEXT NOT NULL,
+    customer_id TEXT NOT NULL, subject_type TEXT NOT NULL, subject_id TEXT NOT NULL, score REAL,
+    channels TEXT NOT NULL, data TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+CREATE INDEX candidates_by_program ON candidates (program_id, score DESC, pk, sk);
+CREATE INDEX candidates_by_program_marketplace ON candidates (program_id, marketplace, score DESC, pk, sk);
+CREATE TABLE engagement_claims (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL, claimed_at TEXT NOT NULL) WITHOUT ROWID;
+INSERT INTO candidates VALUES ('CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US', 'SUBJECT#ORDER#o-c-1', 'p-1', 'US', 'c-1',
+    'ORDER', 'o-c-1', 0.5, '["email", "push"]', '{"metadata":{"version":3}}', '2025-01-01T00:00:00+00:00');
+INSERT INTO engagement_claims VALUES ('k-1', 'daily', '2025-01-01T00:00:00+00:00');
+PRAGMA user_version = 1;
+"""
+
+
+async def test_a_version_1_database_is_migrated_on_open_and_keeps_its_rows_claims_and_timestamps(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.executescript(_VERSION_1_SCHEMA)
+    before = [dict(row) for row in read_rows(db_path)]
+
+    with SQLiteCandidateStore(db_path) as store:
+        record = await store.get("CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-c-1")
+        assert record is not None and record.version == 3 and record.channels == {"email", "push"}
+        assert await store.claim_engagements(["k-1"], "other") == {"k-1": "daily"}
+        assert [r.customer_id for r in await store.query("p-1", "email", marketplace="US")] == ["c-1"]
+
+    assert [dict(row) for row in read_rows(db_path)] == before
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        [table] = db.execute("SELECT sql FROM sqlite_master WHERE name = 'candidates'").fetchone()
+        indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "WITHOUT ROWID" not in table.upper()
+    assert {"candidates_by_program", "candidates_by_program_marketplace"} <= indexes
+
+
+async def test_reading_many_keys_searches_the_primary_key_once_per_key(store: SQLiteCandidateStore, db_path: Path) -> None:
+    from adapters.local.candidates import keys_statement
+
+    await store.put_batch([candidate(f"c-{n}") for n in range(50)])
+    with sqlite3.connect(db_path) as db:
+        plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {keys_statement('data', 3)}", ["a"] * 6))
+
+    assert "SEARCH c USING INDEX sqlite_autoindex_candidates_1 (pk=? AND sk=?)" in plan
+    assert "SCAN c" not in plan  # a rowid table answers (pk, sk) IN (VALUES ...) with a full scan
+
+
+async def test_a_conditional_batch_larger_than_a_statement_checks_every_key(store: SQLiteCandidateStore) -> None:
+    records = [candidate(f"c-{n:04d}", metadata={"version": 1}) for n in range(1_000)]
+    await store.put_batch(records)
+    bumped = [candidate(f"c-{n:04d}", metadata={"version": 2}) for n in range(1_000)]
+    # Every key but the last expects the version stored; the last expects none (a create) and conflicts.
+    expected = {r.key: 1 for r in bumped[:-1]} | {bumped[-1].key: None}
+
+    result = await store.put_batch(bumped, expected_versions=expected)
+
+    assert len(result.stored) == 999 and result.conflicts == ((bumped[-1].key, 1),)
+    assert [r.version for r in await store.get_many([r.key for r in bumped])] == [2] * 999 + [1]
