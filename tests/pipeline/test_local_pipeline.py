@@ -127,7 +127,7 @@ async def test_bad_source_data_fails_etl_permanently(ceap_workflow_env, example_
     missing = dict(example_payload, source=str(tmp_path / "gone.jsonl"))
     result = await ceap_workflow_env.run("realtime", missing)
     assert result.status == "FAILED" and result.execution.error == "Ceap.PermanentError"
-    assert len(scheduled_times(result, "ETL")) == 1
+    assert len(scheduled_times(result, "ETL.Plan")) == 1  # the plan finds no source: not retried
     assert "gone.jsonl" in result.execution.cause
 
 
