@@ -12,13 +12,15 @@ format: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (JSON Lines, or one JSON 
 ``channelOptIns.email``; empty cells count as absent). One record is one
 :class:`OrderEvent`.
 
-Streaming: JSON Lines (local file or S3 object body) are read line by line and
-never held whole; CSV is streamed from a local file; a ``.json`` array is read whole
-(it is one document). In-scope events are hash-partitioned by (customer, product)
-into scratch parts (``spill/``), so a candidate's events meet in one partition; each
-partition is then merged on its own and its candidates written to bounded
-``part-NNNNN.jsonl`` parts (at most 10,000 candidates each). Malformed records
-go to ``errors-NNNNN.jsonl`` parts with their line number, a ``reasonCode``
+Streaming, in steps (the built-in workflows run each as its own calls; :func:`run` runs them in
+one): :func:`plan` cuts a JSON Lines source into byte ranges (``rangeBytes``, 32 MiB) and fixes the
+hash partitions and their groups (:mod:`stages.etl_source` reads a range, line-aligned; a
+``.json`` array or a CSV file is one range, read whole); :func:`split`, per range, validates and
+scopes each record and spills in-scope events by (customer, product) partition (``spill/``), so
+a candidate's events meet in one partition; :func:`merge`, per group of partitions, merges each
+partition's events from every range in source order and writes its candidates to bounded
+``part-NNNNN.jsonl`` parts (at most 10,000 candidates each); :func:`finish` adds it all up.
+Malformed records go to ``errors-NNNNN.jsonl`` parts with their source line number, a ``reasonCode``
 (``INVALID_JSON``, ``INVALID_RECORD``, ``TOO_DEEP`` for JSON nested deeper than 64
 levels, ``NON_FINITE``, ``INVALID_ENCODING``) and the message; a candidate whose merge
 fails (a sum that overflows to infinity: ``NON_FINITE``; a date past year 9999:

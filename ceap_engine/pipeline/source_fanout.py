@@ -87,7 +87,8 @@ async def invoke_source_step(
             await objects.put(bucket, step_key(execution, stage, name), body, "application/x-ndjson")
         # partCount: how many calls the next Map makes (what a progress display counts down).
         return {"stage": stage, "ranges": plan["ranges"], "groups": plan["groups"], "partCount": len(plan["ranges"]),
-                "rangeCount": len(plan["ranges"]), "groupCount": len(plan["groups"])}
+                "rangeCount": len(plan["ranges"]), "groupCount": len(plan["groups"]),
+                "counts": {"ranges": len(plan["ranges"]), "groups": len(plan["groups"]), "partitions": plan.get("partitions")}}
 
     document = await _get_json(objects, bucket, step_key(execution, stage, PLAN_DOCUMENT),
                                f"{stage} has no plan: its Plan step did not run in execution {execution}")
