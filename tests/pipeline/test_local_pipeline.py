@@ -3,6 +3,8 @@
 import json
 import time
 
+import pytest
+
 from ceap_engine.pipeline.stage import PermanentError
 from ceap_engine.testing import WorkflowTestEnvironment
 
@@ -170,15 +172,17 @@ async def test_a_failing_glue_job_is_retried_after_300_then_600_seconds_then_rec
     assert list(result.outputs) == ["ETL", "Filter"]
 
 
-async def test_a_part_waiting_for_a_free_core_is_not_timed_out_by_the_wait(example_payload):
+@pytest.mark.parametrize("clock", ["virtual", "real"])
+async def test_a_part_waiting_for_a_free_core_is_not_timed_out_by_the_wait(example_payload, clock):
     """Locally the parts of a Map share the machine's cores; on AWS each gets its own Lambda at once.
 
     Four parts of 0.6 s each on one slot (``workers=1``) under a 1 s part timeout: the last one
     starts 1.8 s after the Map did. Its TimeoutSeconds must count from its start, as a Lambda's
-    would, not from the moment it was queued.
+    would, not from the moment it was queued - under the real clock too (``ceap run --clock real``).
     """
     from ceap_engine.pipeline import REALTIME
     from ceap_engine.pipeline.local import LocalPipeline
+    from ceap_engine.runtime.clock import RealClock, VirtualClock
     from ceap_engine.storage.memory import MemoryCandidateStore, MemoryObjectStore
 
     stages = []
@@ -189,7 +193,8 @@ async def test_a_part_waiting_for_a_free_core_is_not_timed_out_by_the_wait(examp
             stage = stage.model_copy(update={"function": "tests.pipeline.slow_filter:run", "state_timeout_seconds": 1})
         stages.append(stage)
     spec = REALTIME.model_copy(update={"name": "slots", "stages": tuple(stages)})
-    pipeline = LocalPipeline(spec, objects=MemoryObjectStore(), candidates=MemoryCandidateStore(), workers=1)
+    pipeline = LocalPipeline(spec, objects=MemoryObjectStore(), candidates=MemoryCandidateStore(), workers=1,
+                             clock=RealClock() if clock == "real" else VirtualClock())
     began = time.perf_counter()
     with pipeline:
         result = await pipeline.run(example_payload)
