@@ -245,7 +245,11 @@ class LocalPipeline:
 
     def _bounded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         async def run(event: Any, context: Any) -> Any:
-            pause_wall_backstops()  # waiting for a slot is this machine's wait, not the call's
+            if self._slots.locked():
+                # Waiting for a slot is this machine's wait, not the call's: hold the Task's timers meanwhile
+                # (after one step, since a Task arms its timers once its runner first suspends).
+                await asyncio.sleep(0)
+                pause_wall_backstops()
             async with self._slots:
                 # A call that waited for its slot starts now: the wait is this machine's (AWS gives
                 # each call its own Lambda at once), so its TimeoutSeconds counts from here on wall time.
