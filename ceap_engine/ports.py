@@ -165,6 +165,15 @@ class ObjectStore(Protocol):
         """Remove ``key``; removing an absent key is not an error (as in S3)."""
         ...
 
+    async def size(self, bucket: str, key: str) -> int:
+        """The object's length in bytes (S3 HeadObject); :class:`~ceap_engine.errors.ObjectNotFound` if absent."""
+        ...
+
+    async def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` up to (not including) ``end`` of the object, clipped to its length (S3 GetObject
+        with a ``Range``): empty when ``start`` is at or past the end; ``ObjectNotFound`` if absent."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class CandidateRecord:

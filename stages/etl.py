@@ -12,13 +12,15 @@ format: ``.jsonl``/``.ndjson`` (JSON Lines), ``.json`` (JSON Lines, or one JSON 
 ``channelOptIns.email``; empty cells count as absent). One record is one
 :class:`OrderEvent`.
 
-Streaming: JSON Lines (local file or S3 object body) are read line by line and
-never held whole; CSV is streamed from a local file; a ``.json`` array is read whole
-(it is one document). In-scope events are hash-partitioned by (customer, product)
-into scratch parts (``spill/``), so a candidate's events meet in one partition; each
-partition is then merged on its own and its candidates written to bounded
-``part-NNNNN.jsonl`` parts (at most 10,000 candidates each). Malformed records
-go to ``errors-NNNNN.jsonl`` parts with their line number, a ``reasonCode``
+Streaming, in steps (the built-in workflows run each as its own calls; :func:`run` runs them in
+one): :func:`plan` cuts a JSON Lines source into byte ranges (``rangeBytes``, 32 MiB) and fixes the
+hash partitions and their groups (:mod:`stages.etl_source` reads a range, line-aligned; a
+``.json`` array or a CSV file is one range, read whole); :func:`split`, per range, validates and
+scopes each record and spills in-scope events by (customer, product) partition (``spill/``), so
+a candidate's events meet in one partition; :func:`merge`, per group of partitions, merges each
+partition's events from every range in source order and writes its candidates to bounded
+``part-NNNNN.jsonl`` parts (at most 10,000 candidates each); :func:`finish` adds it all up.
+Malformed records go to ``errors-NNNNN.jsonl`` parts with their source line number, a ``reasonCode``
 (``INVALID_JSON``, ``INVALID_RECORD``, ``TOO_DEEP`` for JSON nested deeper than 64
 levels, ``NON_FINITE``, ``INVALID_ENCODING``) and the message; a candidate whose merge
 fails (a sum that overflows to infinity: ``NON_FINITE``; a date past year 9999:
@@ -58,30 +60,25 @@ remaining events of a candidate, ordered by ``orderDate``:
   largest seen.
 """
 
-import csv
-import io
+import asyncio
 import json
-import os
 import zlib
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import PurePosixPath
 from typing import Any, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ceap_engine.pipeline.stage import (
-    InvalidKey,
     NonFiniteNumber,
-    ObjectNotFound,
-    PermanentError,
+    PartInfo,
     RecordCodec,
+    SourceSteps,
     StageContext,
     decode_line,
     encode_struct,
-    nesting_depth_exceeds,
     paused_gc,
+    run_source_steps,
     split_lines,
 )
 
@@ -98,8 +95,10 @@ from .domain import (
     is_finite,
     load_config,
 )
+from .etl_source import ParsedRecord, range_records, records, source_format, source_size, splits_into_ranges
 
-__all__ = ["EtlConfig", "EtlInput", "EtlMetrics", "EtlOutput", "OrderEvent", "RecordError", "SkippedRecords", "run"]
+__all__ = ["EtlConfig", "EtlInput", "EtlMetrics", "EtlOutput", "OrderEvent", "RecordError", "SkippedRecords", "finish", "merge", "plan", "run",
+           "source_format", "split"]
 
 
 class EtlInput(CamelModel):
@@ -121,7 +120,8 @@ class EtlConfig(CamelModel):
     program and customer; ``sourceConnectorId`` ("order-events");
     ``partitions`` (0 = from the source's size): how many hash partitions the
     events are spread over before merging; ``partRecords`` (10,000): the most
-    candidates one part holds (the Map's unit of work downstream).
+    candidates one part holds (the Map's unit of work downstream); ``rangeBytes`` (32 MiB): the
+    size of the byte ranges a JSON Lines source is read in, one call each.
     """
 
     timing_window_start_days: float = Field(DEFAULT_TIMING_WINDOW_START_DAYS, ge=0)
@@ -131,6 +131,7 @@ class EtlConfig(CamelModel):
     source_connector_id: str = "order-events"
     partitions: int = Field(0, ge=0, le=4096)
     part_records: int = Field(10_000, ge=1, le=10_000)
+    range_bytes: int = Field(32 * 1024 * 1024, ge=1024)
 
     @model_validator(mode="after")
     def _window(self) -> Self:
@@ -230,165 +231,7 @@ class EtlOutput(CamelModel):
     reconciliation: dict[str, int] = Field(default_factory=dict)
 
 
-@dataclass
-class _ParsedRecord:
-    line: int
-    value: Any = None
-    error: str | None = None
-    raw: bytes | None = None  # a JSON line, validated straight from its bytes
-    code: str = "INVALID_JSON"
-
-
-def _source_format(uri: str) -> str:
-    if uri.startswith("s3://") and not uri[5:].partition("/")[2]:
-        raise PermanentError(f"source {uri!r} names a bucket but no object key: use s3://bucket/path/orders.jsonl")
-    path = uri[5:].partition("/")[2] if uri.startswith("s3://") else uri
-    suffix = PurePosixPath(path.replace("\\", "/")).suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix == ".json":
-        return "json"
-    if suffix == ".csv":
-        return "csv"
-    raise PermanentError(
-        f"cannot tell the format of source {uri!r} from its extension {suffix or '(none)'!r}: "
-        "name the file .jsonl (JSON Lines), .json or .csv"
-    )
-
-
-def _missing(uri: str) -> PermanentError:
-    hint = (
-        "check the bucket and key"
-        if uri.startswith("s3://")
-        else "check the path (the CLI resolves a relative path against the payload file)"
-    )
-    return PermanentError(f"source {uri!r} does not exist: {hint}")
-
-
-async def _read(uri: str, context: StageContext) -> str:
-    try:
-        raw = await context.read_source(uri)
-    except (FileNotFoundError, ObjectNotFound):
-        raise _missing(uri) from None
-    except (IsADirectoryError, NotADirectoryError, PermissionError, InvalidKey) as err:
-        raise PermanentError(f"source {uri!r} cannot be read: {err}") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise PermanentError(
-            f"source {uri!r} is not UTF-8 text (byte {err.start}): export it as UTF-8 JSON Lines or CSV"
-        ) from None
-
-
-async def _source_lines(uri: str, context: StageContext) -> AsyncIterator[bytes]:
-    try:
-        first = True
-        async for line in context.read_source_lines(uri):
-            if first:
-                line = line.removeprefix(b"\xef\xbb\xbf")
-                first = False
-            yield line
-    except (FileNotFoundError, ObjectNotFound):
-        raise _missing(uri) from None
-    except (IsADirectoryError, NotADirectoryError, PermissionError, InvalidKey) as err:
-        raise PermanentError(f"source {uri!r} cannot be read: {err}") from None
-
-
-def _parse_line(number: int, line: bytes) -> _ParsedRecord | None:
-    """One JSON line as a record to validate, or an error with its reason code; None if blank."""
-    line = line.strip()
-    if not line:
-        return None
-    if nesting_depth_exceeds(line):
-        return _ParsedRecord(number, error="JSON nested deeper than 64 levels", code="TOO_DEEP")
-    if line[:1] == b"{":
-        return _ParsedRecord(number, raw=line)  # the common case: validated straight from the bytes
-    try:
-        return _ParsedRecord(number, value=decode_line(line))
-    except NonFiniteNumber as err:
-        return _ParsedRecord(number, error=str(err), code="NON_FINITE")
-    except UnicodeDecodeError as err:
-        return _ParsedRecord(number, error=f"not UTF-8 text (byte {err.start})", code="INVALID_ENCODING")
-    except json.JSONDecodeError as err:
-        return _ParsedRecord(number, error=f"not valid JSON: {err.msg} (column {err.colno})")
-
-
-async def _json_lines(uri: str, context: StageContext) -> AsyncIterator[_ParsedRecord]:
-    number = 0
-    async for line in _source_lines(uri, context):
-        number += 1
-        record = _parse_line(number, line)
-        if record is not None:
-            yield record
-
-
-def _json_array(text: str, uri: str) -> Iterator[_ParsedRecord]:
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PermanentError(
-            f"source {uri!r} starts like a JSON array but is not valid JSON ({err.msg} at line {err.lineno}, "
-            f"column {err.colno}): fix it or export it as JSON Lines (.jsonl)"
-        ) from None
-    if not isinstance(items, list):
-        raise PermanentError(f"source {uri!r} must be JSON Lines or one JSON array of records")
-    for position, item in enumerate(items, start=1):
-        yield _ParsedRecord(position, value=item)
-
-
-def _unflatten(row: dict[str, str]) -> dict[str, Any]:
-    record: dict[str, Any] = {}
-    for column, cell in row.items():
-        if cell is None or cell == "":
-            continue  # an empty cell is an absent field, so defaults and "Field required" apply
-        target = record
-        *parents, leaf = column.strip().split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                break
-        else:
-            target[leaf] = cell
-    return record
-
-
-def _csv_rows(text: str, uri: str) -> Iterator[_ParsedRecord]:
-    # strict: a stray or unterminated quote would otherwise swallow the rest of the file silently.
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
-    try:
-        for row in reader:
-            if None in row:  # DictReader puts surplus cells under the key None
-                yield _ParsedRecord(
-                    reader.line_num,
-                    error=f"row has {len(reader.fieldnames or []) + len(row[None])} cells but the header "
-                    f"has {len(reader.fieldnames or [])} columns",
-                )
-                continue
-            if all(cell in (None, "") for cell in row.values()):
-                continue
-            yield _ParsedRecord(reader.line_num, value=_unflatten(row))
-    except csv.Error as err:
-        raise PermanentError(f"source {uri!r} is not readable as CSV at line {reader.line_num}: {err}") from None
-
-
-async def _records(fmt: str, uri: str, context: StageContext) -> AsyncIterator[_ParsedRecord]:
-    if fmt == "jsonl" or (fmt == "json" and not await _starts_with_bracket(uri, context)):
-        async for record in _json_lines(uri, context):
-            yield record
-        return
-    text = await _read(uri, context)
-    for record in _csv_rows(text, uri) if fmt == "csv" else _json_array(text, uri):
-        yield record
-
-
-async def _starts_with_bracket(uri: str, context: StageContext) -> bool:
-    async for line in _source_lines(uri, context):
-        if line.strip():
-            return line.lstrip().startswith(b"[")
-    return False
-
-
-def _validate(record: _ParsedRecord) -> tuple[OrderEvent | None, RecordError | None]:
+def _validate(record: ParsedRecord) -> tuple[OrderEvent | None, RecordError | None]:
     if record.error is not None:
         return None, RecordError(line=record.line, reason=record.error, reason_code=record.code)
     if record.raw is not None:
@@ -415,7 +258,7 @@ def _validate(record: _ParsedRecord) -> tuple[OrderEvent | None, RecordError | N
                 return None, RecordError(line=record.line, reason=str(bad), reason_code="NON_FINITE")
             except (ValueError, RecursionError) as bad:
                 return None, RecordError(line=record.line, reason=f"not valid JSON: {bad}", reason_code="INVALID_JSON")
-            record = _ParsedRecord(record.line, value=value)
+            record = ParsedRecord(record.line, value=value)
     value = record.value
     if not isinstance(value, dict):
         return None, RecordError(line=record.line, reason=f"expected a JSON object, got {type(value).__name__}")
@@ -486,17 +329,13 @@ def _merge(
 
 #: Target size of one hash partition, in source bytes (about 8,000 order events).
 PARTITION_SOURCE_BYTES = 3 * 1024 * 1024
+#: The partitions are merged by at most this many calls: one wave of the realtime workflow's inline Map.
+MERGE_GROUPS = 40
 
 
-def _partition_count(uri: str, config: EtlConfig) -> int:
+def _partition_count(size: int, config: EtlConfig) -> int:
     if config.partitions:
         return config.partitions
-    if uri.startswith("s3://"):
-        return 64  # the object's size is not known before reading: enough for ~500k events per 64 parts
-    try:
-        size = os.stat(uri).st_size
-    except OSError:
-        return 1
     return max(1, min(4096, -(-size // PARTITION_SOURCE_BYTES)))
 
 
@@ -519,72 +358,119 @@ def _merge_failure(err: Exception) -> tuple[str, str]:
 EVENTS = RecordCodec(wire.OrderEvent, OrderEvent)
 
 
-async def run(input: EtlInput, context: StageContext) -> EtlOutput:
-    """Stream ``input.source`` and write one candidate per (customer, product) in scope to parts.
+async def plan(input: EtlInput, context: StageContext) -> dict[str, Any]:
+    """Step 1: the source's byte ranges (the Map of :func:`split` calls) and the partition groups (of :func:`merge`).
 
-    Raises :class:`PermanentError` when the source is missing or cannot be
-    read in its format; malformed records never raise (see the module doc).
-
-    Example::
-
-        out = await run(EtlInput.model_validate(payload), context)
-        out.metrics.processed_count == out.metrics.transformed_count + out.metrics.error_count
+    A JSON Lines source is cut every ``rangeBytes`` (32 MiB: about 70,000 events); a JSON
+    array, a CSV file or a source of one range is read whole by one call, as before.
     """
     config: EtlConfig = load_config(EtlConfig, context.config, "ETL")
-    fmt = _source_format(input.source)
-    partitions = _partition_count(input.source, config)
-    errors = context.part_writer("errors")
-    spills = [context.spill_writer(p, partitions) for p in range(partitions)]
+    fmt = source_format(input.source)
+    size = await source_size(input.source, context)
+    ranged = await splits_into_ranges(fmt, input.source, context)
+    step = config.range_bytes if ranged else max(1, size)
+    ranges = [{"index": i, "start": start, "end": min(size, start + step), "bytes": min(size, start + step) - start}
+              for i, start in enumerate(range(0, max(1, size), step))]
+    partitions = _partition_count(size, config)
+    count = min(MERGE_GROUPS, partitions)
+    groups = []
+    for g in range(count):
+        first, end = g * partitions // count, (g + 1) * partitions // count
+        groups.append({"index": g, "first": first, "end": end, "bytes": size * (end - first) // partitions})
+    return {"ranges": ranges, "groups": groups, "format": fmt, "ranged": ranged, "size": size,
+            "partitions": partitions, "now": wire.utc(context.clock.now()).isoformat()}
 
-    error_count = 0
-    transformed = 0
-    records_read = 0
-    skipped = SkippedRecords()
+
+async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    """Step 2, one call per byte range: validate and scope its records, spill each event to its hash partition.
+
+    Errors go to the range's scratch with their line number within the range (:func:`merge`
+    makes it the source's); so does the spill, whose lines are ``<line>\\t<event>``.
+    """
+    index, partitions = int(item["index"]), int(plan["partitions"])
+    errors = context.scratch_writer("errors", index)
+    spills = [context.spill_writer(p, partitions, source_range=index) for p in range(partitions)]
+    counts = {"lines": 0, "recordsRead": 0, "transformed": 0, "errors": 0, "otherMarketplace": 0,
+              "outsideDateRange": 0}
     market, in_range = input.marketplace, input.date_range.contains
-
-    # Pass 1: validate, scope and partition every record, keeping none of them in memory.
-    async for record in _records(fmt, input.source, context):
-        records_read += 1
+    async for record in _range_of(input.source, context, plan, item, counts):
+        counts["recordsRead"] += 1
         # The common case - a well-formed event line - takes the fast path; anything else is
         # refused, or read, by the model exactly as before.
         event = EVENTS.fast(record.raw) if record.raw is not None else None
         if event is None:
             model_event, error = _validate(record)
             if error is not None:
-                error_count += 1
+                counts["errors"] += 1
                 await errors.add(error.to_json())
                 continue
             assert model_event is not None
             event = EVENTS.from_model(model_event)
         if event.marketplace != market:
-            skipped.other_marketplace += 1
+            counts["otherMarketplace"] += 1
             continue
         if not in_range(event.order_date):
-            skipped.outside_date_range += 1
+            counts["outsideDateRange"] += 1
             continue
-        transformed += 1
+        counts["transformed"] += 1
         line = b"%d\t" % record.line + encode_struct(event)
         await spills[_partition_of(event.customer_id, event.product_id, partitions)].add_line(line)
+    written = await asyncio.gather(*(spill.close() for spill in spills))
+    return {"index": index, **counts, "errorParts": [p.to_json() for p in await errors.close()],
+            "spills": {str(p): [part.to_json() for part in parts] for p, parts in enumerate(written) if parts}}
 
-    # Pass 2: each partition holds every event of its candidates; merge it and write the candidates.
-    now = wire.utc(context.clock.now())
-    writer = context.part_writer("candidates", max_records=config.part_records)
+
+async def _range_of(uri: str, context: StageContext, plan: dict[str, Any], item: dict[str, Any],
+                    counts: dict[str, int]) -> AsyncIterator[ParsedRecord]:
+    if not plan["ranged"]:  # one document, read whole: line numbers are the source's already
+        async for record in records(plan["format"], uri, context):
+            yield record
+        return
+    async for number, record in range_records(uri, context, int(item["start"]), int(item["end"]), int(plan["size"])):
+        counts["lines"] = number
+        if record is not None:
+            yield record
+
+
+async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], group: dict[str, Any],
+                range_summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Step 3, one call per group of partitions: merge each partition's events from every range into candidates.
+
+    The events of a partition are read range by range in source order, so "first occurrence
+    wins" and the order tiebreak (the absolute line) are the whole source's. The call also
+    renumbers the errors of its share of the ranges (range ``r`` for ``r % groups == g``) with
+    their source lines, and lists the scratch it consumed (``scratch``: removed once its
+    summary is stored).
+    """
+    config: EtlConfig = load_config(EtlConfig, context.config, "ETL")
+    g, groups = int(group["index"]), len(plan["groups"])
+    summaries = sorted(range_summaries, key=lambda s: s["index"])
+    offsets, total = [], 0
+    for summary in summaries:
+        offsets.append(total)
+        total += int(summary["lines"])
+    now = datetime.fromisoformat(plan["now"])
+    writer = context.part_writer("candidates", index=g, max_records=config.part_records)
+    errors = context.part_writer("errors", index=len(summaries) + g)
     candidates = duplicates = failed_events = 0
-    for spill in spills:
-        await spill.close()
+    scratch: list[str] = []
+    for partition in range(int(group["first"]), int(group["end"])):
         with paused_gc():  # one partition's events at a time: see paused_gc
             by_candidate: dict[tuple[str, str], list[tuple[int, wire.OrderEvent]]] = {}
             seen: set[tuple[str, str, str]] = set()
-            for part in spill.parts:
-                for line in split_lines(await context.objects.get(context.bucket, part.key)):
-                    number, _, body = line.partition(b"\t")
-                    event = EVENTS.decode_own(body)  # written by pass 1 from a valid event
-                    identity = (event.customer_id, event.product_id, event.event_id)
-                    if identity in seen:
-                        duplicates += 1
-                        continue
-                    seen.add(identity)
-                    by_candidate.setdefault((event.customer_id, event.product_id), []).append((int(number), event))
+            for summary, offset in zip(summaries, offsets, strict=True):
+                for part in summary["spills"].get(str(partition), ()):
+                    scratch.append(part["key"])
+                    for line in split_lines(await context.objects.get(context.bucket, part["key"])):
+                        number, _, body = line.partition(b"\t")
+                        event = EVENTS.decode_own(body)  # written by split from a valid event
+                        identity = (event.customer_id, event.product_id, event.event_id)
+                        if identity in seen:
+                            duplicates += 1
+                            continue
+                        seen.add(identity)
+                        by_candidate.setdefault((event.customer_id, event.product_id), []).append(
+                            (offset + int(number), event))
             for (customer_id, product_id), events in by_candidate.items():
                 try:
                     line = encode_struct(_merge(events, input, config, now, context.execution_id))
@@ -598,17 +484,52 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
                     continue
                 await writer.add_line(line)
                 candidates += 1
-        for part in spill.parts:
-            await context.objects.delete(context.bucket, part.key)
-    await writer.close()
-    await errors.close()
+    range_errors: dict[str, list[dict[str, Any]]] = {}
+    for summary, offset in zip(summaries, offsets, strict=True):
+        if summary["index"] % groups == g and summary["errorParts"]:
+            range_errors[str(summary["index"])] = await _renumber(context, summary, offset, scratch)
+    return {"index": g, "candidates": candidates, "duplicates": duplicates, "failedEvents": failed_events,
+            "candidateParts": [p.to_json() for p in await writer.close()],
+            "mergeErrorParts": [p.to_json() for p in await errors.close()],
+            "rangeErrorParts": range_errors, "scratch": scratch}
 
-    error_count += failed_events
+
+async def _renumber(context: StageContext, summary: dict[str, Any], offset: int, scratch: list[str]) -> list[dict[str, Any]]:
+    """A range's errors with their source line numbers, as parts of the stage's ``errors`` stream."""
+    out = context.part_writer("errors", index=int(summary["index"]))
+    for part in summary["errorParts"]:
+        scratch.append(part["key"])
+        for line in split_lines(await context.objects.get(context.bucket, part["key"])):
+            error = decode_line(line)
+            error["line"] += offset
+            await out.add(error)
+    return [p.to_json() for p in await out.close()]
+
+
+async def finish(input: EtlInput, context: StageContext, plan: dict[str, Any], range_summaries: list[dict[str, Any]],
+                 merge_summaries: list[dict[str, Any]]) -> EtlOutput:
+    """Step 4: the stage's output (counts, reconciliation) from what the ranges and merges counted."""
+    ranges = sorted(range_summaries, key=lambda s: s["index"])
+    merges = sorted(merge_summaries, key=lambda s: s["index"])
+
+    def total(summaries: list[dict[str, Any]], name: str) -> int:
+        return sum(int(s[name]) for s in summaries)
+
+    renumbered = {int(r): parts for m in merges for r, parts in m["rangeErrorParts"].items()}
+    context.adopt_parts("candidates", [PartInfo.from_json(p) for m in merges for p in m["candidateParts"]])
+    context.adopt_parts("errors", [PartInfo.from_json(p) for r in sorted(renumbered) for p in renumbered[r]]
+                        + [PartInfo.from_json(p) for m in merges for p in m["mergeErrorParts"]])
+    records_read, transformed = total(ranges, "recordsRead"), total(ranges, "transformed")
+    skipped = SkippedRecords(other_marketplace=total(ranges, "otherMarketplace"),
+                             outside_date_range=total(ranges, "outsideDateRange"))
+    candidates, duplicates, failed_events = total(merges, "candidates"), total(merges, "duplicates"), total(merges, "failedEvents")
+    error_count = total(ranges, "errors") + failed_events
     unique = transformed - duplicates
     merged = unique - failed_events - candidates + duplicates
+    partitions = int(plan["partitions"])
     context.log.info(
-        "ETL read %d records from %s: %d transformed into %d candidates (%d partitions), %d malformed, %d skipped",
-        records_read, input.source, transformed, candidates, partitions, error_count,
+        "ETL read %d records from %s in %d ranges: %d transformed into %d candidates (%d partitions), %d malformed, "
+        "%d skipped", records_read, input.source, len(ranges), transformed, candidates, partitions, error_count,
         skipped.other_marketplace + skipped.outside_date_range,
     )
     return EtlOutput(
@@ -636,5 +557,22 @@ async def run(input: EtlInput, context: StageContext) -> EtlOutput:
     )
 
 
-#: The CLI checks a payload's source with this before anything runs (exit 2, nothing written).
-source_format = _source_format
+async def run(input: EtlInput, context: StageContext) -> EtlOutput:
+    """Stream ``input.source`` and write one candidate per (customer, product) in scope to parts.
+
+    The four steps in one call (a workflow whose ETL does not fan out); the built-in workflows
+    run them as separate calls (``run.source_steps``, docs/architecture.md). Raises
+    :class:`PermanentError` when the source is missing or cannot be read in its format;
+    malformed records never raise (see the module doc).
+
+    Example::
+
+        out = await run(EtlInput.model_validate(payload), context)
+        out.metrics.processed_count == out.metrics.transformed_count + out.metrics.error_count
+    """
+    return await run_source_steps(run.source_steps, input, context)
+
+
+run.source_steps = SourceSteps(plan=plan, split=split, merge=merge, finish=finish)  # type: ignore[attr-defined]
+
+#: ``source_format`` (imported above) is what the CLI checks a payload's source with before anything runs.

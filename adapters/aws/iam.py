@@ -55,6 +55,9 @@ def stage_role_statements(spec: WorkflowSpec, stage: StageSpec) -> list[dict[str
         # ListBucket makes S3 answer 404 (not 403) for an absent key, so a missing output reads as missing.
         allow("ListWorkflowBucket", ["s3:ListBucket"], [BUCKET_ARN]),
     ]
+    if previous is None:
+        # The first stage (ETL) removes its scratch (spill/) once a merge call has read it.
+        statements.append(allow("DeleteOwnScratch", ["s3:DeleteObject"], [_stage_objects(stage.name)]))
     if stage.name in CANDIDATE_STAGES:
         statements.append(allow(
             "UseCandidateTable",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from ceap_engine.errors import ObjectNotFound
-from ceap_engine.storage.objects import validate_bucket, validate_key
+from ceap_engine.storage.objects import check_range, validate_bucket, validate_key
 
 from .errors import aws_errors, error_code
 
@@ -59,6 +59,38 @@ class S3ObjectStore:
             except Exception as exc:
                 if error_code(exc) in _NOT_FOUND_CODES:
                     raise ObjectNotFound(bucket, key) from None
+                raise
+            async with response["Body"] as body:
+                return await body.read()
+
+    async def size(self, bucket: str, key: str) -> int:
+        validate_bucket(bucket)
+        validate_key(key)
+        with aws_errors("S3 HeadObject", f"s3://{bucket}/{key}", storage=True):
+            try:
+                response = await self.client.head_object(Bucket=bucket, Key=key)
+            except Exception as exc:
+                if error_code(exc) in _NOT_FOUND_CODES:
+                    raise ObjectNotFound(bucket, key) from None
+                raise
+            return int(response["ContentLength"])
+
+    async def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        check_range(start, end)
+        if end == start:
+            await self.size(bucket, key)  # S3 has no empty Range: only say whether the object is there
+            return b""
+        validate_bucket(bucket)
+        validate_key(key)
+        with aws_errors("S3 GetObject", f"s3://{bucket}/{key}", storage=True):
+            try:
+                response = await self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+            except Exception as exc:
+                code = error_code(exc)
+                if code in _NOT_FOUND_CODES:
+                    raise ObjectNotFound(bucket, key) from None
+                if code == "InvalidRange":  # start at or past the end of the object
+                    return b""
                 raise
             async with response["Body"] as body:
                 return await body.read()

@@ -421,7 +421,9 @@ def _state_machine_resources(s: _Synthesis, definition: dict[str, Any]) -> dict[
             "Properties": {
                 "StateMachineName": names.state_machine,
                 "StateMachineType": spec.type.upper(),
-                "DefinitionString": json.dumps(definition, indent=2, sort_keys=False),
+                # Compact: the state machine console formats it anyway, and the batch workflow's fan-out Maps
+                # (ETL's two, one per later stage) would take an indented template over the inline limit.
+                "DefinitionString": json.dumps(definition, separators=(",", ":")),
                 "DefinitionSubstitutions": substitutions,
                 "RoleArn": getatt("StateMachineRole", "Arn"),
                 "LoggingConfiguration": {

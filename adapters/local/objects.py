@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 from ceap_engine.errors import InvalidKey, ObjectNotFound, StorageError
-from ceap_engine.storage.objects import validate_bucket, validate_key
+from ceap_engine.storage.objects import check_range, validate_bucket, validate_key
 
 __all__ = ["TEMP_FILE_PREFIX", "FileObjectStore", "remove_orphan_temp_files"]
 
@@ -154,6 +154,34 @@ class FileObjectStore:
                 return await asyncio.to_thread(_read_and_close, file)
             with file:
                 return file.readall()
+        except OSError as exc:
+            raise self._storage_error(exc, "read", bucket, key, path) from exc
+
+    async def size(self, bucket: str, key: str) -> int:
+        path = self._object_path(bucket, key)
+        try:
+            found = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(bucket, key) from None
+        except OSError as exc:
+            raise self._storage_error(exc, "read", bucket, key, path) from exc
+        if not os.path.isfile(path):
+            raise ObjectNotFound(bucket, key)  # a folder is not an object
+        return found.st_size
+
+    async def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        check_range(start, end)
+        path = self._object_path(bucket, key)
+        try:
+            file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by _read_range
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(bucket, key) from None
+        except OSError as exc:
+            raise self._storage_error(exc, "read", bucket, key, path) from exc
+        try:
+            if end - start > self.inline_read_limit:
+                return await asyncio.to_thread(_read_range, file, start, end)
+            return _read_range(file, start, end)
         except OSError as exc:
             raise self._storage_error(exc, "read", bucket, key, path) from exc
 
@@ -351,6 +379,11 @@ class FileObjectStore:
 def _read_and_close(file: io.FileIO) -> bytes:
     with file:
         return file.readall()
+
+
+def _read_range(file: io.FileIO, start: int, end: int) -> bytes:
+    with file:
+        return os.pread(file.fileno(), end - start, start) if end > start else b""
 
 
 def _is_valid_key(name: str) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from ceap_engine.pipeline.builder import MANIFEST, PART, fans_out
+from ceap_engine.pipeline.builder import MANIFEST, MERGE, PART, PLAN, RANGE, fans_out, fans_out_over_source
 from ceap_engine.pipeline.builtin import BUILTIN
 from ceap_engine.pipeline.layout import failure_key
 from ceap_engine.pipeline.local import PipelineResult, StageProgress
@@ -36,7 +36,8 @@ class RunProgress:
     """Progress lines on stderr: wall time since the start, the workflow clock where it differs, counts.
 
     A stage that fans out over parts (a Map of ``<Stage>.Part`` calls, then ``<Stage>.Manifest``)
-    gets one line as its first part starts, a line of parts done / total and records/s at most
+    - and each of ETL's Maps over byte ranges and partition groups (``ETL.Range``, ``ETL.Merge``,
+    after ``ETL.Plan``'s line) - gets one line as its first call starts, a line of parts done / total and records/s at most
     every ``every`` seconds (and when the last part is done), and its ``ok`` line with the whole
     stage's counts once its manifest is written. ``counts_of(stage)`` supplies counts a stage's
     result does not carry (a Glue job run: its metrics come from the job's own summary).
@@ -46,6 +47,8 @@ class RunProgress:
     '   1.2s  > ETL'
     >>> p.line(StageProgress("ETL", "succeeded", 1, 0.0, counts={"processedCount": 9}, part_count=2), wall=2.0)
     '   2.0s  ok ETL  processedCount=9  (2 parts, 12 records/s)'
+    >>> p.line(StageProgress("ETL.Plan", "succeeded", 1, 0.0, counts={"ranges": 2, "groups": 3}, part_count=2), wall=0.5)
+    '   0.5s  .. ETL  plan: ranges=2, groups=3'
     >>> p.line(StageProgress("Filter.Part", "started", 1, 0.0, part=0), wall=2.0)
     '   2.0s  > Filter  (2 parts)'
     >>> p.line(StageProgress("Filter.Part", "succeeded", 1, 0.0, counts={"inputCount": 5}, part=0), wall=2.5)
@@ -69,10 +72,18 @@ class RunProgress:
         at = f"{wall:6.1f}s"
         if clock - wall > _CLOCK_SKEW_SHOWN:
             at += f" (workflow clock t+{clock:.1f}s)"
-        stage, step = p.stage.rsplit(".", 1) if p.stage.endswith((PART, MANIFEST)) else (p.stage, "")
+        stage, step = p.stage.rsplit(".", 1) if p.stage.endswith(_STEPS) else (p.stage, "")
         attempt = f" (attempt {p.attempt})" if p.attempt > 1 else ""
         if step == PART[1:]:
             return self._part_line(p, stage, at, attempt, wall)
+        if step in (RANGE[1:], MERGE[1:]):  # ETL's calls over byte ranges, then over partition groups
+            return self._part_line(p, p.stage, at, attempt, wall)
+        if step == PLAN[1:] and p.status in ("started", "succeeded"):
+            if p.status == "started":
+                self._started[stage] = wall
+                return f"{at}  > {stage}{attempt}"
+            self._next_parts = p.part_count or 0
+            return f"{at}  .. {stage}  plan: {_scalar_counts(p.counts)}".rstrip()
         if p.status == "started":
             if step:
                 return None
@@ -124,6 +135,10 @@ class RunProgress:
         err_console.print(f"[{style}]{escape(line)}[/]")
 
 
+#: The steps of a stage whose progress lines differ from a single call's.
+_STEPS = (PART, MANIFEST, PLAN, RANGE, MERGE)
+
+
 @dataclass
 class _PartsDone:
     """How far a stage's parts have got (for :class:`RunProgress`)."""
@@ -154,7 +169,10 @@ def timeout_hint(result: PipelineResult) -> str | None:
     stage = next((s for s in spec.stages if s.name == failure.get("stage")), None)
     if stage is None:
         return None
-    each = "each part call" if fans_out(spec, stage) else "its call"
+    if fans_out_over_source(spec, stage):
+        each = f"each range call ({stage.merge_task_timeout_seconds} s for each merge call)"
+    else:
+        each = "each part call" if fans_out(spec, stage) else "its call"
     return (f"the {spec.name} workflow (EXPRESS) gives {stage.name} {stage.task_timeout_seconds} s for {each}, so "
             f"that every run fits Express's 300 s (docs/cli.md); a day this big, or a machine this busy, needs "
             f"more: run it with --workflow batch, whose stages keep their full timeouts")

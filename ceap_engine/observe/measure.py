@@ -56,6 +56,14 @@ class CountingObjectStore:
     async def delete(self, bucket: str, key: str) -> None:
         await self.inner.delete(bucket, key)  # DELETE requests are free
 
+    async def size(self, bucket: str, key: str) -> int:
+        self.gets += 1  # HEAD is billed as a GET
+        return await self.inner.size(bucket, key)
+
+    async def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        self.gets += 1
+        return await self.inner.get_range(bucket, key, start, end)
+
     def __getattr__(self, name: str) -> Any:
         # Other methods of the wrapped store (streaming reads and writes) pass through uncounted.
         return getattr(self.inner, name)

@@ -5,15 +5,18 @@ through ``DefinitionSubstitutions``) and interpreted locally (the engine
 substitutes local names first, as AWS would). Shape of the state machine::
 
     Input -> ETL -> Filter -> [HeavyETL] -> Score -> Store -> Reactive -> Summary
-                      (each of Filter, Score, Store, Reactive: a Map over the previous
-                       stage's parts, then <Stage>.Manifest assembling its manifest)
+              (ETL: ETL.Plan, a Map of ETL.Range calls over byte ranges of the source, a Map of
+               ETL.Merge calls over groups of hash partitions, ETL.Manifest; each of Filter,
+               Score, Store, Reactive: a Map over the previous stage's parts, then
+               <Stage>.Manifest assembling its manifest)
                \\        \\            \\          \\       \\         \\
                 +--------+------------+----------+-------+---------+--> <Stage>.Failed -> RecordFailure -> Failed
 
-ETL and a Glue stage are single Tasks; every later Lambda stage is a Map over the
-parts of the previous stage's output (inline for EXPRESS, Distributed with an
-``ItemReader`` over ``parts.jsonl`` for STANDARD) followed by a ``<Stage>.Manifest``
-Task. Each stage's small result (``ResultSelector``: output key, counts, part list)
+A Glue stage is a single Task, as is a first stage without ``fan_out_source``; ETL's
+two Maps and every later Lambda stage's Map run one call per item - range, partition
+group, or part of the previous stage's output (inline for EXPRESS, Distributed with an
+``ItemReader`` over ``ranges.jsonl``, ``groups.jsonl`` or ``parts.jsonl`` for STANDARD) -
+followed by a ``<Stage>.Manifest`` Task. Each stage's small result (``ResultSelector``: output key, counts, part list)
 lands at ``$.stages.<Stage>``, so the state payload stays small while
 the data itself flows through the object store. A stage failure that Retry
 cannot fix is caught, named, written to ``executions/{id}/failure.json`` and
@@ -31,14 +34,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ceap_engine.pipeline.layout import FAILURE_DOCUMENT, PART_LIST, format_template
+from ceap_engine.pipeline.layout import FAILURE_DOCUMENT, GROUP_LIST, PART_LIST, RANGE_LIST, format_template
 from ceap_engine.pipeline.spec import RetryPolicy, StageSpec, WorkflowSpec, worst_case_seconds
 
 __all__ = [
     "PERMANENT_ERROR",
     "build_definition",
     "express_duration_warnings",
+    "entry_state",
     "fans_out",
+    "fans_out_over_source",
     "stage_worst_case_seconds",
     "function_placeholder",
     "substitute",
@@ -66,6 +71,12 @@ INLINE_MAP_CONCURRENCY = 40
 DISTRIBUTED_MAP_CONCURRENCY = 100
 PART = ".Part"
 MANIFEST = ".Manifest"
+#: The states of a first stage that fans out over its source (``StageSpec.fan_out_source``):
+PLAN = ".Plan"
+RANGES = ".Ranges"
+RANGE = ".Range"
+MERGES = ".Merges"
+MERGE = ".Merge"
 
 
 def function_placeholder(stage: StageSpec) -> str:
@@ -138,28 +149,33 @@ def _lambda_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, An
     }
 
 
-def _part_map(spec: WorkflowSpec, stage: StageSpec) -> dict[str, Any]:
-    """One Map iteration per part of the previous stage's output (see docs/architecture.md)."""
-    previous = spec.previous(stage.name)
-    selector = {**_request(spec, stage), "part.$": "$$.Map.Item.Value"}
-    part_task = {
-        **_invoke(stage, {}),
-        "ResultSelector": {"part.$": "$.Payload.part", "counts.$": "$.Payload.counts"},
+def _item_map(spec: WorkflowSpec, stage: StageSpec, *, item: str, task: str, items_of: str, item_list: str,
+              results: str, timeout: int, nxt: str, comment: str, step: str | None = None) -> dict[str, Any]:
+    """A Map of one Lambda call per item (``item``: the request's key for it) - a part of the previous stage's
+    output, or a range or partition group of a first stage that fans out over its source.
+
+    ``items_of`` is the stage whose result lists the items (``$.stages.<it>.<item>s``, inline for EXPRESS)
+    and ``item_list`` the file name of their JSON Lines beside its manifest (a Distributed Map's ItemReader).
+    """
+    selector = {**_request(spec, stage), **({"step": step} if step else {}), f"{item}.$": "$$.Map.Item.Value"}
+    call = {
+        **_invoke(stage, {}, timeout),
+        "ResultSelector": {f"{item}.$": f"$.Payload.{item}", "counts.$": "$.Payload.counts"},
         "End": True,
     }
-    part_task["Parameters"] = {"FunctionName": "${%s}" % function_placeholder(stage), "Payload.$": "$"}
+    call["Parameters"] = {"FunctionName": "${%s}" % function_placeholder(stage), "Payload.$": "$"}
     state: dict[str, Any] = {
         "Type": "Map",
-        "Comment": f"{stage.name} over each part of {previous}'s output; its manifest is assembled after.",
+        "Comment": comment,
         "ItemSelector": selector,
         "ResultPath": None,
         "Catch": _catch(stage),
-        "Next": f"{stage.name}{MANIFEST}",
+        "Next": nxt,
     }
     bucket = "${%s}" % BUCKET_PLACEHOLDER
     if spec.type == "express":
-        # Express cannot run a Distributed Map: the part list travels in the state (well under 256 KB).
-        state["ItemsPath"] = f"$.stages.{previous}.parts"
+        # Express cannot run a Distributed Map: the item list travels in the state (well under 256 KB).
+        state["ItemsPath"] = f"$.stages.{items_of}.{item}s"
         state["MaxConcurrency"] = INLINE_MAP_CONCURRENCY
         processor_config: dict[str, Any] = {"Mode": "INLINE"}
     else:
@@ -168,24 +184,53 @@ def _part_map(spec: WorkflowSpec, stage: StageSpec) -> dict[str, Any]:
             "ReaderConfig": {"InputType": "JSONL"},
             "Parameters": {
                 "Bucket": bucket,
-                "Key.$": f"States.Format('{format_template(previous, PART_LIST)}', $$.Execution.Name)",
+                "Key.$": f"States.Format('{format_template(items_of, item_list)}', $$.Execution.Name)",
             },
         }
         state["ResultWriter"] = {
             "Resource": "arn:aws:states:::s3:putObject",
             "Parameters": {
                 "Bucket": bucket,
-                "Prefix.$": f"States.Format('{format_template(stage.name, 'map-results')}', $$.Execution.Name)",
+                "Prefix.$": f"States.Format('{format_template(stage.name, results)}', $$.Execution.Name)",
             },
         }
         state["MaxConcurrency"] = DISTRIBUTED_MAP_CONCURRENCY
         processor_config = {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
-    state["ItemProcessor"] = {
-        "ProcessorConfig": processor_config,
-        "StartAt": f"{stage.name}{PART}",
-        "States": {f"{stage.name}{PART}": part_task},
-    }
+    state["ItemProcessor"] = {"ProcessorConfig": processor_config, "StartAt": task, "States": {task: call}}
     return state
+
+
+def _part_map(spec: WorkflowSpec, stage: StageSpec) -> dict[str, Any]:
+    """One Map iteration per part of the previous stage's output (see docs/architecture.md)."""
+    previous = spec.previous(stage.name)
+    assert previous is not None
+    return _item_map(spec, stage, item="part", task=f"{stage.name}{PART}", items_of=previous, item_list=PART_LIST,
+                     results="map-results", timeout=stage.task_timeout_seconds, nxt=f"{stage.name}{MANIFEST}",
+                     comment=f"{stage.name} over each part of {previous}'s output; its manifest is assembled after.")
+
+
+def _source_states(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]:
+    """A first stage over byte ranges of its source: Plan, a Map of range calls, a Map of merge calls, Manifest."""
+    name = stage.name
+    selector = {"rangeCount.$": "$.Payload.rangeCount", "groupCount.$": "$.Payload.groupCount"}
+    if spec.type == "express":
+        selector |= {"ranges.$": "$.Payload.ranges", "groups.$": "$.Payload.groups"}
+    plan = {
+        **_invoke(stage, {**_request(spec, stage), "step": "plan", "input.$": "$"}, stage.manifest_task_timeout_seconds),
+        "Comment": f"{name}: the byte ranges of the source (one call each) and the partition groups to merge",
+        "ResultSelector": selector,
+        "ResultPath": f"$.stages.{name}",
+        "Catch": _catch(stage),
+        "Next": f"{name}{RANGES}",
+    }
+    ranges = _item_map(spec, stage, item="range", task=f"{name}{RANGE}", items_of=name, item_list=RANGE_LIST,
+                       results="range-results", timeout=stage.task_timeout_seconds, nxt=f"{name}{MERGES}", step="range",
+                       comment=f"{name} over each byte range of the source: validate, scope, spill by partition.")
+    merges = _item_map(spec, stage, item="group", task=f"{name}{MERGE}", items_of=name, item_list=GROUP_LIST,
+                       results="merge-results", timeout=stage.merge_task_timeout_seconds, nxt=f"{name}{MANIFEST}",
+                       step="merge", comment=f"{name} over each group of partitions: merge every range's events into candidates.")
+    return {f"{name}{PLAN}": plan, f"{name}{RANGES}": ranges, f"{name}{MERGES}": merges,
+            f"{name}{MANIFEST}": _manifest_task(spec, stage, nxt)}
 
 
 def _manifest_task(spec: WorkflowSpec, stage: StageSpec, nxt: str) -> dict[str, Any]:
@@ -243,14 +288,16 @@ def build_definition(spec: WorkflowSpec) -> dict[str, Any]:
             "Type": "Choice",
             "Comment": "A one-element array (a Pipe batch) or the payload object itself.",
             "Choices": [{"Variable": "$[0]", "IsPresent": True, "Next": UNWRAP}],
-            "Default": stages[0].name,
+            "Default": entry_state(spec, stages[0]),
         },
-        UNWRAP: {"Type": "Pass", "InputPath": "$[0]", "Next": stages[0].name},
+        UNWRAP: {"Type": "Pass", "InputPath": "$[0]", "Next": entry_state(spec, stages[0])},
     }
     for i, stage in enumerate(stages):
-        nxt = stages[i + 1].name if i + 1 < len(stages) else SUMMARY
+        nxt = entry_state(spec, stages[i + 1]) if i + 1 < len(stages) else SUMMARY
         if stage.kind == "glue":
             states[stage.name] = _glue_task(spec, stage, nxt)
+        elif fans_out_over_source(spec, stage):
+            states.update(_source_states(spec, stage, nxt))
         elif not fans_out(spec, stage):
             states[stage.name] = _lambda_task(spec, stage, nxt)
         else:
@@ -349,8 +396,9 @@ def express_duration_warnings(spec: WorkflowSpec) -> list[str]:
 
     The worst case of a step is every attempt timing out plus every retry wait. A stage that
     fans out over parts counts one part call (its parts run at once, up to the inline Map's 40)
-    and its ``<Stage>.Manifest``; the workflow's worst case is the stages' sum plus recording
-    the failure.
+    and its ``<Stage>.Manifest``; a first stage over byte ranges of its source its Plan, one range
+    call, one merge call and its Manifest; the workflow's worst case is the stages' sum plus
+    recording the failure.
 
     >>> from ceap_engine.pipeline.builtin import REALTIME
     >>> express_duration_warnings(REALTIME)
@@ -383,13 +431,27 @@ def fans_out(spec: WorkflowSpec, stage: StageSpec) -> bool:
     return stage.kind == "lambda" and spec.stages[0].name != stage.name
 
 
+def fans_out_over_source(spec: WorkflowSpec, stage: StageSpec) -> bool:
+    """Whether the built definition runs ``stage`` (the first) as Plan, Maps of range and merge calls, Manifest."""
+    return stage.kind == "lambda" and stage.fan_out_source and spec.stages[0].name == stage.name
+
+
+def entry_state(spec: WorkflowSpec, stage: StageSpec) -> str:
+    """The state a stage starts at: ``<Stage>.Plan`` for a first stage that fans out over its source, else its name."""
+    return f"{stage.name}{PLAN}" if fans_out_over_source(spec, stage) else stage.name
+
+
 def stage_worst_case_seconds(spec: WorkflowSpec, stage: StageSpec) -> float:
-    """The longest ``stage`` can take in ``spec``'s definition: its one task, or one part call and its manifest.
+    """The longest ``stage`` can take in ``spec``'s definition: its one task, or one part call and its manifest,
+    or (over its source) its plan, one range call, one merge call and its manifest.
 
     >>> from ceap_engine.pipeline.builtin import REALTIME
     >>> [stage_worst_case_seconds(REALTIME, s) for s in REALTIME.stages]
-    [112.0, 34.0, 34.0, 54.0, 34.0]
+    [108.0, 34.0, 34.0, 54.0, 34.0]
     """
+    if fans_out_over_source(spec, stage):
+        return (stage.manifest_worst_case_seconds + stage.worst_case_seconds + stage.merge_worst_case_seconds
+                + stage.manifest_worst_case_seconds)
     if fans_out(spec, stage):
         return stage.worst_case_seconds + stage.manifest_worst_case_seconds
     return stage.worst_case_seconds

@@ -12,6 +12,9 @@ their keys from here, so the layout can change in one place::
                                                           next stage's Map iterates over
     executions/{executionId}/{stage}/summaries/00000.json what one Map iteration counted (assembled
                                                           into the manifest after the Map)
+    executions/{executionId}/ETL/plan.json                ETL's byte ranges and partition groups; ranges.jsonl
+                                                          and groups.jsonl (the Maps' items), ranges/ and merges/
+                                                          (what each call counted), spill/ (scratch)
     executions/{executionId}/failure.json                 why an execution failed (the Catch path)
     executions/{executionId}/execution.json               the run that holds the name (input digest, status)
 
@@ -31,7 +34,10 @@ __all__ = [
     "EXECUTIONS_PREFIX",
     "EXECUTION_RECORD",
     "FAILURE_DOCUMENT",
+    "GROUP_LIST",
     "PART_LIST",
+    "PLAN_DOCUMENT",
+    "RANGE_LIST",
     "RECORDS_STREAM",
     "STAGE_OUTPUT",
     "execution_key",
@@ -40,7 +46,9 @@ __all__ = [
     "format_template",
     "part_key",
     "part_list_key",
+    "range_scratch_key",
     "spill_key",
+    "step_key",
     "stream_file_prefix",
     "summary_key",
     "summary_prefix",
@@ -54,6 +62,10 @@ PART_LIST = "parts.jsonl"
 #: The stream of the records a stage hands on (its model field ``candidates``).
 RECORDS_STREAM = "candidates"
 SUMMARIES = "summaries"
+#: A first stage that fans out over its source (ETL) keeps its plan and item lists beside its manifest:
+PLAN_DOCUMENT = "plan.json"
+RANGE_LIST = "ranges.jsonl"
+GROUP_LIST = "groups.jsonl"
 
 
 def execution_key(execution_id: str, stage: str, name: str = STAGE_OUTPUT) -> str:
@@ -129,10 +141,28 @@ def summary_key(execution_id: str, stage: str, index: int) -> str:
     return validate_key(f"{summary_prefix(execution_id, stage)}{index:05d}.json")
 
 
-def spill_key(execution_id: str, stage: str, partition: int, chunk: int) -> str:
-    """Scratch objects of a stage that partitions its input (ETL): removed when it is done.
+def spill_key(execution_id: str, stage: str, partition: int, chunk: int, *, source_range: int = 0) -> str:
+    """Scratch objects of a stage that partitions its input (ETL), per source range: removed when merged.
 
-    >>> spill_key("e-1", "ETL", 3, 0)
-    'executions/e-1/ETL/spill/p-00003-000000.jsonl'
+    >>> spill_key("e-1", "ETL", 17, 0, source_range=3)
+    'executions/e-1/ETL/spill/r00003/p00017-000000.jsonl'
     """
-    return execution_key(execution_id, stage, f"spill/p-{partition:05d}-{chunk:06d}.jsonl")
+    return execution_key(execution_id, stage, f"spill/r{source_range:05d}/p{partition:05d}-{chunk:06d}.jsonl")
+
+
+def range_scratch_key(execution_id: str, stage: str, source_range: int, stream: str, chunk: int) -> str:
+    """Another scratch stream of one source range (its errors, numbered within the range).
+
+    >>> range_scratch_key("e-1", "ETL", 3, "errors", 0)
+    'executions/e-1/ETL/spill/r00003/errors-000000.jsonl'
+    """
+    return execution_key(execution_id, stage, f"spill/r{source_range:05d}/{stream}-{chunk:06d}.jsonl")
+
+
+def step_key(execution_id: str, stage: str, name: str) -> str:
+    """A document of a first stage that fans out over its source: its plan, item lists, step summaries.
+
+    >>> step_key("e-1", "ETL", PLAN_DOCUMENT), step_key("e-1", "ETL", "merges/00002.json")
+    ('executions/e-1/ETL/plan.json', 'executions/e-1/ETL/merges/00002.json')
+    """
+    return execution_key(execution_id, stage, name)

@@ -40,7 +40,7 @@ from ceap_engine.pipeline.spec import WorkflowSpec
 from ceap_engine.pipeline.stage_runtime import load_stage_function, make_stage_handler
 from ceap_engine.pipeline.workers import StagePool, StoreFactory, goes_to_worker
 from ceap_engine.ports import CandidateStore, Clock, ObjectStore, ResourceInfo, TaskContext, TaskRunner
-from ceap_engine.runtime.clock import VirtualClock, restart_wall_backstops
+from ceap_engine.runtime.clock import VirtualClock, pause_wall_backstops, restart_wall_backstops
 from ceap_engine.runtime.tasks import LambdaFunctions, TaskFailed, TaskRunners
 from ceap_engine.storage.objects import read_json
 
@@ -245,6 +245,11 @@ class LocalPipeline:
 
     def _bounded(self, handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         async def run(event: Any, context: Any) -> Any:
+            if self._slots.locked():
+                # Waiting for a slot is this machine's wait, not the call's: hold the Task's timers meanwhile
+                # (after one step, since a Task arms its timers once its runner first suspends).
+                await asyncio.sleep(0)
+                pause_wall_backstops()
             async with self._slots:
                 # A call that waited for its slot starts now: the wait is this machine's (AWS gives
                 # each call its own Lambda at once), so its TimeoutSeconds counts from here on wall time.

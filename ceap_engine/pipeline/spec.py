@@ -83,6 +83,14 @@ class StageSpec(BaseModel):
     #: TimeoutSeconds of a fanned-out stage's ``<Stage>.Manifest`` step, which only adds up its parts'
     #: summaries (default: the same as its parts'). An Express budget gives it a few seconds.
     manifest_timeout_seconds: int | None = Field(None, ge=1)
+    #: TimeoutSeconds of each ``<Stage>.Merge`` call of a stage that fans out over its source (default: the
+    #: same as its range calls').
+    merge_timeout_seconds: int | None = Field(None, ge=1)
+    #: The first stage reads its source in byte ranges (its function has ``source_steps``): the definition
+    #: runs it as ``<Stage>.Plan``, a Map of ``<Stage>.Range`` calls, a Map of ``<Stage>.Merge`` calls and
+    #: ``<Stage>.Manifest`` (docs/architecture.md), each range call with ``state_timeout_seconds``, the plan
+    #: and the manifest with ``manifest_timeout_seconds``.
+    fan_out_source: bool = False
     memory_mb: int = Field(512, ge=128, le=10240)
     retry: RetryPolicy | None = None
     config: dict[str, Any] = Field(default_factory=dict)
@@ -106,9 +114,13 @@ class StageSpec(BaseModel):
         if self.state_timeout_seconds is not None and self.state_timeout_seconds > self.timeout_seconds:
             raise ValueError(f"stage {self.name}: state_timeout_seconds ({self.state_timeout_seconds}) cannot exceed "
                              f"timeout_seconds ({self.timeout_seconds}): the function would time out first")
-        if self.manifest_timeout_seconds is not None and self.manifest_timeout_seconds > self.timeout_seconds:
-            raise ValueError(f"stage {self.name}: manifest_timeout_seconds ({self.manifest_timeout_seconds}) cannot "
-                             f"exceed timeout_seconds ({self.timeout_seconds}): the function would time out first")
+        for name in ("manifest_timeout_seconds", "merge_timeout_seconds"):
+            value = getattr(self, name)
+            if value is not None and value > self.timeout_seconds:
+                raise ValueError(f"stage {self.name}: {name} ({value}) cannot exceed timeout_seconds "
+                                 f"({self.timeout_seconds}): the function would time out first")
+        if self.fan_out_source and self.kind != "lambda":
+            raise ValueError(f"stage {self.name}: only a Lambda stage can fan out over its source")
         return self
 
     @property
@@ -128,6 +140,16 @@ class StageSpec(BaseModel):
     def manifest_task_timeout_seconds(self) -> int:
         """TimeoutSeconds of the stage's ``<Stage>.Manifest`` step (when it fans out over parts)."""
         return self.manifest_timeout_seconds or self.task_timeout_seconds
+
+    @property
+    def merge_task_timeout_seconds(self) -> int:
+        """TimeoutSeconds of each ``<Stage>.Merge`` call (when the stage fans out over its source)."""
+        return self.merge_timeout_seconds or self.task_timeout_seconds
+
+    @property
+    def merge_worst_case_seconds(self) -> float:
+        """A Merge call's worst case: every attempt timing out, plus every retry wait."""
+        return worst_case_seconds(self.merge_task_timeout_seconds, self.retry_policy)
 
     @property
     def manifest_worst_case_seconds(self) -> float:
@@ -206,6 +228,9 @@ class WorkflowSpec(BaseModel):
             raise ValueError("a Glue stage waits for its job (.sync), which Express workflows do not support: use type standard")
         if self.stages[0].kind != "lambda":
             raise ValueError("the first stage reads the execution input and must be a Lambda stage")
+        later = [s.name for s in self.stages[1:] if s.fan_out_source]
+        if later:
+            raise ValueError(f"only the first stage reads a source, so only it can fan out over one: {', '.join(later)}")
         return self
 
     @property

@@ -19,12 +19,13 @@ exported here, and stage code imports from nowhere else in ``ceap_engine``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ceap_engine.errors import ConditionFailed, InvalidKey, ObjectNotFound, StorageError
-from ceap_engine.pipeline.layout import execution_key, part_key, spill_key
+from ceap_engine.pipeline.layout import execution_key, part_key, range_scratch_key, spill_key
 from ceap_engine.ports import CandidateRecord, CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock
 from ceap_engine.storage.parts import (
@@ -58,6 +59,7 @@ __all__ = [
     "PermanentError",
     "RecordCodec",
     "RecordWire",
+    "SourceSteps",
     "StageContext",
     "StorageError",
     "write_candidates",
@@ -66,6 +68,7 @@ __all__ = [
     "encode_struct",
     "nesting_depth_exceeds",
     "paused_gc",
+    "run_source_steps",
     "split_lines",
 ]
 
@@ -91,6 +94,46 @@ def _permanent_error(*args: object) -> PermanentError:
 PermanentError.__name__ = "Ceap.PermanentError"
 PermanentError.__qualname__ = "Ceap.PermanentError"
 
+
+
+@dataclass(frozen=True)
+class SourceSteps:
+    """A first stage that fans out over byte ranges of its source (``run.source_steps``, ETL's).
+
+    The built definition runs it as four steps (docs/architecture.md); the runtime keeps the
+    plan and each call's summary in the bucket and hands them to the next steps:
+
+    * ``plan(input, context) -> dict``: one quick call; ``"ranges"`` and ``"groups"`` are the
+      items of the two Maps (JSON objects with an ``"index"``), anything else is the plan's own;
+    * ``split(input, context, plan, range) -> dict``: one call per range; what it counted (JSON);
+    * ``merge(input, context, plan, group, range_summaries) -> dict``: one call per group, after
+      every range; what it counted;
+    * ``finish(input, context, plan, range_summaries, merge_summaries) -> output``: the stage's
+      output model, its parts adopted into ``context`` (:meth:`StageContext.adopt_parts`).
+    """
+
+    plan: Callable[[Any, "StageContext"], Awaitable[dict[str, Any]]]
+    split: Callable[[Any, "StageContext", dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]]
+    merge: Callable[[Any, "StageContext", dict[str, Any], dict[str, Any], list[dict[str, Any]]], Awaitable[dict[str, Any]]]
+    finish: Callable[[Any, "StageContext", dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]], Awaitable[Any]]
+
+
+async def run_source_steps(steps: SourceSteps, input: Any, context: StageContext) -> Any:
+    """All of a first stage's steps in this one call, one after another (a workflow whose first stage does
+    not fan out): the same summaries pass from step to step, and each merge's scratch is removed after it."""
+    plan = await steps.plan(input, context)
+    ranges = [await steps.split(input, context, plan, item) for item in plan["ranges"]]
+    merges = []
+    for group in plan["groups"]:
+        merges.append(await steps.merge(input, context, plan, group, ranges))
+        for key in merges[-1].get("scratch", ()):
+            await context.objects.delete(context.bucket, key)
+    return await steps.finish(input, context, plan, ranges, merges)
+
+
+def _read_file_range(path: str, start: int, end: int) -> bytes:
+    with open(path, "rb", buffering=0) as handle:
+        return os.pread(handle.fileno(), max(0, end - start), start)
 
 
 #: What a stage's spill writers may buffer in memory together (see :meth:`StageContext.spill_writer`).
@@ -120,6 +163,7 @@ class StageContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("ceap.stage"))
     part_index: int | None = None
     writers: dict[str, list[PartWriter]] = field(default_factory=dict)
+    adopted: dict[str, list[PartInfo]] = field(default_factory=dict)
 
     def part_writer(self, stream: str, *, index: int | None = None, always_one: bool = False,
                     max_records: int = MAX_PART_RECORDS) -> PartWriter:
@@ -141,20 +185,36 @@ class StageContext:
         self.writers.setdefault(stream, []).append(writer)
         return writer
 
-    def spill_writer(self, partition: int, partitions: int = 1) -> PartWriter:
+    def spill_writer(self, partition: int, partitions: int = 1, *, source_range: int = 0) -> PartWriter:
         """A writer of scratch parts (for a stage that partitions its input before merging).
 
         ``partitions`` is how many spill writers the stage keeps open at once: together they
         buffer at most :data:`SPILL_BUFFER_BYTES` (each at most 4 MiB), so memory does not
-        grow with the source however many partitions a big day needs.
+        grow with the source however many partitions a big day needs. ``source_range``: the
+        byte range of the source whose records these are (``spill/r00003/p00017-000000.jsonl``).
         """
         each = max(SPILL_MIN_FLUSH_BYTES, min(4 * 1024 * 1024, SPILL_BUFFER_BYTES // max(1, partitions)))
-        return PartWriter(self.objects, self.bucket, lambda n: spill_key(self.execution_id, self.stage, partition, n),
+        return PartWriter(self.objects, self.bucket,
+                          lambda n: spill_key(self.execution_id, self.stage, partition, n, source_range=source_range),
                           max_records=MAX_PART_RECORDS * 100, max_bytes=each)
 
+    def scratch_writer(self, stream: str, source_range: int) -> PartWriter:
+        """A writer of one source range's scratch parts of ``stream`` (``spill/r00003/errors-000000.jsonl``),
+        which a later step reads and removes."""
+        return PartWriter(self.objects, self.bucket,
+                          lambda n: range_scratch_key(self.execution_id, self.stage, source_range, stream, n))
+
+    def adopt_parts(self, stream: str, parts: list[PartInfo]) -> None:
+        """Count parts that other calls of this stage wrote (a fanned-out first stage's) as this call's output."""
+        self.adopted.setdefault(stream, []).extend(parts)
+
     def written_parts(self) -> dict[str, list[PartInfo]]:
-        """Every part the stage's writers wrote, by stream."""
-        return {stream: [p for w in writers for p in w.parts] for stream, writers in self.writers.items()}
+        """Every part the stage's writers wrote (and the parts it adopted), by stream."""
+        out = {stream: list(parts) for stream, parts in self.adopted.items()}
+        adopted = {p.key for parts in self.adopted.values() for p in parts}
+        for stream, writers in self.writers.items():
+            out.setdefault(stream, []).extend(p for w in writers for p in w.parts if p.key not in adopted)
+        return out
 
     def output_key(self, name: str = "output.json") -> str:
         """Key of an artefact of this stage: ``executions/{id}/{stage}/{name}``."""
@@ -196,6 +256,25 @@ class StageContext:
                     yield line.rstrip(b"\n")
         finally:
             handle.close()
+
+    async def source_size(self, uri: str) -> int:
+        """The source's length in bytes: ``s3://bucket/key`` by the store's ``size`` (HeadObject), else the file's."""
+        if uri.startswith("s3://"):
+            bucket, _, key = uri[5:].partition("/")
+            return await self.objects.size(bucket, key)
+        import asyncio
+        import os
+
+        return (await asyncio.to_thread(os.stat, uri)).st_size
+
+    async def read_source_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` up to ``end`` of the source (clipped to its length): an S3 ranged GET, or a file read."""
+        if uri.startswith("s3://"):
+            bucket, _, key = uri[5:].partition("/")
+            return await self.objects.get_range(bucket, key, start, end)
+        import asyncio
+
+        return await asyncio.to_thread(_read_file_range, uri, start, end)
 
     async def read_source(self, uri: str) -> bytes:
         """Read a source file: ``s3://bucket/key`` from the object store, else a local path."""

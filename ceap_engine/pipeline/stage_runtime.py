@@ -42,7 +42,8 @@ from pydantic import BaseModel, ValidationError
 
 from ceap_engine.errors import CeapError
 from ceap_engine.pipeline.record_codec import RecordWire, paused_gc
-from ceap_engine.pipeline.stage import PermanentError, StageContext
+from ceap_engine.pipeline.source_fanout import SOURCE_STEPS, invoke_source_step
+from ceap_engine.pipeline.stage import PermanentError, SourceSteps, StageContext
 from ceap_engine.pipeline.stage_data import (
     InputPart,
     PreviousOutput,
@@ -78,6 +79,7 @@ class StageFunction:
     output_model: type[BaseModel] | None
     is_async: bool
     wire: RecordWire | None = None  # the stage's fast record path (``function.wire``), if it has one
+    source_steps: SourceSteps | None = None  # a first stage's fan-out over its source (``function.source_steps``)
 
     def parse_input(self, document: Any, what: str) -> BaseModel:
         """Validate ``document`` with the input model; a failure is a PermanentError naming the fields."""
@@ -111,7 +113,11 @@ def load_stage_function(path: str) -> StageFunction:
     wire = getattr(function, "wire", None)
     if wire is not None and not isinstance(wire, RecordWire):
         raise StageLoadError(f"{path}.wire must be a RecordWire (the stage's codec and core function)")
-    return StageFunction(path, function, input_model, output_model, inspect.iscoroutinefunction(function), wire)
+    steps = getattr(function, "source_steps", None)
+    if steps is not None and not isinstance(steps, SourceSteps):
+        raise StageLoadError(f"{path}.source_steps must be a SourceSteps (plan, split, merge, finish)")
+    return StageFunction(path, function, input_model, output_model, inspect.iscoroutinefunction(function), wire,
+                         steps)
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,9 @@ class StageRequest:
     the previous stage's output; ``assemble`` makes it the step after the Map that writes
     the stage's manifest from the iterations' summaries. Without either, the stage runs
     over every part of its input in turn (the first stage: over the execution input).
+    ``step`` (``plan``, ``range`` with a ``range`` item, ``merge`` with a ``group`` item) is a
+    call of a first stage that fans out over its source (:mod:`.source_fanout`); its
+    ``assemble`` is that stage's Manifest step.
     """
 
     execution_id: str
@@ -131,6 +140,7 @@ class StageRequest:
     input: Any = None
     part: Mapping[str, Any] | None = None
     assemble: bool = False
+    step: str | None = None  # a first stage's fan-out over its source: "plan", "range" or "merge"
 
     @classmethod
     def from_event(cls, event: Any) -> StageRequest:
@@ -149,8 +159,11 @@ class StageRequest:
             raise PermanentError(f"part must be an object with a string key and an integer index, got {json.dumps(part)[:200]}")
         if part is not None and previous is None:
             raise PermanentError("a request for one part needs the previousStage whose part it is")
+        step = event.get("step")
+        if step is not None and (step not in SOURCE_STEPS or previous is not None):
+            raise PermanentError(f"step must be one of {', '.join(SOURCE_STEPS)} in a request to the first stage, got {step!r}")
         return cls(event["executionId"], event["currentStage"], previous, event["workflowBucket"], event.get("input"),
-                   part, bool(event.get("assemble")))
+                   part, bool(event.get("assemble")), step)
 
 
 async def invoke_stage(
@@ -182,6 +195,12 @@ async def invoke_stage(
         )
 
     data = StageData(objects, request.bucket, request.execution_id, request.current_stage)
+    if request.previous_stage is None and (request.step is not None or request.assemble):
+        if stage.source_steps is None:
+            raise PermanentError(f"{stage.path} has no source_steps: it cannot run the {request.step or 'assemble'} step "
+                                 "of a first stage that fans out over its source")
+        return await invoke_source_step(event, stage.source_steps, lambda doc: stage.parse_input(doc, "the execution input"),
+                                        data, context(None))
     if request.previous_stage is None:
         if request.input is None:
             raise PermanentError(f"{request.current_stage} is the first stage and needs the execution input in the request's 'input'")

@@ -5,9 +5,10 @@ core (the GIL), however many run "at once". :class:`StagePool` sends each call o
 part of at least :data:`MIN_PROCESS_RECORDS` records to a worker process instead
 (``ceap run --local --workers N``, one per core by default). The worker opens the
 same embedded storage itself - a :class:`StoreFactory` says how - runs the stage
-exactly as the in-process handler would, and returns the stage's pointer. Smaller
-parts, a stage's manifest assembly and the first stage (ETL, which streams the
-source) stay in the process: starting a worker costs more than they do.
+exactly as the in-process handler would, and returns the stage's pointer. ETL's range
+and merge calls over at least :data:`MIN_PROCESS_BYTES` of the source go there too.
+Smaller parts, a stage's manifest assembly and ETL's plan stay in the process: starting a
+worker costs more than they do.
 
 Time: the caller's clock is busy for as long as the call runs, as for any Task; a
 worker's stage sees the clock's time when the call was sent (a virtual clock does not
@@ -43,10 +44,12 @@ from ceap_engine.ports import CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock, VirtualClock
 from ceap_engine.runtime.memory import limit_malloc_arenas
 
-__all__ = ["MIN_PROCESS_RECORDS", "StagePool", "StoreFactory", "WorkerDied", "goes_to_worker"]
+__all__ = ["MIN_PROCESS_BYTES", "MIN_PROCESS_RECORDS", "StagePool", "StoreFactory", "WorkerDied", "goes_to_worker"]
 
-#: A part smaller than this runs in the calling process (a worker's round trip costs more).
+#: A part smaller than this runs in the calling process (a worker's round trip costs more) ...
 MIN_PROCESS_RECORDS = 2_000
+#: ... and so does a first stage's range or merge call over fewer bytes of the source than this.
+MIN_PROCESS_BYTES = 1024 * 1024
 
 
 class WorkerDied(CeapError):
@@ -70,9 +73,16 @@ def goes_to_worker(event: Any) -> bool:
     True
     >>> goes_to_worker({"part": {"index": 0, "key": "k", "records": 10}}), goes_to_worker({"assemble": True})
     (False, False)
+    >>> goes_to_worker({"step": "range", "range": {"index": 0, "bytes": 32 << 20}})
+    True
     """
     if not isinstance(event, Mapping) or event.get("assemble"):
         return False
+    step = event.get("step")
+    if step in ("range", "merge"):  # a first stage's call over a byte range or a group of partitions
+        item = event.get("range" if step == "range" else "group")
+        size = item.get("bytes") if isinstance(item, Mapping) else None
+        return isinstance(size, int) and not isinstance(size, bool) and size >= MIN_PROCESS_BYTES
     part = event.get("part")
     records = part.get("records") if isinstance(part, Mapping) else None
     return isinstance(records, int) and not isinstance(records, bool) and records >= MIN_PROCESS_RECORDS

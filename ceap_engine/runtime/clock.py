@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 
 from ceap_engine.ports import Clock, TimerHandle
 
-__all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "WallBackstop", "restart_wall_backstops",
+__all__ = ["Activity", "Clock", "RealClock", "TimerHandle", "VirtualClock", "WallBackstop", "pause_wall_backstops",
+           "restart_wall_backstops",
            "to_datetime"]
 
 
@@ -396,22 +397,32 @@ class WallBackstop:
         backstop.cancel()
     """
 
-    __slots__ = ("_callback", "_clock", "_handle", "_seconds")
+    __slots__ = ("_callback", "_clock", "_handle", "_paused", "_seconds")
 
     def __init__(self, clock: Clock, seconds: float, callback: Callable[[], None], *,
                  restartable: bool = False) -> None:
         self._clock = clock
         self._seconds = max(0.0, seconds)
         self._callback = callback
+        self._paused = False
         self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(self._seconds, self._fire)
         if restartable:  # see restart_wall_backstops; the finished ones are dropped as new ones come
-            _RESTARTABLE.set((*(b for b in _RESTARTABLE.get() if b._handle is not None), self))
+            _RESTARTABLE.set((*(b for b in _RESTARTABLE.get() if b._handle is not None or b._paused), self))
 
     def restart(self) -> None:
         """Count the full delay again from now (nothing if it fired or was cancelled)."""
+        if self._handle is not None or self._paused:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._paused = False
+            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._fire)
+
+    def pause(self) -> None:
+        """Stop counting until :meth:`restart` (nothing if it fired or was cancelled)."""
         if self._handle is not None:
             self._handle.cancel()
-            self._handle = asyncio.get_running_loop().call_later(self._seconds, self._fire)
+            self._handle = None
+            self._paused = True
 
     def _fire(self) -> None:
         if getattr(self._clock, "busy_activities", 1) == 0:
@@ -421,6 +432,7 @@ class WallBackstop:
         self._callback()
 
     def cancel(self) -> None:
+        self._paused = False
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -428,6 +440,13 @@ class WallBackstop:
 
 _RESTARTABLE: contextvars.ContextVar[tuple[WallBackstop, ...]] = contextvars.ContextVar("ceap_wall_backstops",
                                                                                         default=())
+
+
+def pause_wall_backstops() -> None:
+    """Hold the wall-time backstops of the current task's timeouts while its local call waits for its turn
+    (:func:`restart_wall_backstops` counts them again, in full, once it starts)."""
+    for backstop in _RESTARTABLE.get():
+        backstop.pause()
 
 
 def restart_wall_backstops() -> None:

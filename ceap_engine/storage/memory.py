@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from ceap_engine.errors import InputError, ObjectNotFound
 from ceap_engine.ports import CandidateRecord, PutResult
 from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_claim, validate_query_limit
-from ceap_engine.storage.objects import validate_bucket, validate_key
+from ceap_engine.storage.objects import check_range, validate_bucket, validate_key
 
 __all__ = ["MemoryCandidateStore", "MemoryObjectStore"]
 
@@ -115,6 +115,13 @@ class MemoryObjectStore:
             while end < len(keys) and keys[end].startswith(prefix):
                 end += 1
             return keys[start:end]
+
+    async def size(self, bucket: str, key: str) -> int:
+        return len(await self.get(bucket, key))
+
+    async def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
+        check_range(start, end)
+        return (await self.get(bucket, key))[start:end]
 
     async def delete(self, bucket: str, key: str) -> None:
         self._check_bucket(bucket)

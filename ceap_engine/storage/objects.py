@@ -50,6 +50,18 @@ def validate_key(key: str) -> str:
     return key
 
 
+def check_range(start: int, end: int) -> None:
+    """Refuse a byte range that is not ``0 <= start <= end`` (what :meth:`ObjectStore.get_range` reads).
+
+    >>> check_range(3, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: a byte range needs 0 <= start <= end, got 3..2
+    """
+    if start < 0 or end < start:
+        raise ValueError(f"a byte range needs 0 <= start <= end, got {start}..{end}")
+
+
 def validate_bucket(bucket: str) -> str:
     """Return ``bucket`` if it is a valid S3 bucket name (3-63 chars, lowercase)."""
     if not isinstance(bucket, str) or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:

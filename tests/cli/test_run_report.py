@@ -68,7 +68,8 @@ def test_a_realtime_stage_out_of_time_gets_a_hint_naming_its_budget_and_the_batc
 
     hint = timeout_hint(result("realtime", "States.Timeout", "Reactive"))
     assert "gives Reactive 10 s for each part call" in hint and "--workflow batch" in hint
-    assert "gives ETL 55 s for its call" in timeout_hint(result("realtime", "States.Timeout", "ETL"))
+    assert "gives ETL 25 s for each range call (15 s for each merge call)" in timeout_hint(
+        result("realtime", "States.Timeout", "ETL"))
     assert timeout_hint(result("realtime", "TimeoutError", "Store")) is None  # the stage's own error
     assert timeout_hint(result("batch", "States.Timeout", "Store")) is None  # Standard keeps the full timeouts
 

@@ -336,3 +336,45 @@ async def test_a_manifest_of_a_newer_schema_is_refused(object_store: ObjectStore
     await object_store.put(BUCKET, "m.json", json.dumps({"kind": "ceap.stage-output", "schemaVersion": 99, "parts": {}}).encode())
     with pytest.raises(ManifestError, match="schemaVersion 99"):
         await read_manifest(object_store, BUCKET, "m.json")
+
+
+async def test_size_is_the_objects_length_and_absent_keys_are_not_found(object_store: ObjectStore) -> None:
+    await object_store.put(BUCKET, KEY, b"0123456789")
+    await object_store.put(BUCKET, "markers/_SUCCESS", b"")
+
+    assert await object_store.size(BUCKET, KEY) == 10
+    assert await object_store.size(BUCKET, "markers/_SUCCESS") == 0
+    with pytest.raises(ObjectNotFound):
+        await object_store.size(BUCKET, "executions/e-404/ETL/output.json")
+    with pytest.raises(ObjectNotFound):
+        await object_store.size(BUCKET, "executions/e-1")  # a prefix is no object
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    (0, 10, b"0123456789"), (0, 1, b"0"), (3, 7, b"3456"), (9, 10, b"9"),
+    (5, 5, b""), (8, 100, b"89"), (10, 20, b""), (50, 60, b""),
+])
+async def test_get_range_reads_bytes_start_to_end_clipped_to_the_object(
+    object_store: ObjectStore, start: int, end: int, expected: bytes
+) -> None:
+    await object_store.put(BUCKET, KEY, b"0123456789")
+
+    assert await object_store.get_range(BUCKET, KEY, start, end) == expected
+
+
+async def test_get_range_of_an_absent_key_is_not_found_and_a_reversed_range_is_refused(object_store: ObjectStore) -> None:
+    with pytest.raises(ObjectNotFound):
+        await object_store.get_range(BUCKET, KEY, 0, 10)
+    with pytest.raises(ObjectNotFound):
+        await object_store.get_range(BUCKET, KEY, 0, 0)
+    await object_store.put(BUCKET, KEY, b"abc")
+    with pytest.raises(ValueError, match="0 <= start <= end"):
+        await object_store.get_range(BUCKET, KEY, 2, 1)
+
+
+async def test_ranges_of_a_big_binary_object_add_up_to_it(object_store: ObjectStore) -> None:
+    data = bytes(random.Random(7).randrange(256) for _ in range(300_000))
+    await object_store.put(BUCKET, "bin/big", data)
+
+    pieces = [await object_store.get_range(BUCKET, "bin/big", s, s + 65_536) for s in range(0, len(data), 65_536)]
+    assert b"".join(pieces) == data

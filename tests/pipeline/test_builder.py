@@ -22,16 +22,23 @@ def test_definition_is_valid_asl_and_chains_the_stages(spec):
     definition = build_definition(spec)
     assert validate_definition(definition) == []
     names = [s.name for s in spec.stages]
+    states = definition["States"]
     assert definition["StartAt"] == "Input"
-    assert definition["States"]["Input"]["Default"] == names[0]
-    assert definition["States"]["Input.Unwrap"] == {"Type": "Pass", "InputPath": "$[0]", "Next": names[0]}
-    for i, (here, nxt) in enumerate(zip(names, names[1:] + ["Summary"], strict=True)):
-        state = definition["States"][here]
-        if i == 0 or state["Type"] == "Task":  # the first stage and a Glue stage are one Task
+    assert states["Input"]["Default"] == "ETL.Plan"
+    assert states["Input.Unwrap"] == {"Type": "Pass", "InputPath": "$[0]", "Next": "ETL.Plan"}
+    # ETL over byte ranges of its source: plan, a Map of range calls, a Map of merge calls, the manifest.
+    assert [states["ETL.Plan"]["Next"], states["ETL.Ranges"]["Next"], states["ETL.Merges"]["Next"]] == [
+        "ETL.Ranges", "ETL.Merges", "ETL.Manifest"]
+    assert "ETL" not in states
+    for here, nxt in zip(names, names[1:] + ["Summary"], strict=True):
+        state = states.get(here)
+        if here == "ETL":
+            assert states["ETL.Manifest"]["Next"] == nxt
+        elif state["Type"] == "Task":  # a Glue stage is one Task
             assert state["Next"] == nxt
         else:  # a Map over the previous stage's parts, then the manifest
             assert state["Type"] == "Map" and state["Next"] == f"{here}.Manifest"
-            assert definition["States"][f"{here}.Manifest"]["Next"] == nxt
+            assert states[f"{here}.Manifest"]["Next"] == nxt
 
 
 @pytest.mark.parametrize(("spec", "mode"), [(REALTIME, "INLINE"), (BATCH, "DISTRIBUTED")], ids=["realtime", "batch"])
@@ -43,7 +50,7 @@ def test_per_record_stages_map_over_the_previous_stages_parts(spec, mode):
     previous = spec.previous("Score")
     if mode == "INLINE":
         assert score["ItemsPath"] == f"$.stages.{previous}.parts" and score["MaxConcurrency"] == 40
-        assert states["ETL"]["ResultSelector"]["parts.$"] == "$.Payload.parts"
+        assert states["ETL.Manifest"]["ResultSelector"]["parts.$"] == "$.Payload.parts"
     else:  # Standard: the part list is read from S3, results go back to S3
         assert score["ItemReader"]["ReaderConfig"] == {"InputType": "JSONL"}
         assert score["ItemReader"]["Parameters"]["Key.$"] == (
@@ -83,9 +90,35 @@ def test_lambda_stage_task_shape():
 
 
 def test_first_stage_gets_the_execution_input():
-    etl = build_definition(REALTIME)["States"]["ETL"]
-    assert etl["Parameters"]["Payload"]["input.$"] == "$"
-    assert etl["Parameters"]["Payload"]["previousStage"] is None
+    plan = build_definition(REALTIME)["States"]["ETL.Plan"]
+    assert plan["Parameters"]["Payload"]["input.$"] == "$" and plan["Parameters"]["Payload"]["step"] == "plan"
+    assert plan["Parameters"]["Payload"]["previousStage"] is None
+    assert plan["ResultPath"] == "$.stages.ETL" and plan["TimeoutSeconds"] == 5
+
+
+@pytest.mark.parametrize(("spec", "mode"), [(REALTIME, "INLINE"), (BATCH, "DISTRIBUTED")], ids=["realtime", "batch"])
+def test_etl_maps_over_the_ranges_then_the_partition_groups_its_plan_lists(spec, mode):
+    states = build_definition(spec)["States"]
+    for map_name, item, step, listed in (("ETL.Ranges", "range", "range", "ranges"), ("ETL.Merges", "group", "merge", "groups")):
+        state = states[map_name]
+        assert state["Type"] == "Map" and state["ItemProcessor"]["ProcessorConfig"]["Mode"] == mode
+        assert state["ItemSelector"]["step"] == step and state["ItemSelector"][f"{item}.$"] == "$$.Map.Item.Value"
+        assert state["ItemSelector"]["previousStage"] is None and state["ResultPath"] is None
+        assert state["Catch"][0]["Next"] == "ETL.Failed"
+        if mode == "INLINE":
+            assert state["ItemsPath"] == f"$.stages.ETL.{listed}" and state["MaxConcurrency"] == 40
+            assert states["ETL.Plan"]["ResultSelector"][f"{listed}.$"] == f"$.Payload.{listed}"
+        else:
+            assert state["ItemReader"]["Parameters"]["Key.$"] == (
+                f"States.Format('executions/{{}}/ETL/{listed}.jsonl', $$.Execution.Name)")
+            assert f"{listed}.$" not in states["ETL.Plan"]["ResultSelector"]  # Standard: read from S3, not the state
+    (range_call,) = states["ETL.Ranges"]["ItemProcessor"]["States"].values()
+    (merge_call,) = states["ETL.Merges"]["ItemProcessor"]["States"].values()
+    if mode == "INLINE":
+        assert (range_call["TimeoutSeconds"], merge_call["TimeoutSeconds"]) == (25, 15)
+    else:
+        assert range_call["TimeoutSeconds"] == merge_call["TimeoutSeconds"] == 300
+    assert states["ETL.Manifest"]["Parameters"]["Payload"]["assemble"] is True
 
 
 def test_glue_stage_retries_five_minutes_then_ten():
@@ -132,8 +165,13 @@ def test_the_builtin_realtime_workflow_fits_express_by_construction():
 
     worst = 0.0
     for stage in REALTIME.stages:
-        state = states[stage.name]
-        if state["Type"] == "Map":
+        state = states.get(stage.name)
+        if state is None:  # ETL: its plan, one range call, one merge call (each Map one wave), its manifest
+            steps = [states["ETL.Plan"], states["ETL.Manifest"]]
+            for name in ("ETL.Ranges", "ETL.Merges"):
+                assert states[name]["MaxConcurrency"] == 40
+                steps += list(states[name]["ItemProcessor"]["States"].values())
+        elif state["Type"] == "Map":
             assert state["MaxConcurrency"] == 40
             (part,) = state["ItemProcessor"]["States"].values()
             steps = [part, states[f"{stage.name}.Manifest"]]

@@ -3,6 +3,8 @@
 import json
 import time
 
+import pytest
+
 from ceap_engine.pipeline.stage import PermanentError
 from ceap_engine.testing import WorkflowTestEnvironment
 
@@ -127,7 +129,7 @@ async def test_bad_source_data_fails_etl_permanently(ceap_workflow_env, example_
     missing = dict(example_payload, source=str(tmp_path / "gone.jsonl"))
     result = await ceap_workflow_env.run("realtime", missing)
     assert result.status == "FAILED" and result.execution.error == "Ceap.PermanentError"
-    assert len(scheduled_times(result, "ETL")) == 1
+    assert len(scheduled_times(result, "ETL.Plan")) == 1  # the plan finds no source: not retried
     assert "gone.jsonl" in result.execution.cause
 
 
@@ -170,31 +172,34 @@ async def test_a_failing_glue_job_is_retried_after_300_then_600_seconds_then_rec
     assert list(result.outputs) == ["ETL", "Filter"]
 
 
-async def test_a_part_waiting_for_a_free_core_is_not_timed_out_by_the_wait(example_payload):
+@pytest.mark.parametrize("clock", ["virtual", "real"])
+async def test_a_part_waiting_for_a_free_core_is_not_timed_out_by_the_wait(example_payload, clock):
     """Locally the parts of a Map share the machine's cores; on AWS each gets its own Lambda at once.
 
-    Four parts of 0.6 s each on one slot (``workers=1``) under a 1 s part timeout: the last one
-    starts 1.8 s after the Map did. Its TimeoutSeconds must count from its start, as a Lambda's
-    would, not from the moment it was queued.
+    Eight parts of 0.6 s each on one slot (``workers=1``) under a 1 s part timeout: the last one
+    starts 4.2 s after the Map did, four timeouts later. Its TimeoutSeconds must count from its start, as a Lambda's
+    would, not from the moment it was queued - under the real clock too (``ceap run --clock real``).
     """
     from ceap_engine.pipeline import REALTIME
     from ceap_engine.pipeline.local import LocalPipeline
+    from ceap_engine.runtime.clock import RealClock, VirtualClock
     from ceap_engine.storage.memory import MemoryCandidateStore, MemoryObjectStore
 
     stages = []
     for stage in REALTIME.stages:
         if stage.name == "ETL":
-            stage = stage.model_copy(update={"config": {"partRecords": 300}})
+            stage = stage.model_copy(update={"config": {"partRecords": 130}})
         elif stage.name == "Filter":
             stage = stage.model_copy(update={"function": "tests.pipeline.slow_filter:run", "state_timeout_seconds": 1})
         stages.append(stage)
     spec = REALTIME.model_copy(update={"name": "slots", "stages": tuple(stages)})
-    pipeline = LocalPipeline(spec, objects=MemoryObjectStore(), candidates=MemoryCandidateStore(), workers=1)
+    pipeline = LocalPipeline(spec, objects=MemoryObjectStore(), candidates=MemoryCandidateStore(), workers=1,
+                             clock=RealClock() if clock == "real" else VirtualClock())
     began = time.perf_counter()
     with pipeline:
         result = await pipeline.run(example_payload)
     assert result.status == "SUCCEEDED", result.execution.cause
-    parts = -(-result.counts["Filter"]["inputCount"] // 300)
-    assert parts == 4  # the example's 1,031 candidates in parts of 300
+    parts = -(-result.counts["Filter"]["inputCount"] // 130)
+    assert parts == 8  # the example's 1,031 candidates in parts of 130
     assert time.perf_counter() - began >= parts * 0.6  # they did run one after another
     assert result.counts["Store"]["storedCount"] == 581  # the example's counts, whatever the parts

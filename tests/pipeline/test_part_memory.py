@@ -17,13 +17,15 @@ import asyncio, json, sys
 from adapters.local import LocalStores
 from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.pipeline.stage_runtime import invoke_stage
-root, function, event = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+root, function, event, config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 clock = VirtualClock(1767571200.0)
 objects, candidates = LocalStores(__import__("pathlib").Path(root))(clock)
-pointer = asyncio.run(invoke_stage(event, None, function=function, objects=objects, candidates=candidates, clock=clock))
+pointer = asyncio.run(invoke_stage(event, None, function=function, objects=objects, candidates=candidates, clock=clock,
+                                   config=config))
 if "part" in event:  # the step after the Map: the stage's manifest, which the next stage reads
     assembly = {k: v for k, v in event.items() if k != "part"} | {"assemble": True}
-    asyncio.run(invoke_stage(assembly, None, function=function, objects=objects, candidates=candidates, clock=clock))
+    asyncio.run(invoke_stage(assembly, None, function=function, objects=objects, candidates=candidates, clock=clock,
+                             config=config))
 candidates.close()
 # VmHWM: this process image's own peak (ru_maxrss would carry over the parent's peak across fork and exec).
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
@@ -50,7 +52,7 @@ def test_each_stage_handler_processes_a_max_size_part_within_its_lambda_memory(t
     source = tmp_path / "orders.jsonl"
     source.write_text(_eligible_events(MAX_PART_RECORDS))
     spec = builtin("realtime")
-    # One partition: the ETL writes all 10,000 candidates into one part, the largest a part may be.
+    # One partition (so one merge call): the ETL writes all 10,000 candidates into one part, the largest a part may be.
     stages = tuple(s.model_copy(update={"config": {**s.config, "partitions": 1}}) if s.name == "ETL" else s
                    for s in spec.stages)
     spec = spec.model_copy(update={"stages": stages})
@@ -74,7 +76,8 @@ def test_each_stage_handler_processes_a_max_size_part_within_its_lambda_memory(t
             (part,) = manifest["parts"]["candidates"]
             assert part["records"] == MAX_PART_RECORDS, (previous, part)  # this stage's input: one full part
             event["part"] = {"index": 0, "key": part["key"], "records": part["records"]}
-        done = subprocess.run([sys.executable, "-c", MEASURE, str(root), stage.function, json.dumps(event)],
+        done = subprocess.run([sys.executable, "-c", MEASURE, str(root), stage.function, json.dumps(event),
+                               json.dumps(stage.config)],
                               cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
         measured[stage.name] = json.loads(done.stdout.splitlines()[-1])["peakMiB"]

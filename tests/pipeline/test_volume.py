@@ -91,16 +91,21 @@ async def test_a_score_that_drops_records_fails_the_reconciliation(example_paylo
 
 async def test_parts_partition_by_candidate_so_merges_meet_and_no_record_is_lost_or_doubled(tmp_path):
     source = tmp_path / "orders.jsonl"
-    # 3,000 events of 1,000 candidates (3 events each, spread over the file), forced into 8 partitions.
+    # 3,000 events of 1,000 candidates (3 events each, spread over the file), forced into 8 partitions and
+    # read in byte ranges of 256 KiB (a candidate's events lie in different ranges).
     source.write_text("".join(
         json.dumps(event(i, customerId=f"C{i % 1000}", orderId=f"O{i}", eventId=f"e{i}")) + "\n" for i in range(3000)
     ))
     env = WorkflowTestEnvironment()
-    spec = _with_etl_config("realtime", {"partitions": 8, "partRecords": 150})
+    spec = _with_etl_config("realtime", {"partitions": 8, "partRecords": 150, "rangeBytes": 256 * 1024})
     result = await env.run(spec, payload(source))
     assert result.status == "SUCCEEDED", result.execution.cause
     manifest = json.loads(await env.objects.get(result.bucket, result.outputs["ETL"]))
-    assert manifest["partitions"] == 8 and len(manifest["parts"]["candidates"]) == 7  # 1,000 / 150
+    plan = json.loads(await env.objects.get(result.bucket, f"executions/{result.execution_id}/ETL/plan.json"))
+    assert len(plan["ranges"]) == -(-source.stat().st_size // (256 * 1024)) >= 4
+    # One merge call per partition here (8 <= 40), each writing its own parts of at most 150 candidates.
+    assert manifest["partitions"] == 8 and len(manifest["parts"]["candidates"]) == 8
+    assert all(0 < p["records"] <= 150 for p in manifest["parts"]["candidates"])
     assert result.counts["Filter"]["inputCount"] == 1000  # the Map ran over every part
     keys = []
     for part in manifest["parts"]["candidates"]:

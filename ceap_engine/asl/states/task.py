@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ceap_engine.ports import ResourceInfo, TaskContext
-from ceap_engine.runtime.clock import WallBackstop
+from ceap_engine.runtime.clock import RealClock, WallBackstop
 from ceap_engine.runtime.tasks import TaskFailed, parse_resource
 
 from ...errors import StatesError
@@ -107,6 +107,11 @@ class _Timeout:
         self.disarm()
         self._task = asyncio.current_task()
         fire = lambda: self._fire(kind)  # noqa: E731
+        if isinstance(frame.clock, RealClock):
+            # Real time: the timer itself is the wall-time one, restartable like a backstop, so a local call
+            # that waited for a free core counts its TimeoutSeconds from its start (restart_wall_backstops).
+            self._handles = (WallBackstop(frame.clock, seconds, fire, restartable=True),)
+            return
         handle = frame.clock.call_later(seconds, fire)
         if frame.execution.wall_limits:
             self._handles = (handle, WallBackstop(frame.clock, seconds, fire, restartable=True))

@@ -239,6 +239,8 @@ def test_each_stage_has_its_own_role_reading_the_previous_stage_and_writing_only
                   ["Policies"][0]["PolicyDocument"]["Statement"] if "s3:PutObject" in st["Action"]]
         assert len(writes) == 1
         assert (f"UseCandidateTable{tag}" in role) is (stage.name in {"Store", "Reactive"}), stage.name
+        # Only ETL deletes (its spill/ scratch, after a merge call read it), and only under its own prefix.
+        assert role.get(f"DeleteOwnScratch{tag}") == ([own] if previous is None else None), stage.name
         if stage.kind == "lambda":
             variables = resources[f"{stage.name}Lambda"]["Properties"]["Environment"]["Variables"]
             assert ("CEAP_CANDIDATE_TABLE" in variables) is (stage.name in {"Store", "Reactive"})
