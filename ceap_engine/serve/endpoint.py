@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ceap_engine._json import compact_json
+from ceap_engine.runtime.tasks import random_uuid
 from ceap_engine.serve.errors import ServiceError
 
 __all__ = ["ApiHandler", "Encoded", "Endpoint", "HeaderMaker", "QueryHandler"]
@@ -51,10 +52,13 @@ _log = logging.getLogger("ceap.serve")
 _CONTENT_TYPE = b"application/x-amz-json-1.0"
 
 
+#: Request ids need to be unique, not secret: drawn from a generator, not the OS (a syscall each).
+_REQUEST_IDS = random.Random()
+
+
 def _request_id() -> bytes:
-    """A random (version 4) UUID as AWS's request ids are, formatted without building a ``uuid.UUID``."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}".encode()
+    """A random (version 4) UUID as AWS's request ids are."""
+    return random_uuid(_REQUEST_IDS).encode()
 
 
 class Endpoint:
