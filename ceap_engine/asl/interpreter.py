@@ -350,10 +350,14 @@ class Execution:
             timeout = self.machine.timeout_seconds
             cap = EXPRESS_MAX_SECONDS if self.type == EXPRESS else STANDARD_MAX_SECONDS
             limit = min(timeout or cap, cap)
-            self._task = asyncio.current_task()
+            # One look-up of the loop: in Python 3.11 each get_running_loop() is a getpid() system call.
+            loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task(loop)
             clock = self.clock
             if isinstance(clock, VirtualClock):
                 timer = clock.call_later_once_waiting(activity, limit, self._on_timeout)
+            elif type(clock) is RealClock:
+                timer = loop.call_later(limit, self._on_timeout)
             else:
                 timer = clock.call_later(limit, self._on_timeout)
             # The same limit on wall time (a Standard run's year only when asked for).
