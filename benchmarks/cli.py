@@ -5,6 +5,7 @@
     python -m benchmarks --json results.json --markdown docs/benchmarks.md
     python -m benchmarks --quick --only bound,ceap-realtime-c1000
     python -m benchmarks --quick --only e2e-10k,stage-speed   # ceap beside the floor; each stage on one core
+    python -m benchmarks --quick --only serve     # only ceap serve over HTTP beside MiniStack and moto
 
 Each scenario runs as ``python -m benchmarks --run-scenario NAME`` so that its
 peak RSS is its own; the child prints its rows as one JSON line.
@@ -68,7 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", type=Path, metavar="FILE",
                         help="write the results page here (docs/benchmarks.md comes from a full run)")
     parser.add_argument("--only", action="append", default=[], metavar="NAMES",
-                        help="run only these scenarios (comma-separated; see --list)")
+                        help="run only these scenarios (comma-separated; see --list); 'serve' names the ceap serve "
+                             "section (benchmarks/serve.py)")
     parser.add_argument("--list", action="store_true", help="list the scenarios of this mode and exit")
     parser.add_argument("--keep-histories", action="store_true",
                         help="scaling runs keep every finished execution's result and history (shows their memory cost)")
@@ -77,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                              f"scenario gets {DEFAULT_TIMEOUT_S:.0f} plus 1 s per {E2E_RECORDS_PER_TIMEOUT_S} records)")
     parser.add_argument("--no-serve", action="store_true",
                         help="leave out the ceap serve endpoint beside MiniStack and moto (benchmarks/serve.py; "
-                             "full and --quick runs without --only include it)")
+                             "full and --quick runs include it, and --only serve runs it alone)")
     parser.add_argument("--run-scenario", metavar="NAME", help=argparse.SUPPRESS)
     return parser
 
@@ -91,20 +93,40 @@ def _mode(args: argparse.Namespace) -> str:
     return "quick" if args.quick else "smoke" if args.smoke else "full"
 
 
+#: The name ``--only`` takes for the ceap serve section (benchmarks/serve.py), which is no scenario.
+SERVE = "serve"
+
 #: Scenarios a --quick or --smoke run leaves out unless named with --only: the
 #: Glue job starts a JVM and Spark (20-40 s here), which alone would double --quick's time.
 FULL_RUN_ONLY = ("glue-job",)
 
 
+def _wanted(only: list[str]) -> list[str]:
+    return [name.strip() for item in only for name in item.split(",") if name.strip()]
+
+
 def _select(scenarios: list[Scenario], only: list[str], mode: str = "full") -> list[Scenario]:
-    wanted = [name.strip() for item in only for name in item.split(",") if name.strip()]
+    """The scenarios ``--only`` names (``serve`` is not one of them: see :func:`_runs_serve`)."""
+    wanted = _wanted(only)
+    if SERVE in wanted:
+        wanted.remove(SERVE)
+        if not wanted:
+            return []
     if not wanted:
         return scenarios if mode == "full" else [s for s in scenarios if s.name not in FULL_RUN_ONLY]
     known = {s.name for s in scenarios}
     unknown = [name for name in wanted if name not in known]
     if unknown:
-        raise SystemExit(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(sorted(known))}")
+        raise SystemExit(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(sorted(known))} "
+                         f"(or {SERVE})")
     return [s for s in scenarios if s.name in wanted]
+
+
+def _runs_serve(args: argparse.Namespace, mode: str) -> bool:
+    """The serve section runs in full and --quick runs without --only, or when --only names it."""
+    if args.no_serve or mode == "smoke":
+        return False
+    return SERVE in _wanted(args.only) or not args.only
 
 
 def _failed_row(scenario: Scenario, error: str) -> dict[str, Any]:
@@ -194,15 +216,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_scenario:
         return _child(args.run_scenario, mode, args.keep_histories)
     scenarios = _select([*plan(mode), *queue_scenarios.plan(mode)], args.only, mode)
+    serve = _runs_serve(args, mode)
     if args.list:
         for s in scenarios:
             print(f"{s.name}\t{s.kind}\texecutions={s.executions}\tconcurrency={s.concurrency}\trecords={s.records}")
+        if serve:
+            print(f"{SERVE}\tserve\t(benchmarks/serve.py: ceap serve over HTTP beside MiniStack and moto)")
         return 0
     started_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     started = time.perf_counter()
     document = run_all(scenarios, mode=mode, keep_histories=args.keep_histories, timeout=args.timeout,
                        progress=sys.stderr)
-    if mode != "smoke" and not args.only and not args.no_serve:
+    if serve:
         from .serve import run_reported
 
         document["serve"] = run_reported(quick=mode == "quick", progress=sys.stderr)

@@ -231,7 +231,7 @@ def _per_execution(row: dict[str, Any] | None) -> str:
 #: The rows of ``benchmarks/serve.py``'s document, as the page names them.
 _SERVE_ROWS = [
     ("a_ceap_sync_express", "(a) ceap serve: StartSyncExecution, Express 5-Pass, boto3, one after another"),
-    ("a_noop_boto3_ceiling", "(a) boto3's ceiling: the same calls to a no-op HTTP server (interleaved)"),
+    ("a_noop_boto3_ceiling", "(a) boto3's ceiling: the same calls to a no-op HTTP server answering with ceap's own reply (interleaved)"),
     ("a_ministack_sync_express", "(a) MiniStack: StartSyncExecution, the same machine"),
     ("a_ceap_standard_polling", "(a) ceap serve: Standard StartExecution + DescribeExecution polling"),
     ("a_moto_standard_polling", "(a) moto server: Standard StartExecution + DescribeExecution polling"),

@@ -3,9 +3,10 @@
 All servers run in the same invocation, on 127.0.0.1, on the 5-Pass machine:
 
 (a) sequential through boto3 (one client, one call after the other):
-    - ``noop``: boto3 against a server that answers every call with a canned
-      StartSyncExecution response at once - boto3's own ceiling on this machine,
-      measured in blocks of calls alternating with ceap's, so both see the same load;
+    - ``noop``: boto3 against a server that answers every call at once with the bytes of
+      one of ceap's StartSyncExecution replies (same headers, members and size: boto3
+      parses the same) - boto3's own ceiling on this machine, measured in blocks of calls
+      alternating with ceap's, so both see the same load;
     - ``ceap`` / ``ministack``: Express StartSyncExecution;
     - ``moto`` has no StartSyncExecution: Standard StartExecution then DescribeExecution
       polling until it ended, and ``ceap`` the same way beside it.
@@ -127,15 +128,29 @@ def ministack_server(python: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-_CANNED = json.dumps({
-    "executionArn": "arn:aws:states:us-east-1:123456789012:express:m:e:1", "stateMachineArn":
-    "arn:aws:states:us-east-1:123456789012:stateMachine:m", "name": "e", "startDate": 1.7e9, "stopDate": 1.7e9,
-    "status": "SUCCEEDED", "input": "{}", "output": "{}", "stateMachineArn_": "", "creationDate": 1.7e9,
-}).encode()
+def captured_reply(url: str, arn: str) -> bytes:
+    """The bytes of one StartSyncExecution reply of the server at ``url`` (status line, headers, body).
+
+    The no-op server answers with these: boto3 then parses the same members, headers and
+    size from both, and the ratio of the two measures the server's own time.
+    """
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("POST", "/", json.dumps({"stateMachineArn": arn, "input": "{}"}).encode(),
+                           {"X-Amz-Target": "AWSStepFunctions.StartSyncExecution", "Content-Type": "application/x-amz-json-1.0"})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200 or b'"SUCCEEDED"' not in body:
+        raise RuntimeError(f"StartSyncExecution answered {response.status}: {body[:200]!r}")
+    head = "".join(f"{name}: {value}\r\n" for name, value in response.getheaders())
+    return f"HTTP/1.1 {response.status} {response.reason}\r\n{head}\r\n".encode("latin-1") + body
 
 
-def _noop_main(port: int, ready: Any) -> None:
-    """A server that answers every request with the same JSON at once (the client's ceiling)."""
+def _noop_main(port: int, ready: Any, reply: bytes) -> None:
+    """A server that answers every request with ``reply`` at once (the client's ceiling)."""
 
     class Answer(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -155,8 +170,7 @@ def _noop_main(port: int, ready: Any) -> None:
                 if len(rest) < length:
                     return
                 self.buffer = rest[length:]
-                self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: "  # type: ignore[attr-defined]
-                                     + str(len(_CANNED)).encode() + b"\r\n\r\n" + _CANNED)
+                self.transport.write(reply)  # type: ignore[attr-defined]
 
     async def serve() -> None:
         server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", port)
@@ -167,10 +181,11 @@ def _noop_main(port: int, ready: Any) -> None:
 
 
 @contextmanager
-def noop_server() -> Iterator[str]:
+def noop_server(reply: bytes) -> Iterator[str]:
+    """The no-op server on a free port, answering every request with ``reply`` (see :func:`captured_reply`)."""
     port = _free_port()
     ready = multiprocessing.Event()
-    process = multiprocessing.Process(target=_noop_main, args=(port, ready), daemon=True)
+    process = multiprocessing.Process(target=_noop_main, args=(port, ready, reply), daemon=True)
     process.start()
     ready.wait(30)
     try:
@@ -194,9 +209,9 @@ def _create(client: Any, name: str, machine_type: str) -> str:
                                        type=machine_type)["stateMachineArn"]
 
 
-def sequential_sync(url: str, count: int, *, noop: bool = False) -> dict[str, Any]:
+def sequential_sync(url: str, count: int) -> dict[str, Any]:
     client = _client(url)
-    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:m" if noop else _create(client, f"bench-x-{time.time_ns()}", "EXPRESS")
+    arn = _create(client, f"bench-x-{time.time_ns()}", "EXPRESS")
     for _ in range(min(20, count)):
         client.start_sync_execution(stateMachineArn=arn, input="{}")
     began = time.perf_counter()
@@ -208,26 +223,35 @@ def sequential_sync(url: str, count: int, *, noop: bool = False) -> dict[str, An
     return {"executions": count, "seconds": round(wall, 3), "per_second": round(count / wall, 1)}
 
 
-def sequential_sync_beside_ceiling(url: str, noop_url: str, count: int, block: int = 20) -> tuple[dict, dict]:
-    """:func:`sequential_sync` on ``url`` and on the no-op server, in alternating blocks of ``block`` calls.
+def sequential_sync_beside_ceiling(url: str, count: int, block: int = 20) -> tuple[dict, dict]:
+    """:func:`sequential_sync` on ``url`` and on a no-op server, in alternating blocks of ``block`` calls.
 
-    On a shared machine the load moves within seconds; measured one after the other, the
-    ceiling and the server saw different machines. Interleaved, both see the same one.
+    The no-op server answers with a reply ``url`` gave (:func:`captured_reply`: the same
+    headers, members and size), so boto3 does the same work on both and the difference is
+    the server's. On a shared machine the load moves within seconds; measured one after the
+    other, the ceiling and the server saw different machines. Interleaved, both see the same one.
     """
-    clients = {"server": _client(url), "noop": _client(noop_url)}
-    arns = {"server": _create(clients["server"], f"bench-x-{time.time_ns()}", "EXPRESS"),
-            "noop": "arn:aws:states:us-east-1:123456789012:stateMachine:m"}
+    server = _client(url)
+    arn = _create(server, f"bench-x-{time.time_ns()}", "EXPRESS")
+    reply = captured_reply(url, arn)
+    with noop_server(reply) as noop_url:
+        ours, ceiling = _interleaved({"server": server, "noop": _client(noop_url)}, arn, count, block)
+    ceiling["reply_bytes"] = len(reply)
+    return ours, ceiling
+
+
+def _interleaved(clients: dict[str, Any], arn: str, count: int, block: int) -> tuple[dict, dict]:
     seconds = {"server": 0.0, "noop": 0.0}
     for which in clients:
         for _ in range(min(20, count)):
-            clients[which].start_sync_execution(stateMachineArn=arns[which], input="{}")
+            clients[which].start_sync_execution(stateMachineArn=arn, input="{}")
     done = 0
     while done < count:
         size = min(block, count - done)
         for which in ("noop", "server") if done % (2 * block) == 0 else ("server", "noop"):
             began = time.perf_counter()
             for _ in range(size):
-                result = clients[which].start_sync_execution(stateMachineArn=arns[which], input="{}")
+                result = clients[which].start_sync_execution(stateMachineArn=arn, input="{}")
                 if result["status"] != "SUCCEEDED":
                     raise RuntimeError(f"execution ended {result['status']}")
             seconds[which] += time.perf_counter() - began
@@ -315,8 +339,8 @@ def run(quick: bool, ministack: str | None, skip_ministack: bool) -> dict[str, A
     n_slow = 30 if quick else 150  # MiniStack and moto are slow: fewer calls, same method
     cap = {"processes": 3, "threads": 4, "seconds": 3.0 if quick else 10.0}
     rows: dict[str, Any] = {"cpus": os.cpu_count(), "mode": "quick" if quick else "full"}
-    with noop_server() as noop_url, ceap_server() as url:
-        rows["a_ceap_sync_express"], rows["a_noop_boto3_ceiling"] = sequential_sync_beside_ceiling(url, noop_url, n)
+    with ceap_server() as url:
+        rows["a_ceap_sync_express"], rows["a_noop_boto3_ceiling"] = sequential_sync_beside_ceiling(url, n)
         rows["a_ceap_standard_polling"] = sequential_standard(url, n_slow)
         rows["b_ceap_capacity"] = capacity(url, **cap)
         print(json.dumps({k: v for k, v in rows.items() if k.startswith(("a_", "b_"))}), file=sys.stderr, flush=True)

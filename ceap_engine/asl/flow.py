@@ -159,7 +159,12 @@ class JsonPathFlow(DataFlow):
             # No ResultSelector and no OutputPath (most states): ResultPath alone, and its bound.
             rp = self.result_path
             if rp is ABSENT:
-                frame.output_bound = frame.result_size if frame.result_size >= 0 else payload_size(result)
+                if frame.result_size >= 0:
+                    frame.output_bound = frame.result_size
+                elif result is raw:  # the input passed on as it is (a Pass without Result or Parameters)
+                    frame.output_bound = frame.size_bound
+                else:
+                    frame.output_bound = payload_size(result)
                 return result
             if rp is None:
                 frame.output_bound = frame.size_bound

@@ -350,10 +350,14 @@ class Execution:
             timeout = self.machine.timeout_seconds
             cap = EXPRESS_MAX_SECONDS if self.type == EXPRESS else STANDARD_MAX_SECONDS
             limit = min(timeout or cap, cap)
-            self._task = asyncio.current_task()
+            # One look-up of the loop: in Python 3.11 each get_running_loop() is a getpid() system call.
+            loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task(loop)
             clock = self.clock
             if isinstance(clock, VirtualClock):
                 timer = clock.call_later_once_waiting(activity, limit, self._on_timeout)
+            elif type(clock) is RealClock:
+                timer = loop.call_later(limit, self._on_timeout)
             else:
                 timer = clock.call_later(limit, self._on_timeout)
             # The same limit on wall time (a Standard run's year only when asked for).
@@ -508,6 +512,30 @@ class Engine:
         check_resources: bool = True,
     ) -> Execution:
         """Start an execution now; await ``execution.task`` (or :meth:`execute`) for its result."""
+        execution = self.prepare(machine, input, name=name, state_machine_name=state_machine_name,
+                                 execution_type=execution_type, input_text=input_text, mocks=mocks,
+                                 check_resources=check_resources)
+        execution.task = asyncio.ensure_future(execution.run())
+        return execution
+
+    def prepare(
+        self,
+        machine: StateMachine,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        state_machine_name: str = "StateMachine",
+        execution_type: str = STANDARD,
+        input_text: str | None = None,
+        mocks: Any = None,
+        check_resources: bool = True,
+    ) -> Execution:
+        """:meth:`start` without a task: ``await execution.run()`` runs it in the caller's task.
+
+        For an execution nothing else awaits or stops (a StartSyncExecution nothing journals):
+        no task to create and no hop through the event loop to its end. Its ``task`` is None;
+        cancelling the caller's task aborts it.
+        """
         if execution_type not in (STANDARD, EXPRESS):
             raise InputError([Problem("/type", f"Unknown execution type {execution_type!r}: use STANDARD or EXPRESS")])
         if input is None and input_text is None:
@@ -535,7 +563,6 @@ class Engine:
         )
         execution.input_size = size
         execution.activity = self.clock.activity()
-        execution.task = asyncio.ensure_future(execution.run())
         return execution
 
     def _check_resources_unless_mocked(self, machine: StateMachine, mocks: Any) -> None:

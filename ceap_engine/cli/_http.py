@@ -24,6 +24,10 @@ class _HeadHeldTransport:
     def __init__(self, transport: Any) -> None:
         self._transport = transport
         self._head: bytes | None = None
+        # What uvicorn calls on every request, bound once (not looked up through __getattr__ each time).
+        self.is_closing = transport.is_closing
+        self.pause_reading = transport.pause_reading
+        self.resume_reading = transport.resume_reading
 
     def write(self, data: bytes) -> None:
         head = self._head

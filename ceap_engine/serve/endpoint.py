@@ -3,7 +3,8 @@
 A request is ``POST`` (any path: SQS clients may post to a queue URL) with ``X-Amz-Target:
 <Prefix>.<Action>`` and a JSON body; the app finds the API mounted under ``<Prefix>``
 (``AWSStepFunctions``, ``AmazonSQS``) and awaits its handler with ``(action, body)``. A
-handler returns ``(status, document)`` or raises
+handler returns ``(status, document)`` - the document as a dict, or as :class:`Encoded` JSON
+text a hot path wrote itself - or raises
 :class:`~ceap_engine.serve.errors.ServiceError`; a mount may add response headers of its
 own (SQS's ``x-amzn-query-error``). A form post without the header (``Action=...``, the
 AWS query protocol of older SDKs) goes to the handler given to :meth:`Endpoint.refuse_query`,
@@ -22,17 +23,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ceap_engine._json import compact_json
+from ceap_engine.runtime.tasks import random_uuid
 from ceap_engine.serve.errors import ServiceError
 
-__all__ = ["ApiHandler", "Endpoint", "HeaderMaker", "QueryHandler"]
+__all__ = ["ApiHandler", "Encoded", "Endpoint", "HeaderMaker", "QueryHandler"]
 
-ApiHandler = Callable[[str, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
+
+class Encoded(str):
+    """A response document already encoded as compact JSON text (sent as it is)."""
+
+    __slots__ = ()
+
+
+ApiHandler = Callable[[str, dict[str, Any]], Awaitable[tuple[int, "dict[str, Any] | Encoded"]]]
 """``async handler(action, body) -> (status, document)``."""
 HeaderMaker = Callable[[int, Mapping[str, Any]], Mapping[str, str]]
 """``headers(status, document) -> {name: value}``: a mount's own response headers."""
@@ -43,10 +52,13 @@ _log = logging.getLogger("ceap.serve")
 _CONTENT_TYPE = b"application/x-amz-json-1.0"
 
 
+#: Request ids need to be unique, not secret: drawn from a generator, not the OS (a syscall each).
+_REQUEST_IDS = random.Random()
+
+
 def _request_id() -> bytes:
-    """A random (version 4) UUID as AWS's request ids are, formatted without building a ``uuid.UUID``."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}".encode()
+    """A random (version 4) UUID as AWS's request ids are."""
+    return random_uuid(_REQUEST_IDS).encode()
 
 
 class Endpoint:
@@ -98,7 +110,11 @@ class Endpoint:
             return
         text = target.decode("latin-1")
         status, document = await self.dispatch(text, body, scope.get("method", "POST"))
-        payload = compact_json(document).encode()
+        if isinstance(document, Encoded):
+            payload = document.encode()
+            document = {}
+        else:
+            payload = compact_json(document).encode()
         extra: Mapping[str, str] = {}
         maker = self._headers.get(text.partition(".")[0])
         if maker is not None:
@@ -111,6 +127,11 @@ class Endpoint:
     async def _respond(send: Callable, status: int, payload: bytes, content_type: bytes,
                        extra: Mapping[str, str]) -> None:
         headers = [(b"content-type", content_type), (b"content-length", str(len(payload)).encode())]
+        if not extra:  # the common answer: no header of the mount's own
+            headers.append((b"x-amzn-requestid", _request_id()))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+            return
         names = {name.lower() for name in extra}
         if "x-amzn-requestid" not in names:
             headers.append((b"x-amzn-requestid", _request_id()))
@@ -119,7 +140,7 @@ class Endpoint:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def dispatch(self, target: str, body: bytes, method: str = "POST") -> tuple[int, dict[str, Any]]:
+    async def dispatch(self, target: str, body: bytes, method: str = "POST") -> tuple[int, dict[str, Any] | Encoded]:
         """Answer one request; every failure becomes an AWS-shaped error document."""
         if not target:
             if method == "GET":  # a health check: what is served here

@@ -90,6 +90,8 @@ class StateMachines:
         self._compiled: dict[str, StateMachine] = {}
         #: Machines registered by the server itself (ceap's workflows), with their own engines.
         self.engines: dict[str, Engine] = {}
+        #: What a machine ARN resolved to, while that machine's document is the same object.
+        self._targets: dict[str, MachineTarget] = {}
 
     # -- ARNs ----------------------------------------------------------------------
     def arn(self, kind: str, name: str) -> str:
@@ -218,6 +220,7 @@ class StateMachines:
             self.machines.pop(arn)
             self.journal.delete_resource("stateMachine", arn)
             self.engines.pop(arn, None)
+            self._targets.pop(arn, None)
 
     # -- versions and aliases -------------------------------------------------------
     def publish(self, arn: str, description: str = "", revision_id: str | None = None) -> dict[str, Any]:
@@ -293,6 +296,11 @@ class StateMachines:
     # -- what StartExecution runs ---------------------------------------------------
     def resolve(self, arn: str, rng: Any = None) -> MachineTarget:
         """The machine, revision and engine an ARN (machine, version or alias) starts."""
+        target = self._targets.get(arn)
+        # Create and Update put a new document, Delete removes it: the same one is the same target.
+        if target is not None and self.machines.get(arn) is target.machine \
+                and self.engines.get(arn, self.engine) is target.engine:
+            return target
         parts = self.check_arn(arn)
         version_arn = alias_arn = None
         if len(parts) == 8:
@@ -316,8 +324,11 @@ class StateMachines:
         else:
             doc = self.machine(arn)
             revision_id = doc["revisionId"]
-        return MachineTarget(doc, revision_id, self.revision(revision_id), self.compiled(revision_id),
-                             self.engines.get(doc["stateMachineArn"], self.engine), version_arn, alias_arn)
+        target = MachineTarget(doc, revision_id, self.revision(revision_id), self.compiled(revision_id),
+                               self.engines.get(doc["stateMachineArn"], self.engine), version_arn, alias_arn)
+        if len(parts) == 7:
+            self._targets[arn] = target
+        return target
 
     def target_of_revision(self, machine_arn: str, revision_id: str) -> MachineTarget:
         doc = self.machine(machine_arn)

@@ -44,8 +44,9 @@ _log = logging.getLogger("ceap.serve")
 
 
 async def _ended(execution: Execution, state_machine_arn: str, input_text: str, extra: dict[str, Any]) -> ExecutionRecord:
-    assert execution.task is not None
-    await asyncio.shield(execution.task)  # a dropped connection does not stop the execution
+    # Run in the request's task: uvicorn does not cancel it when the client goes (the execution
+    # ends all the same); a server shutting down does, and the execution is lost with the caller.
+    await execution.run()
     status = execution.status
     return ExecutionRecord(execution.arn, state_machine_arn, execution.name, execution.type, status,
                            execution.start_time, input_text, execution.stop_time,
@@ -139,15 +140,16 @@ class ExecutionRuns:
         """Start a StartSyncExecution (errors raise here); await the result for its record at the end.
 
         Nothing is journaled unless ``keep_express_history`` (at most once: a crash loses it),
-        so it is only the engine's execution, awaited - no :class:`Run`, no record until it ended.
+        so it is only the engine's execution, run in the awaiting task - no task of its own, no
+        :class:`Run`, no record until it ended.
         """
         if self.keep_express_history:
             run = self.start(engine, machine, state_machine_arn=state_machine_arn, state_machine_name=state_machine_name,
                              execution_type=execution_type, name=name, input_value=input_value, input_text=input_text,
                              mocks=mocks, extra=extra, sync=True)
             return _record_at_end(run)
-        execution = engine.start(machine, input_value, name=name, state_machine_name=state_machine_name,
-                                 execution_type=execution_type, input_text=input_text, mocks=mocks)
+        execution = engine.prepare(machine, input_value, name=name, state_machine_name=state_machine_name,
+                                   execution_type=execution_type, input_text=input_text, mocks=mocks)
         return _ended(execution, state_machine_arn, input_text, extra or {})
 
     def _finish(self, run: Run) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -31,9 +30,11 @@ from ceap_engine.errors import InputError, ValidationFailed
 from ceap_engine.ports import ExecutionJournal, ExecutionRecord
 from ceap_engine.runtime.mocks import MockConfig
 from ceap_engine.serve.callbacks import TaskTokens, with_task_tokens
+from ceap_engine.serve.endpoint import Encoded
 from ceap_engine.serve.errors import ServiceError
 from ceap_engine.serve.machines import StateMachines, check_name, definition_error
 from ceap_engine.serve.map_runs import ServedMapRuns
+from ceap_engine.serve.replies import sync_reply
 from ceap_engine.serve.resume import plan_resume
 from ceap_engine.serve.runs import ExecutionRuns, Run
 from ceap_engine.serve.shapes import RequestShapes
@@ -104,11 +105,11 @@ class StepFunctionsService:
         self.wait_scale = wait_scale
         self.rng = random.Random()
         engine.runners.register("activity", self.tokens.run_activity)
-        self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]] = {
+        self._actions: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any] | Encoded] | dict[str, Any]]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("do_")
         }
 
-    async def handle(self, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async def handle(self, action: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | Encoded]:
         """The endpoint's handler: ``(action, body) -> (status, document)``."""
         method = self._actions.get(action)
         if method is None:
@@ -349,14 +350,9 @@ class StepFunctionsService:
         _, record = self._start(body, sync=False)
         return {"executionArn": record.execution_arn, "startDate": record.start_date}
 
-    async def do_StartSyncExecution(self, body: dict[str, Any]) -> dict[str, Any]:
-        record = await self._start(body, sync=True)  # type: ignore[misc]
-        doc = _record_json(record)
-        for key in ("redriveCount", "redriveStatus"):
-            doc.pop(key, None)
-        duration_ms = max(100, math.ceil(((record.stop_date or record.start_date) - record.start_date) * 10) * 100)
-        doc["billingDetails"] = {"billedMemoryUsedInMB": 64, "billedDurationInMilliseconds": duration_ms}
-        return doc
+    async def do_StartSyncExecution(self, body: dict[str, Any]) -> Encoded:
+        # DescribeExecution's members without the redrive ones, and billingDetails: written as JSON at once.
+        return sync_reply(await self._start(body, sync=True))
 
     def _visible(self, arn: str, *, history: bool = False) -> ExecutionRecord:
         """The execution an API call names (``history``: its events are asked for, which Express has not)."""

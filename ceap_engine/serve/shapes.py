@@ -97,13 +97,17 @@ class RequestShapes:
 
     @staticmethod
     def _length(shape: dict[str, Any], n: int, value: Any, where: str, problems: list[str]) -> None:
-        shown = "null" if not isinstance(value, str) else f"'{value}'"
+        # What a message shows is written only for a message (an input is up to 256 KiB).
         if "min" in shape and n < shape["min"]:
-            problems.append(f"Value {shown} at '{where}' failed to satisfy constraint: "
+            problems.append(f"Value {_shown(value)} at '{where}' failed to satisfy constraint: "
                             f"Member must have length greater than or equal to {shape['min']}")
         if "max" in shape and n > shape["max"]:
-            problems.append(f"Value {shown if len(str(value)) < 100 else '...'} at '{where}' failed to satisfy "
+            problems.append(f"Value {_shown(value) if len(str(value)) < 100 else '...'} at '{where}' failed to satisfy "
                             f"constraint: Member must have length less than or equal to {shape['max']}")
+
+
+def _shown(value: Any) -> str:
+    return "null" if not isinstance(value, str) else f"'{value}'"
 
 
 def _join(where: str, name: str) -> str:

@@ -84,6 +84,17 @@ def test_list_shows_the_scenarios_of_the_mode(capsys):
     assert [line.split("\t")[0] for line in lines] == ["bound", "retry-heavy"]
 
 
+def test_only_serve_selects_the_serve_section_alone_and_no_serve_leaves_it_out(capsys):
+    assert main(["--quick", "--list", "--only", "serve"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["serve"]
+    assert main(["--quick", "--list", "--only", "bound,serve"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()] == ["bound", "serve"]
+    assert main(["--quick", "--list", "--only", "bound"]) == 0
+    assert "serve" not in [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert main(["--quick", "--list", "--no-serve"]) == 0
+    assert "serve" not in [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+
+
 def test_quick_and_smoke_leave_the_glue_job_out_unless_it_is_named():
     from benchmarks.cli import _select
 

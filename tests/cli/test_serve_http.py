@@ -19,6 +19,15 @@ class Recorder:
     def get_extra_info(self, name: str) -> str:
         return f"info:{name}"
 
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.writes.append(b"<paused>")
+
+    def resume_reading(self) -> None:
+        self.writes.append(b"<resumed>")
+
 
 def test_head_and_body_leave_in_one_write() -> None:
     inner = Recorder()
@@ -28,6 +37,16 @@ def test_head_and_body_leave_in_one_write() -> None:
     transport.write(b"{}")
     assert inner.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
     assert transport.get_extra_info("peername") == "info:peername"
+
+
+def test_what_uvicorn_calls_on_every_request_reaches_the_transport() -> None:
+    inner = Recorder()
+    transport = _HeadHeldTransport(inner)
+    transport.pause_reading()
+    transport.resume_reading()
+    assert inner.writes == [b"<paused>", b"<resumed>"] and not transport.is_closing()
+    transport.close()
+    assert transport.is_closing()
 
 
 def test_100_continue_and_body_chunks_are_not_held() -> None:

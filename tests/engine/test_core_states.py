@@ -452,3 +452,18 @@ async def test_runners_may_return_any_awaitable_or_suspend_before_a_timeout():
     assert waited.output == {"waited": True} and waited.stop_time - waited.start_time == 2
     awaited = await run(one(task), runners={"glue:startJobRun": future_runner})
     assert awaited.output == {"from": "future"}
+
+
+async def test_a_prepared_execution_runs_in_the_callers_task_with_its_limits():
+    engine = Engine(clock=VirtualClock())
+    passes = load_definition({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"r": 1}, "End": True}}})
+    execution = engine.prepare(passes, {"a": 1}, execution_type=EXPRESS)
+    assert execution.task is None and execution.status == "RUNNING"
+    result = await execution.run()
+    assert (result.status, result.output) == ("SUCCEEDED", {"r": 1})
+    assert execution.history.types() == ["ExecutionStarted", "PassStateEntered", "PassStateExited", "ExecutionSucceeded"]
+    # Its timeout cancels the caller's task, and the execution ends TIMED_OUT without the caller seeing a cancel.
+    slow = load_definition({"TimeoutSeconds": 5, "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}})
+    timed = engine.prepare(slow, {}, execution_type=EXPRESS)
+    assert (await timed.run()).status == "TIMED_OUT" and timed.error == "States.Timeout"
+    assert asyncio.current_task().cancelling() == 0
