@@ -61,7 +61,8 @@ class Customer:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is strftime's "%Y-%m-%dT%H:%M:%S" here (UTC, whole seconds) at a third of its cost.
+    return moment.isoformat()[:19] + "Z"
 
 
 def _asin(rng: random.Random) -> str:
@@ -195,6 +196,7 @@ def _malformed(kind: int, good: dict) -> str:
 
 
 MALFORMED_KINDS = 11
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps(..., separators=...) makes one per call
 
 
 def generate(count: int, seed: int = 7) -> list[str]:
@@ -219,7 +221,7 @@ def generate(count: int, seed: int = 7) -> list[str]:
         elif previous is not None and rng.random() < 0.01:
             lines.append(previous)  # the exporter delivered the same event twice
         else:
-            previous = json.dumps(event, separators=(",", ":"))
+            previous = _COMPACT.encode(event)
             lines.append(previous)
     return lines
 

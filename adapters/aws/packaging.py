@@ -12,7 +12,8 @@ the versions installed here, fetched with ``pip download --only-binary=:all:
 Same inputs, same bytes: entries are sorted, every timestamp is 1980-01-01,
 permissions are fixed, nothing of this machine (paths, mtimes, ``.pyc``) goes
 in. So the SHA-256 of the zip names it (``ceap/lambda/<sha256>.zip``) and a
-deploy uploads it only when that key is not already in the artifacts bucket.
+deploy uploads it only when that key is not already in the artifacts bucket; and a zip
+already built from the same inputs (recorded beside it) is reused, not built again.
 
 Example::
 
@@ -25,10 +26,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import io
+import json
 import os
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -63,6 +66,9 @@ EXCLUDED_SOURCES = ("ceap_engine/cli/", "ceap_engine/testing/", "adapters/local/
 BOTOCORE_SERVICES = ("s3", "dynamodb", "sts")
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 _DOWNLOAD_BATCH = 8
+# zlib's default level. Level 9 made the zip 0.6 % smaller (8.04 vs 8.09 MB) at 4.4 times the time
+# (11.7 s vs 2.6 s on a busy 2-core machine), and every deploy and dry run builds the package.
+_ZIP_LEVEL = 6
 
 
 class PackagingError(CeapError):
@@ -346,7 +352,7 @@ def write_deterministic_zip(entries: Iterable[_Entry], path: Path) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, so the mode below is read
             info.external_attr = ((0o100755 if entry.executable else 0o100644) & 0xFFFF) << 16
-            archive.writestr(info, entry.data, compresslevel=9)
+            archive.writestr(info, entry.data, compresslevel=_ZIP_LEVEL)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".partial")
     temporary.write_bytes(buffer.getvalue())
@@ -365,20 +371,59 @@ def build_lambda_package(build: LambdaBuild, out_dir: Path, *, pins: list[str] |
     """Build the Lambda zip into ``out_dir`` and return it as an :class:`Artifact`.
 
     ``pins`` (``name==version``) defaults to :func:`dependency_pins`: the Lambda side's
-    dependencies at the versions installed here.
+    dependencies at the versions installed here. A zip that an earlier build left in
+    ``out_dir`` from the same inputs (the same sources, wheels and packaging rules) is
+    reused as it is - building it again would give the same bytes - so a dry run and the
+    deploy after it build once.
     """
     pins = dependency_pins(arch=build.arch, python=build.python) if pins is None else pins
     wheel_dir = build.cache_dir or out_dir / f"wheels-{build.runtime}-{build.arch}"
     wheels = fetch_wheels(pins, build, wheel_dir, report=report)
+    sources = list(_source_entries(_source_root(build)))
+    path = out_dir / f"ceap-lambda-{build.runtime}-{build.arch}.zip"
+    inputs = _inputs_digest(sources, wheels)
+    reused = _same_inputs_package(path, inputs)
+    if reused is not None:
+        if report is not None:
+            report(f"Lambda package: {path} is already built from these sources and wheels, reused")
+        return reused
 
     def entries() -> Iterator[_Entry]:
-        yield from _source_entries(_source_root(build))  # our code first: it wins any name clash
+        yield from sources  # our code first: it wins any name clash
         for wheel in wheels:
             yield from _wheel_entries(wheel)
 
-    path = out_dir / f"ceap-lambda-{build.runtime}-{build.arch}.zip"
     write_deterministic_zip(entries(), path)
-    return _artifact(path, "lambda")
+    artifact = _artifact(path, "lambda")
+    _inputs_record(path).write_text(json.dumps({"inputs": inputs, "sha256": artifact.sha256}) + "\n")
+    return artifact
+
+
+def _inputs_digest(sources: list[_Entry], wheels: list[Path]) -> str:
+    """What the zip's bytes depend on: every source file, every wheel, and how entries are kept and compressed."""
+    digest = hashlib.sha256(repr((_ZIP_LEVEL, zlib.ZLIB_RUNTIME_VERSION, EXCLUDED_SOURCES, BOTOCORE_SERVICES)).encode())
+    for entry in sources:
+        digest.update(f"{entry.name}\0{len(entry.data)}\0".encode() + entry.data)
+    for wheel in wheels:
+        with wheel.open("rb") as file:
+            digest.update(f"{wheel.name}\0{hashlib.file_digest(file, 'sha256').hexdigest()}\0".encode())
+    return digest.hexdigest()
+
+
+def _inputs_record(package: Path) -> Path:
+    return package.with_name(package.name + ".inputs")
+
+
+def _same_inputs_package(package: Path, inputs: str) -> Artifact | None:
+    """The package at ``package`` if its record says it was built from ``inputs`` and the zip is unchanged since."""
+    try:
+        recorded = json.loads(_inputs_record(package).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(recorded, dict) or recorded.get("inputs") != inputs or not package.is_file():
+        return None
+    artifact = _artifact(package, "lambda")
+    return artifact if artifact.sha256 == recorded.get("sha256") else None
 
 
 def glue_script_artifact(script: Path) -> Artifact:

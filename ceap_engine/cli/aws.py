@@ -197,7 +197,7 @@ def deploy(
     arch: Annotated[Arch, typer.Option("--arch", help="Lambda architecture")] = Arch.x86_64,
     wheelhouse: Annotated[Path | None, typer.Option("--wheelhouse", help="Take Lambda-platform wheels from this folder (offline)")] = None,
     artifacts_bucket: Annotated[str | None, typer.Option("--artifacts-bucket", help="Default: ceap-artifacts-{account}-{region}")] = None,
-    build_dir: Annotated[Path, typer.Option("--build-dir", help="Where the code package is built")] = Path(".ceap/build"),
+    build_dir: Annotated[Path, typer.Option("--build-dir", help="Where the code package is built (reused while its inputs stay the same)")] = Path(".ceap/build"),
     log_execution_data: LogDataOption = True,
     runtime: RuntimeOption = Runtime.python312,
     alarm_email: AlarmEmailOption = None,

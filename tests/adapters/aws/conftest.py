@@ -22,12 +22,17 @@ WheelReport = list[str]
 
 @pytest.fixture(scope="session")
 def lambda_wheels(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, WheelReport]]:
-    """``lambda_wheels("3.12")``: a folder of manylinux x86_64 wheels for that CPython, and what the download reported."""
+    """``lambda_wheels("3.12")``: a folder of manylinux x86_64 wheels for that CPython, and what the download reported.
+
+    Every CPython's wheels go to one folder: the pure wheels fetched for one are taken as they are
+    for the next (fetch_wheels picks the wheels that fit its runtime), so only its compiled ones are
+    downloaded - a third of the index calls.
+    """
     made: dict[str, tuple[Path, WheelReport]] = {}
+    folder = tmp_path_factory.mktemp("lambda-wheels")
 
     def get(python: str) -> tuple[Path, WheelReport]:
         if python not in made:
-            folder = tmp_path_factory.mktemp(f"lambda-wheels-{python}")
             lines: WheelReport = []
             build = LambdaBuild(python=python)
             fetch_wheels(dependency_pins(python=python), build, folder, report=lines.append)

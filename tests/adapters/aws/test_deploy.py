@@ -56,8 +56,15 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def express(moto_endpoint: str, lambda_wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Any]]:
-    deployment = Deployment(moto_endpoint, f"rt-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path_factory.mktemp("build"))
+def build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's one --build-dir: the first deploy builds the package, the later ones reuse it (same inputs;
+    test_packaging.py tests the reuse and the build itself)."""
+    return tmp_path_factory.mktemp("build")
+
+
+@pytest.fixture(scope="module")
+def express(moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path) -> Iterator[tuple[Deployment, Any]]:
+    deployment = Deployment(moto_endpoint, f"rt-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, build_dir)
     started = time.monotonic()
     first = deployment.deploy()
     first.seconds = time.monotonic() - started
@@ -296,9 +303,9 @@ def test_destroy_removes_the_stack_and_says_what_it_removed(express: tuple[Deplo
 
 
 def test_a_standard_workflow_deploys_with_its_glue_script_and_is_destroyed(
-    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+    moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path
 ) -> None:
-    deployment = Deployment(moto_endpoint, f"bt-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path)
+    deployment = Deployment(moto_endpoint, f"bt-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, build_dir)
 
     deployed = deployment.deploy(workflow_type="standard")
 
@@ -398,9 +405,9 @@ def test_run_target_aws_on_a_workflow_never_deployed_says_to_deploy(
 
 
 def test_a_dry_run_of_a_new_stack_lists_what_it_would_create_and_creates_nothing(
-    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+    moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path
 ) -> None:
-    deployment = Deployment(moto_endpoint, f"new-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path)
+    deployment = Deployment(moto_endpoint, f"new-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, build_dir)
 
     dry = deployment.deploy("--dry-run")
 
@@ -413,7 +420,7 @@ def test_a_dry_run_of_a_new_stack_lists_what_it_would_create_and_creates_nothing
 
 
 def test_names_taken_outside_the_stack_are_found_in_the_plan_and_nothing_is_created(
-    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+    moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path
 ) -> None:
     # What a stack of the original platform leaves in the account: same queue and table names.
     name = f"clash-{uuid.uuid4().hex[:6]}"
@@ -422,7 +429,7 @@ def test_names_taken_outside_the_stack_are_found_in_the_plan_and_nothing_is_crea
         TableName=f"ceap-workflow-{name}-candidates", BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
-    deployment = Deployment(moto_endpoint, name, lambda_wheelhouse, tmp_path)
+    deployment = Deployment(moto_endpoint, name, lambda_wheelhouse, build_dir)
 
     dry = deployment.deploy("--dry-run")
     real = deployment.deploy()
@@ -437,7 +444,7 @@ def test_names_taken_outside_the_stack_are_found_in_the_plan_and_nothing_is_crea
 
 
 def test_a_stack_left_review_in_progress_is_created_through_a_new_change_set(
-    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+    moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path
 ) -> None:
     name = f"rev-{uuid.uuid4().hex[:6]}"
     stack = f"ceap-workflow-{name}"
@@ -446,7 +453,7 @@ def test_a_stack_left_review_in_progress_is_created_through_a_new_change_set(
     cfn.create_change_set(StackName=stack, ChangeSetName="abandoned", ChangeSetType="CREATE",
                           TemplateBody=json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}))
     assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "REVIEW_IN_PROGRESS"
-    deployment = Deployment(moto_endpoint, name, lambda_wheelhouse, tmp_path)
+    deployment = Deployment(moto_endpoint, name, lambda_wheelhouse, build_dir)
 
     dry = deployment.deploy("--dry-run")
     real = deployment.deploy()
@@ -458,8 +465,8 @@ def test_a_stack_left_review_in_progress_is_created_through_a_new_change_set(
     assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
 
 
-def test_the_same_workflow_name_deploys_to_a_second_region(moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path) -> None:
-    deployment = Deployment(moto_endpoint, f"mr-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, tmp_path)
+def test_the_same_workflow_name_deploys_to_a_second_region(moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path) -> None:
+    deployment = Deployment(moto_endpoint, f"mr-{uuid.uuid4().hex[:6]}", lambda_wheelhouse, build_dir)
 
     first = deployment.deploy("--region", "us-east-1")
     second = deployment.deploy("--region", "eu-west-1")
@@ -471,7 +478,7 @@ def test_the_same_workflow_name_deploys_to_a_second_region(moto_endpoint: str, l
 
 
 def test_an_interactive_deploy_asks_before_executing_the_change_set(
-    moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path
+    moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path
 ) -> None:
     """Through the real `ceap` entry point on a terminal (a pty): "n" deletes the change set and creates nothing."""
     import os
@@ -484,7 +491,7 @@ def test_an_interactive_deploy_asks_before_executing_the_change_set(
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "ceap"), "deploy", "--target", "aws", "-n", name, "--endpoint-url",
-         moto_endpoint, "--wheelhouse", str(lambda_wheelhouse), "--build-dir", str(tmp_path)],
+         moto_endpoint, "--wheelhouse", str(lambda_wheelhouse), "--build-dir", str(build_dir)],
         stdin=secondary, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     os.close(secondary)
     os.write(primary, b"n\n")  # typed ahead: read when the question comes
@@ -531,7 +538,7 @@ def test_run_target_aws_leaves_a_long_standard_execution_running_after_the_timeo
     assert f"ceap status -n {name}" in text
 
 
-def test_deploy_answers_in_the_json_envelope(moto_endpoint: str, lambda_wheelhouse: Path, tmp_path: Path) -> None:
+def test_deploy_answers_in_the_json_envelope(moto_endpoint: str, lambda_wheelhouse: Path, build_dir: Path) -> None:
     """--format json, through the real entry point: one envelope on stdout for a new stack's dry run, for
     --no-execute, and for a plan with blockers (ok: false, exit 1)."""
     import os
@@ -543,7 +550,7 @@ def test_deploy_answers_in_the_json_envelope(moto_endpoint: str, lambda_wheelhou
     def deploy(name: str, *extra: str) -> tuple[int, dict[str, Any]]:
         proc = subprocess.run(
             [sys.executable, "-m", "ceap_engine.cli", "deploy", "--target", "aws", "-n", name, "--endpoint-url",
-             moto_endpoint, "--wheelhouse", str(lambda_wheelhouse), "--build-dir", str(tmp_path / name), *extra,
+             moto_endpoint, "--wheelhouse", str(lambda_wheelhouse), "--build-dir", str(build_dir), *extra,
              "--format", "json"], capture_output=True, text=True, env=env, timeout=300, check=False)
         doc = json.loads(proc.stdout)  # progress went to stderr
         assert (doc["schemaVersion"], doc["command"], doc["ok"]) == (1, "deploy", proc.returncode == 0), doc

@@ -113,6 +113,49 @@ def test_a_changed_stage_changes_the_package_and_its_key(tmp_path: Path, source_
     assert before != after
 
 
+def _build_into(folder: Path, source_tree: Path, wheelhouse: Path) -> tuple[str, list[str], int]:
+    """Build into ``folder``: the key, what the build reported, and the zip's modification time."""
+    heard: list[str] = []
+    artifact = build_lambda_package(LambdaBuild(wheelhouse=wheelhouse, source_root=source_tree), folder, pins=PINS,
+                                    report=heard.append)
+    return artifact.key, heard, artifact.path.stat().st_mtime_ns
+
+
+def test_a_package_built_from_the_same_inputs_is_reused_not_built_again(
+    tmp_path: Path, source_tree: Path, wheelhouse: Path
+) -> None:
+    first_key, first_heard, first_written = _build_into(tmp_path / "build", source_tree, wheelhouse)
+    data = (tmp_path / "build" / "ceap-lambda-python3.12-x86_64.zip").read_bytes()
+    second_key, second_heard, second_written = _build_into(tmp_path / "build", source_tree, wheelhouse)
+
+    assert not [line for line in first_heard if "reused" in line]
+    assert second_key == first_key and second_written == first_written  # the zip was not written again
+    assert [line for line in second_heard if "already built from these sources and wheels, reused" in line]
+    assert (tmp_path / "build" / "ceap-lambda-python3.12-x86_64.zip").read_bytes() == data
+
+
+@pytest.mark.parametrize("change", ["a source file", "a wheel", "the zip itself"])
+def test_a_package_whose_inputs_or_bytes_changed_is_built_again(
+    tmp_path: Path, source_tree: Path, wheelhouse: Path, change: str
+) -> None:
+    folder = tmp_path / "build"
+    first_key, _, _ = _build_into(folder, source_tree, wheelhouse)
+    if change == "a source file":
+        (source_tree / "stages/etl.py").write_text("def run(): return 2\n")
+    elif change == "a wheel":
+        make_wheel(wheelhouse, "purepkg-1.0-py3-none-any.whl", {"purepkg/__init__.py": "PURE = 2\n"})
+    else:
+        (folder / "ceap-lambda-python3.12-x86_64.zip").write_bytes(b"not the package")
+    again_key, heard, _ = _build_into(folder, source_tree, wheelhouse)
+
+    assert not [line for line in heard if "reused" in line]
+    if change == "the zip itself":
+        assert again_key == first_key  # rebuilt to the same bytes
+        assert zipfile.ZipFile(folder / "ceap-lambda-python3.12-x86_64.zip").testzip() is None
+    else:
+        assert again_key != first_key
+
+
 def test_the_package_holds_the_engine_stages_package_data_and_dependencies_only(
     tmp_path: Path, source_tree: Path, wheelhouse: Path
 ) -> None:
