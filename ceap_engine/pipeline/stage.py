@@ -164,6 +164,8 @@ class StageContext:
     part_index: int | None = None
     writers: dict[str, list[PartWriter]] = field(default_factory=dict)
     adopted: dict[str, list[PartInfo]] = field(default_factory=dict)
+    #: The part writers by (stream, part index), in the order they were made (see part_writer).
+    named: dict[tuple[str, int], list[PartWriter]] = field(default_factory=dict, repr=False)
 
     def part_writer(self, stream: str, *, index: int | None = None, always_one: bool = False,
                     max_records: int = MAX_PART_RECORDS) -> PartWriter:
@@ -175,13 +177,19 @@ class StageContext:
             await writer.add(action.to_json()); parts = await writer.close()
         """
         base = index if index is not None else (self.part_index or 0)
+        # A part that goes through the stage in slices calls it once a slice, on this same context:
+        # a later slice's writer numbers its objects after the earlier ones' (part-00007.1.jsonl,
+        # .2, ...), so no slice overwrites another's, and only the first must write an empty part.
+        earlier = self.named.setdefault((stream, base), [])
+        offset = sum(len(w.parts) for w in earlier)
         writer = PartWriter(
             self.objects,
             self.bucket,
-            lambda n: part_key(self.execution_id, self.stage, stream, base, n),
-            always_one=always_one,
+            lambda n: part_key(self.execution_id, self.stage, stream, base, n + offset),
+            always_one=always_one and not offset,
             max_records=max_records,
         )
+        earlier.append(writer)
         self.writers.setdefault(stream, []).append(writer)
         return writer
 

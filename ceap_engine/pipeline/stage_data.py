@@ -245,10 +245,13 @@ def _encode_item(item: Any) -> bytes:
 
 
 def _merge_counts(into: dict[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
-    """Add ``other`` into ``into``: numbers add up, mappings merge the same way, the rest keeps the first."""
+    """Add ``other`` into ``into``: numbers add up, mappings merge the same way, lists join (each
+    item once, in order: a stage's ``actionsKeys`` over its slices), the rest keeps the first."""
     for key, value in other.items():
         have = into.get(key)
-        if isinstance(value, bool) or isinstance(have, bool):
+        if isinstance(value, list) and isinstance(have, list):
+            into[key] = [*have, *(item for item in value if item not in have)]
+        elif isinstance(value, bool) or isinstance(have, bool):
             into[key] = bool(have) or bool(value)
         elif isinstance(value, (int, float)) and isinstance(have, (int, float)):
             into[key] = have + value
