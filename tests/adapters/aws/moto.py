@@ -26,6 +26,19 @@ def queue_lambda_results(endpoint: str, results: list[Any]) -> None:
         response.read()
 
 
+def workflow_results(stages: Any, execution: str = "x") -> list[dict[str, Any]]:
+    """The canned Lambda results of one run of a built workflow whose stages have no parts.
+
+    The first stage fans out over its source (docs/architecture.md): its Plan call finds no
+    byte range, so its two Maps have no item, and its Manifest call comes next; each later
+    stage's Map has no item either, so its manifest assembly is its one call.
+    """
+    first, *rest = [s.name for s in stages]
+    plan = {"stage": first, "ranges": [], "groups": [], "partCount": 0, "rangeCount": 0, "groupCount": 0,
+            "counts": {"ranges": 0, "groups": 0}}
+    return [plan, stage_result(first, execution), *(stage_result(name, execution) for name in rest)]
+
+
 def stage_result(stage: str, execution: str = "x") -> dict[str, Any]:
     """A stage pointer with no parts, for moto's canned Lambda results.
 

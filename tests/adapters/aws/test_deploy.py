@@ -26,7 +26,7 @@ from ceap_engine.cli.app import app
 from ceap_engine.pipeline import REALTIME, build_definition, function_placeholder, substitute
 from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
 
-from .moto import queue_lambda_results, stage_result
+from .moto import queue_lambda_results, workflow_results
 
 pytestmark = pytest.mark.moto
 ACCOUNT, REGION = "123456789012", "us-east-1"
@@ -363,10 +363,7 @@ def test_run_target_aws_starts_a_standard_execution_and_follows_it_to_the_end(
 ) -> None:
     name = f"run-{uuid.uuid4().hex[:6]}"
     _machine_through_the_api(moto_endpoint, name, "STANDARD")
-    queue_lambda_results(moto_endpoint, [
-        {"stage": s.name, "outputKey": f"executions/x/{s.name}/output.json", "counts": {"inputCount": 7},
-         "partList": f"executions/x/{s.name}/parts.jsonl", "parts": []}
-        for s in REALTIME.stages])
+    queue_lambda_results(moto_endpoint, workflow_results(REALTIME.stages))
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
 
     result = ceap("run", "--target", "aws", "-n", name, str(_payload(tmp_path, "b-any")), "--format", "json")
@@ -509,7 +506,7 @@ def test_an_interactive_deploy_asks_before_executing_the_change_set(
 def test_run_target_aws_passes_the_execution_name(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = f"named-{uuid.uuid4().hex[:6]}"
     _machine_through_the_api(moto_endpoint, name, "STANDARD")
-    queue_lambda_results(moto_endpoint, [stage_result(s.name) for s in REALTIME.stages])
+    queue_lambda_results(moto_endpoint, workflow_results(REALTIME.stages))
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
 
     result = ceap("run", "--target", "aws", "-n", name, str(_payload(tmp_path, "b-any")), "--execution-name", "my-run-1",

@@ -14,10 +14,10 @@ from adapters.aws.errors import AwsError, AwsNotFound
 from adapters.aws.session import AwsClients, AwsSettings
 from adapters.aws.stepfunctions import StepFunctionsClient
 from ceap_engine.pipeline import BATCH, REALTIME, build_definition, function_placeholder, substitute
-from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER
+from ceap_engine.pipeline.builder import BUCKET_PLACEHOLDER, MANIFEST, MERGES, PLAN, RANGES
 from ceap_engine.pipeline.names import lambda_function_name
 
-from .moto import queue_lambda_results, stage_result
+from .moto import queue_lambda_results, workflow_results
 
 pytestmark = pytest.mark.moto
 
@@ -58,7 +58,7 @@ async def test_the_realtime_asl_runs_every_stage_in_order_and_ends_with_the_summ
         # STANDARD: moto has no StartSyncExecution, and Express executions cannot be described on AWS.
         machine, bucket = await deploy_through_the_api(aws, "STANDARD")
         sfn = StepFunctionsClient(await aws.client("stepfunctions"))
-        queue_lambda_results(moto_endpoint, [stage_result(s.name) for s in REALTIME.stages])
+        queue_lambda_results(moto_endpoint, workflow_results(REALTIME.stages))
         payload = {"programId": "p-1", "marketplace": "US", "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
                    "source": f"s3://{bucket}/inputs/orders.jsonl"}
 
@@ -74,7 +74,9 @@ async def test_the_realtime_asl_runs_every_stage_in_order_and_ends_with_the_summ
                                                "partList": "executions/x/Score/parts.jsonl", "parts": []}
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
     stages = [s.name for s in REALTIME.stages]
-    assert entered == ["Input", stages[0], *(n for s in stages[1:] for n in (s, f"{s}.Manifest")), "Summary"]
+    # ETL fans out over its source: Plan, then its Range and Merge Maps (no item here), then its manifest.
+    first = [f"{stages[0]}{step}" for step in (PLAN, RANGES, MERGES, MANIFEST)]
+    assert entered == ["Input", *first, *(n for s in stages[1:] for n in (s, f"{s}{MANIFEST}")), "Summary"]
     assert events[-1]["type"] == "ExecutionSucceeded"
 
 
@@ -129,7 +131,7 @@ async def test_a_pipe_batch_of_one_is_unwrapped_by_the_input_state(moto_endpoint
     async with AwsClients(AwsSettings(endpoint_url=moto_endpoint)) as aws:
         machine, bucket = await deploy_through_the_api(aws, "STANDARD")
         sfn = StepFunctionsClient(await aws.client("stepfunctions"))
-        queue_lambda_results(moto_endpoint, [stage_result(s.name) for s in REALTIME.stages])
+        queue_lambda_results(moto_endpoint, workflow_results(REALTIME.stages))
         payload = {"programId": "p-1", "marketplace": "US", "dateRange": {"start": "2025-03-01", "end": "2025-03-31"},
                    "source": f"s3://{bucket}/inputs/orders.jsonl"}
         arn = await sfn.start_execution(machine, [payload], name="from-a-pipe")
@@ -138,9 +140,9 @@ async def test_a_pipe_batch_of_one_is_unwrapped_by_the_input_state(moto_endpoint
 
     assert final.status == "SUCCEEDED", (final.error, final.cause)
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
-    assert entered[:3] == ["Input", "Input.Unwrap", "ETL"]
+    assert entered[:3] == ["Input", "Input.Unwrap", f"ETL{PLAN}"]
     etl_input = next(json.loads(e["stateEnteredEventDetails"]["input"]) for e in events
-                     if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == "ETL")
+                     if e["type"] == "TaskStateEntered" and e["stateEnteredEventDetails"]["name"] == f"ETL{PLAN}")
     assert etl_input == payload
 
 
