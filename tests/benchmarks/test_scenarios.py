@@ -4,6 +4,7 @@ import pytest
 
 from benchmarks.measure import REQUIRED_KEYS
 from benchmarks.scenarios import (
+    STAGE_CALLS,
     STAGES,
     BenchmarkFailed,
     Scenario,
@@ -85,8 +86,9 @@ async def test_in_the_realtime_workflow_every_stage_fails_once_and_is_retried():
     flaky = await _one_realtime(flaky_stage)
 
     assert plain.status == flaky.status == "SUCCEEDED"
-    assert flaky.history.types().count("TaskFailed") == len(STAGES) == 5
-    assert state_transitions(flaky.history) == state_transitions(plain.history) + len(STAGES)
+    # Every stage's Lambda call fails once: ETL's Plan and Manifest, each later stage's manifest.
+    assert flaky.history.types().count("TaskFailed") == len(STAGE_CALLS) == len(STAGES) + 1 == 6
+    assert state_transitions(flaky.history) == state_transitions(plain.history) + len(STAGE_CALLS)
 
 
 def _check_row(row, name, executions):
@@ -127,7 +129,7 @@ def test_scaling_keeps_no_history_unless_asked():
 def test_retry_heavy_waits_in_virtual_time_only():
     [row] = run_scenario(Scenario("retry-heavy", "retry-heavy", 20, 5), mode="smoke")
     _check_row(row, "retry-heavy", 20)
-    assert row["details"]["transitions"] == (_realtime_transitions() + len(STAGES)) * 20
+    assert row["details"]["transitions"] == (_realtime_transitions() + len(STAGE_CALLS)) * 20
     from ceap_engine.pipeline import REALTIME
 
     # Four waves of five executions, each with five retry waits (Express: 2 s), none of them waited for.
