@@ -154,11 +154,14 @@ def test_ceap_cost_realtime_json(run_ceap):
             "EventBridge Pipes requests"} <= items
     assert not any("transitions" in i for i in items)
     lambda_requests = next(x for x in doc["lines"] if x["item"] == "requests" and x["service"] == "Lambda")
-    # ETL, then each of the four per-record stages: one call on the example's one part, one manifest assembly
-    assert lambda_requests["quantity"] == 9 * 720
-    assert [s["attempts"] for s in doc["measured"]["stages"]] == [1, 2, 2, 2, 2]
-    # Input, ETL, four (Map, Part, Manifest) triples, Summary: the seed counted 6 for its unfanned machine
-    assert doc["measured"]["transitions"] == 15 and doc["measured"]["s3Puts"] >= 5
+    # ETL's Plan, one range call, one merge call and its manifest (the example is one range and one
+    # partition group), then each of the four per-record stages: one call on the example's one part,
+    # one manifest assembly
+    assert lambda_requests["quantity"] == 12 * 720
+    assert [s["attempts"] for s in doc["measured"]["stages"]] == [4, 2, 2, 2, 2]
+    # Input, ETL's Plan, (Map, Range), (Map, Merge) and Manifest, four (Map, Part, Manifest) triples,
+    # Summary: the seed counted 6 for its unfanned machine
+    assert doc["measured"]["transitions"] == 20 and doc["measured"]["s3Puts"] >= 5
     assert any("min(1, memory MB / 1769)" in a for a in doc["assumptions"])
     assert doc["total"] >= doc["totalAfterFreeTier"] > 0
 
@@ -169,8 +172,9 @@ def test_ceap_cost_batch_table_meets_the_seed_figure(run_ceap):
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.replace("│", " ").split())
     assert "Glue job runs 60 DPU-hours" in text and "$26.40" in text
-    # 12 a run: Input, ETL, HeavyETL, Summary and each stage's Map and Manifest (the seed said 6)
-    assert "Step Functions Standard state transitions 360 transitions" in text
+    # 15 a run: Input, ETL's Plan, its two Maps and Manifest, HeavyETL, Summary and each later stage's
+    # Map and Manifest (a Distributed Map's iterations run as child executions of their own; the seed said 6)
+    assert "Step Functions Standard state transitions 450 transitions" in text
     assert "$0.00 " in text.split("Standard state transitions")[1][:120]  # inside the 4,000 free
 
 
