@@ -65,7 +65,7 @@ def test_nodes_edges_and_groups_of_a_nested_definition():
 def test_a_retrier_that_never_retries_draws_no_edge():
     spec = builtin("realtime")
     g = workflow_graph(build_definition(spec))
-    retry = [e for e in g.edges if e.kind == "retry" and e.source == "ETL"]
+    retry = [e for e in g.edges if e.kind == "retry" and e.source == "ETL.Plan"]
     # Ceap.PermanentError (MaxAttempts 0) draws nothing; States.ALL is realtime's Express retry: once after 2 s.
     assert [e.label for e in retry] == ["retry States.ALL: 1x, 2s x2"]
 

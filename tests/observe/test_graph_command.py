@@ -35,7 +35,7 @@ def test_png_and_html_of_any_definition(run_ceap, tmp_path):
 def test_without_output_prints_dot_text(run_ceap):
     proc = run_ceap("graph", "--workflow", "realtime")
     assert proc.returncode == 0
-    assert proc.stdout.startswith("digraph workflow {") and '"ETL" -> "Filter"' in proc.stdout
+    assert proc.stdout.startswith("digraph workflow {") and '"ETL.Manifest" -> "Filter"' in proc.stdout
 
 
 @pytest.mark.parametrize("args, message", [

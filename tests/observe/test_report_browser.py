@@ -58,7 +58,8 @@ def test_report_of_the_shipped_example_in_chromium(run_ceap, tmp_path):
     dom = Elements(dump_dom(page))
     outcomes = outcomes_in(dom)
     assert set(outcomes) == {dom_id(s) for s in REALTIME_NODES}
-    for state in ("Input", "ETL", "Filter", "Score", "Store", "Reactive", "Summary"):
+    for state in ("Input", "ETL.Plan", "ETL.Ranges", "ETL.Merges", "ETL.Manifest", "Filter", "Score", "Store", "Reactive",
+                  "Summary"):
         assert outcomes[dom_id(state)] == "succeeded", state
     for state in ("Input.Unwrap", "ETL.Failed", "RecordFailure", "Failed", "Failed.Stage", "Failed.Reserved"):
         assert outcomes[dom_id(state)] == "not_reached", state
