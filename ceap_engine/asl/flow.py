@@ -96,7 +96,7 @@ def _path_or_absent(state: dict, key: str) -> ValuePath | None | Any:
 class JsonPathFlow(DataFlow):
     """InputPath, Parameters, ResultSelector, ResultPath, OutputPath."""
 
-    __slots__ = ("_places_only", "input_path", "output_path", "parameters", "result_path", "result_selector")
+    __slots__ = ("_places_only", "identity", "input_path", "output_path", "parameters", "result_path", "result_selector")
 
     def __init__(self, state: dict[str, Any], parameters_field: str = "Parameters") -> None:
         self.input_path = _path_or_absent(state, "InputPath")
@@ -111,6 +111,9 @@ class JsonPathFlow(DataFlow):
         else:
             self.result_path = ABSENT  # default "$": the result replaces the input
         self._places_only = self.result_selector is None and self.output_path is ABSENT
+        #: No path field and no Parameters: a state's output is its input or its result as it is.
+        self.identity = (self._places_only and self.input_path is ABSENT and self.parameters is None
+                         and self.result_path is ABSENT)
 
     # -- input side -------------------------------------------------------
     def effective_input(self, frame: Frame, raw: Any) -> Any:

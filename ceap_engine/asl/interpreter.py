@@ -180,6 +180,14 @@ class Frame:
 class Execution:
     """One run of a state machine. Create it with :meth:`Engine.start`."""
 
+    #: Slots, not a dict: an execution has more attributes than an instance's shared-key dict holds,
+    #: so each one built a dict and resized it as it grew (every StartSyncExecution makes one).
+    __slots__ = ("_context_execution", "_context_state_machine", "_deadline", "_input_text", "_loop",
+                 "_mock_counters", "_task", "_timed_out", "_timer", "account", "activity", "arn", "cause", "clock",
+                 "engine", "error", "history", "input", "input_size", "machine", "map_runs", "mocks", "name", "object_store",
+                 "output", "region", "rng", "role_arn", "runners", "start_time", "state_machine_arn",
+                 "state_machine_name", "status", "stop_time", "task", "transitions", "type", "wall_limits")
+
     def __init__(
         self,
         engine: Engine,
@@ -233,6 +241,10 @@ class Execution:
         self.activity: Activity | None = None
         self._task: asyncio.Task | None = None  # the task running run()
         self._timed_out = False
+        #: Under the real clock, the timeout's loop time until the execution first waits (see _arm).
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- the context object's parts of the execution (built when first read) -----------
     @property
@@ -289,6 +301,8 @@ class Execution:
         while True:
             self.transitions += 1
             if not self.transitions % YIELD_EVERY_STATES:
+                if self._deadline is not None:
+                    self._arm()
                 await asyncio.sleep(0)
             state = states[name]  # type: ignore[index]
             frame.state = state
@@ -307,6 +321,8 @@ class Execution:
                 if state.sync:
                     value, name = state.step(frame, value)
                 else:
+                    if self._deadline is not None:
+                        self._arm()
                     value, name = await state.run(frame, value)
             except RuntimeFailure as rf:
                 raise Terminal(
@@ -354,10 +370,15 @@ class Execution:
             loop = asyncio.get_running_loop()
             self._task = asyncio.current_task(loop)
             clock = self.clock
+            timer: Any = None
             if isinstance(clock, VirtualClock):
                 timer = clock.call_later_once_waiting(activity, limit, self._on_timeout)
             elif type(clock) is RealClock:
-                timer = loop.call_later(limit, self._on_timeout)
+                # The timer goes on the loop when the execution first waits (_arm): one that runs to
+                # its end without ever giving the loop a turn could not be timed out anyway (the
+                # timer's callback runs only then), and it costs no timer at all.
+                self._loop = loop
+                self._deadline = loop.time() + limit
             else:
                 timer = clock.call_later(limit, self._on_timeout)
             # The same limit on wall time (a Standard run's year only when asked for).
@@ -378,10 +399,19 @@ class Execution:
             else:
                 self._finish("SUCCEEDED", frame, output=output)
             finally:
-                timer.cancel()
+                self._deadline = None
+                if timer is None:
+                    timer = self._timer
+                if timer is not None:
+                    timer.cancel()
                 if wall_timer is not None:
                     wall_timer.cancel()
         return self.result()
+
+    def _arm(self) -> None:
+        """Put the timeout (due at ``_deadline``, loop time) on the loop: the execution is about to wait."""
+        self._timer = self._loop.call_at(self._deadline, self._on_timeout)  # type: ignore[union-attr, arg-type]
+        self._deadline = None
 
     def _on_timeout(self) -> None:
         if not self._timed_out:
@@ -435,8 +465,11 @@ class Execution:
 class _DetachedExecution(Execution):
     """A view of an execution that records into another history (Distributed Map children)."""
 
+    __slots__ = ()
+
     def __init__(self, parent: Execution, history: ExecutionHistory) -> None:  # noqa: D107
-        self.__dict__.update(parent.__dict__)
+        for name in Execution.__slots__:
+            setattr(self, name, getattr(parent, name))
         self.history = history
 
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ceap_engine._json import compact_json
+from ceap_engine._json import compact_json, loads
 from ceap_engine.runtime.tasks import random_uuid
 from ceap_engine.serve.errors import ServiceError
 
@@ -153,7 +153,7 @@ class Endpoint:
             return 400, ServiceError("UnknownOperationException",
                                      f"Unknown operation {target!r}: this endpoint serves {', '.join(self.prefixes)}").body()
         try:
-            document = json.loads(body) if body.strip() else {}
+            document = loads(body) if body.strip() else {}
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return 400, ServiceError("SerializationException", f"The request body is not JSON: {exc}").body()
         if not isinstance(document, dict):

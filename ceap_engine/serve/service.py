@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from ceap_engine._json import loads
 from ceap_engine.asl.definition import compile_definition
 from ceap_engine.asl.interpreter import EXPRESS, STANDARD, Engine
 from ceap_engine.errors import InputError, ValidationFailed
@@ -300,7 +301,7 @@ class StepFunctionsService:
         name = check_name(body["name"], "Name") if "name" in body else None
         input_text = body.get("input", "{}")
         try:
-            value = json.loads(input_text)
+            value = loads(input_text)
         except json.JSONDecodeError as exc:
             raise ServiceError("InvalidExecutionInput", f"Invalid State Machine Execution Input: '{exc}'") from None
         if name is not None and target.type == STANDARD:

@@ -28,6 +28,8 @@ class RequestShapes:
         self.model = model
         self.shapes: dict[str, Any] = model["shapes"]
         self.operations: dict[str, Any] = model["operations"]
+        #: Each operation's input members, flattened once (see :meth:`_flatten`).
+        self._flat: dict[str, tuple[tuple[str, bool, dict[str, Any], str], ...]] = {}
 
     @classmethod
     def load(cls, service: str) -> RequestShapes:
@@ -42,17 +44,45 @@ class RequestShapes:
 
     def check(self, operation: str, body: dict[str, Any]) -> None:
         """Raise ``ValidationException``/``SerializationException`` as AWS would for ``body``."""
-        spec = self.operations.get(operation)
-        if spec is None:
-            raise ServiceError("UnknownOperationException", f"Unknown operation {operation!r}")
-        if "input" not in spec:
-            return
+        flat = self._flat.get(operation)
+        if flat is None:
+            flat = self._flat[operation] = self._flatten(operation)
+        required, members = flat
+        if not isinstance(body, dict):
+            raise ServiceError("SerializationException", "Expected an object at '/'")
         problems: list[str] = []
-        self._check(self.shapes[spec["input"]["shape"]], body, "", problems)
+        for name in required:
+            if body.get(name) is None:
+                problems.append(f"Value null at '{name}' failed to satisfy constraint: Member must not be null")
+        for name, shape, plain_string in members:
+            value = body.get(name)
+            if value is None:
+                continue
+            if plain_string and type(value) is str:  # the common member, inline: only its length to check
+                n = len(value)
+                if n < shape.get("min", 0) or n > shape.get("max", n):
+                    self._length(shape, n, value, name, problems)
+            else:
+                self._check(shape, value, name, problems)
         if problems:
             n = len(problems)
             raise ServiceError("ValidationException",
                                f"{n} validation error{'s' if n > 1 else ''} detected: " + "; ".join(problems))
+
+    def _flatten(self, operation: str) -> tuple[tuple[str, ...], tuple[tuple[str, dict[str, Any], bool], ...]]:
+        """``operation``'s input, looked up once: its required members, and ``(name, shape, plain string)``
+        for every member in model order (a plain string: a string with no enum, checked inline)."""
+        spec = self.operations.get(operation)
+        if spec is None:
+            raise ServiceError("UnknownOperationException", f"Unknown operation {operation!r}")
+        if "input" not in spec:
+            return (), ()
+        top = self.shapes[spec["input"]["shape"]]
+        members = []
+        for name, member in top.get("members", {}).items():
+            shape = self.shapes[member["shape"]]
+            members.append((name, shape, shape["type"] == "string" and "enum" not in shape))
+        return tuple(top.get("required", ())), tuple(members)
 
     def _check(self, shape: dict[str, Any], value: Any, where: str, problems: list[str]) -> None:
         kind = shape["type"]

@@ -57,6 +57,18 @@ async def test_an_express_infinite_loop_times_out_on_wall_time(clock):
     assert result.history.types()[-1] == "ExecutionTimedOut"
 
 
+async def test_a_real_clock_timeout_is_armed_when_the_execution_first_waits():
+    # Pass states run without the loop's turn, then the Wait is where the timeout must fire.
+    definition = {"TimeoutSeconds": 1, "StartAt": "P", "States": {
+        "P": {"Type": "Pass", "Next": "Q"}, "Q": {"Type": "Pass", "Next": "W"},
+        "W": {"Type": "Wait", "Seconds": 60, "End": True}}}
+    started = time.monotonic()
+    result = await bounded(engine(clock=RealClock()).execute(load_definition(definition), {}, execution_type=EXPRESS))
+    assert result.status == "TIMED_OUT" and result.error == "States.Timeout"
+    assert 1 <= time.monotonic() - started < 10
+    assert result.history.types()[-2:] == ["WaitStateEntered", "ExecutionTimedOut"]
+
+
 async def test_an_express_loop_keeps_bounded_history_and_ids_keep_counting():
     definition = dict(LOOP, TimeoutSeconds=2)
     result = await bounded(engine().execute(load_definition(definition), {}, execution_type=EXPRESS))

@@ -34,6 +34,13 @@ class PassState(State):
         self.result = raw.get("Result")
         # A static Result's size, so the output's size bound costs no serialisation.
         self.result_size = payload_size(self.result) if self.has_result else -1
+        if not self.has_result and self.assign is None and getattr(flow, "identity", False):
+            self.step = self._pass_on  # type: ignore[method-assign]
+
+    def _pass_on(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
+        """:meth:`step` of a Pass with no Result, Assign, Parameters or path field: the input goes on as it is."""
+        frame.output_bound = frame.size_bound  # what DataFlow.output bounds it by
+        return raw, self.next
 
     def step(self, frame: Frame, raw: Any) -> tuple[Any, str | None]:
         flow = self.flow
