@@ -366,8 +366,9 @@ class Execution:
             timeout = self.machine.timeout_seconds
             cap = EXPRESS_MAX_SECONDS if self.type == EXPRESS else STANDARD_MAX_SECONDS
             limit = min(timeout or cap, cap)
-            # One look-up of the loop: in Python 3.11 each get_running_loop() is a getpid() system call.
-            loop = asyncio.get_running_loop()
+            # One look-up of the loop at most: in Python 3.11 each get_running_loop() is a getpid()
+            # system call (a caller that has the running loop at hand gives it to Engine.prepare).
+            loop = self._loop if self._loop is not None else asyncio.get_running_loop()
             self._task = asyncio.current_task(loop)
             clock = self.clock
             timer: Any = None
@@ -562,12 +563,14 @@ class Engine:
         input_text: str | None = None,
         mocks: Any = None,
         check_resources: bool = True,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> Execution:
         """:meth:`start` without a task: ``await execution.run()`` runs it in the caller's task.
 
         For an execution nothing else awaits or stops (a StartSyncExecution nothing journals):
         no task to create and no hop through the event loop to its end. Its ``task`` is None;
-        cancelling the caller's task aborts it.
+        cancelling the caller's task aborts it. ``loop``: the loop ``run()`` will run on, if the
+        caller has it at hand (else ``run()`` looks it up).
         """
         if execution_type not in (STANDARD, EXPRESS):
             raise InputError([Problem("/type", f"Unknown execution type {execution_type!r}: use STANDARD or EXPRESS")])
@@ -596,6 +599,7 @@ class Engine:
         )
         execution.input_size = size
         execution.activity = self.clock.activity()
+        execution._loop = loop
         return execution
 
     def _check_resources_unless_mocked(self, machine: StateMachine, mocks: Any) -> None:

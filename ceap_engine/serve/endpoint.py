@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -52,13 +53,20 @@ _log = logging.getLogger("ceap.serve")
 _CONTENT_TYPE = b"application/x-amz-json-1.0"
 
 
-#: Request ids need to be unique, not secret: drawn from a generator, not the OS (a syscall each).
-_REQUEST_IDS = random.Random()
+#: Request ids need to be unique, not secret: a random version-4 UUID drawn once per server process
+#: whose last 12 hex digits count the requests (as AWS's, 8-4-4-4-12 hex digits; no draw per request).
+_REQUEST_ID_PREFIX = random_uuid(random.Random())[:24]
+_REQUEST_COUNT = itertools.count(int(random_uuid(random.Random())[24:], 16))
 
 
 def _request_id() -> bytes:
-    """A random (version 4) UUID as AWS's request ids are."""
-    return random_uuid(_REQUEST_IDS).encode()
+    """A request id in the shape of AWS's (a UUID), unique within this process and across its restarts.
+
+    >>> a, b = _request_id(), _request_id()
+    >>> len(a), a[:24] == b[:24], a != b
+    (36, True, True)
+    """
+    return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_COUNT) & 0xFFFFFFFFFFFF:012x}".encode()
 
 
 class Endpoint:

@@ -81,6 +81,7 @@ class ExecutionRuns:
         self.live: dict[str, Run] = {}
         self._flusher: asyncio.Task | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: Called with every finished run it tracks (a StartSyncExecution nothing journals is no Run).
         self.on_finish: list[Callable[[Run], None]] = []
 
@@ -148,8 +149,11 @@ class ExecutionRuns:
                              execution_type=execution_type, name=name, input_value=input_value, input_text=input_text,
                              mocks=mocks, extra=extra, sync=True)
             return _record_at_end(run)
+        loop = self._loop
+        if loop is None or not loop.is_running():  # the server's loop, looked up once (a system call on 3.11)
+            loop = self._loop = asyncio.get_running_loop()
         execution = engine.prepare(machine, input_value, name=name, state_machine_name=state_machine_name,
-                                   execution_type=execution_type, input_text=input_text, mocks=mocks)
+                                   execution_type=execution_type, input_text=input_text, mocks=mocks, loop=loop)
         return _ended(execution, state_machine_arn, input_text, extra or {})
 
     def _finish(self, run: Run) -> None:
