@@ -50,48 +50,43 @@ class S3ObjectStore:
         self.client = client
 
     async def get(self, bucket: str, key: str) -> bytes:
-        validate_bucket(bucket)
-        validate_key(key)
-        # ObjectNotFound passes through aws_errors, which only converts botocore's errors.
-        with aws_errors("S3 GetObject", f"s3://{bucket}/{key}", storage=True):
-            try:
-                response = await self.client.get_object(Bucket=bucket, Key=key)
-            except Exception as exc:
-                if error_code(exc) in _NOT_FOUND_CODES:
-                    raise ObjectNotFound(bucket, key) from None
-                raise
-            async with response["Body"] as body:
-                return await body.read()
+        return await self._object("GetObject", "get_object", bucket, key, read_body=True)
 
     async def size(self, bucket: str, key: str) -> int:
-        validate_bucket(bucket)
-        validate_key(key)
-        with aws_errors("S3 HeadObject", f"s3://{bucket}/{key}", storage=True):
-            try:
-                response = await self.client.head_object(Bucket=bucket, Key=key)
-            except Exception as exc:
-                if error_code(exc) in _NOT_FOUND_CODES:
-                    raise ObjectNotFound(bucket, key) from None
-                raise
-            return int(response["ContentLength"])
+        response = await self._object("HeadObject", "head_object", bucket, key, read_body=False)
+        return int(response["ContentLength"])
 
     async def get_range(self, bucket: str, key: str, start: int, end: int) -> bytes:
         check_range(start, end)
         if end == start:
             await self.size(bucket, key)  # S3 has no empty Range: only say whether the object is there
             return b""
+        data = await self._object("GetObject", "get_object", bucket, key, read_body=True,
+                                  Range=f"bytes={start}-{end - 1}")
+        return b"" if data is None else data  # None: S3's InvalidRange, a start at or past the end
+
+    async def _object(self, operation: str, method: str, bucket: str, key: str, *, read_body: bool,
+                      **params: Any) -> Any:
+        """One S3 call on one object: names checked first, a missing object raised as ObjectNotFound,
+        botocore's other errors as ceap's; the body's bytes (``read_body``) or the response.
+
+        With a ``Range``, S3's InvalidRange (the range starts at or past the end) gives ``None``.
+        """
         validate_bucket(bucket)
         validate_key(key)
-        with aws_errors("S3 GetObject", f"s3://{bucket}/{key}", storage=True):
+        # ObjectNotFound passes through aws_errors, which only converts botocore's errors.
+        with aws_errors(f"S3 {operation}", f"s3://{bucket}/{key}", storage=True):
             try:
-                response = await self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+                response = await getattr(self.client, method)(Bucket=bucket, Key=key, **params)
             except Exception as exc:
                 code = error_code(exc)
                 if code in _NOT_FOUND_CODES:
                     raise ObjectNotFound(bucket, key) from None
-                if code == "InvalidRange":  # start at or past the end of the object
-                    return b""
+                if code == "InvalidRange" and "Range" in params:
+                    return None
                 raise
+            if not read_body:
+                return response
             async with response["Body"] as body:
                 return await body.read()
 
