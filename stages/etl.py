@@ -63,7 +63,7 @@ remaining events of a candidate, ordered by ``orderDate``:
 import asyncio
 import json
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
@@ -274,17 +274,30 @@ def _merge(
     lined_events: list[tuple[int, wire.OrderEvent]], payload: EtlInput, config: EtlConfig, now: datetime,
     execution_id: str,
 ) -> wire.Candidate:
-    # Oldest first; on equal order dates the later line counts as the newer event.
-    events = [event for _, event in sorted(lined_events, key=lambda pair: (pair[1].order_date, pair[0]))]
-    latest = events[-1]
-    deliveries = [e.delivery_date for e in events if e.delivery_date is not None]
-    delivery = max(deliveries) if deliveries else None
-    same_currency = [e for e in events if e.currency == latest.currency]
+    if len(lined_events) == 1:  # most candidates: one event, nothing to order or combine
+        latest = lined_events[0][1]
+        events: Sequence[wire.OrderEvent] = (latest,)
+        delivery = latest.delivery_date
+        order_value = round(0 + latest.order_value, 2)  # what sum() of one value gives (-0.0 becomes 0.0)
+        trust, review, category = latest.customer_trust_score, latest.review_quality_score, latest.category
+        media, fraud, prior_reviews = latest.media_eligible, latest.fraud_flag, latest.prior_review_count
+        order_ids = [latest.order_id]
+    else:
+        # Oldest first; on equal order dates the later line counts as the newer event.
+        events = [event for _, event in sorted(lined_events, key=lambda pair: (pair[1].order_date, pair[0]))]
+        latest = events[-1]
+        deliveries = [e.delivery_date for e in events if e.delivery_date is not None]
+        delivery = max(deliveries) if deliveries else None
 
-    def latest_known(attribute: str) -> Any:
-        return next((getattr(e, attribute) for e in reversed(events) if getattr(e, attribute) is not None), None)
+        def latest_known(attribute: str) -> Any:
+            return next((getattr(e, attribute) for e in reversed(events) if getattr(e, attribute) is not None), None)
 
-    order_value = round(sum(e.order_value for e in same_currency), 2)
+        order_value = round(sum(e.order_value for e in events if e.currency == latest.currency), 2)
+        trust, review = latest_known("customer_trust_score"), latest_known("review_quality_score")
+        category = latest_known("category")
+        media, fraud = any(e.media_eligible for e in events), any(e.fraud_flag for e in events)
+        prior_reviews = max(e.prior_review_count for e in events)
+        order_ids = list(dict.fromkeys(e.order_id for e in events))
     if not is_finite(order_value):  # the wire encoder would write it as null
         raise NonFiniteNumber("the record holds Infinity, which is not a finite number")
     attributes = wire.CandidateAttributes(
@@ -298,17 +311,16 @@ def _merge(
         ),
         order_value=order_value,
         currency=latest.currency,
-        media_eligible=any(e.media_eligible for e in events),
+        media_eligible=media,
         channel_eligibility=dict(latest.channel_opt_ins),
-        customer_trust_score=latest_known("customer_trust_score"),
-        fraud_suspected=any(e.fraud_flag for e in events),
-        review_quality_score=latest_known("review_quality_score"),
-        prior_review_count=max(e.prior_review_count for e in events),
-        order_count=len({e.order_id for e in events}),
-        order_ids=list(dict.fromkeys(e.order_id for e in events)),
+        customer_trust_score=trust,
+        fraud_suspected=fraud,
+        review_quality_score=review,
+        prior_review_count=prior_reviews,
+        order_count=len(order_ids),
+        order_ids=order_ids,
         source_event_ids=[e.event_id for e in events],
     )
-    category = latest_known("category")
     return wire.Candidate(
         customer_id=latest.customer_id,
         context=[wire.ContextEntry(type="program", id=payload.program_id),
@@ -398,6 +410,7 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
         # The common case - a well-formed event line - takes the fast path; anything else is
         # refused, or read, by the model exactly as before.
         event = EVENTS.fast(record.raw) if record.raw is not None else None
+        spilled = record.raw  # a line the fast path took decodes to the same event: spilled as it is
         if event is None:
             model_event, error = _validate(record)
             if error is not None:
@@ -406,6 +419,7 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
                 continue
             assert model_event is not None
             event = EVENTS.from_model(model_event)
+            spilled = encode_struct(event)  # the model's reading, in the Struct's form
         if event.marketplace != market:
             counts["otherMarketplace"] += 1
             continue
@@ -413,7 +427,7 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
             counts["outsideDateRange"] += 1
             continue
         counts["transformed"] += 1
-        line = b"%d\t" % record.line + encode_struct(event)
+        line = b"%d\t" % record.line + spilled  # type: ignore[operator]
         await spills[_partition_of(event.customer_id, event.product_id, partitions)].add_line(line)
     written = await asyncio.gather(*(spill.close() for spill in spills))
     return {"index": index, **counts, "errorParts": [p.to_json() for p in await errors.close()],

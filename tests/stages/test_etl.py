@@ -62,6 +62,19 @@ async def test_one_event_becomes_one_candidate(tmp_path, make_context):
     assert c.scores == {} and c.rejection_history == [] and c.features == {}
 
 
+async def test_a_one_event_candidate_reads_its_values_as_a_merge_of_many_would(tmp_path, make_context):
+    # A merge sums the order values (sum() starts at 0, so -0.0 becomes 0.0) and keeps the event's
+    # spacing-free line as it was read; one event takes a shorter path that must agree.
+    spaced = json.dumps(order_event(eventId="e9", orderId="O9", productId="B09", orderValue=-0.0), indent=None,
+                        separators=(", ", ": "))
+    source = write_jsonl(tmp_path / "orders.jsonl", spaced, order_event(customerTrustScore=None, category=None))
+    out = await run_etl(payload(source), make_context("ETL"))
+    zero, plain = sorted(out.candidates, key=lambda c: c.subject.id, reverse=True)
+    assert json.dumps(zero.attributes.order_value) == "0.0"
+    assert (zero.attributes.order_ids, zero.attributes.source_event_ids) == (["O9"], ["e9"])
+    assert plain.attributes.customer_trust_score is None and plain.subject.metadata == {}
+
+
 async def test_output_json_is_camel_case_and_round_trips(tmp_path, make_context):
     source = write_jsonl(tmp_path / "orders.jsonl", order_event(), "{broken")
     out = await run_etl(payload(source), make_context("ETL"))
