@@ -107,9 +107,11 @@ def nesting_depth_exceeds(line: bytes | str, limit: int = MAX_NESTING) -> bool:
     >>> nesting_depth_exceeds("[[[]]]", 2), nesting_depth_exceeds("[[[]]]", 3)
     (True, False)
     """
-    text = line.decode("utf-8", "replace") if isinstance(line, (bytes, bytearray)) else line
-    if text.count("[") + text.count("{") <= limit:
+    # Counted on the bytes as they are: '[' and '{' never occur inside a multi-byte UTF-8 sequence.
+    brackets = (b"[", b"{") if isinstance(line, (bytes, bytearray)) else ("[", "{")
+    if line.count(brackets[0]) + line.count(brackets[1]) <= limit:  # type: ignore[arg-type]
         return False
+    text = line.decode("utf-8", "replace") if isinstance(line, (bytes, bytearray)) else line
     depth, in_string, escaped = 0, False, False
     for ch in text:
         if in_string:
