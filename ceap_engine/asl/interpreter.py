@@ -577,7 +577,7 @@ class Engine:
         if input is None and input_text is None:
             input = {}
         if input_text is not None:
-            size = len(input_text.encode("utf-8"))
+            size = len(input_text) if input_text.isascii() else len(input_text.encode("utf-8"))
         else:
             size = payload_size(input)
         if size > INPUT_LIMIT_BYTES:
