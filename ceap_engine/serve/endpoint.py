@@ -105,13 +105,14 @@ class Endpoint:
                 target = value
             elif name == b"content-type":
                 content_type = value
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        message = await receive()
+        body = message.get("body", b"")
+        if message.get("more_body", False):  # a body in several messages (a large one): gather them
+            chunks = [body]
+            while message.get("more_body", False):
+                message = await receive()
+                chunks.append(message.get("body", b""))
+            body = b"".join(chunks)
         if not target and self._query is not None and content_type.startswith(b"application/x-www-form-urlencoded"):
             status, xml = self._query(dict(parse_qsl(body.decode("utf-8", "replace"))))
             await self._respond(send, status, xml.encode(), b"text/xml", {})
