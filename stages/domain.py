@@ -18,6 +18,7 @@ previous stage's output even when that carries more than it needs.
 """
 
 import hashlib
+from hashlib import sha256
 import logging
 import math
 import re
@@ -54,6 +55,7 @@ __all__ = [
     "eligible_channels",
     "engagement_action_id",
     "engagement_key",
+    "engagement_key_for",
     "experiment_arm",
     "is_finite",
     "load_config",
@@ -212,6 +214,23 @@ class CandidateViews:
     def context_id(self, type_: str) -> str | None:
         """The id of the first context entry of this type (``"program"``, ``"marketplace"``)."""
         return next((entry.id for entry in self.context if entry.type == type_), None)
+
+    def program_and_marketplace(self) -> tuple[str, str]:
+        """``(program_id, marketplace)`` in one pass over the context (for per-record code that needs both).
+
+        >>> Candidate(customer_id="C-1", context=candidate_context("reviews", "US"),
+        ...           subject=Subject(type="PRODUCT", id="B0X1")).program_and_marketplace()
+        ('reviews', 'US')
+        """
+        program = marketplace = None
+        for entry in self.context:
+            kind = entry.type
+            if kind == "program":
+                if program is None:
+                    program = entry.id
+            elif kind == "marketplace" and marketplace is None:
+                marketplace = entry.id
+        return program or "", marketplace or ""
 
     @property
     def program_id(self) -> str:
@@ -468,19 +487,20 @@ def engagement_key(candidate: Candidate) -> str:
     >>> len(engagement_key(c)), engagement_key(c) == engagement_key(c.model_copy())
     (32, True)
     """
+    return engagement_key_for(candidate, *candidate.program_and_marketplace())
+
+
+def engagement_key_for(candidate: Candidate, program: str, marketplace: str) -> str:
+    """:func:`engagement_key` for a caller that has the candidate's program and marketplace at hand
+    (:meth:`CandidateViews.program_and_marketplace`): Reactive, once per record."""
     window = candidate.attributes.timing_window
-    parts = [
-        candidate.customer_id,
-        candidate.subject.type,
-        candidate.subject.id,
-        candidate.program_id,
-        candidate.marketplace,
-        window.start.isoformat() if window else "",
-        window.end.isoformat() if window else "",
-    ]
+    subject = candidate.subject
+    customer, kind, id_ = candidate.customer_id, subject.type, subject.id
+    start, end = (window.start.isoformat(), window.end.isoformat()) if window else ("", "")
     # Length-prefixed, so that no id containing the separator can collide with another split.
-    text = "".join(f"{len(part)}:{part}|" for part in parts)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    text = (f"{len(customer)}:{customer}|{len(kind)}:{kind}|{len(id_)}:{id_}|{len(program)}:{program}|"
+            f"{len(marketplace)}:{marketplace}|{len(start)}:{start}|{len(end)}:{end}|")
+    return sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def action_id(candidate: Candidate, channel: str) -> str:
@@ -499,7 +519,7 @@ def action_id(candidate: Candidate, channel: str) -> str:
 
 def engagement_action_id(engagement: str, channel: str) -> str:
     """:func:`action_id` from the candidate's :func:`engagement_key` (for a caller that has it already)."""
-    return hashlib.sha256(f"{engagement}|{channel}".encode()).hexdigest()[:32]
+    return sha256(f"{engagement}|{channel}".encode()).hexdigest()[:32]
 
 
 # What changes between two runs over the same data without the candidate changing:

@@ -123,8 +123,10 @@ def _already_consumed(c: wire.Candidate, s: _Settings) -> str | None:
 
 
 def _channel_ineligible(c: wire.Candidate, s: _Settings) -> str | None:
-    if any(opted_in and channel in s.allowed for channel, opted_in in c.attributes.channel_eligibility.items()):
-        return None  # eligible_channels(c, allowed) is not empty
+    allowed = s.allowed
+    for channel, opted_in in c.attributes.channel_eligibility.items():
+        if opted_in and channel in allowed:
+            return None  # eligible_channels(c, allowed) is not empty
     return f"opted in to none of the allowed channels ({', '.join(s.config.channels)})"
 
 
@@ -185,13 +187,18 @@ CHECKS: tuple[FilterCheck, ...] = (
 )
 
 
+#: :data:`CHECKS` as plain triples ``(filterId, reasonCode, explain)``: the chain runs once per record.
+_CHAIN = tuple((check.filter_id, check.reason_code, check.explain) for check in CHECKS)
+
+
 def rejections(candidate: wire.Candidate, settings: _Settings, now: datetime) -> list[wire.Rejection]:
     """Every check of the chain that rejects ``candidate`` (empty: it passes)."""
-    return [
-        wire.Rejection(filter_id=check.filter_id, reason=why, reason_code=check.reason_code, timestamp=now)
-        for check in CHECKS
-        if (why := check.explain(candidate, settings)) is not None
-    ]
+    found = []
+    for filter_id, reason_code, explain in _CHAIN:
+        why = explain(candidate, settings)
+        if why is not None:
+            found.append(wire.Rejection(filter_id=filter_id, reason=why, reason_code=reason_code, timestamp=now))
+    return found
 
 
 def run(input: FilterInput, context: StageContext) -> FilterOutput:
@@ -216,6 +223,7 @@ def _run_wire(input: FilterInput, context: StageContext) -> FilterOutput:
 
     errors: list[RecordFailure] = []
 
+    lines = getattr(input.candidates, "lines", None)  # CANDIDATES.line_of, looked up once a slice
     for n, candidate in enumerate(input.candidates):
         try:
             found = rejections(candidate, settings, now)
@@ -223,7 +231,7 @@ def _run_wire(input: FilterInput, context: StageContext) -> FilterOutput:
             errors.append(record_failure(candidate, err))
             continue
         if not found:
-            passed.append(CANDIDATES.line_of(input.candidates, n) or candidate)  # untouched: passed on as read
+            passed.append(lines and lines[n] or candidate)  # untouched: passed on as read
             continue
         reasons.update({rejection.reason_code for rejection in found})
         rejected.append(wire.replace(candidate, rejection_history=[*candidate.rejection_history, *found]))

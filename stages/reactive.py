@@ -82,9 +82,9 @@ from .domain import (
     Subject,
     UtcDatetime,
     candidate_context,
-    eligible_channels,
     engagement_action_id,
     engagement_key,
+    engagement_key_for,
     experiment_arm,
     RecordFailure,
     load_config,
@@ -216,7 +216,10 @@ def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -
         return None, "ALREADY_CONSUMED"
     if score is None:
         return None, "NO_SCORE"
-    eligible = set(eligible_channels(candidate, config.channel_priority))
+    priority = config.channel_priority
+    # eligible_channels(candidate, priority) as a set (its order does not matter here).
+    eligible = {channel for channel, opted_in in candidate.attributes.channel_eligibility.items()
+                if opted_in and channel in priority}
     if not eligible:
         return None, "NO_ELIGIBLE_CHANNEL"
     for channel in config.channel_priority:
@@ -239,15 +242,16 @@ def _action_for(
     if channel is None:
         return None, skip_reason
     assert score is not None
-    program_id = candidate.program_id or input.program_id or ""
+    program, marketplace = candidate.program_and_marketplace()
+    program_id = program or input.program_id or ""
     window = candidate.attributes.timing_window
-    engagement = engagement_key(candidate)  # type: ignore[arg-type]
+    engagement = engagement_key_for(candidate, program, marketplace)  # type: ignore[arg-type]
     # The fields of EngagementAction in its order (tests/stages/test_reactive.py compares the two).
     return {
         "actionId": engagement_action_id(engagement, channel),
         "executionId": execution_id,
         "programId": program_id,
-        "marketplace": candidate.marketplace or input.marketplace or "",
+        "marketplace": marketplace or input.marketplace or "",
         "customerId": candidate.customer_id,
         "subject": {"type": candidate.subject.type, "id": candidate.subject.id, "metadata": {}},
         "channel": channel,

@@ -29,9 +29,9 @@ with ``metadata.fallback = true`` and the reason. Counting (all in candidates)::
 """
 
 import math
+from math import exp, isfinite
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
@@ -47,7 +47,6 @@ from .domain import (
     Candidate,
     DateRange,
     RecordFailure,
-    is_finite,
     load_config,
     record_failure,
     reference_time,
@@ -113,6 +112,10 @@ HEAVY_ETL_FEATURES = frozenset(
     {"logLifetimeOrderCount", "logTotalOrderValue", "logAvgOrderValue", "daysSinceLastOrder", "logDistinctSubjects"}
 )
 
+_Read = Callable[[Candidate, datetime], float | None]
+#: One term of a logistic variant: feature name, coefficient, its read, its imputed value (``None``: not imputed).
+_Term = tuple[str, float, _Read, float | None]
+
 
 class Fallback(CamelModel):
     value: float
@@ -148,25 +151,46 @@ class LogisticModel(CamelModel):
         """The HeavyETL features the enriched variant names (all present: it is the one used)."""
         return frozenset(f for f in (self.enriched.coefficients if self.enriched else {}) if f in HEAVY_ETL_FEATURES)
 
+    def _terms(self, variant: LogisticVariant) -> tuple[_Term, ...]:
+        return tuple((name, coefficient, FEATURES[name], self.imputation.get(name))
+                     for name, coefficient in variant.coefficients.items())
+
+    @cached_property
+    def _compiled(self) -> tuple[tuple[_Term, ...], tuple[tuple[_Read, ...], tuple[_Term, ...]] | None]:
+        """The base variant's terms, and the enriched one's with the reads that choose it.
+
+        Looked up once per model instead of once per candidate (a part's config is read
+        once a slice, its candidates are scored thousands of times).
+        """
+        enriched = None
+        if self.enriched is not None:
+            enriched = tuple(FEATURES[f] for f in self._enriched_needs), self._terms(self.enriched)
+        return self._terms(self.base), enriched
+
     def score(self, candidate: Candidate, as_of: datetime) -> tuple[float, float, dict[str, Any]]:
         """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing."""
+        terms, enriched = self._compiled
         variant_name, variant = "base", self.base
-        if self.enriched is not None:
-            if all(FEATURES[f](candidate, as_of) is not None for f in self._enriched_needs):
-                variant_name, variant = "enriched", self.enriched
+        if enriched is not None:
+            needs, enriched_terms = enriched
+            for read in needs:
+                if read(candidate, as_of) is None:
+                    break
+            else:
+                variant_name, variant, terms = "enriched", self.enriched, enriched_terms
         z = variant.intercept
         imputed = []
-        for name, coefficient in variant.coefficients.items():
-            value = FEATURES[name](candidate, as_of)
-            if value is None and name in self.imputation:
-                value = self.imputation[name]
-                imputed.append(name)
+        for name, coefficient, read, imputation in terms:
+            value = read(candidate, as_of)
             if value is None:
-                raise ModelFailure(f"missing input {name}")
-            if not is_finite(value):
+                if imputation is None:
+                    raise ModelFailure(f"missing input {name}")
+                value = imputation
+                imputed.append(name)
+            if not isfinite(value):
                 raise ModelFailure(f"input {name} is not a finite number")
             z += coefficient * value
-        value = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        value = 1.0 / (1.0 + exp(-z)) if z >= 0 else exp(z) / (1.0 + exp(z))
         confidence = max(0.05, variant.confidence - self.imputation_confidence_penalty * len(imputed))
         return value, confidence, {"variant": variant_name, "logit": round(z, 6), "imputed": imputed}
 
@@ -255,41 +279,30 @@ class ScoreOutput(CamelModel):
     metrics: ScoreMetrics
 
 
-@dataclass(frozen=True)
-class _Verdict:
-    score: wire.ModelScore
-    fell_back: bool
-
-
 def _apply(
     model_id: str, model: LogisticModel | RecencyValueModel, candidate: Candidate, as_of: datetime, now: datetime
-) -> _Verdict:
+) -> tuple[wire.ModelScore, bool]:
+    """The model's score of the candidate and whether it fell back (a plain pair: this runs per model per record)."""
     try:
         value, confidence, metadata = model.score(candidate, as_of)
-        if not is_finite(value):
+        if not isfinite(value):
             raise ModelFailure(f"model produced {value}")
-        return _Verdict(
-            wire.ModelScore(
-                model_id=model_id,
-                value=value,
-                confidence=confidence,
-                timestamp=now,
-                metadata={"fallback": False, **metadata},
-            ),
-            fell_back=False,
-        )
+        return wire.ModelScore(
+            model_id=model_id,
+            value=value,
+            confidence=confidence,
+            timestamp=now,
+            metadata={"fallback": False, **metadata},
+        ), False
     except Exception as err:  # any failure of one model on one candidate falls back; it is counted below
         reason = str(err) if isinstance(err, ModelFailure) else f"{type(err).__name__}: {err}"
-        return _Verdict(
-            wire.ModelScore(
-                model_id=model_id,
-                value=model.fallback.value,
-                confidence=model.fallback.confidence,
-                timestamp=now,
-                metadata={"fallback": True, "reason": reason},
-            ),
-            fell_back=True,
-        )
+        return wire.ModelScore(
+            model_id=model_id,
+            value=model.fallback.value,
+            confidence=model.fallback.confidence,
+            timestamp=now,
+            metadata={"fallback": True, "reason": reason},
+        ), True
 
 
 def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
@@ -306,7 +319,7 @@ def run(input: ScoreInput, context: StageContext) -> ScoreOutput:
 def _finite_metadata(metadata: Mapping[str, Any]) -> None:
     # The wire encoder would write a non-finite number as null: refuse it as the model's encoder did.
     for value in metadata.values():
-        if isinstance(value, float) and not is_finite(value):
+        if isinstance(value, float) and not isfinite(value):
             raise NonFiniteNumber("a score's metadata holds a non-finite number (Infinity or NaN)")
 
 
@@ -322,25 +335,29 @@ def _run_wire(input: ScoreInput, context: StageContext) -> ScoreOutput:
 
     errors: list[RecordFailure] = []
 
+    models = list(config.models.items())
     for candidate in input.candidates:
         try:
-            verdicts = {model_id: _apply(model_id, model, candidate, as_of, now) for model_id, model in config.models.items()}
-            for verdict in verdicts.values():
-                _finite_metadata(verdict.score.metadata)
-            updated = wire.replace(
-                candidate, scores={**candidate.scores, **{model_id: v.score for model_id, v in verdicts.items()}}
-            )
+            verdicts = [(model_id, *_apply(model_id, model, candidate, as_of, now)) for model_id, model in models]
+            for _, score, _ in verdicts:
+                _finite_metadata(score.metadata)
+            scores = dict(candidate.scores)  # the candidate's other scores first, in their order, as {**old, **new}
+            for model_id, score, _ in verdicts:
+                scores[model_id] = score
+            updated = wire.replace(candidate, scores=scores)
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
             errors.append(record_failure(candidate, err))
             continue
-        failed = [model_id for model_id, verdict in verdicts.items() if verdict.fell_back]
+        failed = [model_id for model_id, _, fell_back in verdicts if fell_back]
+        if not failed:
+            scored.append(updated)
+            continue
         fallbacks.update(failed)
         if len(failed) == len(verdicts):
             unscored.append(updated)
             continue
         scored.append(updated)
-        if failed:
-            with_fallback += 1
+        with_fallback += 1
 
     if fallbacks:
         context.log.warning("Score fell back %s times (by model); %d candidates unscored", dict(fallbacks), len(unscored))

@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["DecodedRecords", "RecordCodec", "RecordFailureAt", "RecordWire", "encode_struct", "paused_gc"]
+__all__ = ["DecodedRecords", "RecordCodec", "RecordFailureAt", "RecordWire", "encode_struct", "encode_structs", "paused_gc"]
 
 # A timestamp that does not end in "Z" ("...+02:00", "...-05:00", "...+00:00", or naive
 # "...12:00:00"): the model converts it to UTC ("Z"), msgspec would keep the offset - such
@@ -55,6 +55,23 @@ def encode_struct(value: Any) -> bytes:
     b'{"a":[1,2.5]}'
     """
     return _encoder.encode(value)
+
+
+def encode_structs(values: Sequence[Any]) -> list[bytes]:
+    """Many Structs as their JSON lines, as :func:`encode_struct` writes each.
+
+    One encoder call for the whole run costs about half of one call per record (each
+    call allocates and grows its own output buffer); JSON text never holds a raw newline
+    (strings escape it), so splitting the JSON Lines output gives the lines back.
+
+    >>> encode_structs([{"a": "x\\ny"}, [1]])
+    [b'{"a":"x\\\\ny"}', b'[1]']
+    """
+    if not values:
+        return []
+    lines = _encoder.encode_lines(values).split(b"\n")
+    lines.pop()  # encode_lines ends every line with a newline: the last piece is empty
+    return lines
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from ceap_engine.pipeline.layout import (
     part_list_key,
     summary_key,
 )
-from ceap_engine.pipeline.record_codec import RecordCodec, encode_struct
+from ceap_engine.pipeline.record_codec import RecordCodec, encode_struct, encode_structs
 from ceap_engine.pipeline.stage import PermanentError, StageContext
 from ceap_engine.ports import ObjectStore
 from ceap_engine.storage.parts import (
@@ -228,6 +228,30 @@ def _record_key(item: Any) -> str | None:
     if isinstance(key, tuple):
         return "/".join(str(k) for k in key)
     return key if isinstance(key, str) else None
+
+
+def _encode_items(items: Sequence[Any]) -> list[bytes | NonFiniteNumber]:
+    """Each item's line (as :func:`_encode_item`), or the :class:`NonFiniteNumber` that keeps it from being one.
+
+    The Structs of a stage's fast path - consecutive ones together - go through one encoder
+    call (:func:`encode_structs`): a part's records are encoded in runs, not one by one.
+    """
+    out: list[bytes | NonFiniteNumber] = []
+    run: list[Any] = []
+    for item in items:
+        if isinstance(item, bytes | BaseModel):
+            if run:
+                out.extend(encode_structs(run))
+                run = []
+            try:
+                out.append(_encode_item(item))
+            except NonFiniteNumber as exc:
+                out.append(exc)
+        else:
+            run.append(item)
+    if run:
+        out.extend(encode_structs(run))
+    return out
 
 
 def _encode_item(item: Any) -> bytes:
@@ -444,12 +468,11 @@ class PartOutput:
                 writer = self.errors
             else:
                 writer = self.writers.get(stream) or self.writers.setdefault(stream, self._writer(stream))
-            for item in getattr(output, name):
-                try:
-                    line = _encode_item(item)
-                except NonFiniteNumber as exc:
+            items = getattr(output, name)
+            for item, line in zip(items, _encode_items(items), strict=True):
+                if isinstance(line, NonFiniteNumber):
                     await self.errors.add({"stage": stage, "part": self.index, "key": _record_key(item),
-                                           "reasonCode": "NON_FINITE", "message": f"{stream}: {exc}"})
+                                           "reasonCode": "NON_FINITE", "message": f"{stream}: {line}"})
                     continue
                 await writer.add_line(line if stream != ERRORS_STREAM else _with_stage(line, stage, self.index))
         document = output.model_dump(mode="json", by_alias=True, exclude=set(streams))

@@ -162,3 +162,32 @@ def test_the_collector_is_paused_for_a_part_and_back_after_it():
 def test_a_codec_refuses_what_its_model_refuses_line_by_line():
     codec = RecordCodec(wire.Subject, Subject)
     assert codec.decode_line(b'{"type":"PRODUCT","id":""}').message == "id: String should have at least 1 character"
+
+
+def test_structs_encoded_together_are_the_lines_each_encodes_alone():
+    # encode_structs splits one JSON Lines buffer: a string holding a newline, U+2028 or any
+    # other character must not split a record, and each line must be encode_struct's.
+    from ceap_engine.pipeline.record_codec import encode_struct, encode_structs
+
+    tricky = ["a\nb", "\u2028\u2029", "\r\n\t\"\\", "é😀", ""]
+    values = [wire.Subject(type="PRODUCT", id=text, metadata={"n": text}) for text in tricky] + [{"x": [1, 2.5]}]
+    assert encode_structs(values) == [encode_struct(v) for v in values]
+    assert encode_structs([]) == []
+
+
+def test_an_output_list_mixing_lines_structs_and_models_is_encoded_in_its_order():
+    # PartOutput encodes runs of Structs in one call: lines, models and a model that cannot be
+    # JSON (NON_FINITE) must keep their places between them.
+    from ceap_engine.pipeline.record_codec import encode_struct
+    from ceap_engine.pipeline.stage_data import _encode_items
+    from ceap_engine.storage.parts import NonFiniteNumber
+    from stages.domain import ModelScore
+
+    s1, s2, s3 = (wire.Subject(type="PRODUCT", id=f"P{i}") for i in range(3))
+    good = Subject(type="PRODUCT", id="M")
+    bad = ModelScore(model_id="m", value=0.5, confidence=0.5, timestamp=datetime(2025, 1, 1, tzinfo=UTC))
+    bad = bad.model_copy(update={"value": float("inf")})
+    out = _encode_items([b'{"line":1}', s1, s2, good, bad, s3, b'{"line":2}'])
+    assert out[:4] == [b'{"line":1}', encode_struct(s1), encode_struct(s2), good.model_dump_json(by_alias=True).encode()]
+    assert isinstance(out[4], NonFiniteNumber)
+    assert out[5:] == [encode_struct(s3), b'{"line":2}']

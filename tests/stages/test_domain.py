@@ -10,6 +10,7 @@ from stages.domain import (
     CamelModel,
     Candidate,
     DateRange,
+    ContextEntry,
     ModelScore,
     describe_validation_error,
     eligible_channels,
@@ -157,3 +158,25 @@ def test_describe_validation_error_names_fields_by_their_json_name():
         ModelScore.model_validate({"modelId": "m", "value": "x", "confidence": 0.5})
     text = describe_validation_error(caught.value)
     assert "value: Input should be a valid number" in text and "timestamp: Field required" in text
+
+
+@pytest.mark.parametrize("context", [
+    [],
+    [{"type": "program", "id": "reviews"}, {"type": "marketplace", "id": "US"}],
+    [{"type": "marketplace", "id": "DE"}, {"type": "program", "id": ""}, {"type": "program", "id": "later"}],
+    [{"type": "program", "id": "a"}, {"type": "program", "id": "b"}, {"type": "marketplace", "id": ""}],
+    [{"type": "segment", "id": "x"}, {"type": "marketplace", "id": "FR"}],
+])
+def test_program_and_marketplace_and_the_engagement_key_read_the_context_as_context_id_does(context):
+    # The one-pass reads Reactive uses per record must agree with the first-entry rule of context_id,
+    # for the model and for the wire Struct (an empty first id is "", not the next entry's id).
+    from stages import wire
+    from stages.domain import engagement_key, engagement_key_for
+
+    model = make_candidate().model_copy(update={"context": [ContextEntry(**e) for e in context]})
+    struct = wire.CANDIDATES.to_wire([model])[0]
+    for candidate in (model, struct):
+        pair = candidate.program_and_marketplace()
+        assert pair == (candidate.context_id("program") or "", candidate.context_id("marketplace") or "")
+        assert pair == (candidate.program_id, candidate.marketplace)
+        assert engagement_key_for(candidate, *pair) == engagement_key(candidate) == engagement_key(model)
