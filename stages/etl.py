@@ -404,7 +404,7 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
     spills = [context.spill_writer(p, partitions, source_range=index) for p in range(partitions)]
     counts = {"lines": 0, "recordsRead": 0, "transformed": 0, "errors": 0, "otherMarketplace": 0,
               "outsideDateRange": 0}
-    market, in_range = input.marketplace, input.date_range.contains
+    market, in_range = input.marketplace, input.date_range.test()
     async for record in _range_of(input.source, context, plan, item, counts):
         counts["recordsRead"] += 1
         # The common case - a well-formed event line - takes the fast path; anything else is

@@ -1,5 +1,5 @@
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
@@ -41,6 +41,19 @@ class TestDateRange:
     def test_naive_datetimes_are_utc(self):
         r = DateRange.model_validate({"start": "2025-03-01T06:00:00", "end": "2025-03-01T07:00:00"})
         assert r.start == datetime(2025, 3, 1, 6, tzinfo=UTC)
+
+    @pytest.mark.parametrize("window", [{"start": "2025-03-01", "end": "2025-03-31"},
+                                        {"start": "2025-03-01T00:00:00Z", "end": "2025-03-02T12:00:00+02:00"},
+                                        {"start": "2025-03-01T06:00:00", "end": "2025-03-01"}])
+    def test_its_test_for_many_moments_agrees_with_contains(self, window):
+        r = DateRange.model_validate(window)
+        test = r.test()
+        edges = [r.start_time, r.end_time, r.start_time.replace(tzinfo=None), r.end_time.replace(tzinfo=None)]
+        moments = [m + timedelta(microseconds=d) for m in edges for d in (-1, 0, 1)]
+        moments += [datetime(2025, 3, 2, 11, 59, 59, tzinfo=timezone(timedelta(hours=2))),
+                    datetime(2025, 3, 1, 1, tzinfo=timezone(timedelta(hours=-5)))]
+        assert [test(m) for m in moments] == [r.contains(m) for m in moments]
+        assert any(test(m) for m in moments) and not all(test(m) for m in moments)
 
     def test_single_day_range_is_valid(self):
         r = DateRange.model_validate({"start": "2025-03-01", "end": "2025-03-01"})
