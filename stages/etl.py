@@ -428,7 +428,9 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
             continue
         counts["transformed"] += 1
         line = b"%d\t" % record.line + spilled  # type: ignore[operator]
-        await spills[_partition_of(event.customer_id, event.product_id, partitions)].add_line(line)
+        spill = spills[_partition_of(event.customer_id, event.product_id, partitions)]
+        if not spill.try_add(line):
+            await spill.add_line(line)
     written = await asyncio.gather(*(spill.close() for spill in spills))
     return {"index": index, **counts, "errorParts": [p.to_json() for p in await errors.close()],
             "spills": {str(p): [part.to_json() for part in parts] for p, parts in enumerate(written) if parts}}
@@ -496,7 +498,8 @@ async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], gr
                         lines=sorted(n for n, _ in events), event_id=events[0][1].event_id,
                     ).to_json())
                     continue
-                await writer.add_line(line)
+                if not writer.try_add(line):
+                    await writer.add_line(line)
                 candidates += 1
     range_errors: dict[str, list[dict[str, Any]]] = {}
     for summary, offset in zip(summaries, offsets, strict=True):

@@ -325,7 +325,9 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
                                         reason_code="NON_FINITE",
                                         message=str(NonFiniteNumber("the action's score is not a finite number"))))
             continue
-        await writer.add_line(encode_struct(action))
+        line = encode_struct(action)
+        if not writer.try_add(line):
+            await writer.add_line(line)
         written.append(action)
     actions = written
     parts = await writer.close()

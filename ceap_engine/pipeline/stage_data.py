@@ -474,7 +474,10 @@ class PartOutput:
                     await self.errors.add({"stage": stage, "part": self.index, "key": _record_key(item),
                                            "reasonCode": "NON_FINITE", "message": f"{stream}: {line}"})
                     continue
-                await writer.add_line(line if stream != ERRORS_STREAM else _with_stage(line, stage, self.index))
+                if stream == ERRORS_STREAM:
+                    line = _with_stage(line, stage, self.index)
+                if not writer.try_add(line):
+                    await writer.add_line(line)
         document = output.model_dump(mode="json", by_alias=True, exclude=set(streams))
         metrics = document.pop("metrics", None)
         declared = document.pop("reconciliation", None)

@@ -183,6 +183,19 @@ class PartWriter:
         """Encode and buffer one record (:class:`NonFiniteNumber` if it cannot be JSON)."""
         await self.add_line(encode_record(record))
 
+    def try_add(self, line: bytes) -> bool:
+        """Buffer ``line`` if the part being filled has room, without awaiting; False if it is full.
+
+        The per-record path of every stage: ``if not writer.try_add(line): await writer.add_line(line)``
+        costs no coroutine for the lines that fit (all but one a part).
+        """
+        if self._lines and (len(self._lines) >= self.max_records or self._size + len(line) + 1 > self.max_bytes):
+            return False
+        self._lines.append(line)
+        self._size += len(line) + 1
+        self.records += 1
+        return True
+
     async def add_line(self, line: bytes) -> None:
         """Buffer one already encoded JSON line (no newline)."""
         if self._lines and (len(self._lines) >= self.max_records or self._size + len(line) + 1 > self.max_bytes):
@@ -193,7 +206,8 @@ class PartWriter:
 
     async def add_lines(self, lines: Iterable[bytes]) -> None:
         for line in lines:
-            await self.add_line(line)
+            if not self.try_add(line):
+                await self.add_line(line)
 
     async def flush(self) -> None:
         """Write the buffered lines as the next part (nothing if the buffer is empty)."""

@@ -330,6 +330,22 @@ async def test_a_part_is_bounded_in_bytes_too_and_never_holds_a_non_finite_numbe
     assert await object_store.list(BUCKET, "p/") == [p.key for p in parts]
 
 
+async def test_lines_buffered_without_awaiting_fill_the_same_bounded_parts(object_store: ObjectStore) -> None:
+    from ceap_engine.storage.parts import PartWriter
+
+    writer = PartWriter(object_store, BUCKET, lambda n: f"q/part-{n:05d}.jsonl", max_records=3, max_bytes=60)
+    lines = [b'{"i":%d,"pad":"%s"}' % (i, b"x" * (i % 4) * 5) for i in range(10)]
+    refused = 0
+    for line in lines:
+        if not writer.try_add(line):  # full: the line waits for the part's flush
+            refused += 1
+            await writer.add_line(line)
+    parts = await writer.close()
+    assert sum(p.records for p in parts) == 10 and all(p.records <= 3 and p.bytes <= 60 for p in parts)
+    assert refused == len(parts) - 1
+    assert b"".join([await object_store.get(BUCKET, p.key) for p in parts]) == b"\n".join(lines) + b"\n"
+
+
 async def test_a_manifest_of_a_newer_schema_is_refused(object_store: ObjectStore) -> None:
     from ceap_engine.storage.parts import ManifestError, read_manifest
 
