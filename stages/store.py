@@ -34,11 +34,12 @@ wrong). A missing candidate store is a :class:`PermanentError` (the workflow
 is wired wrong).
 """
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-
-from pydantic import Field
-
 from typing import Any
+
+import msgspec
+from pydantic import Field
 
 from ceap_engine.pipeline.stage import (
     CandidateRecord,
@@ -161,7 +162,15 @@ def decide_write(
     >>> decide_write(c, None, now=datetime(2025, 3, 1), execution_id="e-1", primary_model="m").metadata.version
     1
     """
-    before = stored_candidate(existing)
+    return _decide(candidate, existing, stored_candidate(existing), now=now, execution_id=execution_id,
+                   primary_model=primary_model)
+
+
+def _decide(
+    candidate: wire.Candidate, existing: CandidateRecord | None, before: wire.Candidate | None, *, now: datetime,
+    execution_id: str, primary_model: str,
+) -> wire.Candidate | None:
+    """:func:`decide_write` with ``before = stored_candidate(existing)`` read by the caller (who needs it too)."""
     metadata = wire.replace(candidate.metadata, updated_at=now, workflow_execution_id=execution_id)
     attributes = candidate.attributes
     if before is not None:
@@ -183,6 +192,89 @@ def decide_write(
     return wire.replace(merged, metadata=wire.replace(metadata, version=version))
 
 
+class EncodedDocument(Mapping[str, Any]):
+    """A candidate document held as its compact JSON text, parsed only if someone reads it.
+
+    The Store stage encodes each candidate once (msgspec, a few microseconds) and
+    stores that text; building the same document as a dict as well (``to_builtins``)
+    cost more than the encoding, for stores that never look at the dict. A
+    :class:`CandidateRecord` with ``data=EncodedDocument(text)`` and ``data_json=text``
+    says exactly what the text says; reading ``data`` (``record.data["metadata"]``,
+    ``record.version``, ``dict(record.data)``) parses the text once and then behaves
+    as that dict. The text must be a JSON object.
+
+    >>> doc = EncodedDocument('{"metadata":{"version":2}}')
+    >>> doc["metadata"], doc == {"metadata": {"version": 2}}, CandidateRecord("c", "p", "US", "T", "s", data=doc).version
+    ({'version': 2}, True, 2)
+    """
+
+    __slots__ = ("_value", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._value: dict[str, Any] | None = None
+
+    def _document(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = msgspec.json.decode(self.text)  # as json.loads, in a third of the time
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._document()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._document())
+
+    def __len__(self) -> int:
+        return len(self._document())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EncodedDocument):
+            return self.text == other.text or self._document() == other._document()
+        return self._document() == other if isinstance(other, Mapping) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a document compares by value, like the dict it stands for
+
+    def __repr__(self) -> str:
+        return repr(self._document())
+
+
+def _record_of(candidate: wire.Candidate, score: float | None) -> tuple[CandidateRecord, bytes]:
+    """``candidate.to_record(score)``, and the JSON line it holds, from one encoding of the candidate.
+
+    The record's ``data`` is that text (:class:`EncodedDocument`), not a dict built beside it:
+    no store reads the dict of a record it writes, and building it cost more than encoding.
+    The line is what the stage outputs for the candidate, so it is not encoded again.
+
+    >>> c = wire.Candidate(customer_id="C-1", subject=wire.Subject(type="PRODUCT", id="B0X1"))
+    >>> record, line = _record_of(c, 0.5)
+    >>> record == c.to_record(0.5), record.data_json == line.decode() == c.encoded()
+    (True, True)
+    """
+    line = encode_struct(candidate)
+    text = line.decode()
+    program = marketplace = None
+    for entry in candidate.context:  # CandidateViews.context_id of both, in one pass
+        if entry.type == "program":
+            if program is None:
+                program = entry.id
+        elif entry.type == "marketplace" and marketplace is None:
+            marketplace = entry.id
+    record = CandidateRecord(
+        customer_id=candidate.customer_id,
+        program_id=program or "",
+        marketplace=marketplace or "",
+        subject_type=candidate.subject.type,
+        subject_id=candidate.subject.id,
+        score=score,
+        channels=frozenset(channel for channel, opted_in in candidate.attributes.channel_eligibility.items()
+                           if opted_in),  # eligible_channels, as a set
+        data=EncodedDocument(text),
+        data_json=text,
+    )
+    return record, line
+
+
 async def run(input: StoreInput, context: StageContext) -> StoreOutput:
     """Upsert ``input.candidates``; pass the stored ones on to Reactive.
 
@@ -202,29 +294,30 @@ async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
     # One write per key; with duplicate keys in the input the last one wins, as an upsert would.
     keys = [candidate.key for candidate in input.candidates]
     latest: dict[tuple[str, str], wire.Candidate] = dict(zip(keys, input.candidates, strict=True))
-    decided: dict[tuple[str, str], wire.Candidate] = {}
+    decided: dict[tuple[str, str], wire.Candidate | bytes] = {}  # bytes: the line written
     # A candidate that cannot become a record is that record's error, not the batch's.
     errors: dict[tuple[str, str], RecordFailure] = {}
 
     def decide(key: tuple[str, str], existing: CandidateRecord | None) -> CandidateRecord | None:
         try:
-            after = decide_write(latest[key], existing, now=now, execution_id=context.execution_id,
-                                 primary_model=primary_model)
+            before = stored_candidate(existing)
+            after = _decide(latest[key], existing, before, now=now, execution_id=context.execution_id,
+                            primary_model=primary_model)
             if after is None:
                 # Unchanged: what Reactive sees is the stored candidate (with its consumed state and version).
-                decided[key] = stored_candidate(existing) or latest[key]
+                decided[key] = before or latest[key]
                 return None
-            record = after.to_record(primary_score(after, primary_model))
+            record, line = _record_of(after, primary_score(after, primary_model))
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error
             errors[key] = record_failure(latest[key], err)
             return None
         errors.pop(key, None)
-        decided[key] = after
+        decided[key] = line  # handed on as the very text stored: encoded once
         return record
 
     writes = await write_candidates(store, list(latest), decide, read_concurrency=READ_CONCURRENCY)
 
-    stored: list[wire.Candidate] = []
+    stored: list[wire.Candidate | bytes] = []
     failed: list[FailedWrite] = []
     for candidate, key in zip(input.candidates, keys, strict=True):
         if key in errors:

@@ -4,7 +4,9 @@
   DynamoDB's limits (:func:`check_dynamodb_limits`), so a record that passes on
   SQLite or in memory also passes on AWS - one rule, one message, every backend;
 - :func:`write_candidates`: the optimistic-concurrency loop over any store (read,
-  decide, conditional write, re-read the keys that conflicted, decide again).
+  decide, conditional write, re-read the keys that conflicted, decide again);
+- :func:`document_version`: a record's version read from its JSON text, for a store
+  that keeps the text (memory) and need not parse the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import asyncio
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
 
 from ceap_engine._json import strict_json
 from ceap_engine.errors import ConditionFailed, InputError, Problem
@@ -24,6 +29,7 @@ __all__ = [
     "MAX_SORT_KEY_BYTES",
     "CandidateWrites",
     "check_dynamodb_limits",
+    "document_version",
     "encode_candidate_data",
     "failure_reason",
     "item_size",
@@ -66,6 +72,25 @@ def _is_utf8(text: str) -> bool:
     return _utf8_size(text) is not None
 
 
+class _Versioned(msgspec.Struct):
+    metadata: Any = None
+
+
+# Parses a document's "metadata" and skips the rest without building it.
+_VERSIONED = msgspec.json.Decoder(_Versioned)
+
+
+def document_version(data_json: str | bytes) -> int:
+    """:attr:`CandidateRecord.version` of the record whose ``data`` is this JSON object, without parsing all of it.
+
+    >>> document_version('{"customerId":"c","metadata":{"version":4}}'), document_version('{"metadata":{"version":true}}')
+    (4, 0)
+    """
+    metadata = _VERSIONED.decode(data_json).metadata
+    version = metadata.get("version") if isinstance(metadata, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else 0
+
+
 def encode_candidate_data(record: CandidateRecord) -> str:
     """Check that ``record`` can be stored and return its ``data`` as compact JSON.
 
@@ -81,6 +106,9 @@ def encode_candidate_data(record: CandidateRecord) -> str:
     >>> encode_candidate_data(CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", data={"x": 1}))
     '{"x":1}'
     """
+    text = _plainly_valid_data_json(record)
+    if text is not None:
+        return text
     problems: list[Problem] = []
     for name in _CANDIDATE_KEY_FIELDS:
         value = getattr(record, name)
@@ -127,6 +155,58 @@ def encode_candidate_data(record: CandidateRecord) -> str:
     if problems:
         raise InputError(problems, f"candidate {record.pk} {record.sk}")
     return text
+
+
+def _plainly_valid_data_json(record: CandidateRecord) -> str | None:
+    """``record.data_json`` when the record is plainly storable, else ``None`` (then the full check decides).
+
+    What a Store part writes: ASCII ids, a float score, a frozenset of ASCII channel
+    names, the data encoded by its writer, far from every limit. For such a record
+    the full check of :func:`encode_candidate_data` finds no problem and returns
+    ``data_json``; this says so in a fifth of the time, with the sizes counted as
+    the full check counts them (ASCII: one byte a character). Anything it is not
+    sure of - a non-ASCII id, an int score, a record near a limit - goes to the
+    full check, which alone words the problems.
+    """
+    text = record.data_json
+    if type(text) is not str or not text.isascii():
+        return None
+    customer, program, marketplace = record.customer_id, record.program_id, record.marketplace
+    subject_type, subject_id = record.subject_type, record.subject_id
+    for value in (customer, program, marketplace, subject_type, subject_id):
+        if type(value) is not str or not value or not value.isascii():
+            return None
+    score = record.score
+    if score is not None and (type(score) is not float or not (score == 0.0 or _MIN_NUMBER <= abs(score) < _MAX_NUMBER)):
+        return None  # NaN and the infinities fail both comparisons
+    channels = record.channels
+    if type(channels) is not frozenset:
+        return None
+    channel_bytes = 0
+    for channel in channels:
+        if type(channel) is not str or not channel or not channel.isascii():
+            return None
+        channel_bytes += len(channel)
+    if not isinstance(record.data, Mapping):
+        return None
+    # The key layout of CandidateRecord.pk and .sk, counted without building them.
+    pk_bytes = len(customer) + len(program) + len(marketplace) + _PK_FIXED_BYTES
+    sk_bytes = len(subject_type) + len(subject_id) + _SK_FIXED_BYTES
+    if pk_bytes > MAX_PARTITION_KEY_BYTES or sk_bytes > MAX_SORT_KEY_BYTES or 10 + pk_bytes + sk_bytes > MAX_SORT_KEY_BYTES:
+        return None
+    # _item_size, for ASCII parts.
+    size = (_ITEM_NAMES_BYTES + -(-(10 + pk_bytes + sk_bytes) // 3) * 4 + pk_bytes + sk_bytes + len(text)
+            + pk_bytes - _PK_FIXED_BYTES + sk_bytes - _SK_FIXED_BYTES + len("version") + _NUMBER_BYTES)
+    if score is not None:
+        size += len("score") + _NUMBER_BYTES
+    if channels:
+        size += len("channels") + channel_bytes
+    return text if size <= MAX_ITEM_BYTES else None
+
+
+# The characters of CandidateRecord.pk and .sk besides the ids.
+_PK_FIXED_BYTES = len(CandidateRecord("c", "p", "m", "t", "s").pk) - 3
+_SK_FIXED_BYTES = len(CandidateRecord("c", "p", "m", "t", "s").sk) - 2
 
 
 def failure_reason(error: InputError) -> str:

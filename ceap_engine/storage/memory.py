@@ -21,11 +21,16 @@ import msgspec
 import threading
 from bisect import bisect_left, insort
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from ceap_engine.errors import InputError, ObjectNotFound
 from ceap_engine.ports import CandidateRecord, PutResult
-from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_claim, validate_query_limit
+from ceap_engine.storage.candidates import (
+    document_version,
+    encode_candidate_data,
+    failure_reason,
+    validate_claim,
+    validate_query_limit,
+)
 from ceap_engine.storage.objects import check_range, validate_bucket, validate_key
 
 __all__ = ["MemoryCandidateStore", "MemoryObjectStore"]
@@ -133,22 +138,42 @@ class MemoryObjectStore:
             del found.keys[bisect_left(found.keys, key)]
 
 
-@dataclass(frozen=True, slots=True)
 class _StoredCandidate:
-    """A candidate as kept in memory: the query columns, and the document as JSON text."""
+    """A candidate as kept in memory: the query columns, and the document as JSON text.
 
-    customer_id: str
-    program_id: str
-    marketplace: str
-    subject_type: str
-    subject_id: str
-    score: float | None
-    channels: frozenset[str]
-    data_json: str
-    version: int
-    # Highest score first, no score last, then by key, so that ties come out in
-    # the same order as from the SQLite store.
-    rank: tuple[bool, float, str, str]
+    A plain slots class, set once in ``__init__`` and never changed (a frozen
+    dataclass sets each field through ``object.__setattr__``: a third of a write's
+    cost). The version is read from the text when a conditional write first asks
+    for it, so a write whose record nobody overwrites never parses its document.
+    """
+
+    __slots__ = ("channels", "customer_id", "data_json", "marketplace", "program_id", "rank", "score",
+                 "subject_id", "subject_type", "_version")
+
+    def __init__(self, record: CandidateRecord, key: tuple[str, str], data_json: str) -> None:
+        score = record.score
+        if score is not None:
+            score = float(score)
+        self.customer_id = record.customer_id
+        self.program_id = record.program_id
+        self.marketplace = record.marketplace
+        self.subject_type = record.subject_type
+        self.subject_id = record.subject_id
+        self.score: float | None = score
+        channels = record.channels
+        self.channels: frozenset[str] = channels if type(channels) is frozenset else frozenset(channels)
+        self.data_json = data_json
+        self._version: int | None = None
+        # Highest score first, no score last, then by key, so that ties come out in
+        # the same order as from the SQLite store.
+        self.rank: tuple[bool, float, str, str] = (score is None, -score if score is not None else 0.0, key[0], key[1])
+
+    @property
+    def version(self) -> int:
+        """``metadata.version`` of the stored document (:attr:`CandidateRecord.version` of :meth:`to_record`)."""
+        if self._version is None:
+            self._version = document_version(self.data_json)
+        return self._version
 
     def to_record(self) -> CandidateRecord:
         return CandidateRecord(
@@ -213,6 +238,9 @@ class MemoryCandidateStore:
         failed: list[tuple[tuple[str, str], str]] = []
         conflicts: list[tuple[tuple[str, str], int | None]] = []
         expected_versions = expected_versions or {}
+        # Checked and built outside the lock; then the whole batch goes in under one lock
+        # (one acquisition, not one a record), each condition checked just before its write.
+        entries: list[tuple[tuple[str, str], _StoredCandidate]] = []
         for record in records:
             key = (record.pk, record.sk)
             try:
@@ -220,20 +248,9 @@ class MemoryCandidateStore:
             except InputError as error:
                 failed.append((key, failure_reason(error)))
                 continue
-            score = None if record.score is None else float(record.score)
-            entry = _StoredCandidate(
-                customer_id=record.customer_id,
-                program_id=record.program_id,
-                marketplace=record.marketplace,
-                subject_type=record.subject_type,
-                subject_id=record.subject_id,
-                score=score,
-                channels=frozenset(record.channels),
-                data_json=data_json,
-                version=record.version,
-                rank=(score is None, -score if score is not None else 0.0, key[0], key[1]),
-            )
-            with self._lock:
+            entries.append((key, _StoredCandidate(record, key, data_json)))
+        with self._lock:
+            for key, entry in entries:
                 if key in expected_versions:
                     # Check and write under one lock: the memory twin of a conditional put.
                     now = self._records.get(key)
@@ -248,7 +265,7 @@ class MemoryCandidateStore:
                     program = self._programs[entry.program_id] = _Program()
                 program.keys.add(key)
                 program.ranked = None
-            stored.append(key)
+                stored.append(key)
         return PutResult(stored=tuple(stored), failed=tuple(failed), conflicts=tuple(conflicts))
 
     async def get(self, pk: str, sk: str) -> CandidateRecord | None:

@@ -9,6 +9,7 @@ from ceap_engine.ports import CandidateRecord
 from stages import store as store_stage
 from stages.domain import Candidate, ModelScore
 from stages.store import StoreInput, StoreOutput
+from stages.wire import CANDIDATES
 
 from .conftest import NOW, RefusingCandidateStore, make_candidate, through_json
 
@@ -169,3 +170,39 @@ async def test_input_ignores_what_score_adds_and_output_round_trips(make_context
     out = await store_stage.run(StoreInput.model_validate(score_like), make_context("Store"))
     assert out.to_json()["metrics"] == {"inputCount": 1, "storedCount": 1, "failedCount": 0, "errorCount": 0}
     assert through_json(StoreOutput, out) == out
+
+
+async def test_on_the_wire_path_a_written_candidate_is_handed_on_as_the_text_stored(make_context, candidates):
+    by_key: dict[tuple[str, str], CandidateRecord] = {}
+    recording = RefusingCandidateStore(candidates, lambda r: by_key.__setitem__(r.key, r))  # refuses none, keeps them
+    batch = [scored("C1", channel_eligibility={"email": True, "sms": False}), scored("C2", value=0.1)]
+    payload = CANDIDATES.wire_input(StoreInput(program_id="reviews", primary_model=PRIMARY, candidates=batch))
+
+    out = await store_stage.run.wire.core(payload, make_context("Store", candidate_store=recording))
+    written = list(by_key.values())
+
+    assert [type(c) for c in out.candidates] == [bytes, bytes]  # encoded once, not again by the runtime
+    assert [r.data_json.encode() for r in written] == out.candidates
+    for record, line in zip(written, out.candidates, strict=True):
+        decided = CANDIDATES.codec.decode_line(line)
+        assert record == decided.to_record(decided.scores[PRIMARY].value)  # keys, score, channels, data
+        assert record.data == decided.to_json() and record.version == 1
+        stored = await candidates.get(*record.key)
+        assert stored.data == record.data and stored.version == 1
+    assert written[0].channels == frozenset({"email"})
+
+
+def test_an_encoded_document_reads_as_the_dict_its_text_says():
+    doc = store_stage.EncodedDocument('{"metadata":{"version":3},"scores":{}}')
+    assert dict(doc) == {"metadata": {"version": 3}, "scores": {}} == doc
+    assert doc == store_stage.EncodedDocument('{"scores":{},"metadata":{"version":3}}')  # by value, not by text
+    assert doc != {"metadata": {"version": 4}, "scores": {}} and doc != [("metadata", 3)]
+    assert list(doc) == ["metadata", "scores"] and len(doc) == 2 and doc.get("missing") is None
+    assert repr(doc) == "{'metadata': {'version': 3}, 'scores': {}}"
+    assert CandidateRecord("c", "p", "US", "T", "s", data=doc).version == 3
+
+
+def test_an_encoded_document_parses_its_text_only_when_read():
+    doc = store_stage.EncodedDocument("not JSON")  # nothing parsed yet: a store that does not read data never pays
+    with pytest.raises(ValueError):
+        doc["metadata"]
