@@ -253,17 +253,11 @@ def _record_of(candidate: wire.Candidate, score: float | None) -> tuple[Candidat
     """
     line = encode_struct(candidate)
     text = line.decode()
-    program = marketplace = None
-    for entry in candidate.context:  # CandidateViews.context_id of both, in one pass
-        if entry.type == "program":
-            if program is None:
-                program = entry.id
-        elif entry.type == "marketplace" and marketplace is None:
-            marketplace = entry.id
+    program, marketplace = candidate.program_and_marketplace()
     record = CandidateRecord(
         customer_id=candidate.customer_id,
-        program_id=program or "",
-        marketplace=marketplace or "",
+        program_id=program,
+        marketplace=marketplace,
         subject_type=candidate.subject.type,
         subject_id=candidate.subject.id,
         score=score,
