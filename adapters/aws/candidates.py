@@ -70,7 +70,13 @@ from botocore.exceptions import ClientError
 
 from ceap_engine.errors import InputError
 from ceap_engine.ports import CandidateRecord, Clock, PutResult
-from ceap_engine.storage.candidates import encode_candidate_data, failure_reason, validate_claim, validate_query_limit
+from ceap_engine.storage.candidates import (
+    document_version,
+    encode_candidate_data,
+    failure_reason,
+    validate_claim,
+    validate_query_limit,
+)
 
 from .errors import AwsStorageError, aws_errors, error_code
 from .schema import RANK_INDEX, candidate_table_schema
@@ -116,7 +122,7 @@ def _item(record: CandidateRecord, data_json: str) -> dict[str, Any]:
         "subjectId": {"S": record.subject_id},
         "rank": {"B": rank_key(record.score, record.pk, record.sk)},
         "data": {"S": data_json},
-        "version": {"N": str(record.version)},
+        "version": {"N": str(document_version(data_json))},  # record.version, read from the text it writes
     }
     if record.score is not None:
         item["score"] = {"N": repr(float(record.score) + 0.0)}
