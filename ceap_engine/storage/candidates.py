@@ -161,12 +161,12 @@ def _plainly_valid_data_json(record: CandidateRecord) -> str | None:
     """``record.data_json`` when the record is plainly storable, else ``None`` (then the full check decides).
 
     What a Store part writes: ASCII ids, a float score, a frozenset of ASCII channel
-    names, the data encoded by its writer, far from every limit. For such a record
+    names, the data encoded by its writer, within every limit. For such a record
     the full check of :func:`encode_candidate_data` finds no problem and returns
-    ``data_json``; this says so in a fifth of the time, with the sizes counted as
-    the full check counts them (ASCII: one byte a character). Anything it is not
-    sure of - a non-ASCII id, an int score, a record near a limit - goes to the
-    full check, which alone words the problems.
+    ``data_json``; this says so without its UTF-8 size counting and JSON checks,
+    applying the same limit rule (:func:`_limit_problems`). Anything it is not sure
+    of - a non-ASCII id, an int score, a record over a limit - goes to the full
+    check, which alone words the problems.
     """
     text = record.data_json
     if type(text) is not str or not text.isascii():
@@ -177,31 +177,21 @@ def _plainly_valid_data_json(record: CandidateRecord) -> str | None:
         if type(value) is not str or not value or not value.isascii():
             return None
     score = record.score
-    if score is not None and (type(score) is not float or not (score == 0.0 or _MIN_NUMBER <= abs(score) < _MAX_NUMBER)):
-        return None  # NaN and the infinities fail both comparisons
+    if score is not None and (type(score) is not float or not math.isfinite(score)):
+        return None
     channels = record.channels
     if type(channels) is not frozenset:
         return None
-    channel_bytes = 0
     for channel in channels:
         if type(channel) is not str or not channel or not channel.isascii():
             return None
-        channel_bytes += len(channel)
     if not isinstance(record.data, Mapping):
         return None
-    # The key layout of CandidateRecord.pk and .sk, counted without building them.
+    # The key layout of CandidateRecord.pk and .sk, counted without building them (ASCII: a byte a
+    # character); DynamoDB's limits are checked by the full check's own rule.
     pk_bytes = len(customer) + len(program) + len(marketplace) + _PK_FIXED_BYTES
     sk_bytes = len(subject_type) + len(subject_id) + _SK_FIXED_BYTES
-    if pk_bytes > MAX_PARTITION_KEY_BYTES or sk_bytes > MAX_SORT_KEY_BYTES or 10 + pk_bytes + sk_bytes > MAX_SORT_KEY_BYTES:
-        return None
-    # _item_size, for ASCII parts.
-    size = (_ITEM_NAMES_BYTES + -(-(10 + pk_bytes + sk_bytes) // 3) * 4 + pk_bytes + sk_bytes + len(text)
-            + pk_bytes - _PK_FIXED_BYTES + sk_bytes - _SK_FIXED_BYTES + len("version") + _NUMBER_BYTES)
-    if score is not None:
-        size += len("score") + _NUMBER_BYTES
-    if channels:
-        size += len("channels") + channel_bytes
-    return text if size <= MAX_ITEM_BYTES else None
+    return None if _limit_problems(record, pk_bytes, sk_bytes, len(text)) else text
 
 
 # The characters of CandidateRecord.pk and .sk besides the ids.
