@@ -17,7 +17,6 @@ Every model here ignores fields it does not know, so a stage accepts the
 previous stage's output even when that carries more than it needs.
 """
 
-import hashlib
 from hashlib import sha256
 import logging
 import math
@@ -52,6 +51,7 @@ __all__ = [
     "candidate_context",
     "content_of",
     "describe_validation_error",
+    "eligible_channel_set",
     "eligible_channels",
     "engagement_action_id",
     "engagement_key",
@@ -256,7 +256,7 @@ class CandidateViews:
             subject_type=self.subject.type,
             subject_id=self.subject.id,
             score=score,
-            channels=frozenset(eligible_channels(self)),  # type: ignore[arg-type]
+            channels=eligible_channel_set(self),  # type: ignore[arg-type]
             data=self.to_json(),
             data_json=self.encoded(),
         )
@@ -301,7 +301,7 @@ def experiment_arm(program_id: str, customer_id: str, treatment_percent: float =
     >>> experiment_arm("reviews", "C-1", 100), experiment_arm("reviews", "C-1", 0)
     ('treatment', 'control')
     """
-    digest = hashlib.sha256(f"{program_id}|{customer_id}".encode()).digest()
+    digest = sha256(f"{program_id}|{customer_id}".encode()).digest()
     bucket = int.from_bytes(digest[:4], "big") % 10_000 / 100  # 0.00 .. 99.99
     return "treatment" if bucket < treatment_percent else "control"
 
@@ -317,11 +317,19 @@ def candidate_context(program_id: str, marketplace: str) -> list[ContextEntry]:
 
 def eligible_channels(candidate: Candidate, allowed: tuple[str, ...] | list[str] | None = None) -> list[str]:
     """The channels a candidate opted in to (restricted to ``allowed`` when given), sorted."""
-    return sorted(
-        channel
-        for channel, opted_in in candidate.attributes.channel_eligibility.items()
-        if opted_in and (allowed is None or channel in allowed)
-    )
+    return sorted(eligible_channel_set(candidate, allowed))
+
+
+def eligible_channel_set(candidate: Candidate, allowed: Any = None) -> frozenset[str]:
+    """:func:`eligible_channels` unsorted, as a set (per-record code that only tests or stores it).
+
+    >>> c = Candidate(customer_id="C-1", subject=Subject(type="PRODUCT", id="B0X1"),
+    ...               attributes={"channelEligibility": {"sms": True, "email": True, "push": False}})
+    >>> sorted(eligible_channel_set(c)), eligible_channel_set(c, ("email", "push"))
+    (['email', 'sms'], frozenset({'email'}))
+    """
+    return frozenset(channel for channel, opted_in in candidate.attributes.channel_eligibility.items()
+                     if opted_in and (allowed is None or channel in allowed))
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -82,6 +82,7 @@ from .domain import (
     Subject,
     UtcDatetime,
     candidate_context,
+    eligible_channel_set,
     engagement_action_id,
     engagement_key,
     engagement_key_for,
@@ -217,9 +218,7 @@ def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -
     if score is None:
         return None, "NO_SCORE"
     priority = config.channel_priority
-    # eligible_channels(candidate, priority) as a set (its order does not matter here).
-    eligible = {channel for channel, opted_in in candidate.attributes.channel_eligibility.items()
-                if opted_in and channel in priority}
+    eligible = eligible_channel_set(candidate, priority)  # type: ignore[arg-type]  # order does not matter here
     if not eligible:
         return None, "NO_ELIGIBLE_CHANNEL"
     for channel in config.channel_priority:

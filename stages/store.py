@@ -54,7 +54,7 @@ from ceap_engine.pipeline.stage import (
 
 from . import wire
 from .config import load_default
-from .domain import CamelModel, Candidate, DateRange, RecordFailure, eligible_channels, record_failure
+from .domain import CamelModel, Candidate, DateRange, RecordFailure, eligible_channel_set, record_failure
 from .wire import CANDIDATES
 
 __all__ = [
@@ -185,7 +185,7 @@ def _decide(
         and existing is not None
         and wire.content(merged) == wire.content(before)
         and existing.score == primary_score(merged, primary_model)
-        and existing.channels == frozenset(eligible_channels(merged))  # type: ignore[arg-type]
+        and existing.channels == eligible_channel_set(merged)  # type: ignore[arg-type]
     ):
         return None
     version = 1 if existing is None else existing.version + 1
@@ -261,8 +261,7 @@ def _record_of(candidate: wire.Candidate, score: float | None) -> tuple[Candidat
         subject_type=candidate.subject.type,
         subject_id=candidate.subject.id,
         score=score,
-        channels=frozenset(channel for channel, opted_in in candidate.attributes.channel_eligibility.items()
-                           if opted_in),  # eligible_channels, as a set
+        channels=eligible_channel_set(candidate),  # type: ignore[arg-type]
         data=EncodedDocument(text),
         data_json=text,
     )
