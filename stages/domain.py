@@ -21,10 +21,11 @@ from hashlib import sha256
 import logging
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Self
 
+import msgspec
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -51,6 +52,7 @@ __all__ = [
     "candidate_context",
     "content_of",
     "describe_validation_error",
+    "EncodedDocument",
     "eligible_channel_set",
     "eligible_channels",
     "engagement_action_id",
@@ -202,6 +204,53 @@ class Rejection(CamelModel):
     timestamp: UtcDatetime
 
 
+class EncodedDocument(Mapping[str, Any]):
+    """A candidate document held as its compact JSON text, parsed only if someone reads it.
+
+    The Store stage encodes each candidate once (msgspec, a few microseconds) and
+    stores that text; building the same document as a dict as well (``to_builtins``)
+    cost more than the encoding, for stores that never look at the dict. A
+    :class:`CandidateRecord` with ``data=EncodedDocument(text)`` and ``data_json=text``
+    says exactly what the text says; reading ``data`` (``record.data["metadata"]``,
+    ``record.version``, ``dict(record.data)``) parses the text once and then behaves
+    as that dict. The text must be a JSON object.
+
+    >>> doc = EncodedDocument('{"metadata":{"version":2}}')
+    >>> doc["metadata"], doc == {"metadata": {"version": 2}}, CandidateRecord("c", "p", "US", "T", "s", data=doc).version
+    ({'version': 2}, True, 2)
+    """
+
+    __slots__ = ("_value", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._value: dict[str, Any] | None = None
+
+    def _document(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = msgspec.json.decode(self.text)  # as json.loads, in a third of the time
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._document()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._document())
+
+    def __len__(self) -> int:
+        return len(self._document())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EncodedDocument):
+            return self.text == other.text or self._document() == other._document()
+        return self._document() == other if isinstance(other, Mapping) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a document compares by value, like the dict it stands for
+
+    def __repr__(self) -> str:
+        return repr(self._document())
+
+
 class CandidateViews:
     """What both forms of a candidate - :class:`Candidate` and the Struct of :mod:`stages.wire` -
     derive from their fields: the context ids and the record the candidate store keeps."""
@@ -247,18 +296,23 @@ class CandidateViews:
         """:meth:`to_json` as compact JSON text when this form has it at hand, else ``None``."""
         return None
 
-    def to_record(self, score: float | None = None) -> CandidateRecord:
-        """This candidate as the candidate store keeps it (keys, score, eligible channels, JSON)."""
+    def to_record(self, score: float | None = None, *, text: str | None = None) -> CandidateRecord:
+        """This candidate as the candidate store keeps it (keys, score, eligible channels, JSON).
+
+        ``text``: the candidate's JSON, already encoded by the caller; the record's data is then
+        that text (:class:`EncodedDocument`, parsed only if read), not a dict built beside it.
+        """
+        program, marketplace = self.program_and_marketplace()
         return CandidateRecord(
             customer_id=self.customer_id,
-            program_id=self.program_id,
-            marketplace=self.marketplace,
+            program_id=program,
+            marketplace=marketplace,
             subject_type=self.subject.type,
             subject_id=self.subject.id,
             score=score,
             channels=eligible_channel_set(self),  # type: ignore[arg-type]
-            data=self.to_json(),
-            data_json=self.encoded(),
+            data=self.to_json() if text is None else EncodedDocument(text),
+            data_json=self.encoded() if text is None else text,
         )
 
 

@@ -34,11 +34,9 @@ wrong). A missing candidate store is a :class:`PermanentError` (the workflow
 is wired wrong).
 """
 
-from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-import msgspec
 from pydantic import Field
 
 from ceap_engine.pipeline.stage import (
@@ -54,7 +52,14 @@ from ceap_engine.pipeline.stage import (
 
 from . import wire
 from .config import load_default
-from .domain import CamelModel, Candidate, DateRange, RecordFailure, eligible_channel_set, record_failure
+from .domain import (
+    CamelModel,
+    Candidate,
+    DateRange,
+    RecordFailure,
+    eligible_channel_set,
+    record_failure,
+)
 from .wire import CANDIDATES
 
 __all__ = [
@@ -192,59 +197,12 @@ def _decide(
     return wire.replace(merged, metadata=wire.replace(metadata, version=version))
 
 
-class EncodedDocument(Mapping[str, Any]):
-    """A candidate document held as its compact JSON text, parsed only if someone reads it.
-
-    The Store stage encodes each candidate once (msgspec, a few microseconds) and
-    stores that text; building the same document as a dict as well (``to_builtins``)
-    cost more than the encoding, for stores that never look at the dict. A
-    :class:`CandidateRecord` with ``data=EncodedDocument(text)`` and ``data_json=text``
-    says exactly what the text says; reading ``data`` (``record.data["metadata"]``,
-    ``record.version``, ``dict(record.data)``) parses the text once and then behaves
-    as that dict. The text must be a JSON object.
-
-    >>> doc = EncodedDocument('{"metadata":{"version":2}}')
-    >>> doc["metadata"], doc == {"metadata": {"version": 2}}, CandidateRecord("c", "p", "US", "T", "s", data=doc).version
-    ({'version': 2}, True, 2)
-    """
-
-    __slots__ = ("_value", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._value: dict[str, Any] | None = None
-
-    def _document(self) -> dict[str, Any]:
-        if self._value is None:
-            self._value = msgspec.json.decode(self.text)  # as json.loads, in a third of the time
-        return self._value
-
-    def __getitem__(self, key: str) -> Any:
-        return self._document()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._document())
-
-    def __len__(self) -> int:
-        return len(self._document())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, EncodedDocument):
-            return self.text == other.text or self._document() == other._document()
-        return self._document() == other if isinstance(other, Mapping) else NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # a document compares by value, like the dict it stands for
-
-    def __repr__(self) -> str:
-        return repr(self._document())
-
-
 def _record_of(candidate: wire.Candidate, score: float | None) -> tuple[CandidateRecord, bytes]:
     """``candidate.to_record(score)``, and the JSON line it holds, from one encoding of the candidate.
 
-    The record's ``data`` is that text (:class:`EncodedDocument`), not a dict built beside it:
-    no store reads the dict of a record it writes, and building it cost more than encoding.
-    The line is what the stage outputs for the candidate, so it is not encoded again.
+    The record's ``data`` is that text (:class:`~stages.domain.EncodedDocument`), not a dict built
+    beside it: no store reads the dict of a record it writes, and building it cost more than
+    encoding. The line is what the stage outputs for the candidate, so it is not encoded again.
 
     >>> c = wire.Candidate(customer_id="C-1", subject=wire.Subject(type="PRODUCT", id="B0X1"))
     >>> record, line = _record_of(c, 0.5)
@@ -252,20 +210,7 @@ def _record_of(candidate: wire.Candidate, score: float | None) -> tuple[Candidat
     (True, True)
     """
     line = encode_struct(candidate)
-    text = line.decode()
-    program, marketplace = candidate.program_and_marketplace()
-    record = CandidateRecord(
-        customer_id=candidate.customer_id,
-        program_id=program,
-        marketplace=marketplace,
-        subject_type=candidate.subject.type,
-        subject_id=candidate.subject.id,
-        score=score,
-        channels=eligible_channel_set(candidate),  # type: ignore[arg-type]
-        data=EncodedDocument(text),
-        data_json=text,
-    )
-    return record, line
+    return candidate.to_record(score, text=line.decode()), line
 
 
 async def run(input: StoreInput, context: StageContext) -> StoreOutput:

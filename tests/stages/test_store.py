@@ -7,7 +7,7 @@ from ceap_engine.errors import StorageError
 from ceap_engine.pipeline.stage import PermanentError
 from ceap_engine.ports import CandidateRecord
 from stages import store as store_stage
-from stages.domain import Candidate, ModelScore
+from stages.domain import Candidate, EncodedDocument, ModelScore
 from stages.store import StoreInput, StoreOutput
 from stages.wire import CANDIDATES
 
@@ -193,9 +193,9 @@ async def test_on_the_wire_path_a_written_candidate_is_handed_on_as_the_text_sto
 
 
 def test_an_encoded_document_reads_as_the_dict_its_text_says():
-    doc = store_stage.EncodedDocument('{"metadata":{"version":3},"scores":{}}')
+    doc = EncodedDocument('{"metadata":{"version":3},"scores":{}}')
     assert dict(doc) == {"metadata": {"version": 3}, "scores": {}} == doc
-    assert doc == store_stage.EncodedDocument('{"scores":{},"metadata":{"version":3}}')  # by value, not by text
+    assert doc == EncodedDocument('{"scores":{},"metadata":{"version":3}}')  # by value, not by text
     assert doc != {"metadata": {"version": 4}, "scores": {}} and doc != [("metadata", 3)]
     assert list(doc) == ["metadata", "scores"] and len(doc) == 2 and doc.get("missing") is None
     assert repr(doc) == "{'metadata': {'version': 3}, 'scores': {}}"
@@ -203,6 +203,6 @@ def test_an_encoded_document_reads_as_the_dict_its_text_says():
 
 
 def test_an_encoded_document_parses_its_text_only_when_read():
-    doc = store_stage.EncodedDocument("not JSON")  # nothing parsed yet: a store that does not read data never pays
+    doc = EncodedDocument("not JSON")  # nothing parsed yet: a store that does not read data never pays
     with pytest.raises(ValueError):
         doc["metadata"]
