@@ -99,6 +99,30 @@ def test_an_order_event_with_padded_ids_is_read_by_the_model():
     assert EVENTS.fast(line({**event, "currency": "USD\n"})) is None
 
 
+def test_the_id_and_currency_checks_accept_exactly_what_their_patterns_accept():
+    import re
+    import sys
+
+    from stages.etl import EVENTS
+    from stages.wire import _currency_code, _plain_id
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if re.fullmatch(r"\s", chr(c))]
+    assert spaces == [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]  # re's \s is str.isspace
+    ids = ["", "a", "B0X1", "a b", "a\nb", "a\rb", "\n", "a\n", "\u00e9", "x\u00a0y", "\U0001f600"]
+    ids += [w + "a" for w in spaces] + ["a" + w for w in spaces] + ["a" + w + "b" for w in spaces] + spaces
+    pattern = re.compile(r"^\S(?:.*\S)?\Z")
+    assert [_plain_id(s) for s in ids] == [pattern.search(s) is not None for s in ids]
+    letters = ["A", "Z", "a", "z", "0", "\u00c4", "\u0130", "\u212a", " ", "\n", "_", "@", "["]
+    codes = [a + b + c for a in letters for b in letters[:4] for c in letters] + ["", "US", "USDX", "USD\n"]
+    currency = re.compile(r"^[A-Z]{3}\Z")
+    assert [_currency_code(s) for s in codes] == [currency.search(s) is not None for s in codes]
+    event = {"eventId": "e1", "customerId": "C1", "orderId": "O1", "marketplace": "US", "productId": "B01",
+             "orderDate": "2025-03-02T10:00:00Z", "orderValue": 25.5, "currency": "USD"}
+    assert EVENTS.fast(line(event)) is not None
+    for field, value in [("orderId", "O\n1"), ("productId", "B01\u3000"), ("marketplace", ""), ("currency", "usd")]:
+        assert EVENTS.fast(line({**event, field: value})) is None, (field, value)  # the model decides
+
+
 def test_a_line_that_is_not_json_fails_the_part_as_before():
     with pytest.raises(PermanentError, match="is not a valid FilterInput: .*Invalid JSON"):
         parse_part_input(_Stage, {}, [line(GOOD), b"{oops"], "s3://b/k")
