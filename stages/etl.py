@@ -270,10 +270,30 @@ def _validate(record: ParsedRecord) -> tuple[OrderEvent | None, RecordError | No
         return None, RecordError(line=record.line, reason=describe_validation_error(err), event_id=event_id)
 
 
-def _merge(
-    lined_events: list[tuple[int, wire.OrderEvent]], payload: EtlInput, config: EtlConfig, now: datetime,
-    execution_id: str,
-) -> wire.Candidate:
+class _Shared:
+    """What every candidate of one merge call has in common, made once for the call.
+
+    The context entries and the metadata of each experiment arm are the same objects in
+    every candidate built with them: each candidate is encoded at once and never changed,
+    so sharing them writes the same bytes as building them per candidate.
+    """
+
+    def __init__(self, payload: EtlInput, config: EtlConfig, now: datetime, execution_id: str) -> None:
+        self.payload, self.config = payload, config
+        self.window_start = timedelta(days=config.timing_window_start_days)
+        self.window_end = timedelta(days=config.timing_window_end_days)
+        self.context = [wire.ContextEntry(type="program", id=payload.program_id),
+                        wire.ContextEntry(type="marketplace", id=payload.marketplace)]
+        expires = now + timedelta(days=config.candidate_ttl_days)
+        self.metadata = {
+            arm: wire.CandidateMetadata(created_at=now, updated_at=now, expires_at=expires, version=1,
+                                        source_connector_id=config.source_connector_id,
+                                        workflow_execution_id=execution_id, experiment_treatment=arm)
+            for arm in ("treatment", "control")
+        }
+
+
+def _merge(lined_events: list[tuple[int, wire.OrderEvent]], shared: _Shared) -> wire.Candidate:
     if len(lined_events) == 1:  # most candidates: one event, nothing to order or combine
         latest = lined_events[0][1]
         events: Sequence[wire.OrderEvent] = (latest,)
@@ -304,8 +324,7 @@ def _merge(
         event_date=latest.order_date,
         delivery_date=delivery,
         timing_window=(
-            wire.TimingWindow(start=delivery + timedelta(days=config.timing_window_start_days),
-                              end=delivery + timedelta(days=config.timing_window_end_days))
+            wire.TimingWindow(start=delivery + shared.window_start, end=delivery + shared.window_end)
             if delivery is not None
             else None
         ),
@@ -321,21 +340,13 @@ def _merge(
         order_ids=order_ids,
         source_event_ids=[e.event_id for e in events],
     )
+    arm = experiment_arm(shared.payload.program_id, latest.customer_id, shared.config.treatment_percent)
     return wire.Candidate(
         customer_id=latest.customer_id,
-        context=[wire.ContextEntry(type="program", id=payload.program_id),
-                 wire.ContextEntry(type="marketplace", id=payload.marketplace)],
+        context=shared.context,
         subject=wire.Subject(type="PRODUCT", id=latest.product_id, metadata={"category": category} if category else {}),
         attributes=attributes,
-        metadata=wire.CandidateMetadata(
-            created_at=now,
-            updated_at=now,
-            expires_at=now + timedelta(days=config.candidate_ttl_days),
-            version=1,
-            source_connector_id=config.source_connector_id,
-            workflow_execution_id=execution_id,
-            experiment_treatment=experiment_arm(payload.program_id, latest.customer_id, config.treatment_percent),
-        ),
+        metadata=shared.metadata[arm],
     )
 
 
@@ -465,7 +476,7 @@ async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], gr
     for summary in summaries:
         offsets.append(total)
         total += int(summary["lines"])
-    now = datetime.fromisoformat(plan["now"])
+    shared = _Shared(input, config, datetime.fromisoformat(plan["now"]), context.execution_id)
     writer = context.part_writer("candidates", index=g, max_records=config.part_records)
     errors = context.part_writer("errors", index=len(summaries) + g)
     candidates = duplicates = failed_events = 0
@@ -489,7 +500,7 @@ async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], gr
                             (offset + int(number), event))
             for (customer_id, product_id), events in by_candidate.items():
                 try:
-                    line = encode_struct(_merge(events, input, config, now, context.execution_id))
+                    line = encode_struct(_merge(events, shared))
                 except (ValueError, OverflowError, RecursionError, ArithmeticError) as err:
                     code, message = _merge_failure(err)
                     failed_events += len(events)
