@@ -67,6 +67,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
+import msgspec
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ceap_engine.pipeline.stage import (
@@ -293,10 +294,10 @@ class _Shared:
         }
 
 
-def _merge(lined_events: list[tuple[int, wire.OrderEvent]], shared: _Shared) -> wire.Candidate:
+def _merge(lined_events: list[tuple[int, wire.SpilledOrderEvent]], shared: _Shared) -> wire.Candidate:
     if len(lined_events) == 1:  # most candidates: one event, nothing to order or combine
         latest = lined_events[0][1]
-        events: Sequence[wire.OrderEvent] = (latest,)
+        events: Sequence[wire.SpilledOrderEvent] = (latest,)
         delivery = latest.delivery_date
         order_value = round(0 + latest.order_value, 2)  # what sum() of one value gives (-0.0 becomes 0.0)
         trust, review, category = latest.customer_trust_score, latest.review_quality_score, latest.category
@@ -378,7 +379,9 @@ def _merge_failure(err: Exception) -> tuple[str, str]:
 
 
 #: Order events on the wire (:mod:`stages.wire`), refereed by :class:`OrderEvent`.
-EVENTS = RecordCodec(wire.OrderEvent, OrderEvent)
+EVENTS = RecordCodec(wire.OrderEvent, OrderEvent, utc_checked=True)  # events are never handed on as read
+#: The events :func:`split` spilled, read back by :func:`merge`: checked once, when split read them.
+_SPILLED = msgspec.json.Decoder(wire.SpilledOrderEvent)
 
 
 async def plan(input: EtlInput, context: StageContext) -> dict[str, Any]:
@@ -416,47 +419,50 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
     counts = {"lines": 0, "recordsRead": 0, "transformed": 0, "errors": 0, "otherMarketplace": 0,
               "outsideDateRange": 0}
     market, in_range = input.marketplace, input.date_range.test()
-    async for record in _range_of(input.source, context, plan, item, counts):
-        counts["recordsRead"] += 1
-        # The common case - a well-formed event line - takes the fast path; anything else is
-        # refused, or read, by the model exactly as before.
-        event = EVENTS.fast(record.raw) if record.raw is not None else None
-        spilled = record.raw  # a line the fast path took decodes to the same event: spilled as it is
-        if event is None:
-            model_event, error = _validate(record)
-            if error is not None:
-                counts["errors"] += 1
-                await errors.add(error.to_json())
+    fast = EVENTS.fast
+    async for batch in _range_of(input.source, context, plan, item, counts):
+        counts["recordsRead"] += len(batch)
+        for record in batch:
+            # The common case - a well-formed event line - takes the fast path; anything else is
+            # refused, or read, by the model exactly as before.
+            event = fast(record.raw) if record.raw is not None else None
+            spilled = record.raw  # a line the fast path took decodes to the same event: spilled as it is
+            if event is None:
+                model_event, error = _validate(record)
+                if error is not None:
+                    counts["errors"] += 1
+                    await errors.add(error.to_json())
+                    continue
+                assert model_event is not None
+                event = EVENTS.from_model(model_event)
+                spilled = encode_struct(event)  # the model's reading, in the Struct's form
+            if event.marketplace != market:
+                counts["otherMarketplace"] += 1
                 continue
-            assert model_event is not None
-            event = EVENTS.from_model(model_event)
-            spilled = encode_struct(event)  # the model's reading, in the Struct's form
-        if event.marketplace != market:
-            counts["otherMarketplace"] += 1
-            continue
-        if not in_range(event.order_date):
-            counts["outsideDateRange"] += 1
-            continue
-        counts["transformed"] += 1
-        line = b"%d\t" % record.line + spilled  # type: ignore[operator]
-        spill = spills[_partition_of(event.customer_id, event.product_id, partitions)]
-        if not spill.try_add(line):
-            await spill.add_line(line)
+            if not in_range(event.order_date):
+                counts["outsideDateRange"] += 1
+                continue
+            counts["transformed"] += 1
+            line = b"%d\t" % record.line + spilled  # type: ignore[operator]
+            spill = spills[_partition_of(event.customer_id, event.product_id, partitions)]
+            if not spill.try_add(line):
+                await spill.add_line(line)
     written = await asyncio.gather(*(spill.close() for spill in spills))
     return {"index": index, **counts, "errorParts": [p.to_json() for p in await errors.close()],
             "spills": {str(p): [part.to_json() for part in parts] for p, parts in enumerate(written) if parts}}
 
 
 async def _range_of(uri: str, context: StageContext, plan: dict[str, Any], item: dict[str, Any],
-                    counts: dict[str, int]) -> AsyncIterator[ParsedRecord]:
+                    counts: dict[str, int]) -> AsyncIterator[list[ParsedRecord]]:
+    """The range's records, in lists: one a piece of the source read (a document read whole: one a record)."""
     if not plan["ranged"]:  # one document, read whole: line numbers are the source's already
         async for record in records(plan["format"], uri, context):
-            yield record
+            yield [record]
         return
-    async for number, record in range_records(uri, context, int(item["start"]), int(item["end"]), int(plan["size"])):
-        counts["lines"] = number
-        if record is not None:
-            yield record
+    async for batch in range_records(uri, context, int(item["start"]), int(item["end"]), int(plan["size"])):
+        if batch:
+            counts["lines"] = batch[-1][0]
+        yield [record for _, record in batch if record is not None]
 
 
 async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], group: dict[str, Any],
@@ -483,14 +489,14 @@ async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], gr
     scratch: list[str] = []
     for partition in range(int(group["first"]), int(group["end"])):
         with paused_gc():  # one partition's events at a time: see paused_gc
-            by_candidate: dict[tuple[str, str], list[tuple[int, wire.OrderEvent]]] = {}
+            by_candidate: dict[tuple[str, str], list[tuple[int, wire.SpilledOrderEvent]]] = {}
             seen: set[tuple[str, str, str]] = set()
             for summary, offset in zip(summaries, offsets, strict=True):
                 for part in summary["spills"].get(str(partition), ()):
                     scratch.append(part["key"])
                     for line in split_lines(await context.objects.get(context.bucket, part["key"])):
                         number, _, body = line.partition(b"\t")
-                        event = EVENTS.decode_own(body)  # written by split from a valid event
+                        event = _SPILLED.decode(body)  # split wrote it from a checked event
                         identity = (event.customer_id, event.product_id, event.event_id)
                         if identity in seen:
                             duplicates += 1

@@ -214,8 +214,12 @@ async def source_size(uri: str, context: StageContext) -> int:
         return await context.source_size(uri)
 
 
-async def _range_lines(uri: str, context: StageContext, start: int, end: int, size: int) -> AsyncIterator[bytes]:
-    """The lines that start in ``[start, end)`` of the source (see the module doc), without their newline."""
+async def _range_lines(uri: str, context: StageContext, start: int, end: int, size: int) -> AsyncIterator[list[bytes]]:
+    """The lines that start in ``[start, end)`` of the source (see the module doc), without their newline.
+
+    A list of lines a piece read (the loop over a piece's lines is the caller's, not one
+    async step a line).
+    """
     skipping = start > 0
     at = start - 1 if skipping else 0  # where the next piece is read from
     offset = at  # the source offset of ``rest``'s first byte
@@ -235,21 +239,33 @@ async def _range_lines(uri: str, context: StageContext, start: int, end: int, si
             buffer, offset, skipping = buffer[newline + 1:], offset + newline + 1, False
         lines = buffer.split(b"\n")
         rest = lines.pop()
-        for line in lines:
-            if offset >= end:
-                return
-            yield line
-            offset += len(line) + 1
+        if offset + len(buffer) - len(rest) > end:  # the range ends within this piece: its lines up to there
+            kept = []
+            for line in lines:
+                if offset >= end:
+                    break
+                kept.append(line)
+                offset += len(line) + 1
+            yield kept
+            return
+        offset += len(buffer) - len(rest)
+        yield lines
     if rest and offset < end and not skipping:
-        yield rest
+        yield [rest]
 
 
 async def range_records(uri: str, context: StageContext, start: int, end: int, size: int
-                        ) -> AsyncIterator[tuple[int, ParsedRecord | None]]:
-    """Each line starting in ``[start, end)``: its number within the range (from 1) and its record (None if blank)."""
+                        ) -> AsyncIterator[list[tuple[int, ParsedRecord | None]]]:
+    """Each line starting in ``[start, end)``: its number within the range (from 1) and its record (None if blank).
+
+    In lists, one a piece of the source read (:data:`RANGE_READ_BYTES`).
+    """
     number = 0
-    async for line in _range_lines(uri, context, start, end, size):
-        number += 1
-        if number == 1 and start == 0:
-            line = line.removeprefix(_BOM)
-        yield number, _parse_line(number, line)
+    async for lines in _range_lines(uri, context, start, end, size):
+        if number == 0 and start == 0 and lines:
+            lines[0] = lines[0].removeprefix(_BOM)
+        batch = []
+        for line in lines:
+            number += 1
+            batch.append((number, _parse_line(number, line)))
+        yield batch

@@ -35,6 +35,7 @@ __all__ = [
     "ContextEntry",
     "ModelScore",
     "OrderEvent",
+    "SpilledOrderEvent",
     "Rejection",
     "Subject",
     "TimingWindow",
@@ -154,8 +155,8 @@ def _currency_code(value: str) -> bool:
     return len(value) == 3 and value.isascii() and value.isalpha() and value.isupper()
 
 
-class OrderEvent(_Wire, kw_only=True):
-    """:class:`stages.etl.OrderEvent` on the wire."""
+class SpilledOrderEvent(_Wire, kw_only=True):
+    """An order event's fields without :class:`OrderEvent`'s checks: for lines ETL wrote from a checked event."""
 
     event_id: str  # ids and currency: checked in __post_init__ (_plain_id, _currency_code)
     customer_id: str
@@ -175,6 +176,10 @@ class OrderEvent(_Wire, kw_only=True):
     prior_review_count: Annotated[int, Meta(ge=0)] = 0
     media_eligible: bool = False
 
+
+class OrderEvent(SpilledOrderEvent, kw_only=True):
+    """:class:`stages.etl.OrderEvent` on the wire."""
+
     def __post_init__(self) -> None:
         # What the model would strip or refuse goes to the model, which says it in full.
         if not (_plain_id(self.event_id) and _plain_id(self.customer_id) and _plain_id(self.order_id)
@@ -182,7 +187,10 @@ class OrderEvent(_Wire, kw_only=True):
             raise ValueError("an id is blank or has surrounding whitespace")
         if not _currency_code(self.currency):
             raise ValueError("currency is not three letters A-Z")
-        if self.delivery_date is not None and self.delivery_date < self.order_date:
+        delivery = self.delivery_date
+        if self.order_date.tzinfo is not timezone.utc or (delivery is not None and delivery.tzinfo is not timezone.utc):
+            raise ValueError("a timestamp is not in UTC")  # the model converts it (its codec does not scan: utc_checked)
+        if delivery is not None and delivery < self.order_date:
             raise ValueError("deliveryDate is before orderDate")
 
 

@@ -48,6 +48,10 @@ _OFFSET = re.compile(rb':\d\d"')
 _encoder = msgspec.json.Encoder()
 
 
+def _nothing(line: bytes) -> None:
+    return None
+
+
 def encode_struct(value: Any) -> bytes:
     """One Struct (or plain JSON value) as a compact JSON line.
 
@@ -97,10 +101,17 @@ class DecodedRecords(list):  # type: ignore[type-arg]
 
 
 class RecordCodec:
-    """Decodes JSON lines into ``struct`` instances, refusing exactly what ``model`` refuses."""
+    """Decodes JSON lines into ``struct`` instances, refusing exactly what ``model`` refuses.
 
-    def __init__(self, struct: type, model: type[BaseModel]) -> None:
+    ``utc_checked``: the Struct itself refuses every timestamp not in UTC (its
+    ``__post_init__``), so lines are not scanned for offsets first (:data:`_OFFSET`).
+    Only for Structs whose lines are never handed on as they were (a ``+00:00`` is read
+    as UTC, the model's value, but its text is not the model's ``Z``).
+    """
+
+    def __init__(self, struct: type, model: type[BaseModel], *, utc_checked: bool = False) -> None:
         self.struct, self.model = struct, model
+        self._scan = _OFFSET.search if not utc_checked else _nothing
         self._one = msgspec.json.Decoder(struct)
         self._many = msgspec.json.Decoder(list[struct])  # type: ignore[valid-type]
 
@@ -109,7 +120,7 @@ class RecordCodec:
         if not lines:
             return DecodedRecords([], []), []
         body = b"[" + b",".join(lines) + b"]"
-        if _OFFSET.search(body) is None:
+        if self._scan(body) is None:
             try:
                 return DecodedRecords(self._many.decode(body), lines), []
             except (msgspec.DecodeError, ValueError, TypeError, OverflowError):
@@ -137,7 +148,7 @@ class RecordCodec:
 
     def fast(self, line: bytes) -> Any:
         """The line's record if the fast path takes it, else ``None`` (then ask the model)."""
-        if _OFFSET.search(line) is None:
+        if self._scan(line) is None:
             try:
                 return self._one.decode(line)
             except (msgspec.DecodeError, ValueError, TypeError, OverflowError):

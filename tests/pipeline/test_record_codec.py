@@ -123,6 +123,23 @@ def test_the_id_and_currency_checks_accept_exactly_what_their_patterns_accept():
         assert EVENTS.fast(line({**event, field: value})) is None, (field, value)  # the model decides
 
 
+def test_an_order_event_with_a_timestamp_not_in_utc_is_read_by_the_model_in_utc():
+    from stages.etl import EVENTS
+
+    event = {"eventId": "e1", "customerId": "C1", "orderId": "O1", "marketplace": "US", "productId": "B01",
+             "orderDate": "2025-03-02T10:00:00Z", "orderValue": 25.5, "currency": "USD"}
+    noon_utc = datetime(2025, 3, 2, 10, tzinfo=UTC)
+    for field, value in [("orderDate", "2025-03-02T12:00:00+02:00"), ("deliveryDate", "2025-03-03T01:00:00-05:00"),
+                         ("orderDate", "2025-03-02T10:00:00")]:
+        assert EVENTS.fast(line({**event, field: value})) is None, value  # no offset scan: the Struct refuses it
+        read = EVENTS.decode_line(line({**event, field: value}))
+        assert read.order_date == noon_utc and read.order_date.utcoffset().total_seconds() == 0
+        if field == "deliveryDate":
+            assert read.delivery_date == datetime(2025, 3, 3, 6, tzinfo=UTC)
+    zero = EVENTS.fast(line({**event, "orderDate": "2025-03-02T10:00:00+00:00"}))
+    assert zero.order_date == noon_utc and zero.order_date.utcoffset().total_seconds() == 0  # what the model reads
+
+
 def test_a_line_that_is_not_json_fails_the_part_as_before():
     with pytest.raises(PermanentError, match="is not a valid FilterInput: .*Invalid JSON"):
         parse_part_input(_Stage, {}, [line(GOOD), b"{oops"], "s3://b/k")

@@ -11,6 +11,7 @@ from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.storage.memory import MemoryObjectStore
 from stages import etl
 from stages.etl import EtlInput
+from stages import etl_source
 from stages.etl_source import range_records
 
 from .conftest import BUCKET, run_etl
@@ -26,14 +27,17 @@ def _context(objects: MemoryObjectStore | None = None, config: dict | None = Non
 async def _lines_by_range(uri: str, context: StageContext, size: int, step: int) -> list[tuple[int, list[bytes]]]:
     out = []
     for start in range(0, max(1, size), step):
-        found = [(n, r) async for n, r in range_records(uri, context, start, min(size, start + step), size)]
+        found = [(n, r) async for batch in range_records(uri, context, start, min(size, start + step), size)
+                 for n, r in batch]
         assert [n for n, _ in found] == list(range(1, len(found) + 1))  # numbered within the range
         out.append((len(found), [r.raw if r is not None else b"" for _, r in found]))
     return out
 
 
+@pytest.mark.parametrize("piece", [5, 13, 64, etl_source.RANGE_READ_BYTES])
 @pytest.mark.parametrize("seed", range(6))
-async def test_each_line_is_read_by_exactly_one_range_whatever_the_boundaries(tmp_path, seed):
+async def test_each_line_is_read_by_exactly_one_range_whatever_the_boundaries(tmp_path, monkeypatch, seed, piece):
+    monkeypatch.setattr(etl_source, "RANGE_READ_BYTES", piece)  # lines cut across pieces, ranges ending within one
     rng = random.Random(seed)
     lines = [b"" if rng.random() < 0.1 else json.dumps({"n": i, "pad": "x" * rng.randrange(0, 40)}).encode()
              for i in range(rng.randrange(1, 60))]
