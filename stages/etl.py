@@ -73,11 +73,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from ceap_engine.pipeline.stage import (
     NonFiniteNumber,
     PartInfo,
+    PartWriter,
     RecordCodec,
     SourceSteps,
     StageContext,
     decode_line,
     encode_struct,
+    encode_structs,
     paused_gc,
     run_source_steps,
     split_lines,
@@ -504,9 +506,10 @@ async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], gr
                         seen.add(identity)
                         by_candidate.setdefault((event.customer_id, event.product_id), []).append(
                             (offset + int(number), event))
+            built: list[wire.Candidate] = []  # encoded together, a run at a time (see encode_structs)
             for (customer_id, product_id), events in by_candidate.items():
                 try:
-                    line = encode_struct(_merge(events, shared))
+                    built.append(_merge(events, shared))
                 except (ValueError, OverflowError, RecursionError, ArithmeticError) as err:
                     code, message = _merge_failure(err)
                     failed_events += len(events)
@@ -515,9 +518,12 @@ async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], gr
                         lines=sorted(n for n, _ in events), event_id=events[0][1].event_id,
                     ).to_json())
                     continue
-                if not writer.try_add(line):
-                    await writer.add_line(line)
-                candidates += 1
+                if len(built) == _ENCODE_RUN:
+                    await _write_run(writer, built)
+                    candidates += len(built)
+                    built = []
+            await _write_run(writer, built)
+            candidates += len(built)
     range_errors: dict[str, list[dict[str, Any]]] = {}
     for summary, offset in zip(summaries, offsets, strict=True):
         if summary["index"] % groups == g and summary["errorParts"]:
@@ -526,6 +532,16 @@ async def merge(input: EtlInput, context: StageContext, plan: dict[str, Any], gr
             "candidateParts": [p.to_json() for p in await writer.close()],
             "mergeErrorParts": [p.to_json() for p in await errors.close()],
             "rangeErrorParts": range_errors, "scratch": scratch}
+
+
+#: Candidates a merge encodes in one call: most of the cost of one call a candidate saved, a bounded list held.
+_ENCODE_RUN = 1_000
+
+
+async def _write_run(writer: PartWriter, built: list[wire.Candidate]) -> None:
+    for line in encode_structs(built):
+        if not writer.try_add(line):
+            await writer.add_line(line)
 
 
 async def _renumber(context: StageContext, summary: dict[str, Any], offset: int, scratch: list[str]) -> list[dict[str, Any]]:

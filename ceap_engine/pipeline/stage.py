@@ -40,7 +40,7 @@ from ceap_engine.storage.parts import (
     split_lines,
 )
 from ceap_engine.storage.candidates import CandidateWrites, write_candidates
-from ceap_engine.pipeline.record_codec import RecordCodec, RecordWire, encode_struct, paused_gc
+from ceap_engine.pipeline.record_codec import RecordCodec, RecordWire, encode_struct, encode_structs, paused_gc
 
 __all__ = [
     "CandidateRecord",
@@ -66,6 +66,7 @@ __all__ = [
     "decode_line",
     "encode_record",
     "encode_struct",
+    "encode_structs",
     "nesting_depth_exceeds",
     "paused_gc",
     "run_source_steps",
