@@ -28,8 +28,7 @@ with ``metadata.fallback = true`` and the reason. Counting (all in candidates)::
 ``fallbacksByModel`` gives the number of fallbacks per model over all candidates.
 """
 
-import math
-from math import exp, isfinite
+from math import exp, isfinite, log1p
 from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import cached_property
@@ -71,14 +70,22 @@ class ModelFailure(Exception):
     """A model cannot score this candidate (for example a required input is missing)."""
 
 
+# ``x if x > 0.0 else 0.0`` is ``max(0.0, x)`` (NaN too: both give 0.0) without a builtin call: these run
+# per feature per candidate.
+
 def _days_between(earlier: datetime | None, later: datetime) -> float | None:
     if earlier is None:
         return None
-    return max(0.0, (later - earlier).total_seconds() / 86400)
+    days = (later - earlier).total_seconds() / 86400
+    return days if days > 0.0 else 0.0
+
+
+def _clamped_log1p(value: float) -> float:
+    return log1p(value if value > 0.0 else 0.0)
 
 
 def _log1p(value: float | None) -> float | None:
-    return None if value is None else math.log1p(max(0.0, value))
+    return None if value is None else _clamped_log1p(value)
 
 
 def _feature(key: str, transform: Callable[[float], float] = lambda x: x) -> Callable[[Candidate, datetime], float | None]:
@@ -86,6 +93,7 @@ def _feature(key: str, transform: Callable[[float], float] = lambda x: x) -> Cal
         value = candidate.features.get(key)
         return None if value is None else transform(value)
 
+    read.feature_key = key  # type: ignore[attr-defined] # the HeavyETL aggregate it reads (None: unknown)
     return read
 
 
@@ -98,13 +106,13 @@ FEATURES: dict[str, Callable[[Candidate, datetime], float | None]] = {
     "daysSinceDelivery": lambda c, t: _days_between(c.attributes.delivery_date, t),
     "daysSinceEvent": lambda c, t: _days_between(c.attributes.event_date, t),
     "mediaEligible": lambda c, t: 1.0 if c.attributes.media_eligible else 0.0,
-    "logPriorReviewCount": lambda c, t: math.log1p(c.attributes.prior_review_count),
+    "logPriorReviewCount": lambda c, t: log1p(c.attributes.prior_review_count),
     "orderCount": lambda c, t: float(c.attributes.order_count),
-    "logLifetimeOrderCount": _feature("orderCount", lambda x: math.log1p(max(0.0, x))),
-    "logTotalOrderValue": _feature("totalOrderValue", lambda x: math.log1p(max(0.0, x))),
-    "logAvgOrderValue": _feature("avgOrderValue", lambda x: math.log1p(max(0.0, x))),
+    "logLifetimeOrderCount": _feature("orderCount", _clamped_log1p),
+    "logTotalOrderValue": _feature("totalOrderValue", _clamped_log1p),
+    "logAvgOrderValue": _feature("avgOrderValue", _clamped_log1p),
     "daysSinceLastOrder": _feature("daysSinceLastOrder"),
-    "logDistinctSubjects": _feature("distinctSubjects", lambda x: math.log1p(max(0.0, x))),
+    "logDistinctSubjects": _feature("distinctSubjects", _clamped_log1p),
 }
 
 #: The features that exist only once HeavyETL ran (an ``enriched`` variant needs them).
@@ -164,19 +172,23 @@ class LogisticModel(CamelModel):
         """
         enriched = None
         if self.enriched is not None:
-            enriched = tuple(FEATURES[f] for f in self._enriched_needs), self._terms(self.enriched)
+            # The enriched variant is chosen when each of these aggregates is in candidate.features
+            # (a HeavyETL feature reads None exactly when its aggregate is missing).
+            needs = tuple(FEATURES[f].feature_key for f in self._enriched_needs)  # type: ignore[attr-defined]
+            enriched = needs, self._terms(self.enriched)
         return self._terms(self.base), enriched
 
     def score(self, candidate: Candidate, as_of: datetime) -> tuple[float, float, dict[str, Any]]:
-        """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing."""
+        """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing.
+
+        The metadata starts with ``fallback: False`` (as the score's metadata shows it).
+        """
         terms, enriched = self._compiled
         variant_name, variant = "base", self.base
         if enriched is not None:
             needs, enriched_terms = enriched
-            for read in needs:
-                if read(candidate, as_of) is None:
-                    break
-            else:
+            aggregates = candidate.features
+            if aggregates and all(aggregates.get(key) is not None for key in needs):
                 variant_name, variant, terms = "enriched", self.enriched, enriched_terms
         z = variant.intercept
         imputed = []
@@ -191,8 +203,9 @@ class LogisticModel(CamelModel):
                 raise ModelFailure(f"input {name} is not a finite number")
             z += coefficient * value
         value = 1.0 / (1.0 + exp(-z)) if z >= 0 else exp(z) / (1.0 + exp(z))
-        confidence = max(0.05, variant.confidence - self.imputation_confidence_penalty * len(imputed))
-        return value, confidence, {"variant": variant_name, "logit": round(z, 6), "imputed": imputed}
+        confidence = variant.confidence - self.imputation_confidence_penalty * len(imputed)
+        confidence = confidence if confidence > 0.05 else 0.05  # max(0.05, confidence), without the call
+        return value, confidence, {"fallback": False, "variant": variant_name, "logit": round(z, 6), "imputed": imputed}
 
 
 class RecencyValueModel(CamelModel):
@@ -207,6 +220,10 @@ class RecencyValueModel(CamelModel):
     confidence: float = Field(ge=0, le=1)
     fallback: Fallback
 
+    @cached_property
+    def _log1p_cap(self) -> float:
+        return log1p(self.value_cap)
+
     @model_validator(mode="after")
     def _some_weight(self) -> Self:
         if self.recency_weight + self.value_weight <= 0:
@@ -214,7 +231,8 @@ class RecencyValueModel(CamelModel):
         return self
 
     def score(self, candidate: Candidate, as_of: datetime) -> tuple[float, float, dict[str, Any]]:
-        """``(value, confidence, metadata)``; raises :class:`ModelFailure` if an input is missing."""
+        """``(value, confidence, metadata)`` (metadata first ``fallback: False``); raises :class:`ModelFailure`
+        if an input is missing."""
         attributes = candidate.attributes
         days = _days_between(attributes.delivery_date or attributes.event_date, as_of)
         if days is None:
@@ -222,10 +240,12 @@ class RecencyValueModel(CamelModel):
         if attributes.order_value is None:
             raise ModelFailure("missing input: orderValue")
         recency = 0.5 ** (days / self.half_life_days)
-        worth = min(1.0, math.log1p(max(0.0, attributes.order_value)) / math.log1p(self.value_cap))
+        value = attributes.order_value
+        worth = log1p(value if value > 0.0 else 0.0) / self._log1p_cap
+        worth = worth if worth < 1.0 else 1.0  # min(1.0, worth), NaN included
         total = self.recency_weight + self.value_weight
         value = (self.recency_weight * recency + self.value_weight * worth) / total
-        return value, self.confidence, {"recency": round(recency, 6), "value": round(worth, 6)}
+        return value, self.confidence, {"fallback": False, "recency": round(recency, 6), "value": round(worth, 6)}
 
 
 ScoringModel = Annotated[LogisticModel | RecencyValueModel, Field(discriminator="kind")]
@@ -287,13 +307,7 @@ def _apply(
         value, confidence, metadata = model.score(candidate, as_of)
         if not isfinite(value):
             raise ModelFailure(f"model produced {value}")
-        return wire.ModelScore(
-            model_id=model_id,
-            value=value,
-            confidence=confidence,
-            timestamp=now,
-            metadata={"fallback": False, **metadata},
-        ), False
+        return wire.ModelScore(model_id=model_id, value=value, confidence=confidence, timestamp=now, metadata=metadata), False
     except Exception as err:  # any failure of one model on one candidate falls back; it is counted below
         reason = str(err) if isinstance(err, ModelFailure) else f"{type(err).__name__}: {err}"
         return wire.ModelScore(
@@ -337,23 +351,24 @@ def _run_wire(input: ScoreInput, context: StageContext) -> ScoreOutput:
 
     models = list(config.models.items())
     for candidate in input.candidates:
+        failed: list[str] = []
         try:
-            verdicts = [(model_id, *_apply(model_id, model, candidate, as_of, now)) for model_id, model in models]
-            for _, score, _ in verdicts:
-                _finite_metadata(score.metadata)
             scores = dict(candidate.scores)  # the candidate's other scores first, in their order, as {**old, **new}
-            for model_id, score, _ in verdicts:
+            for model_id, model in models:
+                score, fell_back = _apply(model_id, model, candidate, as_of, now)
+                _finite_metadata(score.metadata)
                 scores[model_id] = score
+                if fell_back:
+                    failed.append(model_id)
             updated = wire.replace(candidate, scores=scores)
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error, not the batch's
             errors.append(record_failure(candidate, err))
             continue
-        failed = [model_id for model_id, _, fell_back in verdicts if fell_back]
         if not failed:
             scored.append(updated)
             continue
         fallbacks.update(failed)
-        if len(failed) == len(verdicts):
+        if len(failed) == len(models):
             unscored.append(updated)
             continue
         scored.append(updated)
