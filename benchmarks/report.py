@@ -345,9 +345,9 @@ def _end_to_end_sections(results: list[dict[str, Any]]) -> list[str]:
             "(once a process, before the clock starts). "
             "The issue's target is 50,000 records/s for every stage.",
             "",
-            *_md_table(["stage", "records", "seconds", "records/s"], [
+            *_md_table(["stage", "records", "seconds", "records/s", "median records/s"], [
                 [name, _num(s.get("records"), "{:,}"), _num(s.get("seconds"), "{:,.3f}"),
-                 _num(s.get("records_per_s"), "{:,.0f}")]
+                 _num(s.get("records_per_s"), "{:,.0f}"), _num(s.get("median_records_per_s"), "{:,.0f}")]
                 for name, s in d["stages"].items()
             ]),
             "",

@@ -72,6 +72,9 @@ def test_a_smoke_run_puts_the_floor_beside_ceap_on_the_same_file_and_each_stage_
     assert set(speed["stages"]) == {"ETL", "Filter", "Score", "Store", "Reactive", "Store (SQLite)", "Reactive (SQLite)"}
     assert speed["stages"]["Store (SQLite)"]["records"] == speed["stages"]["Store"]["records"] > 0
     assert speed["min_records_per_s"] > 0 and speed["slowest_stage"] in speed["stages"]
+    # Each stage's row is its fastest of the rounds (each on new stores), the median beside it.
+    assert speed["rounds"] == 3 and f"runs {speed['rounds']} times" in speed["driver"]
+    assert all(s["records_per_s"] >= s["median_records_per_s"] > 0 for s in speed["stages"].values())
 
     assert "ceap/floor wall" in done.stdout and "stage-speed (one core" in done.stdout
     text = page.read_text()
