@@ -256,6 +256,11 @@ class CandidateStore(Protocol):
     (:meth:`get` of many keys in one call, in the keys' order; the SQLite, memory and
     DynamoDB stores do): the Store and Reactive stages read through it when it is there, and
     key by key (16 at a time) when it is not.
+    It may offer ``async consumed_many(keys) -> list[bool]`` too: for each key whether its
+    record says the candidate was consumed (``data.attributes.consumed`` is ``true``,
+    :func:`ceap_engine.storage.candidates.record_consumed`; ``False`` where there is no record),
+    reading no more of the document than that (the three stores do); Reactive re-checks the
+    candidates it is about to act on through it, else through ``get_many``.
     """
 
     async def put_batch(

@@ -69,6 +69,7 @@ from ceap_engine.pipeline.stage import (
     StageContext,
     StorageError,
     encode_struct,
+    record_consumed,
     write_candidates,
 )
 
@@ -189,10 +190,17 @@ class ReactiveOutput(CamelModel):
 
 
 async def _consumed_now(context: StageContext, keys: list[tuple[str, str]]) -> list[bool]:
-    """Whether each stored candidate is consumed now (an event may have come in since Store)."""
+    """Whether each stored candidate is consumed now (an event may have come in since Store).
+
+    Through the store's ``consumed_many`` where it has one (the flag alone, not the documents),
+    else its ``get_many``, else 16 ``get`` calls at a time.
+    """
     store = context.candidates
     if store is None or not keys:
         return [False] * len(keys)
+    consumed_many = getattr(store, "consumed_many", None)
+    if consumed_many is not None:
+        return list(await consumed_many(keys))
     get_many = getattr(store, "get_many", None)
     if get_many is not None:
         records = await get_many(keys)
@@ -204,11 +212,7 @@ async def _consumed_now(context: StageContext, keys: list[tuple[str, str]]) -> l
                 return await store.get(*key)
 
         records = await asyncio.gather(*(get(key) for key in keys))
-    out = []
-    for stored in records:
-        attributes = stored.data.get("attributes") if stored is not None and isinstance(stored.data, dict) else None
-        out.append(isinstance(attributes, dict) and attributes.get("consumed") is True)
-    return out
+    return [record_consumed(stored) for stored in records]
 
 
 def _choose(candidate: Candidate, score: float | None, config: ReactiveConfig) -> tuple[str | None, str | None]:

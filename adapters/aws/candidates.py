@@ -37,6 +37,8 @@ refuses a repeated key in one call), at most 100 a call, ``read_concurrency``
 waits, each jittered down by up to half so parallel readers spread out; keys
 still unread after ``max_attempts`` calls raise :class:`AwsStorageError`,
 never come back as ``None``.
+``consumed_many`` makes the same calls with a ProjectionExpression of the keys
+and ``data``, and reads ``attributes.consumed`` out of each document.
 
 Conditional writes (``expected_versions``) cannot go through BatchWriteItem,
 which takes no conditions: each is a PutItem with ``ConditionExpression``
@@ -71,6 +73,7 @@ from botocore.exceptions import ClientError
 from ceap_engine.errors import InputError
 from ceap_engine.ports import CandidateRecord, Clock, PutResult
 from ceap_engine.storage.candidates import (
+    document_consumed,
     document_version,
     encode_candidate_data,
     failure_reason,
@@ -129,6 +132,10 @@ def _item(record: CandidateRecord, data_json: str) -> dict[str, Any]:
     if record.channels:
         item["channels"] = {"SS": sorted(record.channels)}
     return item
+
+
+# What consumed_many reads of an item ("data" is a DynamoDB reserved word).
+_KEYS_AND_DATA = {"ProjectionExpression": "pk, sk, #data", "ExpressionAttributeNames": {"#data": "data"}}
 
 
 def _record(item: dict[str, Any]) -> CandidateRecord:
@@ -386,13 +393,26 @@ class DynamoDBCandidateStore:
 
     async def get_many(self, keys: Sequence[Key]) -> list[CandidateRecord | None]:
         """The records at ``keys`` (``None`` where there is none), in the keys' order: BatchGetItem calls of 100."""
+        found = await self._read_items(keys)
+        # Decoded per position: a key asked twice gives two records, not one shared (mutable) object.
+        return [_record(found[key]) if key in found else None for key in map(tuple, keys)]
+
+    async def consumed_many(self, keys: Sequence[Key]) -> list[bool]:
+        """Whether the candidate at each key is consumed (``False`` where there is none): the same
+        BatchGetItem calls as :meth:`get_many`, asking for the keys and ``data`` only
+        (:func:`~ceap_engine.storage.candidates.record_consumed` of :meth:`get_many`)."""
+        found = await self._read_items(keys, projection=_KEYS_AND_DATA)
+        return [key in found and document_consumed(found[key]["data"]["S"]) for key in map(tuple, keys)]
+
+    async def _read_items(self, keys: Sequence[Key], projection: dict[str, Any] | None = None) -> dict[Key, dict[str, Any]]:
+        """The items at ``keys`` by key (absent keys give none): each key once, ``read_concurrency`` calls at a time."""
         unique = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in dict.fromkeys(keys)]
         limit = asyncio.Semaphore(self.read_concurrency)
         found: dict[Key, dict[str, Any]] = {}
 
         async def read(chunk: list[dict[str, Any]]) -> None:
             async with limit:
-                for item in await self._read_chunk(chunk):
+                for item in await self._read_chunk(chunk, projection):
                     found[(item["pk"]["S"], item["sk"]["S"])] = item
 
         reads = [asyncio.ensure_future(read(unique[start : start + READ_BATCH_SIZE]))
@@ -404,15 +424,18 @@ class DynamoDBCandidateStore:
                 pending.cancel()
             await asyncio.gather(*reads, return_exceptions=True)
             raise
-        # Decoded per position: a key asked twice gives two records, not one shared (mutable) object.
-        return [_record(found[key]) if key in found else None for key in map(tuple, keys)]
+        return found
 
-    async def _read_chunk(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The items of up to 100 distinct keys (absent keys give none), asking again for unprocessed ones."""
+    async def _read_chunk(self, keys: list[dict[str, Any]], projection: dict[str, Any] | None = None
+                          ) -> list[dict[str, Any]]:
+        """The items of up to 100 distinct keys (absent keys give none), asking again for unprocessed ones.
+
+        ``projection``: the BatchGetItem ``ProjectionExpression`` and its ``ExpressionAttributeNames``.
+        """
         items: list[dict[str, Any]] = []
         pending = keys
         for attempt in range(self.max_attempts):
-            request = {self.table_name: {"Keys": pending, "ConsistentRead": True}}
+            request = {self.table_name: {"Keys": pending, "ConsistentRead": True, **(projection or {})}}
             try:
                 response = await self.client.batch_get_item(RequestItems=request)
             except ClientError as exc:

@@ -142,6 +142,9 @@ def keys_statement(columns: str, count: int) -> str:
 
 _GET = f"SELECT {_COLUMNS} FROM candidates WHERE pk = ? AND sk = ?"
 
+# 1 where the document's attributes.consumed is JSON true (record_consumed), else 0.
+_CONSUMED = "json_type(c.data, '$.attributes.consumed') IS 'true'"
+
 _UPSERT = """
 INSERT INTO candidates
     (pk, sk, program_id, marketplace, customer_id, subject_type, subject_id, score, channels, data, updated_at)
@@ -329,20 +332,33 @@ class SQLiteCandidateStore:
 
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> list[CandidateRecord | None]:
         """The records at ``keys`` (``None`` where there is none), in one query per 400 keys."""
-        found: dict[tuple[str, str], CandidateRecord] = {}
+        found = self._read_keys(keys, _COLUMNS)
+        records = {key: _record(row) for key, row in found.items()}
+        return [records.get(key) for key in keys]
+
+    async def consumed_many(self, keys: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether the candidate at each key is consumed (``False`` where there is none): SQLite reads
+        ``attributes.consumed`` out of each document (:func:`~ceap_engine.storage.candidates.record_consumed`
+        of :meth:`get_many`, without handing the documents over)."""
+        found = self._read_keys(keys, _CONSUMED)
+        return [key in found and found[key][0] == 1 for key in keys]
+
+    def _read_keys(self, keys: Sequence[tuple[str, str]], columns: str) -> dict[tuple[str, str], tuple]:
+        """``columns`` of the rows at ``keys`` (each key once), by key: one query per 400 keys."""
+        found: dict[tuple[str, str], tuple] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), _KEYS_PER_STATEMENT):
             chunk = unique[start : start + _KEYS_PER_STATEMENT]
             try:
                 with self._lock:
                     rows = self._db.execute(
-                        keys_statement(_COLUMNS, len(chunk)), [part for key in chunk for part in key]
+                        keys_statement(columns, len(chunk)), [part for key in chunk for part in key]
                     ).fetchall()
             except sqlite3.Error as exc:
                 raise self._storage_error(exc, "read") from exc
             for row in rows:
-                found[(row[0], row[1])] = _record(row[2:])
-        return [found.get(key) for key in keys]
+                found[(row[0], row[1])] = row[2:]
+        return found
 
     async def query(
         self,

@@ -39,7 +39,7 @@ from ceap_engine.storage.parts import (
     nesting_depth_exceeds,
     split_lines,
 )
-from ceap_engine.storage.candidates import CandidateWrites, write_candidates
+from ceap_engine.storage.candidates import CandidateWrites, record_consumed, write_candidates
 from ceap_engine.pipeline.record_codec import RecordCodec, RecordWire, encode_struct, encode_structs, paused_gc
 
 __all__ = [
@@ -62,6 +62,7 @@ __all__ = [
     "SourceSteps",
     "StageContext",
     "StorageError",
+    "record_consumed",
     "write_candidates",
     "decode_line",
     "encode_record",

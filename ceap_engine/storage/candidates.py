@@ -6,7 +6,9 @@
 - :func:`write_candidates`: the optimistic-concurrency loop over any store (read,
   decide, conditional write, re-read the keys that conflicted, decide again);
 - :func:`document_version`: a record's version read from its JSON text, for a store
-  that keeps the text (memory) and need not parse the rest.
+  that keeps the text (memory) and need not parse the rest;
+- :func:`document_consumed` / :func:`record_consumed`: whether a record says its candidate
+  was consumed (``data.attributes.consumed`` is ``true``), what ``consumed_many`` answers.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ __all__ = [
     "MAX_SORT_KEY_BYTES",
     "CandidateWrites",
     "check_dynamodb_limits",
+    "document_consumed",
     "document_version",
     "encode_candidate_data",
     "failure_reason",
     "item_size",
+    "record_consumed",
     "ranking_key_size",
     "validate_claim",
     "validate_query_limit",
@@ -78,6 +82,46 @@ class _Versioned(msgspec.Struct):
 
 # Parses a document's "metadata" and skips the rest without building it.
 _VERSIONED = msgspec.json.Decoder(_Versioned)
+
+
+class _ConsumedAttributes(msgspec.Struct):
+    consumed: Any = None
+
+
+class _Consumable(msgspec.Struct):
+    attributes: _ConsumedAttributes | None = None
+
+
+# Parses a document's "attributes.consumed" and skips the rest (a sixth of a full decode).
+_CONSUMABLE = msgspec.json.Decoder(_Consumable)
+
+
+def record_consumed(record: CandidateRecord | None) -> bool:
+    """Whether ``record`` says its candidate was consumed: ``data.attributes.consumed`` is ``true``.
+
+    ``False`` for no record, and for any document without that ``true`` (no attributes, attributes
+    that are not an object, ``consumed`` false, missing or not a boolean).
+
+    >>> record_consumed(CandidateRecord("c", "p", "US", "ORDER", "o", data={"attributes": {"consumed": True}}))
+    True
+    >>> record_consumed(None), record_consumed(CandidateRecord("c", "p", "US", "ORDER", "o", data={"attributes": 1}))
+    (False, False)
+    """
+    attributes = record.data.get("attributes") if record is not None and isinstance(record.data, Mapping) else None
+    return isinstance(attributes, Mapping) and attributes.get("consumed") is True
+
+
+def document_consumed(data_json: str | bytes) -> bool:
+    """:func:`record_consumed` of the record whose ``data`` is this JSON object, without building all of it.
+
+    >>> document_consumed('{"attributes":{"orderIds":["o-1"],"consumed":true}}'), document_consumed('{"attributes":[1]}')
+    (True, False)
+    """
+    try:
+        attributes = _CONSUMABLE.decode(data_json).attributes
+    except msgspec.ValidationError:  # attributes that are not an object: not consumed
+        return False
+    return attributes is not None and attributes.consumed is True
 
 
 def document_version(data_json: str | bytes) -> int:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from ceap_engine.errors import InputError, ObjectNotFound
 from ceap_engine.ports import CandidateRecord, PutResult
 from ceap_engine.storage.candidates import (
+    document_consumed,
     document_version,
     encode_candidate_data,
     failure_reason,
@@ -278,6 +279,14 @@ class MemoryCandidateStore:
         with self._lock:
             entries = [self._records.get(key) for key in keys]
         return [entry.to_record() if entry is not None else None for entry in entries]
+
+    async def consumed_many(self, keys: Sequence[tuple[str, str]]) -> list[bool]:
+        """Whether the candidate at each key is consumed (``False`` where there is none), from the
+        stored text's ``attributes.consumed`` alone: :func:`~ceap_engine.storage.candidates.record_consumed`
+        of :meth:`get_many`, without building the documents."""
+        with self._lock:
+            entries = [self._records.get(key) for key in keys]
+        return [entry is not None and document_consumed(entry.data_json) for entry in entries]
 
     async def query(
         self,

@@ -10,6 +10,7 @@ import pytest
 
 from ceap_engine.errors import InputError
 from ceap_engine.ports import CandidateRecord, CandidateStore, PutResult
+from ceap_engine.storage.candidates import record_consumed
 
 
 def candidate(
@@ -96,6 +97,49 @@ async def test_get_many_of_150_duplicates_of_one_key_and_others(candidate_store:
     read = await candidate_store.get_many(asked)  # type: ignore[attr-defined]
 
     assert read == [batch[0]] * 150 + batch
+
+
+def consumed_as(customer: str, attributes: object) -> CandidateRecord:
+    return candidate(customer, "o-1", 0.5, data={"customerId": customer, "attributes": attributes})
+
+
+async def test_consumed_many_reads_the_consumed_flag_as_record_consumed_does(candidate_store: CandidateStore) -> None:
+    records = [
+        consumed_as("c-true", {"orderIds": ["o-1"], "consumed": True, "consumedChannel": "push"}),
+        consumed_as("c-false", {"consumed": False}),
+        consumed_as("c-absent", {"orderValue": 1.5}),
+        consumed_as("c-string", {"consumed": "true"}),
+        consumed_as("c-one", {"consumed": 1}),
+        consumed_as("c-null", {"consumed": None}),
+        consumed_as("c-list", [{"consumed": True}]),
+        consumed_as("c-scalar", True),
+        candidate("c-none", "o-1", data={"customerId": "c-none", "consumed": True}),  # not under attributes
+        consumed_as("c-nested", {"x": {"consumed": True}, "consumed": True}),
+    ]
+    assert (await candidate_store.put_batch(records)).failed == ()
+    missing = ("CUSTOMER#nobody#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-1")
+    asked = [*keys(records), missing, records[0].key]
+
+    flags = await candidate_store.consumed_many(asked)  # type: ignore[attr-defined]
+
+    assert flags == [True, False, False, False, False, False, False, False, False, True, False, True]
+    assert flags == [record_consumed(r) for r in await candidate_store.get_many(asked)]  # type: ignore[attr-defined]
+    assert await candidate_store.consumed_many([]) == []  # type: ignore[attr-defined]
+
+
+async def test_consumed_many_reads_more_than_a_batch_and_sees_writes(candidate_store: CandidateStore) -> None:
+    batch = [consumed_as(f"c-{n:03}", {"consumed": n % 7 == 0}) for n in range(450)]
+    assert (await candidate_store.put_batch(batch)).failed == ()
+    asked = keys(batch)
+    random.Random(3).shuffle(asked)
+    by_key = {r.key: r.data["attributes"]["consumed"] for r in batch}  # type: ignore[index]
+
+    assert await candidate_store.consumed_many(asked) == [by_key[key] for key in asked]  # type: ignore[attr-defined]
+
+    now_consumed = consumed_as("c-001", {"consumed": True})
+    await candidate_store.put_batch([now_consumed])
+    await candidate_store.delete(*batch[0].key)
+    assert await candidate_store.consumed_many([batch[0].key, now_consumed.key]) == [False, True]  # type: ignore[attr-defined]
 
 
 async def test_get_many_sees_every_write_and_delete(candidate_store: CandidateStore) -> None:

@@ -160,6 +160,24 @@ class TestBatch:
         assert out.skipped == {"ALREADY_CONSUMED": 1}
         assert [a["customerId"] for a in await actions_of(objects, out)] == ["C2"]
 
+    @pytest.mark.parametrize("reads", ["consumed_many", "get_many", "get"])
+    async def test_the_consumed_recheck_reads_through_what_the_store_offers(self, make_context, objects, candidates,
+                                                                             reads):
+        class GetManyStore(RefusingCandidateStore):
+            async def get_many(self, keys):
+                return await self.inner.get_many(keys)
+
+        store = {"consumed_many": candidates, "get_many": GetManyStore(candidates, lambda r: None),
+                 "get": RefusingCandidateStore(candidates, lambda r: None)}[reads]
+        assert hasattr(store, "consumed_many") == (reads == "consumed_many")
+        assert hasattr(store, "get_many") == (reads != "get")
+        await candidates.put_batch([scored(consumed=True).to_record(0.7), scored("C3").to_record(0.7)])
+        payload = ReactiveInput(program_id="reviews", marketplace="US", primary_model=PRIMARY,
+                                candidates=[scored(), scored("C2"), scored("C3")])
+        out = await reactive.run(payload, make_context("Reactive", candidate_store=store))
+        assert out.skipped == {"ALREADY_CONSUMED": 1}
+        assert [a["customerId"] for a in await actions_of(objects, out)] == ["C2", "C3"]
+
     async def test_input_ignores_what_store_adds_and_output_round_trips(self, make_context):
         store_like = {
             "programId": "reviews",
