@@ -78,6 +78,17 @@ def encode_structs(values: Sequence[Any]) -> list[bytes]:
     return lines
 
 
+def _json_array(lines: Sequence[bytes]) -> bytes:
+    """``b"[" + b",".join(lines) + b"]"`` in one copy of the lines (each ``+`` copied a whole part again).
+
+    >>> _json_array([b"1"]), _json_array([b"1", b"2", b"3"])
+    (b'[1]', b'[1,2,3]')
+    """
+    if len(lines) == 1:
+        return b"[" + lines[0] + b"]"
+    return b",".join([b"[" + lines[0], *lines[1:-1], lines[-1] + b"]"])
+
+
 @dataclass(frozen=True, slots=True)
 class RecordFailureAt:
     """A line the model refused: its position in the part, the line, and the model's message."""
@@ -119,7 +130,7 @@ class RecordCodec:
         """The records of ``lines`` (in order) and the lines refused, each with its position."""
         if not lines:
             return DecodedRecords([], []), []
-        body = b"[" + b",".join(lines) + b"]"
+        body = _json_array(lines)
         if self._scan(body) is None:
             try:
                 return DecodedRecords(self._many.decode(body), lines), []

@@ -213,7 +213,12 @@ class PartWriter:
         """Write the buffered lines as the next part (nothing if the buffer is empty)."""
         if not self._lines:
             return
-        await self._write(b"\n".join(self._lines) + b"\n", len(self._lines))
+        # The body ends with a newline: an empty last line joins it in one copy (joining and then
+        # adding b"\n" copied the whole part a second time, ~4 ms a 3.5 MB part here).
+        self._lines.append(b"")
+        body = b"\n".join(self._lines)
+        self._lines.pop()
+        await self._write(body, len(self._lines))
         self._lines = []
         self._size = 0
 
