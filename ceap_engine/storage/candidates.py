@@ -232,10 +232,17 @@ def _plainly_valid_data_json(record: CandidateRecord) -> str | None:
     if not isinstance(record.data, Mapping):
         return None
     # The key layout of CandidateRecord.pk and .sk, counted without building them (ASCII: a byte a
-    # character); DynamoDB's limits are checked by the full check's own rule.
-    pk_bytes = len(customer) + len(program) + len(marketplace) + _PK_FIXED_BYTES
+    # character). DynamoDB's limits as _limit_problems has them, asked only "is every one met?":
+    ids_bytes = len(customer) + len(program) + len(marketplace)
+    pk_bytes = ids_bytes + _PK_FIXED_BYTES
     sk_bytes = len(subject_type) + len(subject_id) + _SK_FIXED_BYTES
-    return None if _limit_problems(record, pk_bytes, sk_bytes, len(text)) else text
+    if 10 + pk_bytes + sk_bytes > MAX_SORT_KEY_BYTES:  # the ranking key; within it, pk and sk are within theirs
+        return None
+    if score is not None and score != 0 and not _MIN_NUMBER <= abs(score) < _MAX_NUMBER:
+        return None
+    size = _sized(pk_bytes, sk_bytes, len(text), ids_bytes + len(subject_type) + len(subject_id), score is not None,
+                  sum(map(len, channels)) if channels else None)
+    return text if size <= MAX_ITEM_BYTES else None
 
 
 # The characters of CandidateRecord.pk and .sk besides the ids.
@@ -269,15 +276,22 @@ def item_size(record: CandidateRecord, data_json: str) -> int:
 def _item_size(record: CandidateRecord, pk_bytes: int, sk_bytes: int, data_bytes: int) -> int:
     """:func:`item_size` from the UTF-8 sizes of the keys and the data, each counted once by the caller."""
     fields = (record.customer_id, record.program_id, record.marketplace, record.subject_type, record.subject_id)
+    fields_bytes = len("".join(fields).encode("utf-8"))  # UTF-8 sizes add up over a concatenation
+    channels_bytes = sum(len(c.encode("utf-8")) for c in record.channels) if record.channels else None
+    return _sized(pk_bytes, sk_bytes, data_bytes, fields_bytes, record.score is not None, channels_bytes)
+
+
+def _sized(pk_bytes: int, sk_bytes: int, data_bytes: int, fields_bytes: int, scored: bool,
+           channels_bytes: int | None) -> int:
+    """:func:`_item_size` from the UTF-8 sizes of its parts (``channels_bytes``: ``None`` for no channels)."""
     # The ranking key (9 + pk + 1 + sk bytes) is binary; counted as its base64 text (4/3 of
     # its bytes), as DynamoDB emulators do, so that the rule errs on the safe side of AWS's own.
     size = _ITEM_NAMES_BYTES + -(-(10 + pk_bytes + sk_bytes) // 3) * 4 + pk_bytes + sk_bytes + data_bytes
-    size += len("".join(fields).encode("utf-8"))  # UTF-8 sizes add up over a concatenation
-    size += len("version") + _NUMBER_BYTES
-    if record.score is not None:
+    size += fields_bytes + len("version") + _NUMBER_BYTES
+    if scored:
         size += len("score") + _NUMBER_BYTES
-    if record.channels:
-        size += len("channels") + sum(len(c.encode("utf-8")) for c in record.channels)
+    if channels_bytes is not None:
+        size += len("channels") + channels_bytes
     return size
 
 
