@@ -68,7 +68,7 @@ from ceap_engine.pipeline.stage import (
     RecordWire,
     StageContext,
     StorageError,
-    encode_struct,
+    encode_structs,
     record_consumed,
     write_candidates,
 )
@@ -328,11 +328,11 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
                                         reason_code="NON_FINITE",
                                         message=str(NonFiniteNumber("the action's score is not a finite number"))))
             continue
-        line = encode_struct(action)
-        if not writer.try_add(line):
-            await writer.add_line(line)
         written.append(action)
     actions = written
+    for line in encode_structs(actions):  # one encoder call for the part's actions
+        if not writer.try_add(line):
+            await writer.add_line(line)
     parts = await writer.close()
     key = parts[0].key
     by_channel = Counter(str(a["channel"]) for a in actions)

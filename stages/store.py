@@ -176,10 +176,15 @@ def _decide(
     execution_id: str, primary_model: str,
 ) -> wire.Candidate | None:
     """:func:`decide_write` with ``before = stored_candidate(existing)`` read by the caller (who needs it too)."""
-    metadata = wire.replace(candidate.metadata, updated_at=now, workflow_execution_id=execution_id)
+    # The version is set at once: what the comparison below compares leaves versions aside.
+    version = 1 if existing is None else existing.version + 1
     attributes = candidate.attributes
-    if before is not None:
-        metadata = wire.replace(metadata, created_at=before.metadata.created_at or metadata.created_at)
+    if before is None:
+        metadata = wire.replace(candidate.metadata, updated_at=now, workflow_execution_id=execution_id,
+                                version=version)
+    else:
+        metadata = wire.replace(candidate.metadata, updated_at=now, workflow_execution_id=execution_id,
+                                version=version, created_at=before.metadata.created_at or candidate.metadata.created_at)
         if before.attributes.consumed and not attributes.consumed:
             # A new order must not make an engaged customer eligible again.
             attributes = wire.replace(attributes, consumed=True, consumed_at=before.attributes.consumed_at,
@@ -193,8 +198,7 @@ def _decide(
         and existing.channels == eligible_channel_set(merged)  # type: ignore[arg-type]
     ):
         return None
-    version = 1 if existing is None else existing.version + 1
-    return wire.replace(merged, metadata=wire.replace(metadata, version=version))
+    return merged
 
 
 def _record_of(candidate: wire.Candidate, score: float | None) -> tuple[CandidateRecord, bytes]:

@@ -402,7 +402,7 @@ async def write_candidates(
     """Read each key, ``decide`` its new record, write it only if nobody wrote in between; repeat on conflict.
 
     ``decide(key, stored)`` gets the stored record (``None``: none) and returns the
-    record to write - with ``metadata.version`` one above the stored one - or ``None``
+    record to write at that key - with ``metadata.version`` one above the stored one - or ``None``
     when nothing needs to change (then nothing is written, which keeps re-runs from
     churning versions). A key another writer changed between the read and the write
     is read again and decided again, up to ``max_attempts`` times; after that it is
@@ -439,6 +439,7 @@ async def write_candidates(
         stored = await read_all(pending)
         records: list[CandidateRecord] = []
         expected: dict[Key, int | None] = {}
+        by_key: dict[Key, CandidateRecord] = {}
         for key, before in zip(pending, stored, strict=True):
             after = decide(key, before)
             if after is None:
@@ -448,11 +449,11 @@ async def write_candidates(
                 continue
             records.append(after)
             expected[key] = None if before is None else before.version
+            by_key[key] = after
         pending = []
         if not records:
             break
         result = await store.put_batch(records, expected_versions=expected)
-        by_key = {r.key: r for r in records}
         for key in result.stored:
             writes.current[key] = by_key[key]
             writes.failed.pop(key, None)
