@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.local import SQLiteCandidateStore
-from adapters.local.candidates import SCHEMA_VERSION, query_statement
+from adapters.local.candidates import PAGE_SIZE, SCHEMA_VERSION, WAL_CHECKPOINT_BYTES, query_statement
 from ceap_engine.errors import StorageError
 from ceap_engine.ports import CandidateRecord
 from ceap_engine.runtime.clock import VirtualClock
@@ -44,6 +44,29 @@ async def test_the_folder_is_made_and_the_database_runs_in_wal_mode(store: SQLit
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+async def test_a_new_file_has_16_kib_pages_and_checkpoints_at_64_mib_of_them(store: SQLiteCandidateStore,
+                                                                             db_path: Path) -> None:
+    assert store._db.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,) == (16_384,)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (WAL_CHECKPOINT_BYTES // PAGE_SIZE,)
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA page_size").fetchone() == (PAGE_SIZE,)
+
+
+async def test_a_file_with_4_kib_pages_keeps_them_and_checkpoints_at_the_same_bytes(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as old:  # as an older ceap made it
+        old.execute("PRAGMA page_size = 4096")
+        old.execute("PRAGMA journal_mode = WAL")
+        old.execute("CREATE TABLE other (x)")
+    record = candidate("c-1")
+    with SQLiteCandidateStore(db_path) as store:
+        await store.put_batch([record])
+        assert store._db.execute("PRAGMA page_size").fetchone() == (4096,)
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (WAL_CHECKPOINT_BYTES // 4096,)
+    with SQLiteCandidateStore(db_path) as reopened:
+        assert await reopened.get(record.pk, record.sk) == record
 
 
 async def test_rows_hold_the_key_layout_the_query_columns_and_the_json_document(
