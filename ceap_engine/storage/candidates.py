@@ -439,7 +439,6 @@ async def write_candidates(
         stored = await read_all(pending)
         records: list[CandidateRecord] = []
         expected: dict[Key, int | None] = {}
-        by_key: dict[Key, CandidateRecord] = {}
         for key, before in zip(pending, stored, strict=True):
             after = decide(key, before)
             if after is None:
@@ -449,11 +448,11 @@ async def write_candidates(
                 continue
             records.append(after)
             expected[key] = None if before is None else before.version
-            by_key[key] = after
         pending = []
         if not records:
             break
         result = await store.put_batch(records, expected_versions=expected)
+        by_key = {r.key: r for r in records}
         for key in result.stored:
             writes.current[key] = by_key[key]
             writes.failed.pop(key, None)
