@@ -263,8 +263,12 @@ async def _run_part(stage: StageFunction, data: StageData, previous: PreviousOut
     else:
         # Records are independent of each other within a part (as parts are), so a part goes through
         # in slices: the same outputs, in the same order, with one slice's records alive at a time.
-        for start in range(0, max(len(lines), 1), SLICE_RECORDS):
-            chunk = lines[start:start + SLICE_RECORDS]
+        start = 0
+        while True:
+            # A slice's lines leave the part's list as it is taken: once handled they are freed
+            # (unless its output hands them on), not kept to the part's end.
+            chunk = lines[:SLICE_RECORDS]
+            del lines[:SLICE_RECORDS]
             with paused_gc():
                 stage_input, input_errors = parse_wire_input(stage.input_model, stage.wire.codec, previous.header,
                                                              chunk, previous.where(part))
@@ -276,7 +280,9 @@ async def _run_part(stage: StageFunction, data: StageData, previous: PreviousOut
                 # paused and is still alive (a slice's records, ~6 us a candidate).
                 del stage_input, output
             del chunk
-        del lines
+            if not lines:
+                break
+            start += SLICE_RECORDS
     summary = await sink.close(ctx)
     await data.write_summary(summary)
     return summary

@@ -67,3 +67,48 @@ async def test_a_part_in_many_slices_gives_what_one_slice_gives(tmp_path, monkey
         assert [_without(r, ignore) for r in many] == [_without(r, ignore) for r in one], stage
     reactive = json.loads((sliced_root / "buckets" / sliced.bucket / sliced.outputs["Reactive"]).read_text())
     assert len(reactive["parts"]["actions"]) > 1  # the slices really wrote parts of their own
+
+
+async def test_a_part_in_slices_holds_neither_its_bytes_nor_the_slices_done(tmp_path, monkeypatch):
+    # What a stage call has alive is the part's lines still to go, not the bytes they were split
+    # from (the finished read's future held them while no stage code suspended) nor the slices
+    # before it. Every part is read in a thread here, as a big one is.
+    import asyncio
+    import concurrent.futures
+    import gc
+
+    from adapters.local.objects import FileObjectStore
+    from ceap_engine.pipeline import stage_data
+
+    monkeypatch.setattr(stage_runtime, "SLICE_RECORDS", 97)
+    monkeypatch.setattr(FileObjectStore, "inline_read_limit", 0)
+    read: list[tuple[bytes, list[bytes], int]] = []  # each part read: its bytes, its lines, their count
+    split_lines = stage_data.split_lines
+
+    def recording_split(data: bytes) -> list[bytes]:
+        lines = split_lines(data)
+        read.append((data, lines, len(lines)))
+        return lines
+
+    seen: list[tuple[int, int, list[object]]] = []  # each wire call: lines left, lines expected left, holders
+    call, slices = stage_runtime._call, {}
+
+    async def checking_call(stage, stage_input, ctx, *, wire=False):
+        if wire:
+            data, lines, total = read[-1]
+            done = slices[id(lines)] = slices.get(id(lines), 0) + 1
+            holders = [r for r in gc.get_referrers(data) if r is not read[-1]]
+            seen.append((len(lines), max(0, total - done * 97), holders))
+        return await call(stage, stage_input, ctx, wire=wire)
+
+    monkeypatch.setattr(stage_data, "split_lines", recording_split)
+    monkeypatch.setattr(stage_runtime, "_call", checking_call)
+    root, result = await _run(tmp_path)
+
+    assert result.counts["Reactive"]["actionCount"] == 473
+    inputs = [result.counts[stage]["inputCount"] for stage in ("Filter", "Score", "Store", "Reactive")]
+    assert len(seen) == sum(-(-n // 97) for n in inputs) > 4 * 5  # every slice of every part was seen
+    assert [(left, expected) for left, expected, _ in seen] == [(expected, expected) for _, expected, _ in seen]
+    futures = (asyncio.Future, concurrent.futures.Future)
+    assert [h for _, _, holders in seen for h in holders if isinstance(h, futures)] == []
+    assert [holders for _, _, holders in seen if holders] == []
