@@ -417,7 +417,7 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
     """
     index, partitions = int(item["index"]), int(plan["partitions"])
     errors = context.scratch_writer("errors", index)
-    spills = [context.spill_writer(p, partitions, source_range=index) for p in range(partitions)]
+    spills = context.spill_writers(partitions, source_range=index)
     counts = {"lines": 0, "recordsRead": 0, "transformed": 0, "errors": 0, "otherMarketplace": 0,
               "outsideDateRange": 0}
     market, in_range = input.marketplace, input.date_range.test()
@@ -449,7 +449,8 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
             spill = spills[_partition_of(event.customer_id, event.product_id, partitions)]
             if not spill.try_add(line):
                 await spill.add_line(line)
-    written = await asyncio.gather(*(spill.close() for spill in spills))
+        await spills.trim()  # a piece of the source at a time: the spills' memory is bounded, not the range's
+    written = await spills.close()
     return {"index": index, **counts, "errorParts": [p.to_json() for p in await errors.close()],
             "spills": {str(p): [part.to_json() for part in parts] for p, parts in enumerate(written) if parts}}
 

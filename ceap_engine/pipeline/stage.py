@@ -34,6 +34,7 @@ from ceap_engine.storage.parts import (
     NonFiniteNumber,
     PartInfo,
     PartWriter,
+    SharedBudget,
     decode_line,
     encode_record,
     nesting_depth_exceeds,
@@ -138,10 +139,10 @@ def _read_file_range(path: str, start: int, end: int) -> bytes:
         return os.pread(handle.fileno(), max(0, end - start), start)
 
 
-#: What a stage's spill writers may buffer in memory together (see :meth:`StageContext.spill_writer`).
-SPILL_BUFFER_BYTES = 64 * 1024 * 1024
-#: ... but none flushes in pieces smaller than this (many partitions then mean many small scratch objects).
-SPILL_MIN_FLUSH_BYTES = 256 * 1024
+#: What a stage's spill writers buffer in memory together (see :meth:`StageContext.spill_writers`).
+SPILL_BUFFER_BYTES = 16 * 1024 * 1024
+#: ... and what one of them buffers at most before it writes a part.
+SPILL_PART_BYTES = 4 * 1024 * 1024
 
 @dataclass
 class StageContext:
@@ -195,18 +196,20 @@ class StageContext:
         self.writers.setdefault(stream, []).append(writer)
         return writer
 
-    def spill_writer(self, partition: int, partitions: int = 1, *, source_range: int = 0) -> PartWriter:
-        """A writer of scratch parts (for a stage that partitions its input before merging).
+    def spill_writers(self, partitions: int, *, source_range: int = 0) -> SharedBudget:
+        """Writers of scratch parts, one a partition (for a stage that partitions its input before merging).
 
-        ``partitions`` is how many spill writers the stage keeps open at once: together they
-        buffer at most :data:`SPILL_BUFFER_BYTES` (each at most 4 MiB), so memory does not
-        grow with the source however many partitions a big day needs. ``source_range``: the
-        byte range of the source whose records these are (``spill/r00003/p00017-000000.jsonl``).
+        Together they buffer :data:`SPILL_BUFFER_BYTES` (call their ``trim()`` between batches
+        of adds), so memory does not grow with the source however many partitions a big day
+        needs. ``source_range``: the byte range of the source whose records these are
+        (``spill/r00003/p00017-000000.jsonl``).
         """
-        each = max(SPILL_MIN_FLUSH_BYTES, min(4 * 1024 * 1024, SPILL_BUFFER_BYTES // max(1, partitions)))
-        return PartWriter(self.objects, self.bucket,
-                          lambda n: spill_key(self.execution_id, self.stage, partition, n, source_range=source_range),
-                          max_records=MAX_PART_RECORDS * 100, max_bytes=each)
+        def writer(partition: int) -> PartWriter:
+            return PartWriter(self.objects, self.bucket,
+                              lambda n: spill_key(self.execution_id, self.stage, partition, n, source_range=source_range),
+                              max_records=MAX_PART_RECORDS * 100, max_bytes=SPILL_PART_BYTES)
+
+        return SharedBudget([writer(p) for p in range(partitions)], budget=SPILL_BUFFER_BYTES)
 
     def scratch_writer(self, stream: str, source_range: int) -> PartWriter:
         """A writer of one source range's scratch parts of ``stream`` (``spill/r00003/errors-000000.jsonl``),

@@ -18,6 +18,7 @@ non-finite ever enters a stage from a part either.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "NonFiniteNumber",
     "PartInfo",
     "PartWriter",
+    "SharedBudget",
     "decode_line",
     "encode_record",
     "iter_lines",
@@ -183,6 +185,11 @@ class PartWriter:
         """Encode and buffer one record (:class:`NonFiniteNumber` if it cannot be JSON)."""
         await self.add_line(encode_record(record))
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of the part being filled (its lines and their newlines), not yet written."""
+        return self._size
+
     def try_add(self, line: bytes) -> bool:
         """Buffer ``line`` if the part being filled has room, without awaiting; False if it is full.
 
@@ -232,6 +239,70 @@ class PartWriter:
         if not self.parts and self.always_one:
             await self._write(b"", 0)
         return self.parts
+
+
+class SharedBudget:
+    """Part writers (one a hash partition, say) that buffer at most ``budget`` bytes together.
+
+    Each writer writes a part whenever it is full on its own; :meth:`trim`, called between
+    batches of adds, also writes the fullest buffers once all of them together hold more than
+    ``budget``, down to half of it. So the buffers stay within the budget plus one batch,
+    however many writers there are (a per-writer share of the budget would not: with many
+    partitions each share is too small to flush at all). Parts are written ``concurrency`` at
+    a time, each write holding its joined part too.
+
+    >>> import asyncio
+    >>> from ceap_engine.storage.memory import MemoryObjectStore
+    >>> store = MemoryObjectStore()
+    >>> writers = SharedBudget([PartWriter(store, "bkt", lambda n, p=p: f"p{p}-{n}") for p in range(3)], budget=8)
+    >>> for p in (0, 1, 0, 2): _ = writers[p].try_add(b"12345")
+    >>> asyncio.run(writers.trim()); writers.buffered_bytes <= 4
+    True
+    >>> [[part.key for part in parts] for parts in asyncio.run(writers.close())]
+    [['p0-0'], ['p1-0'], ['p2-0']]
+    """
+
+    def __init__(self, writers: Sequence[PartWriter], *, budget: int, concurrency: int = 4) -> None:
+        self.writers = list(writers)
+        self.budget = budget
+        self.concurrency = concurrency
+
+    def __getitem__(self, index: int) -> PartWriter:
+        return self.writers[index]
+
+    def __len__(self) -> int:
+        return len(self.writers)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes the writers hold together, not yet written."""
+        return sum(writer.buffered_bytes for writer in self.writers)
+
+    async def trim(self) -> None:
+        """Write the fullest buffers if the writers hold more than the budget, until they hold half of it."""
+        total = self.buffered_bytes
+        if total <= self.budget:
+            return
+        fullest: list[PartWriter] = []
+        for writer in sorted(self.writers, key=lambda w: w.buffered_bytes, reverse=True):
+            if total <= self.budget // 2:
+                break
+            fullest.append(writer)
+            total -= writer.buffered_bytes
+        await self._each(fullest, PartWriter.flush)
+
+    async def close(self) -> list[list[PartInfo]]:
+        """Close every writer (:meth:`PartWriter.close`); the parts of each, in the writers' order."""
+        return await self._each(self.writers, PartWriter.close)
+
+    async def _each(self, writers: Sequence[PartWriter], action: Callable[[PartWriter], Any]) -> list[Any]:
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(writer: PartWriter) -> Any:
+            async with slots:
+                return await action(writer)
+
+        return list(await asyncio.gather(*(one(writer) for writer in writers)))
 
 
 def split_lines(data: bytes) -> list[bytes]:

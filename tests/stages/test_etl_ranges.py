@@ -114,3 +114,30 @@ async def test_the_plan_groups_the_partitions_into_at_most_forty_merge_calls(tmp
     assert len(groups) == 40 and groups[0]["first"] == 0 and groups[-1]["end"] == 150
     assert all(a["end"] == b["first"] for a, b in zip(groups, groups[1:]))  # contiguous, each partition once
     assert len(plan["ranges"]) == 1  # half a megabyte is one 32 MiB range
+
+
+async def test_spills_over_their_shared_budget_are_written_early_and_merge_the_same(tmp_path, monkeypatch):
+    # A budget far below one range's spills: the writers write their fullest buffers as the range is
+    # read (a piece at a time), and the merge reads those many small spills to the same candidates.
+    from ceap_engine.pipeline import stage as stage_module
+    from ceap_engine.storage.parts import SharedBudget
+
+    payload = _payload(EXAMPLE)
+    one = await run_etl(payload, whole := _context(config={"partitions": 7}))
+    budget = 8_192
+    monkeypatch.setattr(stage_module, "SPILL_BUFFER_BYTES", budget)
+    monkeypatch.setattr(etl_source, "RANGE_READ_BYTES", 4_096)  # pieces smaller than the budget
+    trims: list[tuple[int, int]] = []
+    trim = SharedBudget.trim
+
+    async def recording_trim(self):
+        before = self.buffered_bytes
+        await trim(self)
+        trims.append((before, self.buffered_bytes))
+
+    monkeypatch.setattr(SharedBudget, "trim", recording_trim)
+    many = await run_etl(payload, tight := _context(config={"partitions": 7}))
+    assert len(trims) > 50 and sum(before > budget for before, _ in trims) > 10  # they did go over, often
+    assert max(after for _, after in trims) <= budget  # ... and were back within it after each trim
+    assert many.output == one.output
+    assert await _parts_bytes(tight, "candidates") == await _parts_bytes(whole, "candidates")
