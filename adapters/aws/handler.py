@@ -34,7 +34,7 @@ from typing import Any
 
 from ceap_engine.errors import CeapError
 from ceap_engine.pipeline.stage_runtime import invoke_stage, load_stage_function
-from ceap_engine.runtime.memory import limit_malloc_arenas
+from ceap_engine.runtime.memory import tune_malloc
 
 from .candidates import DynamoDBCandidateStore
 from .objects import S3ObjectStore
@@ -106,7 +106,7 @@ def make_handler(environ: Mapping[str, str]) -> Callable[[Any, Any], dict[str, A
     """A Lambda handler for the stage ``environ`` describes (its import path is checked at once)."""
     stage = LambdaStage.from_environment(environ)
     load_stage_function(stage.function)  # an import error shows at cold start, not on the first request
-    limit_malloc_arenas()  # warm invocations reuse what earlier ones freed: see ceap_engine.runtime.memory
+    tune_malloc()  # warm invocations reuse what earlier ones freed: see ceap_engine.runtime.memory
 
     def stage_handler(event: Any, context: Any) -> dict[str, Any]:
         return asyncio.run(stage.invoke(event, context))

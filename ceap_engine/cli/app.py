@@ -7,7 +7,7 @@ import sys
 import typer
 
 from ceap_engine.runtime.collector import tune_collector
-from ceap_engine.runtime.memory import limit_malloc_arenas
+from ceap_engine.runtime.memory import tune_malloc
 
 from . import asl, aws, cost, executions, graph, queue, run, serve
 from ._output import (
@@ -61,7 +61,7 @@ def _usage_command(exc: Exception) -> str:
 def main(argv: list[str] | None = None) -> None:
     """The ``ceap`` entry point: the commands' exit codes; usage errors as exit 2 (in JSON with ``--format json``)."""
     tune_collector()  # many executions in flight: see ceap_engine.runtime.collector
-    limit_malloc_arenas()  # memory a stage call frees is used again: see ceap_engine.runtime.memory
+    tune_malloc()  # memory a stage call frees is used again: see ceap_engine.runtime.memory
     args = list(sys.argv[1:] if argv is None else argv)
     click = click_module("exceptions")
     try:

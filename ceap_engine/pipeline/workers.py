@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from ceap_engine.errors import CeapError
 from ceap_engine.ports import CandidateStore, Clock, ObjectStore
 from ceap_engine.runtime.clock import RealClock, VirtualClock
-from ceap_engine.runtime.memory import limit_malloc_arenas
+from ceap_engine.runtime.memory import tune_malloc
 
 __all__ = ["MIN_PROCESS_BYTES", "MIN_PROCESS_RECORDS", "StagePool", "StoreFactory", "WorkerDied", "goes_to_worker"]
 
@@ -116,8 +116,8 @@ def _invoke_in_worker(
 
 
 def _start_worker(parent: int) -> None:
-    """A worker's start: one malloc arena (see :mod:`ceap_engine.runtime.memory`), and an end with its parent."""
-    limit_malloc_arenas()
+    """A worker's start: malloc tuned (see :mod:`ceap_engine.runtime.memory`), and an end with its parent."""
+    tune_malloc()
     _end_with_parent(parent)
 
 
