@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # One stage call in a fresh interpreter, as a Lambda runs it: its peak RSS counts the runtime and imports too.
 MEASURE = """
 import asyncio, json, sys
+from ceap_engine.runtime.memory import tune_malloc
+tune_malloc()  # as the Lambda handler does at import
 from adapters.local import LocalStores
 from ceap_engine.runtime.clock import VirtualClock
 from ceap_engine.pipeline.stage_runtime import invoke_stage
