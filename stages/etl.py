@@ -457,10 +457,16 @@ async def split(input: EtlInput, context: StageContext, plan: dict[str, Any], it
 
 async def _range_of(uri: str, context: StageContext, plan: dict[str, Any], item: dict[str, Any],
                     counts: dict[str, int]) -> AsyncIterator[list[ParsedRecord]]:
-    """The range's records, in lists: one a piece of the source read (a document read whole: one a record)."""
+    """The range's records, in lists: one a piece of the source read (a document read whole: 1,000 records each)."""
     if not plan["ranged"]:  # one document, read whole: line numbers are the source's already
+        batch: list[ParsedRecord] = []
         async for record in records(plan["format"], uri, context):
-            yield [record]
+            batch.append(record)
+            if len(batch) == 1_000:  # the caller trims its spills once a list, not once a record
+                yield batch
+                batch = []
+        if batch:
+            yield batch
         return
     async for batch in range_records(uri, context, int(item["start"]), int(item["end"]), int(plan["size"])):
         if batch:

@@ -141,3 +141,20 @@ async def test_spills_over_their_shared_budget_are_written_early_and_merge_the_s
     assert max(after for _, after in trims) <= budget  # ... and were back within it after each trim
     assert many.output == one.output
     assert await _parts_bytes(tight, "candidates") == await _parts_bytes(whole, "candidates")
+
+
+async def test_a_whole_json_array_day_gives_the_candidates_of_its_json_lines(tmp_path):
+    # A document read whole goes to the spills in lists of 1,000 records: the example's 1,200 in two.
+    events = []
+    for line in EXAMPLE.read_text().splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue  # the example's malformed lines: no JSON array could hold them
+    assert len(events) > 1_000
+    (day := tmp_path / "orders.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    (array := tmp_path / "orders.json").write_text(json.dumps(events))
+    as_lines = await run_etl(_payload(day), jsonl := _context(config={"partitions": 5}))
+    as_array = await run_etl(_payload(array), whole := _context(config={"partitions": 5}))
+    assert as_array.output.metrics == as_lines.output.metrics
+    assert await _parts_bytes(whole, "candidates") == await _parts_bytes(jsonl, "candidates")
