@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
