@@ -72,7 +72,7 @@ at places their keys and scores scatter, so a transaction dirties about one leaf
 each a row, and each dirty page is written whole to the WAL at commit and again at the
 checkpoint. Larger pages hold more entries, so a transaction of 2,000 rows dirties fewer of
 them. Measured here (``executemany`` of ~1.5 KB rows in 2,000-row transactions, sorted by
-key): 12.0 -> 7.4 us a row into an empty file, 71.6 -> 31.0 us a row into a file holding
+key, with schema 2's wider ranking indexes): 12.0 -> 7.4 us a row into an empty file, 71.6 -> 31.0 us a row into a file holding
 100,000 candidates; 32 KiB pages were no better on the empty file and much worse on the
 full one. A file made by an older ceap keeps 4 KiB pages (``VACUUM`` after
 ``PRAGMA journal_mode = DELETE`` and ``PRAGMA page_size = 16384`` converts it).
@@ -103,8 +103,11 @@ pass instantly: this timeout is what makes a local run outlast a real lock.
 # metadata.version, else 0.
 _VERSION = "CASE json_type(data, '$.metadata.version') WHEN 'integer' THEN json_extract(data, '$.metadata.version') ELSE 0 END"
 
-SCHEMA_VERSION = 2
-"""1: ``candidates`` was a ``WITHOUT ROWID`` table; 2: a rowid table, same columns (migrated on open)."""
+SCHEMA_VERSION = 3
+"""1: ``candidates`` was a ``WITHOUT ROWID`` table; 2: a rowid table, same columns; 3: the ranking
+indexes hold ``(program_id, [marketplace,] score)`` and the rowid, not the keys again
+(:data:`_RANKING_INDEXES`). An older file is migrated on open: its rows are kept, the ranking
+indexes made again (a few seconds for a million candidates, once)."""
 
 # The candidates table; {name}, so that a migration can build it beside the old one.
 _TABLE = """
@@ -124,13 +127,22 @@ CREATE TABLE IF NOT EXISTS {name} (
 )
 """
 
+_RANKING_INDEXES = (
+    # query(program) and query(program, marketplace) walk one of these in score order, and a
+    # LIMIT stops soon after that many rows. Ties are put in (pk, sk) order as they come: SQLite
+    # sorts each run of equal scores alone ("TEMP B-TREE FOR RIGHT PART OF ORDER BY"). With
+    # (pk, sk) in the index instead (schema 2), each entry held the keys a second and third time
+    # - ~110 bytes against ~30 - and a Store transaction dirtied and wrote that many more index
+    # pages: measured here on 10,000 new ~1.5 KB rows in 2,500-row transactions, 14.5-16.3 against
+    # 9.7-11.4 us a row into an empty file, 65-80 against 41-56 into one of 100,000 rows.
+    # The price: a query whose LIMIT ends inside a run of many equal scores sorts that run.
+    "CREATE INDEX IF NOT EXISTS candidates_by_program ON candidates (program_id, score DESC)",
+    "CREATE INDEX IF NOT EXISTS candidates_by_program_marketplace ON candidates (program_id, marketplace, score DESC)",
+)
+
 _SCHEMA = (
     _TABLE.format(name="candidates"),
-    # query(program) and query(program, marketplace) walk one of these in order:
-    # no sort step, and a LIMIT stops after that many rows.
-    "CREATE INDEX IF NOT EXISTS candidates_by_program ON candidates (program_id, score DESC, pk, sk)",
-    "CREATE INDEX IF NOT EXISTS candidates_by_program_marketplace "
-    "ON candidates (program_id, marketplace, score DESC, pk, sk)",
+    *_RANKING_INDEXES,
     # Which execution issued each engagement (claim_engagements): the first claim wins.
     "CREATE TABLE IF NOT EXISTS engagement_claims "
     "(key TEXT PRIMARY KEY, execution_id TEXT NOT NULL, claimed_at TEXT NOT NULL) WITHOUT ROWID",
@@ -258,6 +270,9 @@ class SQLiteCandidateStore:
                                      f"SELECT {_ALL_COLUMNS} FROM candidates ORDER BY pk, sk")
                     self._db.execute("DROP TABLE candidates")
                     self._db.execute("ALTER TABLE candidates_v2 RENAME TO candidates")
+                # Versions 1 and 2: the ranking indexes held (pk, sk) too; made again below.
+                self._db.execute("DROP INDEX IF EXISTS candidates_by_program")
+                self._db.execute("DROP INDEX IF EXISTS candidates_by_program_marketplace")
                 for statement in _SCHEMA:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

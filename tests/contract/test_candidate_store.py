@@ -217,6 +217,27 @@ async def test_query_orders_by_score_highest_first_and_unscored_last(candidate_s
     assert [r.score for r in ranked] == [7.0, 0.99, 0.5, 0.25, 1e-9, 0.0, -1.0, None, None]
 
 
+async def test_query_orders_equal_scores_by_key_and_a_limit_cuts_the_same_order(candidate_store: CandidateStore) -> None:
+    # Six customers at one score, two at a higher, two unscored: ties by (pk, sk), within and across marketplaces.
+    batch = [candidate(f"c-{n}", f"o-{n % 3}", 0.5, marketplace=("US", "DE")[n % 2]) for n in range(6)]
+    batch += [candidate("c-9", "o-1", 0.75), candidate("c-8", "o-1", 0.75), candidate("c-7", "o-2", None),
+              candidate("c-7", "o-1", None)]
+    random.Random(5).shuffle(batch)
+    for record in batch:  # one call each, in no key order: a store that kept write order would show it
+        await candidate_store.put_batch([record])
+
+    def order(records: list[CandidateRecord]) -> list[tuple[float | None, str, str]]:
+        return [(r.score, r.pk, r.sk) for r in records]
+
+    def expected(records: list[CandidateRecord]) -> list[tuple[float | None, str, str]]:
+        return sorted(order(records), key=lambda row: (row[0] is None, -(row[0] or 0.0), row[1], row[2]))
+
+    assert order(await candidate_store.query("p-1")) == expected(batch)
+    assert order(await candidate_store.query("p-1", limit=4)) == expected(batch)[:4]  # the limit ends inside the tie
+    us = [r for r in batch if r.marketplace == "US"]
+    assert order(await candidate_store.query("p-1", marketplace="US", limit=3)) == expected(us)[:3]
+
+
 async def test_query_returns_only_the_program_asked_for(candidate_store: CandidateStore) -> None:
     await candidate_store.put_batch(
         [

@@ -117,17 +117,29 @@ async def test_in_memory_databases_are_separate() -> None:
         ("US", "email", "candidates_by_program_marketplace"),
     ],
 )
-async def test_queries_walk_an_index_in_score_order_without_sorting(
+async def test_queries_walk_an_index_in_score_order_and_sort_only_ties(
     store: SQLiteCandidateStore, db_path: Path, marketplace: str | None, channel: str | None, index: str
 ) -> None:
     await store.put_batch([candidate(f"c-{n}", n / 10) for n in range(50)])
     sql, params = query_statement("p-1", channel, marketplace=marketplace, limit=10)
 
     with sqlite3.connect(db_path) as db:
-        plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+        plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
 
-    assert f"USING INDEX {index}" in plan
-    assert "TEMP B-TREE" not in plan
+    assert any(f"USING INDEX {index}" in step for step in plan), plan
+    # The index gives score order; only runs of equal scores are sorted (by pk, sk), not the whole result.
+    assert [step for step in plan if "TEMP B-TREE" in step] == ["USE TEMP B-TREE FOR RIGHT PART OF ORDER BY"]
+
+
+async def test_ranking_index_entries_hold_no_key(store: SQLiteCandidateStore, db_path: Path) -> None:
+    # What makes a write cheap (see _RANKING_INDEXES): the keys are in the table and its key index only.
+    await store.put_batch([candidate("c-1", 0.5)])
+    with sqlite3.connect(db_path) as db:
+        columns = {name: [row[2] for row in db.execute(f"PRAGMA index_info({name})")]
+                   for name in ("candidates_by_program", "candidates_by_program_marketplace")}
+
+    assert columns == {"candidates_by_program": ["program_id", "score"],
+                       "candidates_by_program_marketplace": ["program_id", "marketplace", "score"]}
 
 
 async def test_rewriting_an_unchanged_record_keeps_its_timestamp(db_path: Path) -> None:
@@ -293,6 +305,36 @@ async def test_a_version_1_database_is_migrated_on_open_and_keeps_its_rows_claim
         indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "WITHOUT ROWID" not in table.upper()
     assert {"candidates_by_program", "candidates_by_program_marketplace"} <= indexes
+    assert_current_ranking_indexes(db_path)
+
+
+def assert_current_ranking_indexes(db_path: Path) -> None:
+    from adapters.local.candidates import _RANKING_INDEXES
+
+    with sqlite3.connect(db_path) as db:
+        made = {sql.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS") for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'candidates_by_%'")}
+    assert made == set(_RANKING_INDEXES)
+
+
+async def test_a_version_2_database_gets_the_new_ranking_indexes_and_keeps_its_rows(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.executescript(_VERSION_1_SCHEMA.replace(") WITHOUT ROWID;", ");", 1).replace(
+            "PRAGMA user_version = 1", "PRAGMA user_version = 2"))
+        db.executemany("INSERT INTO candidates VALUES (?, ?, 'p-1', 'US', ?, 'ORDER', ?, 0.5, '[\"email\"]', '{}', 't')",
+                       [(f"CUSTOMER#{c}#PROGRAM#p-1#MARKETPLACE#US", f"SUBJECT#ORDER#o-{c}", c, f"o-{c}")
+                        for c in ("c-3", "c-2")])
+    before = [dict(row) for row in read_rows(db_path)]
+
+    with SQLiteCandidateStore(db_path) as store:
+        # Equal scores in (pk, sk) order, through the new index.
+        assert [r.customer_id for r in await store.query("p-1", marketplace="US")] == ["c-1", "c-2", "c-3"]
+
+    assert [dict(row) for row in read_rows(db_path)] == before
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert_current_ranking_indexes(db_path)
 
 
 async def test_reading_many_keys_searches_the_primary_key_once_per_key(store: SQLiteCandidateStore, db_path: Path) -> None:
