@@ -196,6 +196,10 @@ class CandidateRecord:
     #: ``data`` already encoded as compact JSON by its writer (the stages' wire encoder), so a
     #: store need not encode it again; it must say exactly what ``data`` says. ``None``: encode ``data``.
     data_json: str | None = field(default=None, compare=False, repr=False)
+    #: Whether ``data`` says the candidate was consumed (``attributes.consumed`` is ``true``), given
+    #: by a writer that knows it without reading ``data`` (the stages' Structs); like ``data_json``
+    #: it must say what ``data`` says. ``None``: a store that keeps the flag apart reads ``data``.
+    consumed: bool | None = field(default=None, compare=False, repr=False)
 
     @property
     def pk(self) -> str:

@@ -313,6 +313,7 @@ class CandidateViews:
             channels=eligible_channel_set(self),  # type: ignore[arg-type]
             data=self.to_json() if text is None else EncodedDocument(text),
             data_json=self.encoded() if text is None else text,
+            consumed=self.attributes.consumed is True,
         )
 
 

@@ -8,7 +8,8 @@
 - :func:`document_version`: a record's version read from its JSON text, for a store
   that keeps the text (memory) and need not parse the rest;
 - :func:`document_consumed` / :func:`record_consumed`: whether a record says its candidate
-  was consumed (``data.attributes.consumed`` is ``true``), what ``consumed_many`` answers.
+  was consumed (``data.attributes.consumed`` is ``true``), what ``consumed_many`` answers;
+  :func:`written_consumed`: the same for a record being written, from its writer's hint when it has one.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "validate_claim",
     "validate_query_limit",
     "write_candidates",
+    "written_consumed",
 ]
 
 MAX_PARTITION_KEY_BYTES = 2048
@@ -122,6 +124,19 @@ def document_consumed(data_json: str | bytes) -> bool:
     except msgspec.ValidationError:  # attributes that are not an object: not consumed
         return False
     return attributes is not None and attributes.consumed is True
+
+
+def written_consumed(record: CandidateRecord, data_json: str) -> bool:
+    """:func:`record_consumed` of a record being written as ``data_json`` (its checked text): the
+    writer's :attr:`~ceap_engine.ports.CandidateRecord.consumed` when it gave one, else read from the text.
+
+    >>> written_consumed(CandidateRecord("c", "p", "US", "ORDER", "o", consumed=True), "{}")
+    True
+    >>> written_consumed(CandidateRecord("c", "p", "US", "ORDER", "o"), '{"attributes":{"consumed":true}}')
+    True
+    """
+    consumed = record.consumed
+    return document_consumed(data_json) if consumed is None else consumed
 
 
 def document_version(data_json: str | bytes) -> int:

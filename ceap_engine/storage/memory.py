@@ -149,7 +149,7 @@ class _StoredCandidate:
     """
 
     __slots__ = ("channels", "customer_id", "data_json", "marketplace", "program_id", "rank", "score",
-                 "subject_id", "subject_type", "_version")
+                 "subject_id", "subject_type", "_consumed", "_version")
 
     def __init__(self, record: CandidateRecord, key: tuple[str, str], data_json: str) -> None:
         score = record.score
@@ -165,6 +165,7 @@ class _StoredCandidate:
         self.channels: frozenset[str] = channels if type(channels) is frozenset else frozenset(channels)
         self.data_json = data_json
         self._version: int | None = None
+        self._consumed: bool | None = record.consumed  # the writer's word, else read from the text when asked
         # Highest score first, no score last, then by key, so that ties come out in
         # the same order as from the SQLite store.
         self.rank: tuple[bool, float, str, str] = (score is None, -score if score is not None else 0.0, key[0], key[1])
@@ -175,6 +176,13 @@ class _StoredCandidate:
         if self._version is None:
             self._version = document_version(self.data_json)
         return self._version
+
+    @property
+    def consumed(self) -> bool:
+        """:func:`~ceap_engine.storage.candidates.record_consumed` of :meth:`to_record`."""
+        if self._consumed is None:
+            self._consumed = document_consumed(self.data_json)
+        return self._consumed
 
     def to_record(self) -> CandidateRecord:
         return CandidateRecord(
@@ -286,7 +294,7 @@ class MemoryCandidateStore:
         of :meth:`get_many`, without building the documents."""
         with self._lock:
             entries = [self._records.get(key) for key in keys]
-        return [entry is not None and document_consumed(entry.data_json) for entry in entries]
+        return [entry is not None and entry.consumed for entry in entries]
 
     async def query(
         self,

@@ -142,6 +142,20 @@ async def test_consumed_many_reads_more_than_a_batch_and_sees_writes(candidate_s
     assert await candidate_store.consumed_many([batch[0].key, now_consumed.key]) == [False, True]  # type: ignore[attr-defined]
 
 
+async def test_consumed_many_answers_a_writers_consumed_word_as_its_document(candidate_store: CandidateStore) -> None:
+    # A writer that knows the flag (the stages' candidates) says it beside the document: same answers.
+    from dataclasses import replace
+
+    batch = [consumed_as(f"c-{n}", {"consumed": n % 2 == 0}) for n in range(4)]
+    told = [replace(r, consumed=record_consumed(r)) for r in batch]
+    assert (await candidate_store.put_batch(told)).failed == ()
+
+    assert await candidate_store.consumed_many(keys(told)) == [True, False, True, False]  # type: ignore[attr-defined]
+    # Written again without the word, from a document that says otherwise: the document's new flag.
+    await candidate_store.put_batch([consumed_as("c-0", {"consumed": False}), consumed_as("c-1", {"consumed": True})])
+    assert await candidate_store.consumed_many(keys(told)) == [False, True, True, False]  # type: ignore[attr-defined]
+
+
 async def test_get_many_sees_every_write_and_delete(candidate_store: CandidateStore) -> None:
     old, gone = candidate("c-1", "o-1", 0.2), candidate("c-2", "o-2", 0.3)
     await candidate_store.put_batch([old, gone])

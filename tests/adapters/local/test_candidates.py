@@ -14,6 +14,7 @@ from adapters.local.candidates import PAGE_SIZE, SCHEMA_VERSION, WAL_CHECKPOINT_
 from ceap_engine.errors import StorageError
 from ceap_engine.ports import CandidateRecord
 from ceap_engine.runtime.clock import VirtualClock
+from ceap_engine.storage.candidates import record_consumed
 
 
 def candidate(
@@ -87,8 +88,36 @@ async def test_rows_hold_the_key_layout_the_query_columns_and_the_json_document(
         "channels": '["email", "push"]',
         "data": '{"orderValue":42.5}',
         "updated_at": None,
+        "consumed": 0,
     }
     assert json.loads(row["data"]) == {"orderValue": 42.5}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "hint", "column"),
+    [
+        ({"consumed": True}, None, 1),  # read from the document
+        ({"consumed": False}, None, 0),
+        ({"consumed": "yes"}, None, 0),  # not JSON true: not consumed, as record_consumed says
+        (None, None, 0),
+        ({"consumed": True}, True, 1),  # the writer's word (it says what the document says)
+        ({"consumed": False}, False, 0),
+    ],
+)
+async def test_the_consumed_column_says_what_the_document_says(
+    store: SQLiteCandidateStore, db_path: Path, attributes: dict | None, hint: bool | None, column: int
+) -> None:
+    data = {} if attributes is None else {"attributes": attributes}
+    record = CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", 0.5, frozenset({"email"}), data, consumed=hint)
+    await store.put_batch([record])
+
+    [row] = read_rows(db_path)
+    assert row["consumed"] == column == record_consumed(record)
+    assert await store.consumed_many([record.key]) == [bool(column)]
+    # An update that changes the flag changes the column.
+    flipped = {"attributes": {"consumed": not column}}
+    await store.put_batch([CandidateRecord("c-1", "p-1", "US", "ORDER", "o-1", 0.5, frozenset({"email"}), flipped)])
+    assert read_rows(db_path)[0]["consumed"] == (not column)
 
 
 async def test_records_survive_closing_and_reopening(db_path: Path) -> None:
@@ -281,6 +310,8 @@ CREATE INDEX candidates_by_program_marketplace ON candidates (program_id, market
 CREATE TABLE engagement_claims (key TEXT PRIMARY KEY, execution_id TEXT NOT NULL, claimed_at TEXT NOT NULL) WITHOUT ROWID;
 INSERT INTO candidates VALUES ('CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US', 'SUBJECT#ORDER#o-c-1', 'p-1', 'US', 'c-1',
     'ORDER', 'o-c-1', 0.5, '["email", "push"]', '{"metadata":{"version":3}}', '2025-01-01T00:00:00+00:00');
+INSERT INTO candidates VALUES ('CUSTOMER#c-0#PROGRAM#p-1#MARKETPLACE#US', 'SUBJECT#ORDER#o-c-0', 'p-1', 'US', 'c-0',
+    'ORDER', 'o-c-0', 0.25, '["email"]', '{"attributes":{"consumed":true}}', '2025-01-01T00:00:00+00:00');
 INSERT INTO engagement_claims VALUES ('k-1', 'daily', '2025-01-01T00:00:00+00:00');
 PRAGMA user_version = 1;
 """
@@ -296,9 +327,13 @@ async def test_a_version_1_database_is_migrated_on_open_and_keeps_its_rows_claim
         record = await store.get("CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-c-1")
         assert record is not None and record.version == 3 and record.channels == {"email", "push"}
         assert await store.claim_engagements(["k-1"], "other") == {"k-1": "daily"}
-        assert [r.customer_id for r in await store.query("p-1", "email", marketplace="US")] == ["c-1"]
+        assert [r.customer_id for r in await store.query("p-1", "email", marketplace="US")] == ["c-1", "c-0"]
+        assert await store.consumed_many([("CUSTOMER#c-0#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-c-0"),
+                                          ("CUSTOMER#c-1#PROGRAM#p-1#MARKETPLACE#US", "SUBJECT#ORDER#o-c-1")]) == [True, False]
 
-    assert [dict(row) for row in read_rows(db_path)] == before
+    after = [dict(row) for row in read_rows(db_path)]
+    assert [row.pop("consumed") for row in after] == [1, 0]  # c-0's document says consumed: the flag read from it
+    assert after == before
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         [table] = db.execute("SELECT sql FROM sqlite_master WHERE name = 'candidates'").fetchone()
@@ -329,9 +364,11 @@ async def test_a_version_2_database_gets_the_new_ranking_indexes_and_keeps_its_r
 
     with SQLiteCandidateStore(db_path) as store:
         # Equal scores in (pk, sk) order, through the new index.
-        assert [r.customer_id for r in await store.query("p-1", marketplace="US")] == ["c-1", "c-2", "c-3"]
+        assert [r.customer_id for r in await store.query("p-1", marketplace="US")] == ["c-1", "c-2", "c-3", "c-0"]
 
-    assert [dict(row) for row in read_rows(db_path)] == before
+    after = [dict(row) for row in read_rows(db_path)]
+    assert [row.pop("consumed") for row in after] == [1, 0, 0, 0]  # c-0's document says consumed
+    assert after == before
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert_current_ranking_indexes(db_path)
