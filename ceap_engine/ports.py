@@ -32,11 +32,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from ceap_engine.storage.documents import EncodedDocument, document_text, document_version
+
 __all__ = [
     "Activity",
     "CandidateRecord",
     "CandidateStore",
     "Clock",
+    "EncodedDocument",
     "ExecutionJournal",
     "ExecutionRecord",
     "MessageAttribute",
@@ -55,6 +58,8 @@ __all__ = [
     "TaskContext",
     "TaskRunner",
     "TimerHandle",
+    "document_text",
+    "document_version",
 ]
 
 
@@ -221,6 +226,9 @@ class CandidateRecord:
         >>> CandidateRecord("c", "p", "US", "ORDER", "o", data={"metadata": {"version": 3}}).version
         3
         """
+        text = document_text(self)
+        if text is not None:
+            return document_version(text)
         metadata = self.data.get("metadata") if isinstance(self.data, Mapping) else None
         version = metadata.get("version") if isinstance(metadata, Mapping) else None
         return version if isinstance(version, int) and not isinstance(version, bool) else 0

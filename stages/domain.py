@@ -21,15 +21,14 @@ from hashlib import sha256
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Self
 
-import msgspec
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from ceap_engine.pipeline.stage import CandidateRecord, Clock, PermanentError
+from ceap_engine.pipeline.stage import CandidateRecord, Clock, EncodedDocument, PermanentError
 
 __all__ = [
     "CHANNELS",
@@ -202,53 +201,6 @@ class Rejection(CamelModel):
     reason: str
     reason_code: str
     timestamp: UtcDatetime
-
-
-class EncodedDocument(Mapping[str, Any]):
-    """A candidate document held as its compact JSON text, parsed only if someone reads it.
-
-    The Store stage encodes each candidate once (msgspec, a few microseconds) and
-    stores that text; building the same document as a dict as well (``to_builtins``)
-    cost more than the encoding, for stores that never look at the dict. A
-    :class:`CandidateRecord` with ``data=EncodedDocument(text)`` and ``data_json=text``
-    says exactly what the text says; reading ``data`` (``record.data["metadata"]``,
-    ``record.version``, ``dict(record.data)``) parses the text once and then behaves
-    as that dict. The text must be a JSON object.
-
-    >>> doc = EncodedDocument('{"metadata":{"version":2}}')
-    >>> doc["metadata"], doc == {"metadata": {"version": 2}}, CandidateRecord("c", "p", "US", "T", "s", data=doc).version
-    ({'version': 2}, True, 2)
-    """
-
-    __slots__ = ("_value", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._value: dict[str, Any] | None = None
-
-    def _document(self) -> dict[str, Any]:
-        if self._value is None:
-            self._value = msgspec.json.decode(self.text)  # as json.loads, in a third of the time
-        return self._value
-
-    def __getitem__(self, key: str) -> Any:
-        return self._document()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._document())
-
-    def __len__(self) -> int:
-        return len(self._document())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, EncodedDocument):
-            return self.text == other.text or self._document() == other._document()
-        return self._document() == other if isinstance(other, Mapping) else NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # a document compares by value, like the dict it stands for
-
-    def __repr__(self) -> str:
-        return repr(self._document())
 
 
 class CandidateViews:
@@ -632,6 +584,8 @@ def same_content(a: Candidate, b: Candidate) -> bool:
     True
     """
     return content_of(a.to_json()) == content_of(b.to_json())
+
+
 class RecordFailure(CamelModel):
     """One record a stage could not process: its key, a reason code and the message (an errors part line)."""
 

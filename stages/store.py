@@ -46,6 +46,7 @@ from ceap_engine.pipeline.stage import (
     RecordWire,
     StageContext,
     StorageError,
+    document_text,
     encode_struct,
     write_candidates,
 )
@@ -144,10 +145,13 @@ def primary_score(candidate: Any, primary_model: str) -> float | None:
 
 def stored_candidate(existing: CandidateRecord | None) -> wire.Candidate | None:
     """The candidate a stored record holds, or ``None`` (no record, or a document that is not a valid candidate)."""
-    if existing is None or not existing.data:
+    if existing is None:
+        return None
+    text = document_text(existing)  # as the stores read records: the text, unparsed
+    if text is None and not existing.data:
         return None
     try:
-        record = CANDIDATES.codec.decode_line(encode_struct(existing.data))
+        record = CANDIDATES.codec.decode_line(text.encode() if text is not None else encode_struct(existing.data))
     except (TypeError, ValueError):
         return None
     return record if isinstance(record, wire.Candidate) else None  # an unreadable old document is replaced
@@ -160,7 +164,7 @@ def decide_write(
 
     Keeps the stored ``createdAt`` and consumed state; the version is the stored
     one + 1 (1 for a new candidate); ``None`` when the result says the same as
-    the stored candidate (:func:`~stages.wire.content`: timestamps and versions
+    the stored candidate (:func:`~stages.wire.same_content`: timestamps and versions
     aside) and would be ranked the same (score of ``primary_model``, channels).
 
     >>> c = wire.Candidate(customer_id="C-1", subject=wire.Subject(type="PRODUCT", id="B0X1"))
@@ -193,7 +197,7 @@ def _decide(
     if (
         before is not None
         and existing is not None
-        and wire.content(merged) == wire.content(before)
+        and wire.same_content(merged, before)
         and existing.score == primary_score(merged, primary_model)
         and existing.channels == eligible_channel_set(merged)  # type: ignore[arg-type]
     ):

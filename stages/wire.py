@@ -41,6 +41,7 @@ __all__ = [
     "TimingWindow",
     "content",
     "replace",
+    "same_content",
     "to_builtins",
     "utc",
 ]
@@ -273,3 +274,32 @@ CANDIDATES = Candidates()
 def content(candidate: Candidate) -> dict[str, Any]:
     """What a candidate says, timestamps and version aside (:func:`stages.domain.same_content` on the wire)."""
     return domain.content_of(to_builtins(candidate))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# domain._VOLATILE_METADATA, as CandidateMetadata's fields: what a write changes without changing what is said.
+_NO_VOLATILE_METADATA = {"created_at": None, "updated_at": None, "expires_at": None, "version": 0,
+                         "workflow_execution_id": None}
+
+
+def _said(candidate: Candidate) -> Candidate:
+    """``candidate`` with the fields :func:`content` leaves out set to one fixed value."""
+    return replace(
+        candidate,
+        metadata=replace(candidate.metadata, **_NO_VOLATILE_METADATA),
+        scores={name: replace(score, timestamp=_EPOCH) for name, score in candidate.scores.items()},
+        rejection_history=[replace(rejection, timestamp=_EPOCH) for rejection in candidate.rejection_history],
+    )
+
+
+def same_content(a: Candidate, b: Candidate) -> bool:
+    """``content(a) == content(b)``, compared as Structs (field by field, in C) instead of as two built dicts.
+
+    The timestamps of a Struct candidate are in UTC (the codec sees to it), so equal instants are
+    equal texts, as :func:`content` compares them.
+
+    >>> c = CANDIDATES.codec.decode_line(b'{"customerId":"C-1","subject":{"type":"PRODUCT","id":"B0X1"}}')
+    >>> same_content(c, replace(c, metadata=CandidateMetadata(version=7))), same_content(c, replace(c, customer_id="C-2"))
+    (True, False)
+    """
+    return _said(a) == _said(b)

@@ -62,7 +62,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import struct
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -71,7 +70,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ceap_engine.errors import InputError
-from ceap_engine.ports import CandidateRecord, Clock, PutResult
+from ceap_engine.ports import CandidateRecord, Clock, EncodedDocument, PutResult
 from ceap_engine.storage.candidates import (
     document_consumed,
     document_version,
@@ -147,7 +146,8 @@ def _record(item: dict[str, Any]) -> CandidateRecord:
         subject_id=item["subjectId"]["S"],
         score=float(item["score"]["N"]) if "score" in item else None,
         channels=frozenset(item.get("channels", {}).get("SS", ())),
-        data=json.loads(item["data"]["S"]),
+        data=EncodedDocument(item["data"]["S"]),  # parsed if read (see document_text)
+        data_json=item["data"]["S"],
     )
 
 

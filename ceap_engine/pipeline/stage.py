@@ -26,7 +26,7 @@ from typing import Any
 
 from ceap_engine.errors import ConditionFailed, InvalidKey, ObjectNotFound, StorageError
 from ceap_engine.pipeline.layout import execution_key, part_key, range_scratch_key, spill_key
-from ceap_engine.ports import CandidateRecord, CandidateStore, Clock, ObjectStore
+from ceap_engine.ports import CandidateRecord, CandidateStore, Clock, EncodedDocument, ObjectStore, document_text
 from ceap_engine.runtime.clock import RealClock
 from ceap_engine.storage.parts import (
     MAX_PART_BYTES,
@@ -49,6 +49,7 @@ __all__ = [
     "CandidateWrites",
     "Clock",
     "ConditionFailed",
+    "EncodedDocument",
     "InvalidKey",
     "MAX_PART_BYTES",
     "MAX_PART_RECORDS",
@@ -66,6 +67,7 @@ __all__ = [
     "record_consumed",
     "write_candidates",
     "decode_line",
+    "document_text",
     "encode_record",
     "encode_struct",
     "encode_structs",

@@ -24,7 +24,7 @@ import msgspec
 
 from ceap_engine._json import strict_json
 from ceap_engine.errors import ConditionFailed, InputError, Problem
-from ceap_engine.ports import CandidateRecord, CandidateStore
+from ceap_engine.ports import CandidateRecord, CandidateStore, document_text, document_version
 
 __all__ = [
     "MAX_ITEM_BYTES",
@@ -78,14 +78,6 @@ def _is_utf8(text: str) -> bool:
     return _utf8_size(text) is not None
 
 
-class _Versioned(msgspec.Struct):
-    metadata: Any = None
-
-
-# Parses a document's "metadata" and skips the rest without building it.
-_VERSIONED = msgspec.json.Decoder(_Versioned)
-
-
 class _ConsumedAttributes(msgspec.Struct):
     consumed: Any = None
 
@@ -109,7 +101,12 @@ def record_consumed(record: CandidateRecord | None) -> bool:
     >>> record_consumed(None), record_consumed(CandidateRecord("c", "p", "US", "ORDER", "o", data={"attributes": 1}))
     (False, False)
     """
-    attributes = record.data.get("attributes") if record is not None and isinstance(record.data, Mapping) else None
+    if record is None:
+        return False
+    text = document_text(record)
+    if text is not None:
+        return document_consumed(text)  # the flag alone, not the whole document
+    attributes = record.data.get("attributes") if isinstance(record.data, Mapping) else None
     return isinstance(attributes, Mapping) and attributes.get("consumed") is True
 
 
@@ -137,17 +134,6 @@ def written_consumed(record: CandidateRecord, data_json: str) -> bool:
     """
     consumed = record.consumed
     return document_consumed(data_json) if consumed is None else consumed
-
-
-def document_version(data_json: str | bytes) -> int:
-    """:attr:`CandidateRecord.version` of the record whose ``data`` is this JSON object, without parsing all of it.
-
-    >>> document_version('{"customerId":"c","metadata":{"version":4}}'), document_version('{"metadata":{"version":true}}')
-    (4, 0)
-    """
-    metadata = _VERSIONED.decode(data_json).metadata
-    version = metadata.get("version") if isinstance(metadata, dict) else None
-    return version if isinstance(version, int) and not isinstance(version, bool) else 0
 
 
 def encode_candidate_data(record: CandidateRecord) -> str:

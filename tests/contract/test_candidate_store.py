@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from datetime import UTC, datetime
@@ -154,6 +155,19 @@ async def test_consumed_many_answers_a_writers_consumed_word_as_its_document(can
     # Written again without the word, from a document that says otherwise: the document's new flag.
     await candidate_store.put_batch([consumed_as("c-0", {"consumed": False}), consumed_as("c-1", {"consumed": True})])
     assert await candidate_store.consumed_many(keys(told)) == [False, True, True, False]  # type: ignore[attr-defined]
+
+
+async def test_a_record_reads_back_as_its_text_parsed_only_when_its_data_is_read(candidate_store: CandidateStore) -> None:
+    from ceap_engine.ports import document_text
+
+    written = candidate("c-1", "o-1", 0.5, data={"customerId": "c-1", "metadata": {"version": 3}, "n": [1, 2.5]})
+    await candidate_store.put_batch([written])
+    [many] = await candidate_store.get_many([written.key])  # type: ignore[attr-defined]
+    for read in (await candidate_store.get(*written.key), many):
+        assert read is not None and document_text(read) == read.data_json
+        assert read.version == 3 and document_text(read) is not None  # the version alone: still unparsed
+        assert read.data == written.data and document_text(read) is None  # read, so parsed
+        assert read.data_json is not None and json.loads(read.data_json) == written.data
 
 
 async def test_get_many_sees_every_write_and_delete(candidate_store: CandidateStore) -> None:

@@ -206,3 +206,47 @@ def test_an_encoded_document_parses_its_text_only_when_read():
     doc = EncodedDocument("not JSON")  # nothing parsed yet: a store that does not read data never pays
     with pytest.raises(ValueError):
         doc["metadata"]
+
+
+def test_wire_same_content_is_content_compared_as_dicts():
+    from stages import wire
+
+    base = CANDIDATES.codec.from_model(scored())
+    score = base.scores[PRIMARY]
+    changes = {
+        # What a write changes without changing what is said:
+        "version": wire.replace(base, metadata=wire.replace(base.metadata, version=9)),
+        "updatedAt": wire.replace(base, metadata=wire.replace(base.metadata, updated_at=NOW + timedelta(days=1),
+                                                              created_at=NOW, expires_at=NOW,
+                                                              workflow_execution_id="other")),
+        "score timestamp": wire.replace(base, scores={**base.scores, PRIMARY: wire.replace(score, timestamp=NOW + timedelta(1))}),
+        # What it says:
+        "customer": wire.replace(base, customer_id="C9"),
+        "score value": wire.replace(base, scores={**base.scores, PRIMARY: wire.replace(score, value=0.1)}),
+        "score metadata": wire.replace(base, scores={**base.scores, PRIMARY: wire.replace(score, metadata={"x": 1})}),
+        "a score less": wire.replace(base, scores={PRIMARY: score}),
+        "consumed": wire.replace(base, attributes=wire.replace(base.attributes, consumed=True)),
+        "treatment": wire.replace(base, metadata=wire.replace(base.metadata, experiment_treatment="t2")),
+        "rejection": wire.replace(base, rejection_history=[wire.Rejection(filter_id="f", reason="r", reason_code="X",
+                                                                          timestamp=NOW)]),
+        "features": wire.replace(base, features={"f": 1.0}),
+    }
+    said = {name: wire.same_content(base, other) for name, other in changes.items()}
+
+    assert said == {name: wire.content(base) == wire.content(other) for name, other in changes.items()}
+    assert [name for name, same in said.items() if same] == ["version", "updatedAt", "score timestamp"]
+    assert all(wire.same_content(other, other) for other in changes.values())
+
+
+async def test_a_rerun_decides_on_the_stored_text_without_building_its_dict(make_context, candidates):
+    from ceap_engine.ports import document_text
+
+    first = await run_store(make_context, scored("C1"), scored("C2"))
+    [record, *_] = await candidates.get_many([c.key for c in first.candidates])
+    assert document_text(record) is not None and record.version == 1  # the version read alone
+    assert document_text(record) is not None  # ...leaving the document unparsed
+    assert store_stage.stored_candidate(record) == CANDIDATES.codec.from_model(first.candidates[0])
+    assert document_text(record) is not None  # decoded from the text into the Struct, no dict built
+
+    again = await run_store(make_context, scored("C1"), scored("C2"))
+    assert [c.metadata.version for c in again.candidates] == [1, 1]  # nothing rewritten
