@@ -334,7 +334,9 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
         if not writer.try_add(line):
             await writer.add_line(line)
     parts = await writer.close()
-    key = parts[0].key
+    # Only a part's first slice writes an empty object; a later slice without actions writes none
+    # and names the first slice's (a re-run of a part in slices: every engagement already claimed).
+    key = parts[0].key if parts else context.first_part_key("actions")
     by_channel = Counter(str(a["channel"]) for a in actions)
     context.log.info("Reactive wrote %d actions to s3://%s/%s", len(actions), context.bucket, key)
     return ReactiveOutput(

@@ -198,6 +198,14 @@ class StageContext:
         self.writers.setdefault(stream, []).append(writer)
         return writer
 
+    def first_part_key(self, stream: str, *, index: int | None = None) -> str:
+        """The key of the first object of ``stream`` for this part (what :meth:`part_writer` names it).
+
+        It exists once the part's first ``always_one`` writer has closed: a later slice whose own
+        writer wrote nothing (no actions in it) names that object, as every slice must name one.
+        """
+        return part_key(self.execution_id, self.stage, stream, index if index is not None else (self.part_index or 0), 0)
+
     def spill_writers(self, partitions: int, *, source_range: int = 0) -> SharedBudget:
         """Writers of scratch parts, one a partition (for a stage that partitions its input before merging).
 
