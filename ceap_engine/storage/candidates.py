@@ -24,7 +24,7 @@ import msgspec
 
 from ceap_engine._json import strict_json
 from ceap_engine.errors import ConditionFailed, InputError, Problem
-from ceap_engine.ports import CandidateRecord, CandidateStore, document_text, document_version
+from ceap_engine.ports import CandidateRecord, CandidateStore, EncodedDocument, document_text, document_version
 
 __all__ = [
     "MAX_ITEM_BYTES",
@@ -230,7 +230,8 @@ def _plainly_valid_data_json(record: CandidateRecord) -> str | None:
     for channel in channels:
         if type(channel) is not str or not channel or not channel.isascii():
             return None
-    if not isinstance(record.data, Mapping):
+    data = record.data
+    if type(data) is not EncodedDocument and not isinstance(data, Mapping):  # an ABC check: ~0.25 us
         return None
     # The key layout of CandidateRecord.pk and .sk, counted without building them (ASCII: a byte a
     # character). DynamoDB's limits as _limit_problems has them, asked only "is every one met?":
