@@ -33,7 +33,9 @@ import io
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ceap_engine.errors import InvalidKey, ObjectNotFound, StorageError
 from ceap_engine.storage.objects import check_range, validate_bucket, validate_key
@@ -151,7 +153,7 @@ class FileObjectStore:
             if size > self.inline_read_limit:
                 # The worker closes the file itself, so a cancelled get cannot
                 # close it under the thread's feet.
-                return await asyncio.to_thread(_read_and_close, file)
+                return await _in_thread(_read_and_close, file)
             with file:
                 return file.readall()
         except OSError as exc:
@@ -180,7 +182,7 @@ class FileObjectStore:
             raise self._storage_error(exc, "read", bucket, key, path) from exc
         try:
             if end - start > self.inline_read_limit:
-                return await asyncio.to_thread(_read_range, file, start, end)
+                return await _in_thread(_read_range, file, start, end)
             return _read_range(file, start, end)
         except OSError as exc:
             raise self._storage_error(exc, "read", bucket, key, path) from exc
@@ -374,6 +376,19 @@ class FileObjectStore:
         else:
             advice = f"check the folder {os.path.dirname(path)} and the disk it is on"
         return StorageError(f"could not {doing} s3://{bucket}/{key} (file {path}): {exc.strerror or exc}; {advice}")
+
+
+async def _in_thread(read: Callable[..., bytes], *args: Any) -> bytes:
+    """``read(*args)`` in a worker thread, its bytes handed over through a box, not as the call's result.
+
+    The result of ``asyncio.to_thread`` stays in its two futures, and the worker thread keeps the
+    finished one until it next holds the GIL - while a stage that does not suspend works on the
+    lines of what was read, that is a whole part's bytes (tens of MiB) held twice. The futures of
+    this call hold ``None``.
+    """
+    box: list[bytes] = []
+    await asyncio.to_thread(lambda: box.append(read(*args)))
+    return box.pop()
 
 
 def _read_and_close(file: io.FileIO) -> bytes:
