@@ -77,9 +77,9 @@ at places their keys and scores scatter, so a transaction dirties about one leaf
 each a row, and each dirty page is written whole to the WAL at commit and again at the
 checkpoint. Larger pages hold more entries, so a transaction of 2,000 rows dirties fewer of
 them. Measured here (``executemany`` of ~1.5 KB rows in 2,000-row transactions, sorted by
-key, with schema 2's wider ranking indexes): 12.0 -> 7.4 us a row into an empty file, 71.6 -> 31.0 us a row into a file holding
-100,000 candidates; 32 KiB pages were no better on the empty file and much worse on the
-full one. A file made by an older ceap keeps 4 KiB pages (``VACUUM`` after
+key, with schema 2's wider ranking indexes): 12.0 -> 7.4 us a row into an empty file,
+71.6 -> 31.0 us a row into a file holding 100,000 candidates; 32 KiB pages were no better on
+the empty file and much worse on the full one. A file made by an older ceap keeps 4 KiB pages (``VACUUM`` after
 ``PRAGMA journal_mode = DELETE`` and ``PRAGMA page_size = 16384`` converts it).
 """
 

@@ -80,8 +80,13 @@ def document_version(data_json: str | bytes) -> int:
 
     >>> document_version('{"customerId":"c","metadata":{"version":4}}'), document_version('{"metadata":{"version":true}}')
     (4, 0)
+    >>> document_version('[1]')  # not an object: no version, as for such a dict
+    0
     """
-    metadata = _VERSIONED.decode(data_json).metadata
+    try:
+        metadata = _VERSIONED.decode(data_json).metadata
+    except msgspec.ValidationError:
+        return 0
     version = metadata.get("version") if isinstance(metadata, dict) else None
     return version if isinstance(version, int) and not isinstance(version, bool) else 0
 
