@@ -147,7 +147,6 @@ def _record(item: dict[str, Any]) -> CandidateRecord:
         score=float(item["score"]["N"]) if "score" in item else None,
         channels=frozenset(item.get("channels", {}).get("SS", ())),
         data=EncodedDocument(item["data"]["S"]),  # parsed if read (see document_text)
-        data_json=item["data"]["S"],
     )
 
 

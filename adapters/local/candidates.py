@@ -599,5 +599,4 @@ def _record(row: tuple[object, ...]) -> CandidateRecord:
         score=score,  # type: ignore[arg-type]
         channels=_channels(channels),  # type: ignore[arg-type]
         data=EncodedDocument(data),  # type: ignore[arg-type]  # parsed if read (see document_text)
-        data_json=data,  # type: ignore[arg-type]
     )

@@ -173,11 +173,13 @@ def encode_candidate_data(record: CandidateRecord) -> str:
         problems.append(
             Problem("/channels", f"channels must be a set of non-empty channel names, got {channels!r}")
         )
+    # Encoded by the writer (see CandidateRecord.data_json), or read back and not changed since.
+    given = record.data_json if isinstance(record.data_json, str) else document_text(record)
     text = ""
     if not isinstance(record.data, Mapping):
         problems.append(Problem("/data", f"data must be a JSON object (a mapping), got {type(record.data).__name__}"))
-    elif isinstance(record.data_json, str):
-        text = record.data_json  # encoded by the writer (see CandidateRecord.data_json)
+    elif given is not None:
+        text = given
         if _utf8_size(text) is None:
             problems.append(Problem("/data", "data holds a string that is not valid UTF-8 (a lone surrogate)"))
     else:
@@ -214,6 +216,8 @@ def _plainly_valid_data_json(record: CandidateRecord) -> str | None:
     check, which alone words the problems.
     """
     text = record.data_json
+    if text is None:
+        text = document_text(record)  # a record read back and written unchanged: the text it was read as
     if type(text) is not str or not text.isascii():
         return None
     customer, program, marketplace = record.customer_id, record.program_id, record.marketplace

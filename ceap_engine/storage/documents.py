@@ -9,7 +9,7 @@ Used by :class:`ceap_engine.ports.CandidateRecord` (which re-exports them) and e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 import msgspec
@@ -17,7 +17,7 @@ import msgspec
 __all__ = ["EncodedDocument", "document_text", "document_version"]
 
 
-class EncodedDocument(Mapping[str, Any]):
+class EncodedDocument(MutableMapping[str, Any]):
     """A candidate document held as its compact JSON text, parsed only if someone reads it.
 
     The Store stage encodes each candidate once (msgspec, a few microseconds) and
@@ -27,8 +27,10 @@ class EncodedDocument(Mapping[str, Any]):
     into its own types (:func:`document_text`) and never builds the dict. A
     :class:`CandidateRecord` with ``data=EncodedDocument(text)`` and ``data_json=text``
     says exactly what the text says; reading ``data`` (``record.data["metadata"]``,
-    ``dict(record.data)``) parses the text once and then behaves as that dict
-    (``record.version`` reads the version alone). The text must be a JSON object.
+    ``dict(record.data)``) parses the text once and then behaves as that dict, changes
+    included (``record.version`` reads the version alone). A record the stores hand back
+    carries no ``data_json``: written back, it is written as its text if nobody read the
+    document, else as the document now is. The text must be a JSON object.
 
     >>> doc = EncodedDocument('{"metadata":{"version":2}}')
     >>> from ceap_engine.ports import CandidateRecord
@@ -49,6 +51,12 @@ class EncodedDocument(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return self._document()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._document()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._document()[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._document())

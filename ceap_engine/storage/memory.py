@@ -193,9 +193,9 @@ class _StoredCandidate:
             channels=self.channels,
             # Parsed if read (a reader may decode the text into its own types instead: document_text);
             # a new object per record, so a caller that mutates what it read changes nothing stored.
+            # No data_json or consumed beside it: a caller may change the document it read and write
+            # the record back, and then the changed document is what counts.
             data=EncodedDocument(self.data_json),
-            data_json=self.data_json,
-            consumed=self._consumed,
         )
 
 

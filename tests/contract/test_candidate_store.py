@@ -164,10 +164,27 @@ async def test_a_record_reads_back_as_its_text_parsed_only_when_its_data_is_read
     await candidate_store.put_batch([written])
     [many] = await candidate_store.get_many([written.key])  # type: ignore[attr-defined]
     for read in (await candidate_store.get(*written.key), many):
-        assert read is not None and document_text(read) == read.data_json
+        assert read is not None and json.loads(document_text(read) or "null") == written.data
         assert read.version == 3 and document_text(read) is not None  # the version alone: still unparsed
         assert read.data == written.data and document_text(read) is None  # read, so parsed
-        assert read.data_json is not None and json.loads(read.data_json) == written.data
+
+
+async def test_a_record_read_changed_in_place_and_written_back_keeps_the_change(candidate_store: CandidateStore) -> None:
+    # A record read back holds its document unparsed; once a caller reads and changes it, what is
+    # written is the changed document (and the consumed flag it now says), not the text it was read as.
+    await candidate_store.put_batch([consumed_as("c-1", {"consumed": False})])
+    read = await candidate_store.get(*consumed_as("c-1", {}).key)
+    assert read is not None
+    read.data["attributes"]["consumed"] = True  # type: ignore[index]
+    read.data["note"] = "changed"  # type: ignore[index]
+    await candidate_store.put_batch([read])
+
+    again = await candidate_store.get(*read.key)
+    assert again is not None and again.data["note"] == "changed" and again.data["attributes"] == {"consumed": True}
+    assert await candidate_store.consumed_many([read.key]) == [True]  # type: ignore[attr-defined]
+    untouched = await candidate_store.get(*read.key)
+    await candidate_store.put_batch([untouched])  # written back unread: the same document
+    assert (await candidate_store.get(*read.key)).data == again.data  # type: ignore[union-attr]
 
 
 async def test_get_many_sees_every_write_and_delete(candidate_store: CandidateStore) -> None:
