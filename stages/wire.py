@@ -277,9 +277,10 @@ def content(candidate: Candidate) -> dict[str, Any]:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-# domain._VOLATILE_METADATA, as CandidateMetadata's fields: what a write changes without changing what is said.
-_NO_VOLATILE_METADATA = {"created_at": None, "updated_at": None, "expires_at": None, "version": 0,
-                         "workflow_execution_id": None}
+# domain._VOLATILE_METADATA as CandidateMetadata's fields, each set to None: what a write changes
+# without changing what the candidate says.
+_NO_VOLATILE_METADATA = {f.name: None for f in msgspec.structs.fields(CandidateMetadata)
+                         if f.encode_name in domain._VOLATILE_METADATA}
 
 
 def _said(candidate: Candidate) -> Candidate:

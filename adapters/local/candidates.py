@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence

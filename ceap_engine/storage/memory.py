@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-
 import threading
 from bisect import bisect_left, insort
 from collections.abc import Mapping, Sequence
