@@ -355,7 +355,7 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
     )
 
 
-run.wire = RecordWire(CANDIDATES.codec, _run_wire)  # type: ignore[attr-defined]
+run.wire = RecordWire(wire.ACTION_CANDIDATES, _run_wire)  # type: ignore[attr-defined]  # the fields it reads only
 
 
 # -- single customer events ---------------------------------------------------

@@ -27,7 +27,13 @@ from ceap_engine.pipeline.stage import RecordCodec
 from . import domain
 
 __all__ = [
+    "ACTION_CANDIDATES",
     "CANDIDATES",
+    "ActionAttributes",
+    "ActionCandidate",
+    "ActionMetadata",
+    "ActionScore",
+    "ActionSubject",
     "Candidate",
     "Candidates",
     "CandidateAttributes",
@@ -39,6 +45,7 @@ __all__ = [
     "Rejection",
     "Subject",
     "TimingWindow",
+    "UtcTimingWindow",
     "content",
     "replace",
     "same_content",
@@ -227,6 +234,63 @@ class Candidate(_Wire, domain.CandidateViews, kw_only=True):
         return _encoder.encode(self).decode()
 
 
+class UtcTimingWindow(_Wire, kw_only=True):
+    """:class:`TimingWindow` that refuses a bound not in UTC itself, so its lines need no offset scan."""
+
+    start: Timestamp
+    end: Timestamp
+
+    def __post_init__(self) -> None:
+        # msgspec reads "Z" (and "+00:00") as timezone.utc; any other offset goes to the model, which converts it.
+        if self.start.tzinfo is not timezone.utc or self.end.tzinfo is not timezone.utc:
+            raise ValueError("a timing window bound is not in UTC")
+        if self.end < self.start:
+            raise ValueError("timing window ends before it starts")  # the model says it in full
+
+
+class ActionScore(_Wire, kw_only=True):
+    value: float
+
+
+class ActionSubject(_Wire, kw_only=True):
+    type: NonEmpty
+    id: NonEmpty
+
+
+class ActionAttributes(_Wire, kw_only=True):
+    timing_window: UtcTimingWindow | None = None
+    channel_eligibility: dict[str, bool] = {}
+    consumed: bool = False
+
+
+class ActionMetadata(_Wire, kw_only=True):
+    experiment_treatment: str | None = None
+
+
+class ActionCandidate(_Wire, domain.CandidateViews, kw_only=True):
+    """The fields of a candidate that Reactive reads to choose and write its action, and no others.
+
+    A projection of :class:`Candidate` (the same names, types and defaults; the other fields are
+    skipped unread): decoding it costs about a third of the whole candidate's. Reactive hands no
+    candidate on and writes none back, and Store checked each stored candidate in full before
+    writing it, so what Reactive reads is all it checks: a line the model would refuse only for a
+    field Reactive never reads is read like any other (see :data:`ACTION_CANDIDATES`).
+
+    >>> c = ACTION_CANDIDATES.decode_line(b'{"customerId":"C-1","subject":{"type":"PRODUCT","id":"B0X1"},"features":{"x":1.0}}')
+    >>> c.key, c.attributes.consumed
+    (('CUSTOMER#C-1#PROGRAM##MARKETPLACE#', 'SUBJECT#PRODUCT#B0X1'), False)
+    """
+
+    customer_id: NonEmpty
+    context: list[ContextEntry] = []
+    subject: ActionSubject
+    scores: dict[str, ActionScore] = {}
+    attributes: ActionAttributes = field(default_factory=ActionAttributes)
+    metadata: ActionMetadata = field(default_factory=ActionMetadata)
+
+    key = Candidate.key
+
+
 class Candidates:
     """The candidate codec and conversions between the model and the Struct."""
 
@@ -269,6 +333,11 @@ class Candidates:
 
 #: How the stages read and write candidates: these Structs, refereed by the pydantic model.
 CANDIDATES = Candidates()
+
+#: How Reactive reads candidates: :class:`ActionCandidate`, refereed by the pydantic model for what
+#: the projection refuses. Its only timestamps refuse an offset other than UTC themselves
+#: (:class:`UtcTimingWindow`), and Reactive never hands a line on, so lines are not scanned.
+ACTION_CANDIDATES = RecordCodec(ActionCandidate, domain.Candidate, utc_checked=True)
 
 
 def content(candidate: Candidate) -> dict[str, Any]:

@@ -14,6 +14,11 @@ the model's own message (exactly as before), a line the model accepts is re-enco
 the model's normal form and decoded again. So a record is accepted, refused and
 reported the same way with or without the fast path.
 
+A Struct may be a *projection* of the model: only the fields a stage reads, the others skipped
+unread (Reactive's ``stages.wire.ActionCandidate``). Then the rule holds for the fields it reads;
+a line the model would refuse only for a field the stage never reads is read like any other. Only
+for a stage that hands no record on and writes none, over records a stage checked in full wrote.
+
 msgspec was chosen over orjson (which decodes to dicts and still needs validation) and
 pydantic-core's JSON (already the slow path): it parses and validates into typed,
 slotted objects in one C pass, and its encoder writes them back in one call.

@@ -205,7 +205,8 @@ def parse_wire_input(
     """As :func:`parse_part_input`, with the records decoded by ``codec`` (Structs) instead of the model.
 
     The header is validated by the model; the records by the codec, which refuses
-    exactly the records the model refuses, with the model's message.
+    exactly the records the model refuses, with the model's message (a projection: in the
+    fields it reads, see :mod:`~ceap_engine.pipeline.record_codec`).
     """
     field = _alias(model, RECORDS_STREAM) if RECORDS_STREAM in model.model_fields else RECORDS_STREAM
     try:

@@ -232,3 +232,59 @@ def test_an_output_list_mixing_lines_structs_and_models_is_encoded_in_its_order(
     assert out[:4] == [b'{"line":1}', encode_struct(s1), encode_struct(s2), good.model_dump_json(by_alias=True).encode()]
     assert isinstance(out[4], NonFiniteNumber)
     assert out[5:] == [encode_struct(s3), b'{"line":2}']
+
+
+# Reactive reads a projection of the candidate (wire.ActionCandidate): the fields it uses, no others.
+PROJECTION = {wire.ActionCandidate: wire.Candidate, wire.ActionSubject: wire.Subject, wire.ActionScore: wire.ModelScore,
+              wire.ActionAttributes: wire.CandidateAttributes, wire.ActionMetadata: wire.CandidateMetadata,
+              wire.UtcTimingWindow: wire.TimingWindow}
+
+
+def test_reactives_projection_is_the_candidates_fields_with_their_names_types_and_defaults():
+    for projection, whole in PROJECTION.items():
+        fields = {f.name: f for f in msgspec.structs.fields(whole)}
+        for f in msgspec.structs.fields(projection):
+            assert f.name in fields, (projection, f.name)
+            same = fields[f.name]
+            assert (f.encode_name, f.required) == (same.encode_name, same.required), (projection, f.name)
+            if f.default is not msgspec.NODEFAULT:
+                assert f.default == same.default, (projection, f.name)
+            # A field's type is the whole candidate's, with each Struct in it replaced by its projection.
+            typ = f.type
+            for inner, outer in PROJECTION.items():
+                typ = str(typ).replace(inner.__qualname__, outer.__qualname__)
+            assert str(typ) == str(same.type), (projection, f.name)
+
+
+def _projected(line: bytes) -> dict:
+    return msgspec.json.decode(msgspec.json.encode(wire.ACTION_CANDIDATES.decode_line(line)))
+
+
+def test_the_projection_reads_what_the_whole_candidate_says():
+    scored = with_("scores", {"m": {"modelId": "m", "value": 0.7, "confidence": 0.5, "timestamp": "2025-04-01T00:00:00Z"}})
+    for record in [GOOD, scored, *LAX, with_("metadata", {"experimentTreatment": "control", "version": 3})]:
+        whole = wire.CANDIDATES.codec.decode_line(line(record))
+        assert _projected(line(record)) == _projected(msgspec.json.encode(whole)), record
+
+
+def test_a_timing_window_not_in_utc_is_read_in_utc_by_the_projection():
+    utc = line(GOOD)
+    for start, end in [("2025-04-05T11:00:00+02:00", "2025-05-02T11:00:00+02:00"),
+                       ("2025-04-05T07:00:00-0200", "2025-05-02T07:00:00-0200"),  # no colon: msgspec reads it too
+                       ("2025-04-05T09:00:00+00:00", "2025-05-02T09:00:00+00:00")]:
+        other = line(with_("attributes.timingWindow", {"start": start, "end": end}))
+        window = wire.ACTION_CANDIDATES.decode_line(other).attributes.timing_window
+        assert window.start.tzinfo is UTC and window.start.isoformat() == "2025-04-05T09:00:00+00:00", start
+        assert _projected(other) == _projected(utc)
+
+
+def test_the_projection_refuses_what_the_model_refuses_in_the_fields_it_reads_and_reads_past_the_others():
+    records, failures = wire.ACTION_CANDIDATES.decode([line(r) for r in BAD])
+    model_input, model_errors = parse_part_input(_Stage, {}, [line(r) for r in BAD], "s3://b/k")
+    refused = {e["position"]: e["message"] for e in model_errors}
+    got = {f.position: f.message for f in failures}
+    assert got == {n: refused[n] for n in got}  # each refusal is the model's, in its words
+    # customerId, subject.id, the timing window and the missing customerId are read, so refused;
+    # orderValue, a score's confidence and eventDate are not read, so not checked.
+    assert {0, 1, 2, 7} <= set(got) and not {3, 4, 5} & set(got)
+    assert len(records) == len(BAD) - len(got)
