@@ -178,6 +178,23 @@ def keys_statement(columns: str, count: int) -> str:
 
 _GET = f"SELECT {_COLUMNS} FROM candidates WHERE pk = ? AND sk = ?"
 
+# Claims inserted by one statement, which hands back the keys it inserted (RETURNING: SQLite 3.35+;
+# an older library inserts with INSERT OR IGNORE and reads every holder back). Three parameters a
+# claim, under the 999 of SQLite builds before 3.32.
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+_CLAIMS_PER_STATEMENT = 300
+
+
+def _claim_statement(count: int) -> str:
+    """Insert ``count`` claims (key, execution id, time), keeping any claimed before; return the keys inserted.
+
+    >>> _claim_statement(2).count("?")
+    6
+    """
+    marks = ",".join("(?, ?, ?)" for _ in range(count))
+    return (f"INSERT INTO engagement_claims (key, execution_id, claimed_at) VALUES {marks} "
+            "ON CONFLICT (key) DO NOTHING RETURNING key")
+
 # Where the document's attributes.consumed is JSON true (record_consumed): what the consumed column holds.
 _DOCUMENT_CONSUMED = "json_type(data, '$.attributes.consumed') IS 'true'"
 _CONSUMED = "c.consumed"
@@ -451,12 +468,25 @@ class SQLiteCandidateStore:
                 # One transaction under the write lock: the first claim of a key wins, in any process.
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.executemany(
-                        "INSERT OR IGNORE INTO engagement_claims (key, execution_id, claimed_at) VALUES (?, ?, ?)",
-                        [(key, execution_id, claimed_at) for key in unique],
-                    )
-                    for start in range(0, len(unique), _KEYS_PER_STATEMENT):
-                        chunk = unique[start : start + _KEYS_PER_STATEMENT]
+                    held = unique  # the keys whose holder is read back: all, or those not just claimed
+                    if _RETURNING:
+                        # The inserted rows come back: those keys are this execution's. Only the others
+                        # (claimed before: a re-run, or another execution) are looked up (~2.4 -> ~1.6 us a key).
+                        mine = set()
+                        for start in range(0, len(unique), _CLAIMS_PER_STATEMENT):
+                            chunk = unique[start : start + _CLAIMS_PER_STATEMENT]
+                            rows = self._db.execute(_claim_statement(len(chunk)),
+                                                    [v for key in chunk for v in (key, execution_id, claimed_at)])
+                            mine.update(key for (key,) in rows)
+                        holders.update(dict.fromkeys(mine, execution_id))
+                        held = [key for key in unique if key not in mine]
+                    else:
+                        self._db.executemany(
+                            "INSERT OR IGNORE INTO engagement_claims (key, execution_id, claimed_at) VALUES (?, ?, ?)",
+                            [(key, execution_id, claimed_at) for key in unique],
+                        )
+                    for start in range(0, len(held), _KEYS_PER_STATEMENT):
+                        chunk = held[start : start + _KEYS_PER_STATEMENT]
                         marks = ",".join("?" * len(chunk))
                         holders.update(self._db.execute(
                             f"SELECT key, execution_id FROM engagement_claims WHERE key IN ({marks})", chunk

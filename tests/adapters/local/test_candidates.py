@@ -396,3 +396,23 @@ async def test_a_conditional_batch_larger_than_a_statement_checks_every_key(stor
 
     assert len(result.stored) == 999 and result.conflicts == ((bumped[-1].key, 1),)
     assert [r.version for r in await store.get_many([r.key for r in bumped])] == [2] * 999 + [1]
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["RETURNING", "older SQLite"])
+async def test_claims_over_more_keys_than_a_statement_holds_keep_the_first_holder(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch, returning: bool
+) -> None:
+    import adapters.local.candidates as module
+
+    monkeypatch.setattr(module, "_RETURNING", returning)
+    first = [f"k-{n:04d}" for n in range(0, 1000)]
+    later = [f"k-{n:04d}" for n in range(700, 1700)]  # 300 already held, 700 new: more than one statement each
+    with SQLiteCandidateStore(db_path) as store:
+        assert set((await store.claim_engagements(first + first[:5], "daily")).values()) == {"daily"}
+        holders = await store.claim_engagements(later, "rerun")
+        assert list(holders) == later
+        assert {key for key, holder in holders.items() if holder == "daily"} == set(first[700:])
+        assert {key for key, holder in holders.items() if holder == "rerun"} == set(later) - set(first)
+        assert await store.claim_engagements(first[:3], "daily") == dict.fromkeys(first[:3], "daily")
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT count(*), count(DISTINCT key) FROM engagement_claims").fetchone() == (1700, 1700)
