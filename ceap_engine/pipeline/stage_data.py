@@ -478,7 +478,11 @@ class PartOutput:
             else:
                 writer = self.writers.get(stream) or self.writers.setdefault(stream, self._writer(stream))
             items = getattr(output, name)
-            for item, line in zip(items, _encode_items(items), strict=True):
+            lines = _encode_items(items)
+            if stream != ERRORS_STREAM and all(type(line) is bytes for line in lines):
+                await writer.add_lines(lines)  # every item encoded: the lines go in as a run
+                continue
+            for item, line in zip(items, lines, strict=True):
                 if isinstance(line, NonFiniteNumber):
                     await self.errors.add({"stage": stage, "part": self.index, "key": _record_key(item),
                                            "reasonCode": "NON_FINITE", "message": f"{stream}: {line}"})

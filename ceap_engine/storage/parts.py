@@ -212,6 +212,14 @@ class PartWriter:
         self.records += 1
 
     async def add_lines(self, lines: Iterable[bytes]) -> None:
+        """Buffer many encoded lines, in order: as :meth:`add_line` each, in one step when they all fit."""
+        if isinstance(lines, list | tuple) and lines:
+            size = sum(map(len, lines)) + len(lines)
+            if len(self._lines) + len(lines) <= self.max_records and self._size + size <= self.max_bytes:
+                self._lines.extend(lines)
+                self._size += size
+                self.records += len(lines)
+                return
         for line in lines:
             if not self.try_add(line):
                 await self.add_line(line)

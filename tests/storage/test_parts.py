@@ -3,6 +3,8 @@
 import asyncio
 import random
 
+import pytest
+
 from ceap_engine.storage.memory import MemoryObjectStore
 from ceap_engine.storage.parts import PartWriter, SharedBudget, split_lines
 
@@ -55,3 +57,23 @@ async def test_a_trim_within_the_budget_writes_nothing():
         assert writers[p].try_add(b"x" * 30)
     await writers.trim()
     assert writers.buffered_bytes == 93 and await store.list("bkt") == []
+
+
+@pytest.mark.parametrize("run", [1, 3, 7, 50])
+async def test_lines_added_in_runs_make_the_parts_they_make_one_by_one(run: int) -> None:
+    lines = [b"x" * (n % 13 + 1) for n in range(50)]
+    made = {}
+    for how in ("one by one", "in runs"):
+        store = MemoryObjectStore()
+        writer = PartWriter(store, "bkt", lambda n: f"p{n}", max_records=8, max_bytes=60)
+        if how == "one by one":
+            for line in lines:
+                await writer.add_line(line)
+        else:
+            for start in range(0, len(lines), run):
+                await writer.add_lines(lines[start : start + run])
+        parts = await writer.close()
+        made[how] = [(p.key, p.records, p.bytes, await store.get("bkt", p.key)) for p in parts]
+    assert made["in runs"] == made["one by one"]
+    assert b"".join(body for *_, body in made["in runs"]) == b"".join(line + b"\n" for line in lines)
+    assert all(records <= 8 and size <= 60 for _, records, size, _ in made["in runs"])
