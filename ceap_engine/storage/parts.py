@@ -316,8 +316,8 @@ class SharedBudget:
 def split_lines(data: bytes) -> list[bytes]:
     """The non-blank lines of a JSON Lines object.
 
-    >>> split_lines(b'{"a":1}\\n\\n{"a":2}\\n')
-    [b'{"a":1}', b'{"a":2}']
+    >>> split_lines(b'{"a":1}\\n\\n \\t\\r\\n{"a":2} \\n')
+    [b'{"a":1}', b'{"a":2} ']
     """
     # split(b"\n"), not splitlines(): U+2028 may appear unescaped inside JSON strings. A blank line is
     # empty or ASCII whitespace only (what strip() empties), asked without copying the line as strip() does.
