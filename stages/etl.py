@@ -546,9 +546,7 @@ _ENCODE_RUN = 1_000
 
 
 async def _write_run(writer: PartWriter, built: list[wire.Candidate]) -> None:
-    for line in encode_structs(built):
-        if not writer.try_add(line):
-            await writer.add_line(line)
+    await writer.add_lines(encode_structs(built))
 
 
 async def _renumber(context: StageContext, summary: dict[str, Any], offset: int, scratch: list[str]) -> list[dict[str, Any]]:

@@ -330,9 +330,7 @@ async def _run_wire(input: ReactiveInput, context: StageContext) -> ReactiveOutp
             continue
         written.append(action)
     actions = written
-    for line in encode_structs(actions):  # one encoder call for the part's actions
-        if not writer.try_add(line):
-            await writer.add_line(line)
+    await writer.add_lines(encode_structs(actions))  # one encoder call for the part's actions, added as a run
     parts = await writer.close()
     # Only a part's first slice writes an empty object; a later slice without actions writes none
     # and names the first slice's (a re-run of a part in slices: every engagement already claimed).
