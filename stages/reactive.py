@@ -29,6 +29,11 @@ skipped as ``ALREADY_CONSUMED``. Candidates without an action are counted under
 The batch does not mark candidates consumed: an action is a request, and the
 delivery system reports the engagement back as an ``ENGAGEMENT_CONSUMED`` event.
 
+On a part (the stage runtime's fast path) Reactive reads each candidate as
+:class:`stages.wire.ActionCandidate`: the fields above and no others, checked as
+the model checks them; the rest of the line is skipped unread (Store checked the
+whole candidate before storing it).
+
 **Single events** (:func:`handle_event`): an order or engagement event
 creates or updates one candidate in the candidate store, unless it is a
 duplicate:
