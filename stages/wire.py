@@ -234,18 +234,14 @@ class Candidate(_Wire, domain.CandidateViews, kw_only=True):
         return _encoder.encode(self).decode()
 
 
-class UtcTimingWindow(_Wire, kw_only=True):
+class UtcTimingWindow(TimingWindow, kw_only=True):
     """:class:`TimingWindow` that refuses a bound not in UTC itself, so its lines need no offset scan."""
-
-    start: Timestamp
-    end: Timestamp
 
     def __post_init__(self) -> None:
         # msgspec reads "Z" (and "+00:00") as timezone.utc; any other offset goes to the model, which converts it.
         if self.start.tzinfo is not timezone.utc or self.end.tzinfo is not timezone.utc:
             raise ValueError("a timing window bound is not in UTC")
-        if self.end < self.start:
-            raise ValueError("timing window ends before it starts")  # the model says it in full
+        super().__post_init__()
 
 
 class ActionScore(_Wire, kw_only=True):
