@@ -58,8 +58,8 @@ __all__ = ["BATCH_SIZE", "BUSY_TIMEOUT_SECONDS", "PAGE_SIZE", "SCHEMA_VERSION", 
            "keys_statement", "query_statement"]
 
 BATCH_SIZE = 10_000
-"""Records per transaction at most: a whole call in one (the Store stage calls once a slice of a
-part, :data:`~ceap_engine.pipeline.stage_runtime.SLICE_RECORDS` records).
+"""Records per transaction at most: a whole call in one (the Store stage calls once per 4,000 records
+of a part, its ``slice_records``: see ``stages/store.py``).
 
 Measured on 52,000 new ~1.5 KB candidates (2 cores, slow fsync): 500 records a transaction
 spent most of a Store in commits, each commit writing again the index and table pages the

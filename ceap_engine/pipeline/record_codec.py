@@ -240,11 +240,19 @@ class RecordWire:
     ``codec`` decodes the part's records (``candidates``) into Structs; ``core`` is the stage
     function over them: it takes the stage's input model holding Structs in its record
     field and returns its output model whose record fields hold Structs (encoded with
-    msgspec) or already encoded lines (``bytes``, written as they are).
+    msgspec) or already encoded lines (``bytes``, written as they are). ``slice_records``: how many
+    records the runtime hands ``core`` at a time (``None``: its default slice,
+    :data:`~ceap_engine.pipeline.stage_runtime.SLICE_RECORDS`); a stage whose per-call cost
+    falls with a bigger call (Store: one candidate store transaction a call) may take more.
     """
 
     codec: RecordCodec
     core: Callable[..., Any]
+    slice_records: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.slice_records is not None and (not isinstance(self.slice_records, int) or self.slice_records < 1):
+            raise ValueError(f"slice_records must be a whole number >= 1 or None, got {self.slice_records!r}")
 
 
 class _CollectorPause:

@@ -246,7 +246,8 @@ def _boxed(function: Callable[[Any, StageContext], Any], box: list[Any], ctx: St
 
 
 #: A part's records go through a stage with a fast record path in slices of this many: a Lambda's
-#: working set is one slice's records, not the whole part's (a part holds up to 10,000).
+#: working set is one slice's records, not the whole part's (a part holds up to 10,000). A stage may
+#: take another size (its RecordWire's ``slice_records``: Store, whose calls are its transactions).
 SLICE_RECORDS = 2_000
 
 
@@ -264,11 +265,12 @@ async def _run_part(stage: StageFunction, data: StageData, previous: PreviousOut
         # Records are independent of each other within a part (as parts are), so a part goes through
         # in slices: the same outputs, in the same order, with one slice's records alive at a time.
         start = 0
+        size = stage.wire.slice_records or SLICE_RECORDS
         while True:
             # A slice's lines leave the part's list as it is taken: once handled they are freed
             # (unless its output hands them on), not kept to the part's end.
-            chunk = lines[:SLICE_RECORDS]
-            del lines[:SLICE_RECORDS]
+            chunk = lines[:size]
+            del lines[:size]
             with paused_gc():
                 stage_input, input_errors = parse_wire_input(stage.input_model, stage.wire.codec, previous.header,
                                                              chunk, previous.where(part))
@@ -282,7 +284,7 @@ async def _run_part(stage: StageFunction, data: StageData, previous: PreviousOut
             del chunk
             if not lines:
                 break
-            start += SLICE_RECORDS
+            start += size
     summary = await sink.close(ctx)
     await data.write_summary(summary)
     return summary

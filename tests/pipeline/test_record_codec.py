@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from ceap_engine.pipeline.record_codec import RecordCodec, paused_gc
+from ceap_engine.pipeline.record_codec import RecordCodec, RecordWire, paused_gc
 from ceap_engine.pipeline.stage import PermanentError
 from ceap_engine.pipeline.stage_data import parse_part_input, parse_wire_input
 from ceap_engine.pipeline.stage_runtime import load_stage_function
@@ -288,3 +288,10 @@ def test_the_projection_refuses_what_the_model_refuses_in_the_fields_it_reads_an
     # orderValue, a score's confidence and eventDate are not read, so not checked.
     assert {0, 1, 2, 7} <= set(got) and not {3, 4, 5} & set(got)
     assert len(records) == len(BAD) - len(got)
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, "10"])
+def test_a_record_wire_refuses_a_slice_size_that_is_not_a_whole_number_of_records(size):
+    with pytest.raises(ValueError, match="slice_records must be a whole number >= 1"):
+        RecordWire(wire.CANDIDATES.codec, lambda input, context: input, slice_records=size)
+    assert RecordWire(wire.CANDIDATES.codec, lambda input, context: input, slice_records=1).slice_records == 1

@@ -12,6 +12,7 @@ import pytest
 from adapters.local import LocalStores
 from ceap_engine.pipeline import REALTIME, stage_runtime
 from ceap_engine.pipeline.local import LocalPipeline
+from ceap_engine.pipeline.stage_runtime import load_stage_function
 from ceap_engine.runtime.clock import VirtualClock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,9 +52,30 @@ def _without(value, keys: set[str]):
     return [_without(v, keys) for v in value] if isinstance(value, list) else value
 
 
-async def test_a_part_in_many_slices_gives_what_one_slice_gives(tmp_path, monkeypatch):
+def _slice(stage) -> int:
+    """How many records the runtime hands ``stage`` a call (the SLICE_RECORDS in force, unless it says)."""
+    return stage.wire.slice_records or stage_runtime.SLICE_RECORDS
+
+
+@pytest.fixture
+def slice_store(monkeypatch):
+    """``slice_store(n)``: Store in slices of ``n`` too (it takes a whole part a call: its ``slice_records``)."""
+    import dataclasses
+
+    from stages import store
+
+    def slice_store(n: int) -> None:
+        load_stage_function.cache_clear()
+        monkeypatch.setattr(store.run, "wire", dataclasses.replace(store.run.wire, slice_records=n))
+
+    yield slice_store
+    load_stage_function.cache_clear()  # the next load, after monkeypatch's undo, sees Store's own wire
+
+
+async def test_a_part_in_many_slices_gives_what_one_slice_gives(tmp_path, monkeypatch, slice_store):
     whole_root, whole = await _run(tmp_path / "whole")
     monkeypatch.setattr(stage_runtime, "SLICE_RECORDS", 97)  # the example's part in a dozen slices
+    slice_store(97)
     sliced_root, sliced = await _run(tmp_path / "sliced")
 
     assert sliced.counts == whole.counts
@@ -111,7 +133,7 @@ async def test_a_part_in_slices_holds_neither_its_bytes_nor_the_slices_done(tmp_
             data, lines, total = read[-1]
             done = slices[id(lines)] = slices.get(id(lines), 0) + 1
             holders = [r for r in gc.get_referrers(data) if r is not read[-1]]
-            seen.append((len(lines), max(0, total - done * 97), holders))
+            seen.append((len(lines), max(0, total - done * _slice(stage)), holders))
         return await call(stage, stage_input, ctx, wire=wire)
 
     monkeypatch.setattr(stage_data, "split_lines", recording_split)
@@ -119,7 +141,11 @@ async def test_a_part_in_slices_holds_neither_its_bytes_nor_the_slices_done(tmp_
     root, result = await _run(tmp_path)
 
     assert result.counts["Reactive"]["actionCount"] == 473
+    sizes = [_slice(load_stage_function(f"stages.{name.lower()}:run")) for name in ("Filter", "Score", "Store", "Reactive")]
     inputs = [result.counts[stage]["inputCount"] for stage in ("Filter", "Score", "Store", "Reactive")]
-    assert len(seen) == sum(-(-n // 97) for n in inputs) > 4 * 5  # every slice of every part was seen
+    # Store takes bigger calls (its writes go into the candidate store a call at a time): one for the example's part.
+    assert sizes == [97, 97, load_stage_function("stages.store:run").wire.slice_records, 97] and sizes[2] >= inputs[2]
+    # Every slice of every part was seen (the example's stages have one part each).
+    assert len(seen) == sum(-(-n // size) for n, size in zip(inputs, sizes, strict=True)) > 3 * 5
     assert [(left, expected) for left, expected, _ in seen] == [(expected, expected) for _, expected, _ in seen]
     assert [holders for _, _, holders in seen if holders] == []  # without the loop turn: the read's futures
