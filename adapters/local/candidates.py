@@ -471,7 +471,8 @@ class SQLiteCandidateStore:
                     held = unique  # the keys whose holder is read back: all, or those not just claimed
                     if _RETURNING:
                         # The inserted rows come back: those keys are this execution's. Only the others
-                        # (claimed before: a re-run, or another execution) are looked up (~2.4 -> ~1.6 us a key).
+                        # (claimed before: a re-run, or another execution) are looked up (claims of 3,962 new keys:
+                        # 3.67 -> 2.08 us a key).
                         mine = set()
                         for start in range(0, len(unique), _CLAIMS_PER_STATEMENT):
                             chunk = unique[start : start + _CLAIMS_PER_STATEMENT]
