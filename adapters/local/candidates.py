@@ -7,10 +7,12 @@ transaction per call of up to :data:`BATCH_SIZE` records (a Store slice); a
 rewrite of an unchanged record leaves the row (and its ``updated_at``) alone,
 so re-running a Store stage does not churn the table.
 
-Conditional writes (``expected_versions``) compare the stored document's
-``metadata.version`` inside the same ``BEGIN IMMEDIATE`` transaction that
-writes (one ``SELECT`` per 400 keys), so no other writer - thread or process -
-can slip in between the check and the write.
+Conditional writes (``expected_versions``) hold inside the same ``BEGIN IMMEDIATE``
+transaction that writes, so no other writer - thread or process - can slip in
+between the check and the write: a row expected new is inserted only where there
+is none, a row expected at a version updated only at that ``metadata.version``;
+if fewer rows changed than were written, those writes are undone and the stored
+versions read and compared key by key (one ``SELECT`` per 400 keys).
 
 What a write costs is mostly pages written twice - to the WAL at commit, to the
 database at the checkpoint - so the store keeps that small: a rowid table (a
@@ -222,6 +224,24 @@ WHERE (candidates.program_id, candidates.marketplace, candidates.customer_id, ca
 """
 
 
+# The written columns, as _UPSERT names them, and the test that the stored row says something else.
+_WRITTEN = ("program_id", "marketplace", "customer_id", "subject_type", "subject_id", "score", "channels", "data",
+            "updated_at", "consumed")
+_CHANGED = """(candidates.program_id, candidates.marketplace, candidates.customer_id, candidates.subject_type,
+       candidates.subject_id, candidates.score, candidates.channels, candidates.data)
+   IS NOT ({new})"""
+
+# The optimistic conditional writes (_write_transaction): a row expected to be new is inserted only where
+# there is none; a row expected at a version is updated only at that version and only if it changes.
+# Either writes nothing where its condition fails, so the rows they change count those that held.
+_INSERT_NEW = _UPSERT.split("ON CONFLICT")[0] + "ON CONFLICT (pk, sk) DO NOTHING"
+_UPDATE_AT_VERSION = (
+    "UPDATE candidates SET " + ", ".join(f"{column} = ?{n}" for n, column in enumerate(_WRITTEN, start=3))
+    + f" WHERE pk = ?1 AND sk = ?2 AND {_VERSION} = ?13 AND "
+    + _CHANGED.format(new=", ".join(f"?{n}" for n in range(3, 11)))
+)
+
+
 class SQLiteCandidateStore:
     """A :class:`~ceap_engine.ports.CandidateStore` in one SQLite file (or ``":memory:"``).
 
@@ -347,29 +367,31 @@ class SQLiteCandidateStore:
         latest: dict[tuple[str, str], tuple[object, ...]] = {}
         updated_at = self._clock.now().isoformat()
         for record in records:
-            key = (record.pk, record.sk)
+            pk, sk = key = (record.pk, record.sk)
             try:
                 data_json = encode_candidate_data(record)
             except InputError as error:
                 failed.append((key, failure_reason(error)))
                 continue
             keys.append(key)
+            score = record.score
             latest[key] = (
-                key[0],
-                key[1],
+                pk,
+                sk,
                 record.program_id,
                 record.marketplace,
                 record.customer_id,
                 record.subject_type,
                 record.subject_id,
-                None if record.score is None else float(record.score),
+                None if score is None else float(score),
                 _channels_json(record.channels),
                 data_json,
                 updated_at,
                 written_consumed(record, data_json),
             )
-        # In key order: neighbouring rows share index pages, so a transaction changes fewer pages.
-        rows = sorted(latest.values(), key=_row_key)
+        # In key order: neighbouring rows share index pages, so a transaction changes fewer pages. The rows
+        # themselves are compared: their keys differ, so the comparison ends at the key, in C.
+        rows = sorted(latest.values())
         conflicts: dict[tuple[str, str], int | None] = {}
         for start in range(0, len(rows), BATCH_SIZE):
             if start:
@@ -505,7 +527,6 @@ class SQLiteCandidateStore:
         self, rows: list[tuple[object, ...]], expected: Mapping[tuple[str, str], int | None]
     ) -> dict[tuple[str, str], int | None]:
         """Write ``rows`` in one transaction, skipping those whose condition fails; return those."""
-        conflicts: dict[tuple[str, str], int | None] = {}
         with self._lock:
             # IMMEDIATE takes the write lock up front, so a concurrent writer
             # in another process waits at BEGIN instead of failing mid-batch,
@@ -513,20 +534,57 @@ class SQLiteCandidateStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 if expected:
-                    checked = [key for key in map(_row_key, rows) if key in expected]
-                    stored = self._stored_versions(checked)
-                    for key in checked:
-                        found = stored.get(key)
-                        if found != expected[key]:
-                            conflicts[key] = found
-                    if conflicts:
-                        rows = [row for row in rows if _row_key(row) not in conflicts]
-                self._db.executemany(_UPSERT, rows)
+                    conflicts = self._conditional_writes(rows, expected)
+                else:
+                    conflicts = {}
+                    self._db.executemany(_UPSERT, rows)
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 raise
+        return conflicts
+
+    def _conditional_writes(
+        self, rows: list[tuple[object, ...]], expected: Mapping[tuple[str, str], int | None]
+    ) -> dict[tuple[str, str], int | None]:
+        """Write ``rows`` where each one's expected version holds (call it in the write transaction); return the others.
+
+        Optimistic first: rows expected new are inserted where no row is (:data:`_INSERT_NEW`), rows expected at a
+        version updated only at it (:data:`_UPDATE_AT_VERSION`); when every one of them wrote - no other writer came
+        in between, the usual case - that is all, without reading a version. Otherwise (a condition failed, or a row
+        said what the stored one says, which changes nothing) those writes are undone and each key's stored version
+        is read and compared, as the whole check did for every call before (a first Store of 4,757 candidates:
+        7.1-7.6 -> 6.5-6.8 us a row in the transaction, three alternations).
+        """
+        new: list[tuple[object, ...]] = []
+        known: list[tuple[object, ...]] = []
+        free: list[tuple[object, ...]] = []  # no condition: upserted as they are
+        for row in rows:
+            key = (row[0], row[1])
+            if key not in expected:
+                free.append(row)
+            elif (version := expected[key]) is None:
+                new.append(row)
+            else:
+                known.append((*row, version))
+        self._db.execute("SAVEPOINT optimistic")
+        written = self._db.executemany(_INSERT_NEW, new).rowcount if new else 0
+        if known:
+            written += self._db.executemany(_UPDATE_AT_VERSION, known).rowcount
+        conflicts: dict[tuple[str, str], int | None] = {}
+        if written != len(new) + len(known):
+            self._db.execute("ROLLBACK TO optimistic")
+            checked = [key for key in map(_row_key, rows) if key in expected]
+            stored = self._stored_versions(checked)
+            for key in checked:
+                found = stored.get(key)
+                if found != expected[key]:
+                    conflicts[key] = found
+            free = [row for row in rows if _row_key(row) not in conflicts]  # in key order, as they came
+        self._db.execute("RELEASE optimistic")
+        if free:
+            self._db.executemany(_UPSERT, free)
         return conflicts
 
     def _stored_versions(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:

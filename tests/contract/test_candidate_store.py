@@ -554,6 +554,35 @@ async def test_conditional_and_plain_writes_mix_in_one_call(candidate_store: Can
     assert result.stored == (plain.key, conditional.key)
 
 
+async def test_one_failed_condition_among_new_updated_and_plain_writes_holds_back_only_its_record(
+    candidate_store: CandidateStore,
+) -> None:
+    await candidate_store.put_batch([versioned("c-1", "o-1", 1), versioned("c-2", "o-2", 1)])
+    new, updated, lost, plain = (versioned("c-0", "o-0", 1), versioned("c-1", "o-1", 2, by="me"),
+                                 versioned("c-2", "o-2", 2, by="me"), versioned("c-3", "o-3", 1))
+
+    result = await candidate_store.put_batch(
+        [new, updated, lost, plain], expected_versions={new.key: None, updated.key: 1, lost.key: 5}
+    )
+
+    assert set(result.stored) == {new.key, updated.key, plain.key}
+    assert result.conflicts == ((lost.key, 1),)
+    assert [(await candidate_store.get(*r.key)).version for r in (new, updated, lost, plain)] == [1, 2, 1, 1]
+
+
+async def test_a_conditional_rewrite_of_what_is_stored_is_stored_and_no_conflict(
+    candidate_store: CandidateStore,
+) -> None:
+    same = versioned("c-1", "o-1", 1)
+    await candidate_store.put_batch([same])
+
+    result = await candidate_store.put_batch([same, versioned("c-2", "o-2", 1)],
+                                             expected_versions={same.key: 1, versioned("c-2", "o-2", 1).key: None})
+
+    assert result == PutResult(stored=(same.key, versioned("c-2", "o-2", 1).key))
+    assert await candidate_store.get(*same.key) == same
+
+
 async def test_write_candidates_retries_a_lost_race_by_reading_again(candidate_store: CandidateStore) -> None:
     from ceap_engine.storage.candidates import write_candidates
 

@@ -182,6 +182,21 @@ async def test_rewriting_an_unchanged_record_keeps_its_timestamp(db_path: Path) 
     assert stamps == {"c-1": "2023-11-14T22:13:20+00:00", "c-2": "2023-11-14T22:14:20+00:00"}
 
 
+async def test_a_conditional_rewrite_of_an_unchanged_record_keeps_its_timestamp(db_path: Path) -> None:
+    # The optimistic conditional update changes no row here, so the store checks the versions instead
+    # (see _conditional_writes): still no conflict, and still no new timestamp.
+    clock = VirtualClock(start=1_700_000_000)
+    with SQLiteCandidateStore(db_path, clock=clock) as store:
+        await store.put_batch([candidate("c-1", 0.5), candidate("c-2", 0.5)])
+        clock.advance(60)
+        result = await store.put_batch([candidate("c-1", 0.5), candidate("c-2", 0.9)],
+                                       expected_versions={candidate("c-1").key: 0, candidate("c-2").key: 0})
+
+    assert result.conflicts == () and len(result.stored) == 2
+    stamps = {row["customer_id"]: row["updated_at"] for row in read_rows(db_path)}
+    assert stamps == {"c-1": "2023-11-14T22:13:20+00:00", "c-2": "2023-11-14T22:14:20+00:00"}
+
+
 async def test_a_write_lock_held_by_another_process_is_reported(db_path: Path) -> None:
     with SQLiteCandidateStore(db_path, timeout=0) as store:
         other = sqlite3.connect(db_path, isolation_level=None)
