@@ -255,17 +255,19 @@ class CandidateViews:
         that text (:class:`EncodedDocument`, parsed only if read), not a dict built beside it.
         """
         program, marketplace = self.program_and_marketplace()
+        subject = self.subject
+        # In the order of CandidateRecord's fields, not by name: a third less of the record's construction.
         return CandidateRecord(
-            customer_id=self.customer_id,
-            program_id=program,
-            marketplace=marketplace,
-            subject_type=self.subject.type,
-            subject_id=self.subject.id,
-            score=score,
-            channels=eligible_channel_set(self),  # type: ignore[arg-type]
-            data=self.to_json() if text is None else EncodedDocument(text),
-            data_json=self.encoded() if text is None else text,
-            consumed=self.attributes.consumed is True,
+            self.customer_id,
+            program,
+            marketplace,
+            subject.type,
+            subject.id,
+            score,
+            eligible_channel_set(self),  # type: ignore[arg-type]
+            self.to_json() if text is None else EncodedDocument(text),
+            self.encoded() if text is None else text,
+            self.attributes.consumed is True,
         )
 
 

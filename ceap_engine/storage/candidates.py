@@ -443,7 +443,7 @@ async def write_candidates(
         if not pending:
             break
         stored = await read_all(pending)
-        records: list[CandidateRecord] = []
+        by_key: dict[Key, CandidateRecord] = {}  # the records to write, by the key they were decided for
         expected: dict[Key, int | None] = {}
         for key, before in zip(pending, stored, strict=True):
             after = decide(key, before)
@@ -452,16 +452,17 @@ async def write_candidates(
                     writes.current[key] = before
                 writes.unchanged.add(key)
                 continue
-            records.append(after)
+            by_key[key] = after
             expected[key] = None if before is None else before.version
         pending = []
-        if not records:
+        if not by_key:
             break
-        result = await store.put_batch(records, expected_versions=expected)
-        by_key = {r.key: r for r in records}
+        result = await store.put_batch(list(by_key.values()), expected_versions=expected)
+        current, failed = writes.current, writes.failed
         for key in result.stored:
-            writes.current[key] = by_key[key]
-            writes.failed.pop(key, None)
+            current[key] = by_key[key]
+            if failed:  # an earlier attempt's failure of this key is over
+                failed.pop(key, None)
         retryable = set(result.retryable)
         for key, reason in result.failed:
             writes.failed[key] = reason

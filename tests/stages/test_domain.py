@@ -5,6 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from ceap_engine.pipeline.stage import PermanentError
+from ceap_engine.ports import CandidateRecord
 from ceap_engine.runtime.clock import VirtualClock
 from stages.domain import (
     CamelModel,
@@ -103,6 +104,15 @@ class TestCandidate:
         assert record.score == 0.42
         assert record.channels == frozenset({"email", "push"})
         assert record.data == c.to_json()
+
+    def test_record_fields_are_the_candidates_by_name(self):
+        # to_record passes CandidateRecord's fields in their order: a reordered field must not go unnoticed.
+        c = make_candidate("C7", "B99", program_id="reviews", marketplace="UK", channel_eligibility={"email": True})
+        record = c.to_record(0.42, text='{"x":1}')
+        fields = {name: getattr(record, name) for name in CandidateRecord.__dataclass_fields__}
+        assert fields == {"customer_id": "C7", "program_id": "reviews", "marketplace": "UK", "subject_type": "PRODUCT",
+                          "subject_id": "B99", "score": 0.42, "channels": frozenset({"email"}), "data": {"x": 1},
+                          "data_json": '{"x":1}', "consumed": False}
 
     def test_features_hold_numbers(self):
         c = Candidate.model_validate({"customerId": "C", "subject": {"type": "P", "id": "1"}, "features": {"orderCount": 3}})
