@@ -59,6 +59,11 @@ LAX = [  # what the model accepts although the Struct does not: the model's read
     with_("attributes.eventDate", "2025-04-01T09:00:00"),
     with_("attributes.eventDate", "2025-04-01"),
     with_("attributes.priorReviewCount", 3.0),
+    # Offsets without a colon and fractions past microseconds: msgspec keeps the offset and rounds,
+    # the model converts to UTC and truncates (the offset scan sends them to the model).
+    with_("attributes.eventDate", "2025-04-01T11:00:00+0200"),
+    with_("attributes.eventDate", "2025-04-01T04:00:00.25-0500"),
+    with_("attributes.eventDate", "2025-04-01T09:00:00.1234567Z"),
 ]
 
 
@@ -80,6 +85,13 @@ def test_a_timestamp_in_another_offset_is_read_in_utc_and_not_passed_through_as_
     assert records[1].attributes.event_date == datetime(2025, 4, 1, 9, tzinfo=UTC)
     assert records[1].attributes.event_date.utcoffset().total_seconds() == 0
     assert records.lines[1] == b""  # encoded again in UTC, not handed on with its offset
+
+
+def test_a_fraction_past_microseconds_is_truncated_as_the_model_reads_it():
+    late = with_("attributes.timingWindow", {"start": "2025-04-05T09:00:00.9999999Z", "end": "2025-05-02T09:00:00Z"})
+    records, failures = wire.CANDIDATES.codec.decode([line(GOOD), line(late)])
+    assert failures == [] and records.lines[1] == b""  # read by the model, encoded again
+    assert records[1].attributes.timing_window.start == datetime(2025, 4, 5, 9, 0, 0, 999999, tzinfo=UTC)
 
 
 def test_only_lines_the_fast_path_read_are_handed_on_as_they_were():
