@@ -257,7 +257,8 @@ async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
         except Exception as err:  # noqa: BLE001 - one record's failure is that record's error
             errors[key] = record_failure(latest[key], err)
             return None
-        errors.pop(key, None)
+        if errors:  # an earlier attempt's error of this key is over
+            errors.pop(key, None)
         decided[key] = line  # handed on as the very text stored: encoded once
         return record
 
@@ -265,10 +266,11 @@ async def _run_wire(input: StoreInput, context: StageContext) -> StoreOutput:
 
     stored: list[wire.Candidate | bytes] = []
     failed: list[FailedWrite] = []
+    current, refused = writes.current, writes.failed
     for candidate, key in zip(input.candidates, keys, strict=True):
-        if key in errors:
+        if errors and key in errors:  # (each test of an empty dict skipped: they are, nearly always)
             continue
-        if key in writes.current and key not in writes.failed:
+        if key in current and not (refused and key in refused):
             stored.append(decided[key])
             continue
         failed.append(
