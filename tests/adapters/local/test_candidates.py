@@ -184,7 +184,7 @@ async def test_rewriting_an_unchanged_record_keeps_its_timestamp(db_path: Path) 
 
 async def test_a_conditional_rewrite_of_an_unchanged_record_keeps_its_timestamp(db_path: Path) -> None:
     # The optimistic conditional update changes no row here, so the store checks the versions instead
-    # (see _conditional_writes): still no conflict, and still no new timestamp.
+    # (see _optimistic_writes): still no conflict, and still no new timestamp.
     clock = VirtualClock(start=1_700_000_000)
     with SQLiteCandidateStore(db_path, clock=clock) as store:
         await store.put_batch([candidate("c-1", 0.5), candidate("c-2", 0.5)])
