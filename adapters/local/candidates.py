@@ -201,40 +201,23 @@ def _claim_statement(count: int) -> str:
 _DOCUMENT_CONSUMED = "json_type(data, '$.attributes.consumed') IS 'true'"
 _CONSUMED = "c.consumed"
 
-_UPSERT = """
-INSERT INTO candidates
-    (pk, sk, program_id, marketplace, customer_id, subject_type, subject_id, score, channels, data, updated_at,
-     consumed)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (pk, sk) DO UPDATE SET
-    program_id = excluded.program_id,
-    marketplace = excluded.marketplace,
-    customer_id = excluded.customer_id,
-    subject_type = excluded.subject_type,
-    subject_id = excluded.subject_id,
-    score = excluded.score,
-    channels = excluded.channels,
-    data = excluded.data,
-    updated_at = excluded.updated_at,
-    consumed = excluded.consumed
-WHERE (candidates.program_id, candidates.marketplace, candidates.customer_id, candidates.subject_type,
-       candidates.subject_id, candidates.score, candidates.channels, candidates.data)
-   IS NOT (excluded.program_id, excluded.marketplace, excluded.customer_id, excluded.subject_type,
-           excluded.subject_id, excluded.score, excluded.channels, excluded.data)
-"""
-
-
-# The written columns, as _UPSERT names them, and the test that the stored row says something else.
+# The columns a write sets besides the key, and the test that a stored row says something else than
+# the new values (the first eight: updated_at and consumed follow from them): a rewrite of what is
+# stored changes no row.
 _WRITTEN = ("program_id", "marketplace", "customer_id", "subject_type", "subject_id", "score", "channels", "data",
             "updated_at", "consumed")
-_CHANGED = """(candidates.program_id, candidates.marketplace, candidates.customer_id, candidates.subject_type,
-       candidates.subject_id, candidates.score, candidates.channels, candidates.data)
-   IS NOT ({new})"""
+_CHANGED = "(" + ", ".join(f"candidates.{column}" for column in _WRITTEN[:8]) + ") IS NOT ({new})"
+
+_UPSERT = (
+    f"INSERT INTO candidates (pk, sk, {', '.join(_WRITTEN)}) VALUES ({', '.join('?' * (2 + len(_WRITTEN)))}) "
+    "ON CONFLICT (pk, sk) DO UPDATE SET " + ", ".join(f"{column} = excluded.{column}" for column in _WRITTEN)
+    + " WHERE " + _CHANGED.format(new=", ".join(f"excluded.{column}" for column in _WRITTEN[:8]))
+)
 
 # The optimistic conditional writes (_write_transaction): a row expected to be new is inserted only where
 # there is none; a row expected at a version is updated only at that version and only if it changes.
 # Either writes nothing where its condition fails, so the rows they change count those that held.
-_INSERT_NEW = _UPSERT.split("ON CONFLICT")[0] + "ON CONFLICT (pk, sk) DO NOTHING"
+_INSERT_NEW = _UPSERT.split(" ON CONFLICT")[0] + " ON CONFLICT (pk, sk) DO NOTHING"
 _UPDATE_AT_VERSION = (
     "UPDATE candidates SET " + ", ".join(f"{column} = ?{n}" for n, column in enumerate(_WRITTEN, start=3))
     + f" WHERE pk = ?1 AND sk = ?2 AND {_VERSION} = ?13 AND "
