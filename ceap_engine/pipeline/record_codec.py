@@ -257,8 +257,9 @@ class RecordWire:
     slice_records: int | None = None
 
     def __post_init__(self) -> None:
-        if self.slice_records is not None and (not isinstance(self.slice_records, int) or self.slice_records < 1):
-            raise ValueError(f"slice_records must be a whole number >= 1 or None, got {self.slice_records!r}")
+        size = self.slice_records
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"slice_records must be a whole number >= 1 or None, got {size!r}")
 
 
 class _CollectorPause:

@@ -302,7 +302,7 @@ def test_the_projection_refuses_what_the_model_refuses_in_the_fields_it_reads_an
     assert len(records) == len(BAD) - len(got)
 
 
-@pytest.mark.parametrize("size", [0, -1, 2.5, "10"])
+@pytest.mark.parametrize("size", [0, -1, 2.5, "10", True])
 def test_a_record_wire_refuses_a_slice_size_that_is_not_a_whole_number_of_records(size):
     with pytest.raises(ValueError, match="slice_records must be a whole number >= 1"):
         RecordWire(wire.CANDIDATES.codec, lambda input, context: input, slice_records=size)
