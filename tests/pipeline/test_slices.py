@@ -59,7 +59,7 @@ def _slice(stage) -> int:
 
 @pytest.fixture
 def slice_store(monkeypatch):
-    """``slice_store(n)``: Store in slices of ``n`` too (it takes a whole part a call: its ``slice_records``)."""
+    """``slice_store(n)``: Store in slices of ``n`` too (it takes 4,000 records a call: its ``slice_records``)."""
     import dataclasses
 
     from stages import store
